@@ -1,0 +1,50 @@
+# Compiler flags shared by every target, and the source-globbing helper that
+# keeps platform files (*_win.c / *_posix.c) out of the other build.
+
+if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
+  add_compile_options(-Wall -Wextra -Werror -Wformat=2 -Wno-missing-field-initializers
+                      -Wno-unused-parameter)
+  if(CMAKE_C_COMPILER_ID STREQUAL "GNU")
+    # Messages are deliberately truncated to fixed buffers.
+    add_compile_options(-Wno-format-truncation)
+  endif()
+endif()
+
+add_compile_definitions(LCOW_VERSION="${PROJECT_VERSION}")
+
+if(WIN32)
+  # W functions only; strings are UTF-8 inside lcowsnap and UTF-16 at the API.
+  add_compile_definitions(UNICODE _UNICODE WIN32_LEAN_AND_MEAN _WIN32_WINNT=0x0A00
+                          __USE_MINGW_ANSI_STDIO=1)
+  # Static exe: without it Wine silently exits 53 for missing libstdc++/winpthread DLLs.
+  add_link_options(-static)
+else()
+  add_compile_definitions(_GNU_SOURCE)
+endif()
+
+if(LCOW_FAULT_INJECTION)
+  add_compile_definitions(LCOW_FAULT_INJECTION=1)
+endif()
+
+if(LCOW_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
+# lcow_glob_sources(<out-var> <dir> <pattern>...): the .c files of dir that
+# match the patterns, without the other platform's *_win.c or *_posix.c.
+function(lcow_glob_sources out dir)
+  set(result)
+  foreach(pattern IN LISTS ARGN)
+    file(GLOB found CONFIGURE_DEPENDS ${dir}/${pattern})
+    list(APPEND result ${found})
+  endforeach()
+  if(WIN32)
+    list(FILTER result EXCLUDE REGEX "_posix\\.c$")
+  else()
+    list(FILTER result EXCLUDE REGEX "_win\\.c$")
+  endif()
+  list(REMOVE_DUPLICATES result)
+  set(${out} ${result} PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,56 @@
+/* lcowsnap error categories and the error record every fallible call fills.
+ *
+ * The categories are containerd's errdefs categories, so the RPC layer maps
+ * them 1:1 to protocol codes and a shim maps them 1:1 to errdefs. */
+#ifndef LCOW_ERRORS_H
+#define LCOW_ERRORS_H
+
+#include <stddef.h>
+
+typedef enum lcow_code {
+    LCOW_OK = 0,
+    LCOW_NOT_FOUND,
+    LCOW_ALREADY_EXISTS,
+    LCOW_INVALID_ARGUMENT,
+    LCOW_FAILED_PRECONDITION,
+    LCOW_RESOURCE_EXHAUSTED,
+    LCOW_UNAVAILABLE,
+    LCOW_NOT_IMPLEMENTED,
+    LCOW_INTERNAL,
+    LCOW_CODE_COUNT
+} lcow_code;
+
+#define LCOW_ERROR_MESSAGE_MAX 512
+
+/* An error: a category plus a human-readable message. Callers may pass NULL
+ * for the error record when they only need the code. */
+typedef struct lcow_error {
+    lcow_code code;
+    char message[LCOW_ERROR_MESSAGE_MAX];
+} lcow_error;
+
+/* Records code and a printf-style message in err (if non-NULL); returns code
+ * so a failing path can `return lcow_error_set(err, ...)`. */
+lcow_code lcow_error_set(lcow_error *err, lcow_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Prepends "context: " to the message already in err, keeping the code. */
+lcow_code lcow_error_wrap(lcow_error *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+void lcow_error_clear(lcow_error *err);
+
+/* Protocol name of a code: "NotFound", "AlreadyExists", ... ("Internal" for
+ * anything out of range). */
+const char *lcow_code_name(lcow_code code);
+
+/* Inverse of lcow_code_name; returns LCOW_INTERNAL for unknown names. */
+lcow_code lcow_code_from_name(const char *name);
+
+#endif

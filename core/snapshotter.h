@@ -1,0 +1,109 @@
+/* The snapshotter contract: containerd's snapshot semantics over LevelDB.
+ *
+ * Keys and names share one namespace. Kinds are active (writable, from
+ * Prepare), view (read-only, from View) and committed (from Commit of an
+ * active; the only kind that can be a parent). Every mutation is one synced
+ * LevelDB write batch; a failed call changes nothing. Errors use the
+ * containerd categories of core/errors.h, in containerd's evaluation order
+ * (see docs and ../shared/reference/containerd-snapshotter-semantics.md).
+ *
+ * All functions are thread-safe. Readers (stat, walk, mounts, usage) read a
+ * LevelDB snapshot and never wait for a writer; slow file work (scratch
+ * creation, directory deletion) runs outside the metadata lock.
+ *
+ * Outputs (lcow_info, lcow_mounts, ...) are filled by the callee and released
+ * by the caller with the matching *_free of core/types.h. */
+#ifndef LCOW_SNAPSHOTTER_H
+#define LCOW_SNAPSHOTTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "types.h"
+
+typedef struct lcow_snapshotter lcow_snapshotter;
+
+typedef enum lcow_scratch_backend {
+    LCOW_SCRATCH_AUTO = 0, /* virtdisk where it works, else native */
+    LCOW_SCRATCH_NATIVE,
+    LCOW_SCRATCH_VIRTDISK,
+} lcow_scratch_backend;
+
+typedef struct lcow_snapshotter_config {
+    const char *root; /* state directory, absolute */
+    lcow_scratch_backend scratch_backend;
+    /* Directories that rootfs.location labels and CreateScratch paths must be
+     * inside; NULL/0 means any existing absolute directory is accepted. */
+    const char *const *scratch_dir_allow;
+    size_t scratch_dir_allow_count;
+    /* false only for bulk benchmark population: batches are not synced. */
+    bool no_sync;
+} lcow_snapshotter_config;
+
+/* Opens (creating if needed) the store under config->root: creates meta/,
+ * snapshots/, tmp/; refuses a store whose schema version is newer than this
+ * build (FailedPrecondition with a clear message); recovers after a crash
+ * (removes rm-* and unknown snapshot directories, stale temp files). */
+lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snapshotter **out,
+                                lcow_error *err);
+/* Closes the store. A second close returns LCOW_OK. Calls after close fail
+ * with LCOW_UNAVAILABLE. */
+lcow_code lcow_snapshotter_close(lcow_snapshotter *s);
+/* Frees the handle (closing first if needed). */
+void lcow_snapshotter_free(lcow_snapshotter *s);
+
+/* parent may be NULL or "" for none; labels may be NULL. */
+lcow_code lcow_snapshotter_prepare(lcow_snapshotter *s, const char *key, const char *parent,
+                                   const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err);
+lcow_code lcow_snapshotter_view(lcow_snapshotter *s, const char *key, const char *parent,
+                                const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err);
+lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,
+                                  lcow_error *err);
+/* parent (rebase) may be NULL or "". */
+lcow_code lcow_snapshotter_commit(lcow_snapshotter *s, const char *name, const char *key,
+                                  const lcow_labels *labels, const char *parent, lcow_error *err);
+lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_error *err);
+lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info *info,
+                                lcow_error *err);
+/* Update of labels by field paths ("labels", "labels.<key>"); none = replace
+ * all labels. Any other path is InvalidArgument. Result in *out. */
+lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
+                                  const char *const *fieldpaths, size_t fieldpath_count,
+                                  lcow_info *out, lcow_error *err);
+lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usage *usage,
+                                 lcow_error *err);
+
+typedef struct lcow_walk_options {
+    const char *const *filters; /* OR of filters; NULL/0 or one "" = all */
+    size_t filter_count;
+    const char *after; /* resume strictly after this key; NULL = start */
+    size_t limit;      /* 0 = no limit */
+} lcow_walk_options;
+
+/* Called for each matching snapshot in key order, from a consistent
+ * snapshot of the store with no lock held (the callback may call stat). A
+ * non-zero return stops the walk; walk then returns LCOW_OK. */
+typedef int (*lcow_walk_fn)(void *ctx, const lcow_info *info);
+
+/* When limit is reached and more matches may follow, *next (if non-NULL) is
+ * set to a malloc'd cursor to pass as `after`; otherwise *next = NULL. */
+lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *opts, lcow_walk_fn fn,
+                                void *ctx, char **next, lcow_error *err);
+
+/* Removes every directory and file the metadata does not reference. */
+lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err);
+
+/* Creates a formatted ext4 scratch VHDX at an absolute path (the standalone
+ * CreateScratch of runhcs); path is subject to the scratch_dir_allow list. */
+lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
+                                          uint32_t block_size_mb, lcow_error *err);
+
+/* Invariant check: every record's parent exists and is committed, child
+ * counts match, every active's directory exists, no directory without a
+ * record (after cleanup), shared-scratch reference counts match. Returns
+ * LCOW_OK or LCOW_INTERNAL with the first violation in err. */
+lcow_code lcow_snapshotter_check(lcow_snapshotter *s, lcow_error *err);
+
+#endif

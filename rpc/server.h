@@ -1,0 +1,45 @@
+/* MessagePack-RPC server: accepts connections on a named pipe (Windows,
+ * server_win.c) or a Unix socket (POSIX, server_posix.c) and answers
+ * requests through the dispatch table of rpc/dispatch.h with a worker pool.
+ * Requests of one connection are answered in order and may be pipelined; a
+ * slow or dead client never blocks the others. */
+#ifndef LCOW_RPC_SERVER_H
+#define LCOW_RPC_SERVER_H
+
+#include <stddef.h>
+
+#include "../core/errors.h"
+#include "../core/snapshotter.h"
+
+typedef struct lcow_server lcow_server;
+
+typedef struct lcow_server_config {
+    /* Pipe name (\\.\pipe\lcowsnap) on Windows, socket path on POSIX. */
+    const char *address;
+    /* Windows only: SDDL of the pipe; NULL = D:P(A;;GA;;;SY)(A;;GA;;;BA). */
+    const char *pipe_sddl;
+    size_t max_frame_bytes;      /* 0 = default 4 MiB */
+    unsigned max_connections;    /* 0 = default 256 */
+    unsigned idle_timeout_ms;    /* 0 = default 300000 (5 min) */
+    unsigned worker_threads;     /* 0 = default (2 x CPUs, at least 4) */
+} lcow_server_config;
+
+#define LCOW_DEFAULT_PIPE "\\\\.\\pipe\\lcowsnap"
+#define LCOW_DEFAULT_PIPE_SDDL "D:P(A;;GA;;;SY)(A;;GA;;;BA)"
+
+/* Binds the endpoint and starts accepting. Fails with ALREADY_EXISTS / a
+ * clear message when another process owns the address. */
+lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *snapshotter,
+                            lcow_server **out, lcow_error *err);
+
+/* Stops accepting, waits up to drain_ms for in-flight requests to be
+ * answered, then closes every connection. Safe to call from a signal-handling
+ * thread or the SCM control handler thread. */
+void lcow_server_stop(lcow_server *server, unsigned drain_ms);
+
+/* Number of requests currently executing (for STOP_PENDING checkpoints). */
+unsigned lcow_server_inflight(const lcow_server *server);
+
+void lcow_server_free(lcow_server *server);
+
+#endif

@@ -1,0 +1,42 @@
+# lcow_unit_test(NAME test_x SOURCES a.c... LIBS lib... [LABELS l...])
+# Builds one cmocka executable and registers it with CTest. In the win64
+# build CTest runs it through CMAKE_CROSSCOMPILING_EMULATOR (Wine).
+# Tests get LCOW_TEST_TMP: a scratch directory inside the build tree (a
+# Windows path under Wine) and, natively, the locations of the external
+# checkers (qemu-img, e2fsck, dumpe2fs) when found.
+find_program(LCOW_QEMU_IMG qemu-img)
+find_program(LCOW_E2FSCK e2fsck PATHS /usr/sbin /sbin)
+find_program(LCOW_DUMPE2FS dumpe2fs PATHS /usr/sbin /sbin)
+find_program(LCOW_MKFS_EXT4 mkfs.ext4 PATHS /usr/sbin /sbin)
+
+function(lcow_unit_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} lcow::cmocka)
+  target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/tests)
+  set(tmp ${CMAKE_BINARY_DIR}/test-tmp/${T_NAME})
+  file(MAKE_DIRECTORY ${tmp})
+  if(WIN32)
+    string(REPLACE "/" "\\" tmp_native "Z:${tmp}")
+  else()
+    set(tmp_native ${tmp})
+  endif()
+  add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set(env "LCOW_TEST_TMP=${tmp_native}")
+  foreach(tool QEMU_IMG E2FSCK DUMPE2FS MKFS_EXT4)
+    if(LCOW_${tool} AND NOT WIN32)
+      list(APPEND env "LCOW_${tool}=${LCOW_${tool}}")
+    endif()
+  endforeach()
+  if(LCOW_TEST_ENV)
+    list(APPEND env ${LCOW_TEST_ENV})
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${env}" TIMEOUT ${T_TIMEOUT}
+                                             LABELS "unit;${T_LABELS}")
+  if(LCOW_TEST_FIXTURE)
+    set_tests_properties(${T_NAME} PROPERTIES FIXTURES_REQUIRED ${LCOW_TEST_FIXTURE})
+  endif()
+endfunction()

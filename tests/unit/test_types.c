@@ -1,0 +1,88 @@
+/* Value types and error records shared by every layer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/errors.h"
+#include "core/types.h"
+
+static void labels_stay_sorted_and_drop_empty_values(void **state)
+{
+    lcow_labels l = {0};
+    assert_true(lcow_labels_set(&l, "b", "2"));
+    assert_true(lcow_labels_set(&l, "a", "1"));
+    assert_true(lcow_labels_set(&l, "c", "3"));
+    assert_int_equal(l.count, 3);
+    assert_string_equal(l.items[0].key, "a");
+    assert_string_equal(l.items[2].key, "c");
+    assert_true(lcow_labels_set(&l, "b", "two"));
+    assert_string_equal(lcow_labels_get(&l, "b"), "two");
+    assert_true(lcow_labels_set(&l, "b", ""));
+    assert_null(lcow_labels_get(&l, "b"));
+    assert_int_equal(l.count, 2);
+    lcow_labels copy;
+    assert_true(lcow_labels_copy(&copy, &l));
+    assert_int_equal(copy.count, 2);
+    assert_string_equal(copy.items[1].value, "3");
+    lcow_labels_free(&copy);
+    lcow_labels_free(&l);
+    assert_int_equal(l.count, 0);
+}
+
+static void kinds_parse_case_insensitively(void **state)
+{
+    assert_int_equal(lcow_kind_parse("Active"), LCOW_KIND_ACTIVE);
+    assert_int_equal(lcow_kind_parse("committed"), LCOW_KIND_COMMITTED);
+    assert_int_equal(lcow_kind_parse("VIEW"), LCOW_KIND_VIEW);
+    assert_int_equal(lcow_kind_parse("views"), LCOW_KIND_UNKNOWN);
+    assert_int_equal(lcow_kind_parse(""), LCOW_KIND_UNKNOWN);
+    assert_string_equal(lcow_kind_name(LCOW_KIND_VIEW), "view");
+}
+
+static void utf8_validation_rejects_bad_sequences(void **state)
+{
+    assert_true(lcow_utf8_valid("plain", 5));
+    assert_true(lcow_utf8_valid("caf\xc3\xa9", 5));
+    assert_true(lcow_utf8_valid("\xf0\x9f\x98\x80", 4));
+    assert_false(lcow_utf8_valid("\xc3", 1));             /* truncated */
+    assert_false(lcow_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(lcow_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(lcow_utf8_valid("a\0b", 3));             /* NUL */
+    assert_false(lcow_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+}
+
+static void errors_carry_code_and_wrapped_message(void **state)
+{
+    lcow_error err;
+    assert_int_equal(lcow_error_set(&err, LCOW_NOT_FOUND, "snapshot %s", "k"), LCOW_NOT_FOUND);
+    lcow_error_wrap(&err, "stat");
+    assert_string_equal(err.message, "stat: snapshot k");
+    assert_string_equal(lcow_code_name(err.code), "NotFound");
+    assert_int_equal(lcow_code_from_name("FailedPrecondition"), LCOW_FAILED_PRECONDITION);
+    assert_int_equal(lcow_code_from_name("bogus"), LCOW_INTERNAL);
+    assert_int_equal(lcow_error_set(NULL, LCOW_INTERNAL, "x"), LCOW_INTERNAL);
+}
+
+static void time_is_monotone_enough(void **state)
+{
+    lcow_time a = lcow_time_now(), b = lcow_time_now();
+    assert_true(lcow_time_cmp(a, b) <= 0);
+    assert_true(a.sec > 1700000000);
+    assert_true(a.nsec < 1000000000u);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(labels_stay_sorted_and_drop_empty_values),
+        cmocka_unit_test(kinds_parse_case_insensitively),
+        cmocka_unit_test(utf8_validation_rejects_bad_sequences),
+        cmocka_unit_test(errors_carry_code_and_wrapped_message),
+        cmocka_unit_test(time_is_monotone_enough),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
