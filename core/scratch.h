@@ -1,0 +1,84 @@
+/* LCOW scratch policy: which scratch disk an active snapshot gets and where
+ * its bytes come from. The snapshotter owns the metadata side (owner lookup
+ * by exact client key, sharing reference counts, retained disks); this module
+ * owns the file side: label parsing, the per-size template cache, copying or
+ * formatting sandbox.vhdx, and linking a shared disk.
+ *
+ * Label keys (exact): */
+#ifndef LCOW_SCRATCH_H
+#define LCOW_SCRATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "snapshotter.h"
+#include "types.h"
+
+#define LCOW_LABEL_SIZE_GB "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb"
+#define LCOW_LABEL_LOCATION "containerd.io/snapshot/io.microsoft.container.storage.rootfs.location"
+#define LCOW_LABEL_REUSE "containerd.io/snapshot/io.microsoft.container.storage.reuse-scratch"
+#define LCOW_LABEL_OWNER "containerd.io/snapshot/io.microsoft.owner.key"
+
+#define LCOW_SANDBOX_NAME "sandbox.vhdx"
+
+/* Splits a backend key "<namespace>/<n>/<client key>" (n decimal). Keys
+ * without that prefix have namespace "" and are their own client key. The
+ * returned pointers point into key / a static "" (no allocation). */
+void lcow_key_split(const char *key, const char **client_key, size_t *namespace_len);
+
+typedef enum lcow_scratch_mode {
+    LCOW_SCRATCH_MODE_NONE = 0, /* views, extract-* layers */
+    LCOW_SCRATCH_MODE_OWN,      /* a fresh sandbox.vhdx */
+    LCOW_SCRATCH_MODE_SHARED,   /* a link to the owner's sandbox.vhdx */
+} lcow_scratch_mode;
+
+typedef struct lcow_scratch_plan {
+    lcow_scratch_mode mode;
+    uint32_t size_gb; /* OWN: 1..65536, default 20 */
+    char *location;   /* OWN: resolved template directory (malloc'd), NULL = root */
+    char *owner_key;  /* SHARED: owner's client key (malloc'd) */
+} lcow_scratch_plan;
+
+void lcow_scratch_plan_free(lcow_scratch_plan *plan);
+
+typedef struct lcow_scratch lcow_scratch;
+
+/* root: the snapshotter root (templates default there). allow: the
+ * --scratch-dir-allow list (NULL/0 = any existing absolute directory). */
+lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend,
+                            const char *const *allow, size_t allow_count, lcow_scratch **out,
+                            lcow_error *err);
+void lcow_scratch_free(lcow_scratch *sc);
+
+/* Decides from kind, key and labels, validating every label (bad size ->
+ * InvalidArgument; relative, missing, non-directory or disallowed location ->
+ * InvalidArgument). No files are created. */
+lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *key,
+                                const lcow_labels *labels, lcow_scratch_plan *plan,
+                                lcow_error *err);
+
+/* Checks a path against the allow list (after resolving "..", links and
+ * junctions of its existing part). */
+lcow_code lcow_scratch_path_allowed(lcow_scratch *sc, const char *path, lcow_error *err);
+
+/* MODE_OWN: creates <snapshot_dir>/sandbox.vhdx from the template of
+ * plan->size_gb (building the template once if missing, temp file + rename in
+ * its own directory; concurrent callers of one size wait for one build,
+ * different sizes do not wait for each other), by sparse copy or by direct
+ * formatting, whichever the benchmark found faster for that size. Slow: call
+ * without holding the metadata lock. On failure nothing is left behind. */
+lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *plan,
+                                  const char *snapshot_dir, lcow_error *err);
+
+/* MODE_SHARED: makes <snapshot_dir>/sandbox.vhdx a symbolic link to
+ * owner_disk (falling back to a hard link, logged, where symlinks are not
+ * available). */
+lcow_code lcow_scratch_link_shared(lcow_scratch *sc, const char *owner_disk,
+                                   const char *snapshot_dir, lcow_error *err);
+
+/* Removes stale template temp files (crash leftovers) in the root and the
+ * given location directories. */
+lcow_code lcow_scratch_cleanup(lcow_scratch *sc, lcow_error *err);
+
+#endif
