@@ -1,0 +1,672 @@
+/* core/os: every operation of the contract on the real file system, plus the
+ * failure-injection seam and the thread wrapper. Runs natively and under Wine. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/errors.h"
+#include "core/os.h"
+#include "core/thread.h"
+
+/* A fresh, empty directory per test: <LCOW_TEST_TMP>/<name>. */
+static char *fresh_dir(const char *name)
+{
+    const char *base = getenv("LCOW_TEST_TMP");
+    assert_non_null(base);
+    char *dir = lcow_path_join(base, name);
+    assert_int_equal(lcow_os_remove_all(dir, NULL), LCOW_OK);
+    assert_int_equal(lcow_os_mkdir_all(dir, NULL), LCOW_OK);
+    return dir;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    lcow_file *f;
+    lcow_error err;
+    assert_int_equal(
+        lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE, &f, &err),
+        LCOW_OK);
+    assert_int_equal(lcow_file_pwrite(f, text, strlen(text), 0, &err), LCOW_OK);
+    lcow_file_close(f);
+}
+
+static bool exists(const char *path)
+{
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(path, &st, NULL), LCOW_OK);
+    return st.exists;
+}
+
+/* Runs first (see main): LCOW_FAULT was set before any os call, and the seam
+ * reads it on the first one. */
+static void env_var_arms_a_fault(void **state)
+{
+    char *dir = lcow_path_join(getenv("LCOW_TEST_TMP"), "env");
+    lcow_error err;
+    assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.message, "injected"));
+    assert_non_null(strstr(err.message, "mkdir"));
+    assert_int_equal(lcow_os_fault_calls(LCOW_OS_OP_MKDIR), 1);
+    assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_OK); /* one-shot */
+    lcow_os_fault_clear();
+    free(dir);
+}
+
+static void paths_join_and_classify(void **state)
+{
+    char *p = lcow_path_join("a", "b");
+    assert_string_equal(p, "a" LCOW_PATH_SEP_STR "b");
+    free(p);
+    p = lcow_path_join("a" LCOW_PATH_SEP_STR, "b");
+    assert_string_equal(p, "a" LCOW_PATH_SEP_STR "b");
+    free(p);
+    p = lcow_path_join("a", LCOW_PATH_SEP_STR "b");
+    assert_string_equal(p, "a" LCOW_PATH_SEP_STR "b");
+    free(p);
+    p = lcow_path_join("", "b");
+    assert_string_equal(p, "b");
+    free(p);
+    assert_false(lcow_path_is_absolute("relative"));
+    assert_false(lcow_path_is_absolute(""));
+#ifdef _WIN32
+    assert_true(lcow_path_is_absolute("C:\\x"));
+    assert_true(lcow_path_is_absolute("c:/x"));
+    assert_true(lcow_path_is_absolute("\\\\server\\share"));
+    assert_true(lcow_path_is_absolute("\\\\?\\C:\\x"));
+    assert_false(lcow_path_is_absolute("C:x"));
+    assert_false(lcow_path_is_absolute("\\x"));
+#else
+    assert_true(lcow_path_is_absolute("/x"));
+    assert_false(lcow_path_is_absolute("x/y"));
+#endif
+}
+
+static void files_read_write_size_truncate(void **state)
+{
+    char *dir = fresh_dir("files");
+    char *path = lcow_path_join(dir, "f.bin");
+    lcow_file *f;
+    lcow_error err;
+    assert_int_equal(lcow_file_open(path, LCOW_OPEN_READ, &f, &err), LCOW_NOT_FOUND);
+    assert_non_null(strstr(err.message, "f.bin"));
+    assert_int_equal(
+        lcow_file_open(path,
+                       LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE,
+                       &f, &err),
+        LCOW_OK);
+    assert_int_equal(lcow_file_pwrite(f, "hello", 5, 4096, &err), LCOW_OK);
+    uint64_t size = 0;
+    assert_int_equal(lcow_file_size(f, &size, &err), LCOW_OK);
+    assert_int_equal(size, 4101);
+    char buf[16] = {0};
+    size_t got = 0;
+    assert_int_equal(lcow_file_pread(f, buf, sizeof buf, 4096, &got, &err), LCOW_OK);
+    assert_int_equal(got, 5);
+    assert_memory_equal(buf, "hello", 5);
+    /* The gap before the write reads as zeros. */
+    assert_int_equal(lcow_file_pread(f, buf, 8, 100, NULL, &err), LCOW_OK);
+    assert_memory_equal(buf, "\0\0\0\0\0\0\0\0", 8);
+    /* A caller that needs every byte gets an error at EOF. */
+    assert_int_not_equal(lcow_file_pread(f, buf, sizeof buf, 4096, NULL, &err), LCOW_OK);
+    assert_int_equal(lcow_file_truncate(f, 1 << 20, &err), LCOW_OK);
+    assert_int_equal(lcow_file_size(f, &size, &err), LCOW_OK);
+    assert_int_equal(size, 1 << 20);
+    assert_int_equal(lcow_file_truncate(f, 4098, &err), LCOW_OK);
+    assert_int_equal(lcow_file_pread(f, buf, sizeof buf, 4096, &got, &err), LCOW_OK);
+    assert_int_equal(got, 2);
+    assert_int_equal(lcow_file_sync(f, &err), LCOW_OK);
+    lcow_file_close(f);
+    lcow_file_close(NULL);
+
+    assert_int_equal(
+        lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f, &err),
+        LCOW_ALREADY_EXISTS);
+    assert_null(f);
+    assert_int_equal(
+        lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE, &f, &err),
+        LCOW_OK);
+    assert_int_equal(lcow_file_size(f, &size, &err), LCOW_OK);
+    assert_int_equal(size, 0);
+    lcow_file_close(f);
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(path, &st, &err), LCOW_OK);
+    assert_true(st.exists);
+    assert_false(st.is_dir);
+    assert_false(st.is_link);
+    free(path);
+    free(dir);
+}
+
+static void directories_create_rename_remove(void **state)
+{
+    char *dir = fresh_dir("dirs");
+    lcow_error err;
+    char *a = lcow_path_join(dir, "a");
+    char *abc = lcow_path_join(dir, "a" LCOW_PATH_SEP_STR "b" LCOW_PATH_SEP_STR "c");
+    char *missing_parent = lcow_path_join(dir, "x" LCOW_PATH_SEP_STR "y");
+    assert_int_equal(lcow_os_mkdir(missing_parent, &err), LCOW_NOT_FOUND);
+    assert_int_equal(lcow_os_mkdir(a, &err), LCOW_OK);
+    assert_int_equal(lcow_os_mkdir(a, &err), LCOW_ALREADY_EXISTS);
+    assert_non_null(strstr(err.message, "mkdir"));
+    assert_int_equal(lcow_os_mkdir_all(abc, &err), LCOW_OK);
+    assert_int_equal(lcow_os_mkdir_all(abc, &err), LCOW_OK);
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(abc, &st, &err), LCOW_OK);
+    assert_true(st.exists && st.is_dir);
+
+    /* mkdir_all over a file fails. */
+    char *file = lcow_path_join(dir, "plain");
+    write_file(file, "x");
+    assert_int_not_equal(lcow_os_mkdir_all(file, &err), LCOW_OK);
+    assert_int_equal(lcow_os_mkdir(file, &err), LCOW_ALREADY_EXISTS);
+
+    /* rename replaces an existing file atomically. */
+    char *target = lcow_path_join(dir, "target");
+    write_file(target, "old");
+    assert_int_equal(lcow_os_rename(file, target, &err), LCOW_OK);
+    assert_false(exists(file));
+    lcow_file *f;
+    assert_int_equal(lcow_file_open(target, LCOW_OPEN_READ, &f, &err), LCOW_OK);
+    char buf[8] = {0};
+    size_t got;
+    assert_int_equal(lcow_file_pread(f, buf, sizeof buf, 0, &got, &err), LCOW_OK);
+    lcow_file_close(f);
+    assert_int_equal(got, 1);
+    assert_int_equal(buf[0], 'x');
+    assert_int_equal(lcow_os_rename(file, target, &err), LCOW_NOT_FOUND);
+    /* rename of a directory. */
+    char *a2 = lcow_path_join(dir, "a2");
+    assert_int_equal(lcow_os_rename(a, a2, &err), LCOW_OK);
+    assert_false(exists(a));
+    assert_true(exists(a2));
+
+    /* remove: a file, an empty dir; a non-empty dir fails; missing is NOT_FOUND. */
+    assert_int_equal(lcow_os_remove(target, &err), LCOW_OK);
+    assert_int_equal(lcow_os_remove(target, &err), LCOW_NOT_FOUND);
+    assert_int_not_equal(lcow_os_remove(a2, &err), LCOW_OK);
+    assert_true(exists(a2));
+    assert_int_equal(lcow_os_sync_dir(dir, &err), LCOW_OK);
+    assert_int_equal(lcow_os_remove_all(a2, &err), LCOW_OK);
+    assert_false(exists(a2));
+    assert_int_equal(lcow_os_remove_all(a2, &err), LCOW_OK);
+    char *empty = lcow_path_join(dir, "empty");
+    assert_int_equal(lcow_os_mkdir(empty, &err), LCOW_OK);
+    assert_int_equal(lcow_os_remove(empty, &err), LCOW_OK);
+    assert_false(exists(empty));
+    free(empty);
+    free(a2);
+    free(target);
+    free(file);
+    free(missing_parent);
+    free(abc);
+    free(a);
+    free(dir);
+}
+
+typedef struct listing {
+    int files, dirs, calls, stop_after;
+    bool saw_f1;
+} listing;
+
+static int count_entry(void *ctx, const char *name, bool is_dir)
+{
+    listing *l = ctx;
+    l->calls++;
+    if (is_dir)
+        l->dirs++;
+    else
+        l->files++;
+    if (strcmp(name, "f1") == 0)
+        l->saw_f1 = true;
+    return l->stop_after && l->calls >= l->stop_after;
+}
+
+static void list_dir_reports_entries_and_stops(void **state)
+{
+    char *dir = fresh_dir("list");
+    lcow_error err;
+    char *names[] = {"f1", "f2", "f3"};
+    for (int i = 0; i < 3; i++) {
+        char *p = lcow_path_join(dir, names[i]);
+        write_file(p, "1");
+        free(p);
+    }
+    char *sub = lcow_path_join(dir, "d1");
+    assert_int_equal(lcow_os_mkdir(sub, &err), LCOW_OK);
+    listing l = {0};
+    assert_int_equal(lcow_os_list_dir(dir, count_entry, &l, &err), LCOW_OK);
+    assert_int_equal(l.files, 3);
+    assert_int_equal(l.dirs, 1);
+    assert_true(l.saw_f1);
+    listing stop = {.stop_after = 2};
+    assert_int_equal(lcow_os_list_dir(dir, count_entry, &stop, &err), LCOW_OK);
+    assert_int_equal(stop.calls, 2);
+    char *missing = lcow_path_join(dir, "missing");
+    assert_int_equal(lcow_os_list_dir(missing, count_entry, &l, &err), LCOW_NOT_FOUND);
+    free(missing);
+    free(sub);
+    free(dir);
+}
+
+static void links_and_realpath(void **state)
+{
+    char *dir = fresh_dir("links");
+    lcow_error err;
+    char *real_dir;
+    assert_int_equal(lcow_os_realpath(dir, &real_dir, &err), LCOW_OK);
+    assert_true(lcow_path_is_absolute(real_dir));
+    char *target = lcow_path_join(real_dir, "disk.vhdx");
+    write_file(target, "disk");
+    char *sym = lcow_path_join(dir, "sym.vhdx");
+    char *hard = lcow_path_join(dir, "hard.vhdx");
+    lcow_code rc = lcow_os_symlink(target, sym, &err);
+    if (rc == LCOW_NOT_IMPLEMENTED) {
+        print_message("symlinks unavailable here: %s\n", err.message);
+    } else {
+        assert_int_equal(rc, LCOW_OK);
+        lcow_stat st;
+        assert_int_equal(lcow_os_stat(sym, &st, &err), LCOW_OK);
+        assert_true(st.exists && st.is_link);
+        char *resolved;
+        assert_int_equal(lcow_os_realpath(sym, &resolved, &err), LCOW_OK);
+        assert_string_equal(resolved, target);
+        free(resolved);
+        assert_int_equal(lcow_os_symlink(target, sym, &err), LCOW_ALREADY_EXISTS);
+    }
+    assert_int_equal(lcow_os_hardlink(target, hard, &err), LCOW_OK);
+    assert_int_equal(lcow_os_hardlink(target, hard, &err), LCOW_ALREADY_EXISTS);
+    lcow_file *f;
+    assert_int_equal(lcow_file_open(hard, LCOW_OPEN_READ, &f, &err), LCOW_OK);
+    char buf[4];
+    assert_int_equal(lcow_file_pread(f, buf, 4, 0, NULL, &err), LCOW_OK);
+    assert_memory_equal(buf, "disk", 4);
+    lcow_file_close(f);
+    char *missing = lcow_path_join(dir, "nope");
+    char *hard2 = lcow_path_join(dir, "hard2");
+    assert_int_equal(lcow_os_hardlink(missing, hard2, &err), LCOW_NOT_FOUND);
+
+    /* realpath resolves "..". */
+    char *sub = lcow_path_join(dir, "sub");
+    assert_int_equal(lcow_os_mkdir(sub, &err), LCOW_OK);
+    char *dotdot = lcow_path_join(sub, "..");
+    char *resolved;
+    assert_int_equal(lcow_os_realpath(dotdot, &resolved, &err), LCOW_OK);
+    assert_string_equal(resolved, real_dir);
+    free(resolved);
+    assert_int_equal(lcow_os_realpath(missing, &resolved, &err), LCOW_NOT_FOUND);
+    assert_null(resolved);
+
+    /* remove_all removes links, never what they point at. */
+    char *outside = fresh_dir("links-outside");
+    char *keep = lcow_path_join(outside, "keep");
+    write_file(keep, "k");
+    char *link_to_outside = lcow_path_join(sub, "out");
+    if (lcow_os_symlink(outside, link_to_outside, &err) == LCOW_OK) {
+        assert_int_equal(lcow_os_remove_all(sub, &err), LCOW_OK);
+        assert_false(exists(sub));
+        assert_true(exists(keep));
+    }
+    free(link_to_outside);
+    free(keep);
+    free(outside);
+    free(sub);
+    free(dotdot);
+    free(hard2);
+    free(missing);
+    free(hard);
+    free(sym);
+    free(target);
+    free(real_dir);
+    free(dir);
+}
+
+static void usage_counts_blocks_and_hard_links_once(void **state)
+{
+    char *dir = fresh_dir("usage");
+    lcow_error err;
+    int64_t bytes0, inodes0;
+    assert_int_equal(lcow_os_usage(dir, &bytes0, &inodes0, &err), LCOW_OK);
+    assert_int_equal(inodes0, 1); /* the directory itself */
+
+    char *data = lcow_path_join(dir, "data");
+    lcow_file *f;
+    assert_int_equal(lcow_file_open(data, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &f, &err), LCOW_OK);
+    char *block = calloc(1, 256 * 1024);
+    memset(block, 0x5a, 256 * 1024);
+    assert_int_equal(lcow_file_pwrite(f, block, 256 * 1024, 0, &err), LCOW_OK);
+    assert_int_equal(lcow_file_sync(f, &err), LCOW_OK);
+    lcow_file_close(f);
+    free(block);
+    int64_t bytes1, inodes1;
+    assert_int_equal(lcow_os_usage(dir, &bytes1, &inodes1, &err), LCOW_OK);
+    assert_int_equal(inodes1, 2);
+    assert_true(bytes1 - bytes0 >= 256 * 1024);
+
+    char *hard = lcow_path_join(dir, "hard");
+    assert_int_equal(lcow_os_hardlink(data, hard, &err), LCOW_OK);
+    int64_t bytes2, inodes2;
+    assert_int_equal(lcow_os_usage(dir, &bytes2, &inodes2, &err), LCOW_OK);
+    assert_int_equal(inodes2, 2);
+    assert_int_equal(bytes2, bytes1);
+
+    char *missing = lcow_path_join(dir, "missing");
+    assert_int_equal(lcow_os_usage(missing, &bytes2, &inodes2, &err), LCOW_NOT_FOUND);
+    free(missing);
+    free(hard);
+    free(data);
+    free(dir);
+}
+
+/* A 64 MiB file with data at 0, 16 MiB and the last 4 KiB; the rest holes. */
+static char *make_sparse_source(const char *dir, uint64_t *size)
+{
+    char *src = lcow_path_join(dir, "src.img");
+    lcow_file *f;
+    lcow_error err;
+    assert_int_equal(lcow_file_open(src, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &f, &err), LCOW_OK);
+    *size = 64u << 20;
+    assert_int_equal(lcow_file_truncate(f, *size, &err), LCOW_OK);
+    char chunk[4096];
+    for (int i = 0; i < 3; i++) {
+        uint64_t off = i == 0 ? 0 : i == 1 ? 16u << 20 : *size - sizeof chunk;
+        memset(chunk, 'A' + i, sizeof chunk);
+        assert_int_equal(lcow_file_pwrite(f, chunk, sizeof chunk, off, &err), LCOW_OK);
+    }
+    assert_int_equal(lcow_file_sync(f, &err), LCOW_OK);
+    lcow_file_close(f);
+    return src;
+}
+
+static void assert_same_content(const char *a, const char *b)
+{
+    lcow_file *fa, *fb;
+    assert_int_equal(lcow_file_open(a, LCOW_OPEN_READ, &fa, NULL), LCOW_OK);
+    assert_int_equal(lcow_file_open(b, LCOW_OPEN_READ, &fb, NULL), LCOW_OK);
+    uint64_t sa, sb;
+    assert_int_equal(lcow_file_size(fa, &sa, NULL), LCOW_OK);
+    assert_int_equal(lcow_file_size(fb, &sb, NULL), LCOW_OK);
+    assert_int_equal(sa, sb);
+    enum { CHUNK = 1 << 20 };
+    char *ba = malloc(CHUNK), *bb = malloc(CHUNK);
+    for (uint64_t off = 0; off < sa; off += CHUNK) {
+        size_t n = sa - off < CHUNK ? (size_t)(sa - off) : CHUNK;
+        assert_int_equal(lcow_file_pread(fa, ba, n, off, NULL, NULL), LCOW_OK);
+        assert_int_equal(lcow_file_pread(fb, bb, n, off, NULL, NULL), LCOW_OK);
+        assert_memory_equal(ba, bb, n);
+    }
+    free(ba);
+    free(bb);
+    lcow_file_close(fa);
+    lcow_file_close(fb);
+}
+
+static void copy_sparse_keeps_content_and_holes(void **state)
+{
+    char *dir = fresh_dir("copy");
+    lcow_error err;
+    uint64_t size;
+    char *src = make_sparse_source(dir, &size);
+    char *dst = lcow_path_join(dir, "dst.img");
+    assert_int_equal(lcow_os_copy_sparse(src, dst, &err), LCOW_OK);
+    assert_same_content(src, dst);
+#ifndef _WIN32
+    /* Only the three data blocks are allocated (Windows copies into a
+     * non-sparse file on purpose: sparse VHDX files cannot be attached). */
+    char *only = fresh_dir("copy-usage");
+    char *moved = lcow_path_join(only, "dst.img");
+    assert_int_equal(lcow_os_rename(dst, moved, &err), LCOW_OK);
+    int64_t bytes, inodes;
+    assert_int_equal(lcow_os_usage(only, &bytes, &inodes, &err), LCOW_OK);
+    assert_true(bytes < 1 << 20);
+    assert_int_equal(lcow_os_rename(moved, dst, &err), LCOW_OK);
+    free(moved);
+    free(only);
+#endif
+    /* dst is created exclusively. */
+    assert_int_equal(lcow_os_copy_sparse(src, dst, &err), LCOW_ALREADY_EXISTS);
+    /* A missing source leaves no destination. */
+    char *missing = lcow_path_join(dir, "missing.img");
+    char *dst2 = lcow_path_join(dir, "dst2.img");
+    assert_int_equal(lcow_os_copy_sparse(missing, dst2, &err), LCOW_NOT_FOUND);
+    assert_false(exists(dst2));
+    /* An empty file copies too. */
+    char *empty = lcow_path_join(dir, "empty.img");
+    write_file(empty, "");
+    assert_int_equal(lcow_os_copy_sparse(empty, dst2, &err), LCOW_OK);
+    assert_same_content(empty, dst2);
+    free(empty);
+    free(dst2);
+    free(missing);
+    free(dst);
+    free(src);
+    free(dir);
+}
+
+static void fault_fires_on_nth_call_once(void **state)
+{
+    char *dir = fresh_dir("fault-nth");
+    char *a = lcow_path_join(dir, "a"), *b = lcow_path_join(dir, "b");
+    write_file(a, "a");
+    lcow_error err;
+    lcow_os_fault_clear();
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_RENAME, 2, LCOW_FAULT_EIO, false));
+    assert_int_equal(lcow_os_rename(a, b, &err), LCOW_OK);       /* 1st */
+    assert_int_equal(lcow_os_rename(b, a, &err), LCOW_INTERNAL); /* 2nd fails */
+    assert_non_null(strstr(err.message, "rename"));
+    assert_non_null(strstr(err.message, "injected"));
+    assert_true(exists(b)); /* the failed rename did nothing */
+    assert_false(exists(a));
+    assert_int_equal(lcow_os_rename(b, a, &err), LCOW_OK); /* 3rd: one-shot is over */
+    assert_int_equal(lcow_os_fault_calls(LCOW_OS_OP_RENAME), 3);
+
+    /* Persistent: every call from the nth on, until cleared. */
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_WRITE, 1, LCOW_FAULT_ENOSPC, true));
+    lcow_file *f;
+    assert_int_equal(lcow_file_open(a, LCOW_OPEN_WRITE, &f, &err), LCOW_OK);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(lcow_file_pwrite(f, "x", 1, 0, &err), LCOW_RESOURCE_EXHAUSTED);
+        assert_non_null(strstr(err.message, "no space"));
+    }
+    /* nth == 0 disarms. */
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_WRITE, 0, LCOW_FAULT_NONE, false));
+    assert_int_equal(lcow_file_pwrite(f, "x", 1, 0, &err), LCOW_OK);
+    lcow_file_close(f);
+
+    /* EACCES, and the ANY slot counting every operation. */
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_REMOVE, 1, LCOW_FAULT_EACCES, false));
+    assert_int_equal(lcow_os_remove(a, &err), LCOW_INTERNAL);
+    assert_non_null(strstr(err.message, "access denied"));
+    assert_true(exists(a));
+    lcow_os_fault_clear();
+    assert_int_equal(lcow_os_fault_calls(LCOW_OS_OP_ANY), 0);
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_ANY, 2, LCOW_FAULT_EIO, false));
+    assert_int_equal(lcow_os_sync_dir(dir, &err), LCOW_OK);
+    assert_int_equal(lcow_os_list_dir(dir, count_entry, &(listing){0}, &err), LCOW_INTERNAL);
+    assert_non_null(strstr(err.message, "list"));
+    assert_int_equal(lcow_os_fault_calls(LCOW_OS_OP_ANY), 2);
+    lcow_os_fault_clear();
+    free(a);
+    free(b);
+    free(dir);
+}
+
+/* Every operation passes through the seam. */
+static void every_operation_can_fail(void **state)
+{
+    char *dir = fresh_dir("fault-each");
+    char *file = lcow_path_join(dir, "f"), *other = lcow_path_join(dir, "g");
+    write_file(file, "data");
+    lcow_error err;
+    lcow_file *f = NULL;
+    assert_int_equal(lcow_file_open(file, LCOW_OPEN_READ | LCOW_OPEN_WRITE, &f, &err), LCOW_OK);
+    char buf[4];
+    lcow_os_fault_clear();
+#define EXPECT_FAULT(op, call)                                                                     \
+    do {                                                                                           \
+        assert_true(lcow_os_fault_arm(op, 1, LCOW_FAULT_EIO, false));                              \
+        assert_int_equal((call), LCOW_INTERNAL);                                                   \
+        assert_non_null(strstr(err.message, lcow_os_op_name(op)));                                 \
+        lcow_os_fault_clear();                                                                     \
+    } while (0)
+    lcow_file *g = NULL;
+    EXPECT_FAULT(LCOW_OS_OP_OPEN, lcow_file_open(file, LCOW_OPEN_READ, &g, &err));
+    assert_null(g);
+    EXPECT_FAULT(LCOW_OS_OP_READ, lcow_file_pread(f, buf, 4, 0, NULL, &err));
+    EXPECT_FAULT(LCOW_OS_OP_WRITE, lcow_file_pwrite(f, buf, 4, 0, &err));
+    EXPECT_FAULT(LCOW_OS_OP_TRUNCATE, lcow_file_truncate(f, 1, &err));
+    EXPECT_FAULT(LCOW_OS_OP_SYNC, lcow_file_sync(f, &err));
+    EXPECT_FAULT(LCOW_OS_OP_SYNC, lcow_os_sync_dir(dir, &err));
+    EXPECT_FAULT(LCOW_OS_OP_MKDIR, lcow_os_mkdir(other, &err));
+    EXPECT_FAULT(LCOW_OS_OP_MKDIR, lcow_os_mkdir_all(other, &err));
+    assert_false(exists(other));
+    EXPECT_FAULT(LCOW_OS_OP_RENAME, lcow_os_rename(file, other, &err));
+    EXPECT_FAULT(LCOW_OS_OP_REMOVE, lcow_os_remove(file, &err));
+    EXPECT_FAULT(LCOW_OS_OP_REMOVE, lcow_os_remove_all(file, &err));
+    assert_true(exists(file));
+    EXPECT_FAULT(LCOW_OS_OP_LIST, lcow_os_list_dir(dir, count_entry, &(listing){0}, &err));
+    int64_t b, n;
+    EXPECT_FAULT(LCOW_OS_OP_LIST, lcow_os_usage(dir, &b, &n, &err));
+    EXPECT_FAULT(LCOW_OS_OP_LINK, lcow_os_symlink(file, other, &err));
+    EXPECT_FAULT(LCOW_OS_OP_LINK, lcow_os_hardlink(file, other, &err));
+    EXPECT_FAULT(LCOW_OS_OP_COPY, lcow_os_copy_sparse(file, other, &err));
+    assert_false(exists(other));
+#undef EXPECT_FAULT
+    lcow_file_close(f);
+    free(other);
+    free(file);
+    free(dir);
+}
+
+static void fault_specs_parse(void **state)
+{
+    lcow_os_fault_clear();
+    assert_true(lcow_os_fault_parse("rename:1:eio"));
+    assert_true(lcow_os_fault_parse("write:3:enospc:persist"));
+    assert_true(lcow_os_fault_parse("open:2:eacces,sync:1:eio"));
+    assert_true(lcow_os_fault_parse("any:5:eio"));
+    assert_false(lcow_os_fault_parse(""));
+    assert_false(lcow_os_fault_parse(NULL));
+    assert_false(lcow_os_fault_parse("rename"));
+    assert_false(lcow_os_fault_parse("rename:1"));
+    assert_false(lcow_os_fault_parse("frobnicate:1:eio"));
+    assert_false(lcow_os_fault_parse("rename:x:eio"));
+    assert_false(lcow_os_fault_parse("rename:-1:eio"));
+    assert_false(lcow_os_fault_parse("rename:0:eio"));
+    assert_false(lcow_os_fault_parse("rename:1:boom"));
+    assert_false(lcow_os_fault_parse("rename:1:eio:forever"));
+    assert_string_equal(lcow_os_op_name(LCOW_OS_OP_COPY), "copy");
+    assert_string_equal(lcow_os_op_name(LCOW_OS_OP_ANY), "any");
+    lcow_os_fault_clear();
+}
+
+/* ---- concurrency: the seam's counters and the thread wrapper ---- */
+
+enum { THREADS = 8, CALLS_PER_THREAD = 200 };
+
+typedef struct fault_race {
+    const char *dir;
+    lcow_mutex lock;
+    int failures;
+} fault_race;
+
+static void *sync_many(void *arg)
+{
+    fault_race *r = arg;
+    for (int i = 0; i < CALLS_PER_THREAD; i++) {
+        if (lcow_os_sync_dir(r->dir, NULL) != LCOW_OK) {
+            lcow_mutex_lock(&r->lock);
+            r->failures++;
+            lcow_mutex_unlock(&r->lock);
+        }
+    }
+    return NULL;
+}
+
+static void fault_counters_are_thread_safe(void **state)
+{
+    char *dir = fresh_dir("fault-threads");
+    lcow_os_fault_clear();
+    fault_race r = {.dir = dir};
+    lcow_mutex_init(&r.lock);
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_SYNC, 777, LCOW_FAULT_EIO, false));
+    lcow_thread t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        assert_true(lcow_thread_create(&t[i], sync_many, &r));
+    for (int i = 0; i < THREADS; i++)
+        lcow_thread_join(t[i], NULL);
+    assert_int_equal(r.failures, 1);
+    assert_int_equal(lcow_os_fault_calls(LCOW_OS_OP_SYNC), THREADS * CALLS_PER_THREAD);
+    lcow_mutex_destroy(&r.lock);
+    lcow_os_fault_clear();
+    free(dir);
+}
+
+typedef struct handoff {
+    lcow_mutex lock;
+    lcow_cond cond;
+    int stage;
+} handoff;
+
+static void *handoff_worker(void *arg)
+{
+    handoff *h = arg;
+    lcow_mutex_lock(&h->lock);
+    while (h->stage != 1)
+        lcow_cond_wait(&h->cond, &h->lock);
+    h->stage = 2;
+    lcow_cond_broadcast(&h->cond);
+    lcow_mutex_unlock(&h->lock);
+    return h;
+}
+
+static void thread_wrapper_hands_off(void **state)
+{
+    handoff h = {0};
+    lcow_mutex_init(&h.lock);
+    lcow_cond_init(&h.cond);
+    lcow_thread t;
+    assert_true(lcow_thread_create(&t, handoff_worker, &h));
+    lcow_mutex_lock(&h.lock);
+    h.stage = 1;
+    lcow_cond_signal(&h.cond);
+    while (h.stage != 2)
+        lcow_cond_wait(&h.cond, &h.lock);
+    lcow_mutex_unlock(&h.lock);
+    void *result = NULL;
+    lcow_thread_join(t, &result);
+    assert_ptr_equal(result, &h);
+    lcow_cond_destroy(&h.cond);
+    lcow_mutex_destroy(&h.lock);
+}
+
+int main(void)
+{
+    /* Before any os call, so the seam reads it lazily on the first one. */
+#ifdef _WIN32
+    _putenv_s("LCOW_FAULT", "mkdir:1:enospc");
+#else
+    setenv("LCOW_FAULT", "mkdir:1:enospc", 1);
+#endif
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(env_var_arms_a_fault),
+        cmocka_unit_test(paths_join_and_classify),
+        cmocka_unit_test(files_read_write_size_truncate),
+        cmocka_unit_test(directories_create_rename_remove),
+        cmocka_unit_test(list_dir_reports_entries_and_stops),
+        cmocka_unit_test(links_and_realpath),
+        cmocka_unit_test(usage_counts_blocks_and_hard_links_once),
+        cmocka_unit_test(copy_sparse_keeps_content_and_holes),
+        cmocka_unit_test(fault_fires_on_nth_call_once),
+        cmocka_unit_test(every_operation_can_fail),
+        cmocka_unit_test(fault_specs_parse),
+        cmocka_unit_test(fault_counters_are_thread_safe),
+        cmocka_unit_test(thread_wrapper_hands_off),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
