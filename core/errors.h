@@ -32,14 +32,18 @@ typedef struct lcow_error {
 /* Records code and a printf-style message in err (if non-NULL); returns code
  * so a failing path can `return lcow_error_set(err, ...)`. */
 lcow_code lcow_error_set(lcow_error *err, lcow_code code, const char *fmt, ...)
-#if defined(__GNUC__)
+#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
+    __attribute__((format(gnu_printf, 3, 4)))
+#elif defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
 
 /* Prepends "context: " to the message already in err, keeping the code. */
 lcow_code lcow_error_wrap(lcow_error *err, const char *fmt, ...)
-#if defined(__GNUC__)
+#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
+    __attribute__((format(gnu_printf, 2, 3)))
+#elif defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;

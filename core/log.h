@@ -24,7 +24,9 @@ int lcow_log_level_parse(const char *name);
 const char *lcow_log_level_name(lcow_log_level level);
 
 void lcow_log(lcow_log_level level, const char *fmt, ...)
-#if defined(__GNUC__)
+#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
+    __attribute__((format(gnu_printf, 2, 3)))
+#elif defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh [--native] [--win64]   (default: both)
+#
+# Idempotent, and quiet when everything is already there.
+#  --native: apt-get installs the Debian packages the native build, the tests
+#            and later tooling need (only the missing ones).
+#  --win64:  cross-builds LevelDB, msgpack-c, cmocka and PCRE2 for Windows x64
+#            from Debian's own source packages (`apt-get source`, adding a
+#            deb-src entry when the machine has none) with the mingw-w64
+#            *posix* compilers, into build/deps/win64 (static libs + headers).
+#            Each library has a stamp file; only missing ones are rebuilt.
+#
+# Thread model: LevelDB's port layer uses std::mutex/std::condition_variable,
+# which the win32-thread-model libstdc++ of mingw-w64 (Debian's default
+# x86_64-w64-mingw32-g++) does not provide; so every dependency, and later the
+# project itself, is built with x86_64-w64-mingw32-{gcc,g++}-posix
+# (cmake/toolchain-mingw64.cmake), which pulls winpthread in statically.
+#
+# Environment: LCOW_DEPS_PREFIX overrides the install prefix, LCOW_JOBS the
+# build parallelism (default 2). Logs of each build: build/deps/logs/.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${LCOW_DEPS_PREFIX:-$root/build/deps/win64}
+deps_dir=$root/build/deps
+src_dir=$deps_dir/src
+work_dir=$deps_dir/work
+log_dir=$deps_dir/logs
+jobs=${LCOW_JOBS:-2}
+toolchain=$root/cmake/toolchain-mingw64.cmake
+
+want_native=0
+want_win64=0
+for arg in "$@"; do
+  case $arg in
+    --native) want_native=1 ;;
+    --win64) want_win64=1 ;;
+    -h | --help)
+      sed -n '2,20p' "$0"
+      exit 0
+      ;;
+    *)
+      echo "install-deps: unknown argument: $arg" >&2
+      exit 2
+      ;;
+  esac
+done
+if [ $want_native = 0 ] && [ $want_win64 = 0 ]; then
+  want_native=1
+  want_win64=1
+fi
+
+say() { echo "install-deps: $*"; }
+die() {
+  echo "install-deps: error: $*" >&2
+  exit 1
+}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root for: $*"
+  fi
+}
+
+apt_quiet() {
+  # apt prints progress and a harmless "unsandboxed as root" warning; keep the
+  # log and show it only when the command fails.
+  local log
+  log=$(mktemp)
+  if ! as_root env DEBIAN_FRONTEND=noninteractive "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
+# ---------------------------------------------------------------- apt packages
+# Build: compilers, cmake, ninja, mingw (posix thread model), clang for fuzzing.
+# Deps: native -dev packages, and dpkg-dev for `apt-get source`.
+# Tests/tools: wine, qemu-img and e2fsprogs (external checkers of the VHDX and
+# ext4 writers), python3-msgpack (independent client), msitools + wixl (MSI).
+packages=(
+  make git ca-certificates xz-utils
+  gcc g++ cmake ninja-build clang libclang-rt-14-dev clang-format
+  mingw-w64 gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64
+  wine wine64
+  libleveldb-dev libmsgpack-dev libcmocka-dev libpcre2-dev
+  dpkg-dev
+  qemu-utils e2fsprogs python3 python3-msgpack
+  msitools wixl zip
+)
+
+install_packages() {
+  local missing=() p status
+  for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case $status in
+      *" installed") ;;
+      *) missing+=("$p") ;;
+    esac
+  done
+  [ ${#missing[@]} = 0 ] && return 0
+  say "installing ${missing[*]}"
+  apt_quiet apt-get update -q
+  apt_quiet apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# ------------------------------------------------------------- source packages
+have_deb_src() {
+  apt-cache showsrc leveldb 2>/dev/null | grep -q '^Package:'
+}
+
+add_deb_src() {
+  have_deb_src && return 0
+  if ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    local out=/etc/apt/sources.list.d/lcowsnap-deb-src.sources
+    say "adding deb-src entries ($out)"
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      # Same URIs, suites and keys as the binary entries, Types: deb-src.
+      sed -e 's/^Types:.*/Types: deb-src/' /etc/apt/sources.list.d/debian.sources |
+        as_root tee "$out" >/dev/null
+    elif [ -f /etc/apt/sources.list ]; then
+      sed -n 's/^deb \(.*\)/deb-src \1/p' /etc/apt/sources.list |
+        as_root tee /etc/apt/sources.list.d/lcowsnap-deb-src.list >/dev/null
+    else
+      die "no apt sources found to derive deb-src entries from"
+    fi
+  fi
+  apt_quiet apt-get update -q
+  have_deb_src || die "apt-cache showsrc leveldb still finds nothing after adding deb-src"
+}
+
+# fetch_source PKG: unpacks Debian's source package PKG (patches applied) under
+# build/deps/src and prints the directory. Tries the candidate version first,
+# then every other version apt knows (a mirror may lack the newest .dsc).
+fetch_source() {
+  local pkg=$1 dir v
+  dir=$(find "$src_dir" -mindepth 1 -maxdepth 1 -type d -name "$pkg-[0-9]*" 2>/dev/null | sort | tail -1)
+  if [ -n "$dir" ]; then
+    echo "$dir"
+    return 0
+  fi
+  mkdir -p "$src_dir"
+  local log=$log_dir/$pkg-source.log
+  mkdir -p "$log_dir"
+  : >"$log"
+  for v in "" $(apt-cache showsrc "$pkg" | sed -n 's/^Version: //p' | sort -rV); do
+    if (cd "$src_dir" && as_root apt-get source -q "$pkg${v:+=$v}") >>"$log" 2>&1; then
+      break
+    fi
+  done
+  dir=$(find "$src_dir" -mindepth 1 -maxdepth 1 -type d -name "$pkg-[0-9]*" | sort | tail -1)
+  if [ -z "$dir" ]; then
+    cat "$log" >&2
+    die "apt-get source $pkg failed (log: $log)"
+  fi
+  echo "$dir"
+}
+
+# build_lib NAME SRC-PACKAGE CMAKE-ARGS...: configure, build and install one
+# library with the mingw toolchain; Release, static, no tests/examples.
+build_lib() {
+  local name=$1 pkg=$2
+  shift 2
+  local stamp=$prefix/.stamp-$name
+  [ -f "$stamp" ] && return 0
+  local src bdir log start
+  start=$(date +%s)
+  src=$(fetch_source "$pkg")
+  bdir=$work_dir/$name
+  log=$log_dir/$name.log
+  mkdir -p "$log_dir"
+  rm -rf "$bdir"
+  say "building $name for win64 from $(basename "$src") (log: ${log#"$root"/})"
+  if ! {
+    cmake -S "$src" -B "$bdir" -G Ninja \
+      -DCMAKE_TOOLCHAIN_FILE="$toolchain" \
+      -DLCOW_DEPS_PREFIX="$prefix" \
+      -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_INSTALL_PREFIX="$prefix" \
+      -DBUILD_SHARED_LIBS=OFF \
+      "$@" &&
+      cmake --build "$bdir" -j "$jobs" &&
+      cmake --install "$bdir"
+  } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "building $name failed; full log in $log"
+  fi
+  rm -rf "$bdir"
+  touch "$stamp"
+  say "built $name in $(($(date +%s) - start)) s"
+}
+
+build_win64() {
+  local libs=(leveldb msgpack-c cmocka pcre2) missing=0 l
+  for l in "${libs[@]}"; do
+    [ -f "$prefix/.stamp-$l" ] || missing=1
+  done
+  [ $missing = 0 ] && return 0
+  command -v x86_64-w64-mingw32-g++-posix >/dev/null ||
+    die "x86_64-w64-mingw32-g++-posix missing (run with --native first)"
+  add_deb_src
+  mkdir -p "$prefix"
+  build_lib leveldb leveldb \
+    -DLEVELDB_BUILD_TESTS=OFF -DLEVELDB_BUILD_BENCHMARKS=OFF -DLEVELDB_INSTALL=ON
+  build_lib msgpack-c msgpack-c \
+    -DMSGPACK_ENABLE_SHARED=OFF -DMSGPACK_ENABLE_STATIC=ON \
+    -DMSGPACK_BUILD_TESTS=OFF -DMSGPACK_BUILD_EXAMPLES=OFF
+  # cmocka 1.1.5 always builds its DLL too; the project links libcmocka-static.a.
+  build_lib cmocka cmocka \
+    -DWITH_STATIC_LIB=ON -DWITH_EXAMPLES=OFF -DUNIT_TESTING=OFF
+  build_lib pcre2 pcre2 \
+    -DBUILD_STATIC_LIBS=ON -DPCRE2_BUILD_PCRE2_8=ON -DPCRE2_BUILD_PCRE2_16=OFF \
+    -DPCRE2_BUILD_PCRE2_32=OFF -DPCRE2_BUILD_PCRE2GREP=OFF -DPCRE2_BUILD_TESTS=OFF \
+    -DPCRE2_SUPPORT_JIT=OFF -DPCRE2_SHOW_REPORT=OFF
+}
+
+# Several engineers (and CI steps) may run this at once: one at a time.
+mkdir -p "$deps_dir"
+exec 9>"$deps_dir/.lock"
+flock 9
+
+[ $want_native = 1 ] && install_packages
+[ $want_win64 = 1 ] && build_win64
+exit 0
