@@ -6,6 +6,7 @@
 #ifndef LCOW_RPC_SERVER_H
 #define LCOW_RPC_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../core/errors.h"
@@ -18,10 +19,13 @@ typedef struct lcow_server_config {
     const char *address;
     /* Windows only: SDDL of the pipe; NULL = D:P(A;;GA;;;SY)(A;;GA;;;BA). */
     const char *pipe_sddl;
-    size_t max_frame_bytes;      /* 0 = default 4 MiB */
-    unsigned max_connections;    /* 0 = default 256 */
-    unsigned idle_timeout_ms;    /* 0 = default 300000 (5 min) */
-    unsigned worker_threads;     /* 0 = default (2 x CPUs, at least 4) */
+    size_t max_frame_bytes;   /* 0 = default 4 MiB */
+    unsigned max_connections; /* 0 = default 256 */
+    unsigned idle_timeout_ms; /* 0 = default 300000 (5 min) */
+    unsigned worker_threads;  /* 0 = default (2 x CPUs, at least 4) */
+    /* Windows only: accept a pipe_sddl that grants write access to Everyone
+     * (WD) or Anonymous (AN); refused otherwise. */
+    bool allow_world_writable_sddl;
 } lcow_server_config;
 
 #define LCOW_DEFAULT_PIPE "\\\\.\\pipe\\lcowsnap"
@@ -39,6 +43,15 @@ void lcow_server_stop(lcow_server *server, unsigned drain_ms);
 
 /* Number of requests currently executing (for STOP_PENDING checkpoints). */
 unsigned lcow_server_inflight(const lcow_server *server);
+
+/* Reads the endpoint's access control back from the system and checks it
+ * is what was configured: on Windows the pipe's DACL (GetSecurityInfo) must
+ * equal pipe_sddl's; on POSIX the socket must have mode 0660. On success
+ * *description (if non-NULL) receives a malloc'd string: the DACL as SDDL
+ * ("D:P(A;;GA;;;SY)(A;;GA;;;BA)") or "mode 0660". FailedPrecondition when it
+ * differs. Note: Wine stores a pipe DACL but does not enforce it. */
+lcow_code lcow_server_verify_security(const lcow_server *server, char **description,
+                                      lcow_error *err);
 
 void lcow_server_free(lcow_server *server);
 

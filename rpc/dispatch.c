@@ -1,0 +1,210 @@
+/* Method table and handlers: decoded params -> core/snapshotter.h calls. */
+#include "dispatch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/log.h"
+
+typedef lcow_code (*handler_fn)(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                                lcow_error *err);
+
+static char *dup_cstr(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (copy)
+        memcpy(copy, s, n);
+    return copy;
+}
+
+static lcow_code do_prepare(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                            lcow_error *err)
+{
+    return lcow_snapshotter_prepare(s, p->key, p->parent, &p->labels, &r->mounts, err);
+}
+
+static lcow_code do_view(lcow_snapshotter *s, const lcow_params *p, lcow_result *r, lcow_error *err)
+{
+    return lcow_snapshotter_view(s, p->key, p->parent, &p->labels, &r->mounts, err);
+}
+
+static lcow_code do_mounts(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                           lcow_error *err)
+{
+    return lcow_snapshotter_mounts(s, p->key, &r->mounts, err);
+}
+
+static lcow_code do_commit(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                           lcow_error *err)
+{
+    return lcow_snapshotter_commit(s, p->name, p->key, &p->labels, p->parent, err);
+}
+
+static lcow_code do_remove(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                           lcow_error *err)
+{
+    return lcow_snapshotter_remove(s, p->key, err);
+}
+
+static lcow_code do_stat(lcow_snapshotter *s, const lcow_params *p, lcow_result *r, lcow_error *err)
+{
+    lcow_code code = lcow_snapshotter_stat(s, p->key, &r->info, err);
+    r->has_info = code == LCOW_OK;
+    return code;
+}
+
+static lcow_code do_update(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                           lcow_error *err)
+{
+    lcow_code code = lcow_snapshotter_update(s, &p->info, (const char *const *)p->fieldpaths.items,
+                                             p->fieldpaths.count, &r->info, err);
+    r->has_info = code == LCOW_OK;
+    return code;
+}
+
+static lcow_code do_usage(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                          lcow_error *err)
+{
+    lcow_usage usage = {0, 0};
+    lcow_code code = lcow_snapshotter_usage(s, p->key, &usage, err);
+    r->size = usage.size;
+    r->inodes = usage.inodes;
+    return code;
+}
+
+typedef struct walk_collect {
+    lcow_infos *infos;
+    bool out_of_memory;
+} walk_collect;
+
+static int collect_info(void *ctx, const lcow_info *info)
+{
+    walk_collect *collect = ctx;
+    if (lcow_infos_push_copy(collect->infos, info))
+        return 0;
+    collect->out_of_memory = true;
+    return 1;
+}
+
+static lcow_code do_walk(lcow_snapshotter *s, const lcow_params *p, lcow_result *r, lcow_error *err)
+{
+    lcow_walk_options opts = {
+        .filters = (const char *const *)p->filters.items,
+        .filter_count = p->filters.count,
+        .after = p->after,
+        .limit = (p->limit == 0 || p->limit > LCOW_WALK_PAGE_MAX) ? LCOW_WALK_PAGE_MAX
+                                                                  : (size_t)p->limit,
+    };
+    walk_collect collect = {&r->infos, false};
+    lcow_code code = lcow_snapshotter_walk(s, &opts, collect_info, &collect, &r->next, err);
+    if (code == LCOW_OK && collect.out_of_memory)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory collecting infos");
+    return code;
+}
+
+static lcow_code do_cleanup(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                            lcow_error *err)
+{
+    return lcow_snapshotter_cleanup(s, err);
+}
+
+static lcow_code do_version(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                            lcow_error *err)
+{
+    r->version = dup_cstr(LCOW_VERSION);
+    r->snapshotter = dup_cstr(LCOW_SNAPSHOTTER_NAME);
+    r->protocol = LCOW_PROTOCOL_VERSION;
+    if (!r->version || !r->snapshotter)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    return LCOW_OK;
+}
+
+static lcow_code do_create_scratch(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                                   lcow_error *err)
+{
+    lcow_code code = lcow_snapshotter_create_scratch(s, p->path, p->size_gb, p->block_size_mb, err);
+    if (code != LCOW_OK)
+        return code;
+    r->path = dup_cstr(p->path);
+    return r->path ? LCOW_OK : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+}
+
+/* The method table, indexed by lcow_method (the wire names live in
+ * rpc/proto.c beside each method's field tables). */
+static const handler_fn handlers[LCOW_METHOD_COUNT] = {
+    [LCOW_METHOD_PREPARE] = do_prepare, [LCOW_METHOD_VIEW] = do_view,
+    [LCOW_METHOD_MOUNTS] = do_mounts,   [LCOW_METHOD_COMMIT] = do_commit,
+    [LCOW_METHOD_REMOVE] = do_remove,   [LCOW_METHOD_STAT] = do_stat,
+    [LCOW_METHOD_UPDATE] = do_update,   [LCOW_METHOD_USAGE] = do_usage,
+    [LCOW_METHOD_WALK] = do_walk,       [LCOW_METHOD_CLEANUP] = do_cleanup,
+    [LCOW_METHOD_VERSION] = do_version, [LCOW_METHOD_CREATE_SCRATCH] = do_create_scratch,
+};
+
+lcow_code lcow_dispatch(lcow_snapshotter *snapshotter, const lcow_request *req, lcow_result *result,
+                        lcow_error *err)
+{
+    memset(result, 0, sizeof *result);
+    if ((unsigned)req->method >= LCOW_METHOD_COUNT || !handlers[req->method])
+        return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "method not implemented");
+    lcow_error local;
+    lcow_error_clear(&local);
+    lcow_code code = handlers[req->method](snapshotter, &req->params, result, &local);
+    if (code != LCOW_OK) {
+        /* Core codes are the protocol's categories; anything else is Internal. */
+        if ((unsigned)code >= LCOW_CODE_COUNT)
+            code = LCOW_INTERNAL;
+        if (local.message[0] == '\0')
+            lcow_error_set(&local, code, "%s failed", lcow_method_name(req->method));
+        lcow_error_set(err, code, "%s", local.message);
+        lcow_result_free(result);
+        LCOW_LOGD("rpc: %s msgid %u: %s: %s", lcow_method_name(req->method), (unsigned)req->msgid,
+                  lcow_code_name(code), local.message);
+    }
+    return code;
+}
+
+bool lcow_dispatch_error(msgpack_sbuffer *out, bool has_msgid, uint32_t msgid, lcow_code code,
+                         const char *message)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    return lcow_proto_encode_error(&pk, has_msgid, msgid, code, message);
+}
+
+bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *req,
+                           msgpack_sbuffer *out)
+{
+    lcow_result result;
+    lcow_error err;
+    lcow_error_clear(&err);
+    lcow_code code = lcow_dispatch(snapshotter, req, &result, &err);
+    if (code != LCOW_OK)
+        return lcow_dispatch_error(out, true, req->msgid, code, err.message);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    size_t before = out->size;
+    bool ok = lcow_proto_encode_result(&pk, req->msgid, req->method, &result);
+    lcow_result_free(&result);
+    if (!ok) {
+        out->size = before;
+        return lcow_dispatch_error(out, true, req->msgid, LCOW_RESOURCE_EXHAUSTED,
+                                   "out of memory encoding the result");
+    }
+    return true;
+}
+
+bool lcow_dispatch_object(lcow_snapshotter *snapshotter, const msgpack_object *obj,
+                          msgpack_sbuffer *out)
+{
+    lcow_request req;
+    bool has_msgid = false;
+    lcow_error err;
+    lcow_error_clear(&err);
+    lcow_code code = lcow_proto_decode_request(obj, &req, &has_msgid, &err);
+    if (code != LCOW_OK)
+        return lcow_dispatch_error(out, has_msgid, req.msgid, code, err.message);
+    bool ok = lcow_dispatch_respond(snapshotter, &req, out);
+    lcow_params_free(&req.params);
+    return ok;
+}

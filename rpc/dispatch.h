@@ -1,0 +1,32 @@
+/* The method table: each protocol method is one row (handler over the
+ * decoded params of rpc/proto.h), so a new method is one row plus one
+ * handler. Core error codes map 1:1 to protocol codes (lcow_code_name). */
+#ifndef LCOW_RPC_DISPATCH_H
+#define LCOW_RPC_DISPATCH_H
+
+#include <msgpack.h>
+
+#include "../core/snapshotter.h"
+#include "proto.h"
+
+/* Runs a decoded request against the snapshotter. On LCOW_OK result holds
+ * the method's result (free with lcow_result_free); otherwise err holds the
+ * code and message to send. */
+lcow_code lcow_dispatch(lcow_snapshotter *snapshotter, const lcow_request *req, lcow_result *result,
+                        lcow_error *err);
+
+/* Runs a decoded request and appends the encoded response (result or error)
+ * to out. False only if encoding ran out of memory. */
+bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *req,
+                           msgpack_sbuffer *out);
+
+/* Decodes one request object, runs it and appends the response; a request
+ * that cannot be decoded gets an error response (msgid nil when unreadable). */
+bool lcow_dispatch_object(lcow_snapshotter *snapshotter, const msgpack_object *obj,
+                          msgpack_sbuffer *out);
+
+/* Appends an error response. */
+bool lcow_dispatch_error(msgpack_sbuffer *out, bool has_msgid, uint32_t msgid, lcow_code code,
+                         const char *message);
+
+#endif

@@ -1,0 +1,89 @@
+/* Framing of a MessagePack-RPC byte stream: splits it into whole msgpack
+ * objects without trusting any length the peer declares.
+ *
+ * A resumable scanner walks the bytes as they arrive and knows where each
+ * top-level object ends (and how big it is) before anything is allocated.
+ * Frames within the limits are handed to msgpack-c's streaming unpacker one
+ * at a time; an oversized frame is skipped byte by byte (never buffered) and
+ * reported with the msgid read from its first bytes, so the stream stays in
+ * sync. Only an invalid type byte (0xc1), or more than
+ * LCOW_FRAME_DISCARD_MAX bytes of one oversized frame, makes the stream
+ * unrecoverable. */
+#ifndef LCOW_RPC_FRAME_H
+#define LCOW_RPC_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "../core/errors.h"
+
+#define LCOW_FRAME_DEFAULT_MAX_BYTES ((size_t)4 << 20)
+/* Upper bound of msgpack objects in one frame (each costs the unpacker a
+ * 24-byte msgpack_object); requests need a few hundred. */
+#define LCOW_FRAME_MAX_OBJECTS 65536u
+/* An oversized frame longer than this is not skipped: the connection closes. */
+#define LCOW_FRAME_DISCARD_MAX ((uint64_t)64 << 20)
+#define LCOW_FRAME_PREFIX_MAX 16
+
+/* The resumable scanner (exposed for tests and the fuzzer). */
+typedef struct lcow_frame_scanner {
+    uint64_t pending;     /* objects still to start in this frame */
+    uint64_t skip;        /* payload bytes still to skip */
+    uint64_t frame_bytes; /* bytes of this frame seen so far */
+    uint64_t objects;     /* objects declared in this frame so far */
+    uint8_t header[10];   /* partial object header */
+    uint8_t header_len;
+    uint8_t header_need;
+    uint8_t prefix[LCOW_FRAME_PREFIX_MAX]; /* first bytes of the frame */
+    uint8_t prefix_len;
+} lcow_frame_scanner;
+
+typedef enum lcow_scan_status {
+    LCOW_SCAN_MORE = 0, /* every byte consumed, frame not finished */
+    LCOW_SCAN_DONE,     /* a frame ended after the returned count */
+    LCOW_SCAN_INVALID,  /* byte 0xc1: the stream cannot be resynchronised */
+} lcow_scan_status;
+
+void lcow_frame_scanner_init(lcow_frame_scanner *scanner);
+/* Consumes bytes of data[0..len) up to the end of the current frame. */
+size_t lcow_frame_scan(lcow_frame_scanner *scanner, const uint8_t *data, size_t len,
+                       lcow_scan_status *status);
+
+/* Reads the msgid of a request [0, msgid, ...] from the first bytes of a
+ * frame; false if those bytes are not the start of a request. */
+bool lcow_frame_peek_msgid(const uint8_t *prefix, size_t len, uint32_t *msgid);
+
+/* What the reader reports for each frame. */
+typedef struct lcow_frame_event {
+    const msgpack_object *object; /* a decoded frame, or NULL for an error */
+    lcow_code code;               /* error: InvalidArgument / ResourceExhausted */
+    const char *message;
+    bool has_msgid; /* error: msgid read from the frame's first bytes */
+    uint32_t msgid;
+} lcow_frame_event;
+
+/* Called once per frame, in stream order; the object lives only for the call. */
+typedef void (*lcow_frame_sink)(void *ctx, const lcow_frame_event *event);
+
+typedef struct lcow_frame_reader {
+    lcow_frame_scanner scanner;
+    msgpack_unpacker unpacker;
+    size_t max_frame_bytes;
+    bool discarding;    /* inside an oversized frame */
+    uint64_t discarded; /* bytes skipped of it */
+    bool broken;        /* unrecoverable; feed fails from now on */
+} lcow_frame_reader;
+
+bool lcow_frame_reader_init(lcow_frame_reader *reader, size_t max_frame_bytes);
+void lcow_frame_reader_destroy(lcow_frame_reader *reader);
+
+/* Feeds bytes; calls sink for each completed frame. Returns LCOW_OK, or
+ * InvalidArgument / ResourceExhausted when the stream cannot be
+ * resynchronised (the caller closes the connection). */
+lcow_code lcow_frame_reader_feed(lcow_frame_reader *reader, const uint8_t *data, size_t len,
+                                 lcow_frame_sink sink, void *ctx, lcow_error *err);
+
+#endif

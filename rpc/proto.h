@@ -1,0 +1,150 @@
+/* Protocol v1 messages: strict typed decoding and encoding of every method's
+ * params and results (DESIGN.md "Protocol v1").
+ *
+ * Every method's params and result are described by a table of fields (name,
+ * type, required?) over the flat structs below, and one generic codec walks
+ * those tables in both directions: the server decodes params and encodes
+ * results, the client does the opposite. A new method is one table row.
+ *
+ * Decoding rules: a params map may carry unknown keys (ignored, so newer
+ * clients work with older services); a known key with the wrong type, a
+ * missing required key, a duplicate key or a key that is not valid UTF-8 is
+ * InvalidArgument. Optional fields may be nil (= absent). Times are the
+ * msgpack Timestamp extension (type -1). */
+#ifndef LCOW_RPC_PROTO_H
+#define LCOW_RPC_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "../core/errors.h"
+#include "../core/types.h"
+
+#define LCOW_PROTOCOL_VERSION 1
+#define LCOW_SNAPSHOTTER_NAME "windows-lcow"
+/* Walk answers at most this many infos per call (less if the client's limit
+ * is lower); a `next` cursor continues. */
+#define LCOW_WALK_PAGE_MAX 1000
+
+typedef enum lcow_method {
+    LCOW_METHOD_PREPARE = 0,
+    LCOW_METHOD_VIEW,
+    LCOW_METHOD_MOUNTS,
+    LCOW_METHOD_COMMIT,
+    LCOW_METHOD_REMOVE,
+    LCOW_METHOD_STAT,
+    LCOW_METHOD_UPDATE,
+    LCOW_METHOD_USAGE,
+    LCOW_METHOD_WALK,
+    LCOW_METHOD_CLEANUP,
+    LCOW_METHOD_VERSION,
+    LCOW_METHOD_CREATE_SCRATCH,
+    LCOW_METHOD_COUNT
+} lcow_method;
+
+/* Wire name ("Prepare", ...); NULL when out of range. */
+const char *lcow_method_name(lcow_method method);
+/* Exact, case-sensitive lookup of a wire name. */
+bool lcow_method_lookup(const char *name, size_t len, lcow_method *out);
+
+/* A list of strings (fieldpaths, filters). */
+typedef struct lcow_strv {
+    size_t count;
+    char **items;
+} lcow_strv;
+
+void lcow_strv_free(lcow_strv *v);
+bool lcow_strv_push(lcow_strv *v, const char *s);
+
+/* Params of every method, flattened; each method uses its own fields.
+ * Strings are NULL when absent. */
+typedef struct lcow_params {
+    char *key;
+    char *parent;
+    char *name;
+    lcow_labels labels;
+    lcow_info info; /* Update */
+    bool has_info;
+    lcow_strv fieldpaths; /* Update */
+    lcow_strv filters;    /* Walk */
+    uint64_t limit;       /* Walk; 0 = none */
+    char *after;          /* Walk */
+    char *path;           /* CreateScratch */
+    uint32_t size_gb;     /* CreateScratch; 0 = default */
+    uint32_t block_size_mb;
+} lcow_params;
+
+void lcow_params_free(lcow_params *params);
+
+typedef struct lcow_infos {
+    size_t count;
+    size_t capacity;
+    lcow_info *items;
+} lcow_infos;
+
+bool lcow_infos_push_copy(lcow_infos *infos, const lcow_info *info);
+void lcow_infos_free(lcow_infos *infos);
+
+/* Results of every method, flattened. */
+typedef struct lcow_result {
+    lcow_mounts mounts; /* Prepare, View, Mounts */
+    lcow_info info;     /* Stat, Update */
+    bool has_info;
+    int64_t size; /* Usage */
+    int64_t inodes;
+    lcow_infos infos; /* Walk */
+    char *next;       /* Walk; NULL = no more */
+    char *version;    /* Version */
+    int64_t protocol;
+    char *snapshotter;
+    char *path; /* CreateScratch */
+} lcow_result;
+
+void lcow_result_free(lcow_result *result);
+
+/* A decoded request. method is valid only when method_known. */
+typedef struct lcow_request {
+    uint32_t msgid;
+    lcow_method method;
+    lcow_params params;
+} lcow_request;
+
+/* Decodes [0, msgid, method, [params]]. On failure *has_msgid says whether
+ * the msgid could be read (so an error response can be sent) and err holds
+ * InvalidArgument (shape, types, UTF-8) or NotImplemented (unknown method).
+ * On success the caller frees req->params. */
+lcow_code lcow_proto_decode_request(const msgpack_object *obj, lcow_request *req, bool *has_msgid,
+                                    lcow_error *err);
+
+/* Decodes a params map (or an empty params array) for one method. */
+lcow_code lcow_proto_decode_params(lcow_method method, const msgpack_object *params_array,
+                                   lcow_params *out, lcow_error *err);
+
+/* Encodes [0, msgid, method, [params]]. */
+bool lcow_proto_encode_request(msgpack_packer *pk, uint32_t msgid, lcow_method method,
+                               const lcow_params *params);
+
+/* Encodes [1, msgid, nil, result]. */
+bool lcow_proto_encode_result(msgpack_packer *pk, uint32_t msgid, lcow_method method,
+                              const lcow_result *result);
+/* Encodes [1, msgid-or-nil, {code, message}, nil]. */
+bool lcow_proto_encode_error(msgpack_packer *pk, bool has_msgid, uint32_t msgid, lcow_code code,
+                             const char *message);
+
+/* Decodes a response. Returns LCOW_OK when it is a well-formed response
+ * (then *call_code/call_err carry the server's error, LCOW_OK if none, and
+ * result is filled on success); InvalidArgument when malformed. msgid is
+ * nil in responses to frames without a readable msgid: *has_msgid = false. */
+lcow_code lcow_proto_decode_response(const msgpack_object *obj, lcow_method method, bool *has_msgid,
+                                     uint32_t *msgid, lcow_error *call_err, lcow_result *result,
+                                     lcow_error *err);
+
+/* Info and Mount on their own (lcowsnapctl --json, tests). */
+bool lcow_proto_pack_info(msgpack_packer *pk, const lcow_info *info);
+lcow_code lcow_proto_decode_info(const msgpack_object *obj, lcow_info *out, bool name_required,
+                                 lcow_error *err);
+
+#endif

@@ -1,0 +1,68 @@
+/* Transport-independent half of a server connection, and the worker pool.
+ *
+ * A transport (server_posix.c, server_win.c) feeds received bytes into a
+ * session from its I/O thread. The session frames and decodes them and
+ * queues one job per request (or a ready error response). The pool's workers
+ * run a session's jobs one at a time in arrival order, so pipelined requests
+ * are answered in order and a Commit never overtakes its Prepare; different
+ * sessions run in parallel. Responses are appended to the session's output
+ * buffer and the transport is notified to write them. */
+#ifndef LCOW_RPC_SESSION_H
+#define LCOW_RPC_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <msgpack.h>
+
+#include "../core/errors.h"
+#include "../core/snapshotter.h"
+
+typedef struct lcow_session lcow_session;
+typedef struct lcow_rpc_pool lcow_rpc_pool;
+
+typedef struct lcow_session_ops {
+    /* A worker appended output or finished jobs (no lock held). */
+    void (*notify)(void *transport);
+    /* The last reference is gone: the transport frees its connection. */
+    void (*destroy)(void *transport);
+} lcow_session_ops;
+
+/* threads = 0: 2 x CPUs, at least 4. */
+lcow_rpc_pool *lcow_rpc_pool_create(unsigned threads, lcow_error *err);
+/* Workers finish their current job and exit; queued jobs are dropped. */
+void lcow_rpc_pool_shutdown(lcow_rpc_pool *pool);
+void lcow_rpc_pool_free(lcow_rpc_pool *pool);
+/* Requests queued or executing over all sessions. */
+unsigned lcow_rpc_pool_inflight(const lcow_rpc_pool *pool);
+
+/* The session starts with one reference (the transport's). */
+lcow_session *lcow_session_create(lcow_rpc_pool *pool, lcow_snapshotter *snapshotter,
+                                  size_t max_frame_bytes, const lcow_session_ops *ops,
+                                  void *transport);
+void lcow_session_ref(lcow_session *s);
+void lcow_session_unref(lcow_session *s);
+
+/* I/O thread: feeds received bytes. Not LCOW_OK: the stream cannot be
+ * resynchronised; the transport should close after flushing output. */
+lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, lcow_error *err);
+
+/* Jobs queued or running. */
+size_t lcow_session_pending(lcow_session *s);
+/* Bytes of output not yet written. */
+size_t lcow_session_output_bytes(lcow_session *s);
+
+/* Writes pending output through write_fn under the session lock (so a
+ * worker and the I/O thread never interleave). write_fn returns bytes
+ * written (0 = would block) or -1 on error. Returns false on a write error. */
+typedef long (*lcow_session_write_fn)(void *ctx, const char *data, size_t len);
+bool lcow_session_write(lcow_session *s, lcow_session_write_fn write_fn, void *ctx);
+
+/* Moves all pending output into *out (for transports that write
+ * asynchronously from a stable buffer); returns false when there is none. */
+bool lcow_session_take_output(lcow_session *s, msgpack_sbuffer *out);
+
+/* Drops queued jobs and pending output; running jobs finish unseen. */
+void lcow_session_close(lcow_session *s);
+
+#endif
