@@ -1,0 +1,68 @@
+/* The ops of app.h bound to the real store and RPC server (exe only, so the
+ * lcow_service library and its tests build without lcow_core / lcow_rpc). */
+#include "app.h"
+
+#include "core/log.h"
+#include "core/snapshotter.h"
+#include "rpc/server.h"
+
+static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **store,
+                                 lcow_error *err)
+{
+    lcow_snapshotter_config sc = {
+        .root = cfg->root,
+        .scratch_backend = cfg->scratch_backend,
+        .scratch_dir_allow = (const char *const *)cfg->scratch_dir_allow,
+        .scratch_dir_allow_count = cfg->scratch_dir_allow_count,
+        .no_sync = false,
+    };
+    lcow_snapshotter *s = NULL;
+    lcow_code code = lcow_snapshotter_open(&sc, &s, err);
+    *store = s;
+    return code;
+}
+
+static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *store,
+                                   void **server, lcow_error *err)
+{
+    lcow_server_config sc = {
+        .address = cfg->address,
+        .pipe_sddl = cfg->pipe_sddl,
+        .max_frame_bytes = cfg->max_frame_bytes,
+        .max_connections = cfg->max_connections,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .worker_threads = 0,
+    };
+    lcow_server *srv = NULL;
+    lcow_code code = lcow_server_start(&sc, store, &srv, err);
+    *server = srv;
+    return code;
+}
+
+static unsigned real_inflight(void *ctx, void *server)
+{
+    return lcow_server_inflight(server);
+}
+
+static void real_stop_server(void *ctx, void *server, unsigned drain_ms)
+{
+    lcow_server_stop(server, drain_ms);
+    lcow_server_free(server);
+}
+
+static void real_close_store(void *ctx, void *store)
+{
+    lcow_code code = lcow_snapshotter_close(store);
+    if (code != LCOW_OK)
+        LCOW_LOGE("closing the snapshot store failed: %s", lcow_code_name(code));
+    lcow_snapshotter_free(store);
+}
+
+const lcow_app_ops lcow_app_real_ops = {
+    .ctx = NULL,
+    .open_store = real_open_store,
+    .start_server = real_start_server,
+    .inflight = real_inflight,
+    .stop_server = real_stop_server,
+    .close_store = real_close_store,
+};

@@ -1,0 +1,61 @@
+/* Where lcow_log lines end up: the sinks behind core/log.h's seam.
+ *
+ * - stderr in the foreground,
+ * - --log-file on both platforms (appended, one line per message, flushed),
+ * - the Windows Application Event Log when running as a service, with event
+ *   IDs from the message table compiled from lcowsnap_msg.mc (so Event
+ *   Viewer renders real text). Debug lines never go to the Event Log.
+ *
+ * Lines look like "2026-11-27T22:54:01.123Z info  <what happened, to which
+ * snapshot or client>". */
+#ifndef LCOW_SERVICE_LOGGING_H
+#define LCOW_SERVICE_LOGGING_H
+
+#include <stdbool.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+
+/* Lifecycle events that have their own message in the Event Log; ordinary
+ * lines use LCOW_EVENT_LINE (one message per severity). */
+typedef enum lcow_svc_event {
+    LCOW_EVENT_LINE = 0,
+    LCOW_EVENT_STARTED,        /* RUNNING: store open, endpoint listening */
+    LCOW_EVENT_STOPPING,       /* stop/shutdown requested, draining */
+    LCOW_EVENT_STOPPED,        /* clean stop */
+    LCOW_EVENT_STARTUP_FAILED, /* text starts with the service-specific exit code */
+    LCOW_EVENT_REGISTERED,
+    LCOW_EVENT_UNREGISTERED,
+} lcow_svc_event;
+
+typedef struct lcow_logging_options {
+    lcow_log_level level;
+    const char *log_file;     /* NULL: no file */
+    bool to_stderr;           /* foreground and management commands */
+    const char *event_source; /* NULL: no Event Log (always NULL off Windows) */
+} lcow_logging_options;
+
+/* Installs the sinks as core/log.h's sink. Fails (and installs nothing) when
+ * the log file cannot be opened. */
+lcow_code lcow_logging_start(const lcow_logging_options *opts, lcow_error *err);
+/* Flushes and closes the sinks; lcow_log goes back to plain stderr. */
+void lcow_logging_stop(void);
+
+/* Logs a lifecycle event: the line goes to every sink, and the Event Log
+ * gets the event's own ID. */
+void lcow_log_event(lcow_svc_event event, lcow_log_level level, const char *fmt, ...)
+#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO) */
+    __attribute__((format(gnu_printf, 3, 4)))
+#elif defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- Event Log backend (logging_win.c; logging_posix.c has none) ---- */
+typedef struct lcow_eventlog lcow_eventlog;
+lcow_code lcow_eventlog_open(const char *source, lcow_eventlog **out, lcow_error *err);
+void lcow_eventlog_write(lcow_eventlog *log, lcow_svc_event event, lcow_log_level level,
+                         const char *text);
+void lcow_eventlog_close(lcow_eventlog *log);
+
+#endif

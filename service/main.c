@@ -1,0 +1,40 @@
+/* lcowsnap.exe / lcowsnap: converts the command line to UTF-8 and hands it
+ * to lcow_service_main with the real store and RPC server. */
+#include <stdlib.h>
+
+#include "app.h"
+
+#ifdef _WIN32
+#include <shellapi.h>
+#include <windows.h>
+
+#include "win_util.h"
+
+int main(void)
+{
+    /* The CRT's argv is in the ANSI code page; take the UTF-16 command line. */
+    int argc = 0;
+    wchar_t **wargv = CommandLineToArgvW(GetCommandLineW(), &argc);
+    if (!wargv)
+        return LCOW_EXIT_INTERNAL;
+    char **argv = calloc((size_t)argc + 1, sizeof *argv);
+    if (!argv)
+        return LCOW_EXIT_INTERNAL;
+    for (int i = 0; i < argc; i++) {
+        argv[i] = lcow_wide_to_utf8(wargv[i]);
+        if (!argv[i])
+            return LCOW_EXIT_INTERNAL;
+    }
+    LocalFree(wargv);
+    int code = lcow_service_main(argc, argv, &lcow_app_real_ops);
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+    free(argv);
+    return code;
+}
+#else
+int main(int argc, char **argv)
+{
+    return lcow_service_main(argc, argv, &lcow_app_real_ops);
+}
+#endif

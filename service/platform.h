@@ -1,0 +1,36 @@
+/* The few OS operations the service layer needs before the store exists
+ * (config validation, log files, sleeping). platform_posix.c and
+ * platform_win.c implement them; paths are UTF-8, converted to UTF-16 at the
+ * Windows API. */
+#ifndef LCOW_SERVICE_PLATFORM_H
+#define LCOW_SERVICE_PLATFORM_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/errors.h"
+
+/* "/x" on POSIX; "C:\x", "C:/x", "\\server\share", "\\?\..." on Windows. */
+bool lcow_svc_path_is_absolute(const char *path);
+/* malloc'd copy with the platform separator ('/' -> '\' on Windows) and no
+ * trailing separator (except a root like "/" or "C:\"). */
+char *lcow_svc_path_normalize(const char *path);
+/* malloc'd current directory, NULL on failure. */
+char *lcow_svc_cwd(void);
+/* malloc'd default state directory: %ProgramData%\lcowsnap on Windows,
+ * <cwd>/var/lcowsnap elsewhere. */
+char *lcow_svc_default_root(void);
+/* Creates dir and its missing parents; an existing directory is success. */
+lcow_code lcow_svc_mkdirs(const char *dir, lcow_error *err);
+/* Creates, writes and deletes a probe file in dir. */
+lcow_code lcow_svc_probe_writable(const char *dir, lcow_error *err);
+/* fopen with a UTF-8 path. */
+FILE *lcow_svc_fopen(const char *path, const char *mode);
+void lcow_svc_sleep_ms(unsigned ms);
+/* "2026-11-27T22:54:01.123Z" into buf (at least 32 bytes). */
+void lcow_svc_timestamp(char *buf, size_t size);
+/* One process-wide lock for the log sinks (lines from many threads). */
+void lcow_svc_log_lock(void);
+void lcow_svc_log_unlock(void);
+
+#endif
