@@ -448,6 +448,49 @@ static void copy_sparse_keeps_content_and_holes(void **state)
     free(dir);
 }
 
+/* Paths beyond MAX_PATH (the \\?\ prefix on Windows) and non-ASCII names. */
+static void long_and_unicode_paths_work(void **state)
+{
+    char *dir = fresh_dir("long");
+    lcow_error err;
+    char *deep = strdup(dir);
+    for (int i = 0; i < 12; i++) {
+        char *next = lcow_path_join(deep, "0123456789abcdefghijklmnopqrstu");
+        free(deep);
+        deep = next;
+    }
+    assert_true(strlen(deep) > 300);
+    assert_int_equal(lcow_os_mkdir_all(deep, &err), LCOW_OK);
+    char *file = lcow_path_join(deep, "caf\xc3\xa9-\xe2\x98\x83.vhdx");
+    write_file(file, "snow");
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(file, &st, &err), LCOW_OK);
+    assert_true(st.exists);
+    assert_int_equal(st.size, 4);
+    listing l = {0};
+    assert_int_equal(lcow_os_list_dir(deep, count_entry, &l, &err), LCOW_OK);
+    assert_int_equal(l.files, 1);
+    char *copy = lcow_path_join(deep, "copy.vhdx");
+    assert_int_equal(lcow_os_copy_sparse(file, copy, &err), LCOW_OK);
+    assert_same_content(file, copy);
+    char *resolved;
+    lcow_code rc = lcow_os_realpath(file, &resolved, &err);
+    if (rc != LCOW_OK)
+        print_message("realpath: %s\n", err.message);
+    assert_int_equal(rc, LCOW_OK);
+    assert_non_null(strstr(resolved, "caf\xc3\xa9-\xe2\x98\x83.vhdx"));
+    free(resolved);
+    int64_t bytes, inodes;
+    assert_int_equal(lcow_os_usage(dir, &bytes, &inodes, &err), LCOW_OK);
+    assert_int_equal(inodes, 1 + 12 + 2);
+    assert_int_equal(lcow_os_remove_all(dir, &err), LCOW_OK);
+    assert_false(exists(dir));
+    free(copy);
+    free(file);
+    free(deep);
+    free(dir);
+}
+
 static void fault_fires_on_nth_call_once(void **state)
 {
     char *dir = fresh_dir("fault-nth");
@@ -662,6 +705,7 @@ int main(void)
         cmocka_unit_test(links_and_realpath),
         cmocka_unit_test(usage_counts_blocks_and_hard_links_once),
         cmocka_unit_test(copy_sparse_keeps_content_and_holes),
+        cmocka_unit_test(long_and_unicode_paths_work),
         cmocka_unit_test(fault_fires_on_nth_call_once),
         cmocka_unit_test(every_operation_can_fail),
         cmocka_unit_test(fault_specs_parse),
