@@ -1,0 +1,18 @@
+# Snapshot metadata and the snapshotter (core/metastore, core/snapshotter).
+if(TARGET lcow_core)
+  # The scratch policy and disk builder are other modules of lcow_core; until
+  # their sources exist the snapshotter builds without them (empty active
+  # directories) instead of failing to link.
+  file(GLOB lcow_scratch_policy_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/core/scratch.c)
+  file(GLOB lcow_scratch_disk_src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/core/scratchdisk*.c)
+  if(NOT lcow_scratch_policy_src)
+    target_compile_definitions(lcow_core PRIVATE LCOW_NO_SCRATCH_POLICY)
+  endif()
+  if(NOT lcow_scratch_disk_src)
+    target_compile_definitions(lcow_core PRIVATE LCOW_NO_SCRATCH_DISK)
+  endif()
+  lcow_unit_test(NAME test_metastore SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_metastore.c
+                 LIBS lcow_core LABELS core)
+  lcow_unit_test(NAME test_snapshotter SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_snapshotter.c
+                 LIBS lcow_core LABELS core TIMEOUT 900)
+endif()
