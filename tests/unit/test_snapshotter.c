@@ -1,0 +1,6 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include "core/metastore.h"
+int main(void){return 0;}
