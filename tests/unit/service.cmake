@@ -4,7 +4,7 @@
 if(TARGET lcow_service)
   lcow_unit_test(NAME test_config SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_config.c
                  LIBS lcow_service LABELS service)
-  if(WIN32)
+  if(WIN32 AND EXISTS ${CMAKE_CURRENT_LIST_DIR}/test_service_win.c)
     lcow_unit_test(NAME test_service_win SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_service_win.c
                    LIBS lcow_service LABELS service)
   endif()
