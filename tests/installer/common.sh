@@ -1,0 +1,142 @@
+# Shared helpers for the installer tests (sourced by the *.sh tests here).
+# Environment, set per test by tests/installer/CMakeLists.txt:
+#   LCOW_INSTALLER_MISSING  non-empty: the exes are not in this build yet -> skip (77)
+#   LCOW_WINE               wine launcher (CMAKE_CROSSCOMPILING_EMULATOR)
+#   WINEPREFIX, WINEDEBUG   the build's shared prefix; -all
+#   LCOW_MSI, LCOW_ZIP      packages of this build; LCOW_VERSION their version
+#   LCOW_SERVICE_NAME, LCOW_SERVICE_ARGUMENTS  what the MSI's ServiceInstall row must hold
+#   LCOW_TEST_TMP           a scratch directory for logs (Linux path)
+
+set -u
+SKIP=77
+WINE=${LCOW_WINE:-wine}
+SERVICE=${LCOW_SERVICE_NAME:-lcowsnap}
+export WINEDEBUG=${WINEDEBUG:--all}
+export WINEDLLOVERRIDES=${WINEDLLOVERRIDES:-mscoree=;mshtml=}
+unset DISPLAY
+
+log() { printf '%s: %s\n' "${TEST_NAME:-installer}" "$*"; }
+fail() {
+  printf '%s: FAIL: %s\n' "${TEST_NAME:-installer}" "$*" >&2
+  exit 1
+}
+check() { # check DESCRIPTION COMMAND... : run it, fail with DESCRIPTION when it fails
+  local what=$1
+  shift
+  "$@" || fail "$what"
+}
+
+skip_unless_built() {
+  if [ -n "${LCOW_INSTALLER_MISSING:-}" ]; then
+    echo "SKIP: ${LCOW_INSTALLER_MISSING} not built in this tree yet, so there is no MSI/zip to test"
+    exit $SKIP
+  fi
+}
+
+# Windows path (Z:\...) of a Linux path, for arguments to Windows programs.
+winpath() {
+  local p
+  p=$(readlink -f "$1")
+  printf 'Z:%s' "${p//\//\\}"
+}
+
+DRIVE_C="${WINEPREFIX:?WINEPREFIX must be set}/drive_c"
+INSTALL_DIR="$DRIVE_C/Program Files/lcowsnap"
+STATE_DIR="$DRIVE_C/ProgramData/lcowsnap"
+INSTALLED_CTL='C:\Program Files\lcowsnap\lcowsnapctl.exe'
+INSTALLED_SVC='C:\Program Files\lcowsnap\lcowsnap.exe'
+
+wine_run() { "$WINE" "$@" 2>&1 | tr -d '\r'; return "${PIPESTATUS[0]}"; }
+
+# Current SCM state word (RUNNING, STOPPED, START_PENDING...) or ABSENT.
+service_state() {
+  local out
+  if ! out=$(wine_run sc query "$SERVICE"); then
+    echo ABSENT
+    return
+  fi
+  printf '%s\n' "$out" | awk '/STATE/ { print $4; exit }'
+}
+
+wait_for_state() { # wait_for_state STATE SECONDS
+  local want=$1 deadline=$((SECONDS + $2)) state
+  while :; do
+    state=$(service_state)
+    [ "$state" = "$want" ] && return 0
+    [ $SECONDS -ge $deadline ] && {
+      log "service state is $state, wanted $want"
+      return 1
+    }
+    sleep 0.5
+  done
+}
+
+# After msiexec /i: the service must be RUNNING. Wine's msiexec normally starts it
+# (ServiceControl Start="install"); if it did not, say so and start it with sc.
+expect_running_after_install() {
+  if wait_for_state RUNNING 20; then
+    log "service is RUNNING after msiexec /i (started by the MSI's ServiceControl)"
+    return 0
+  fi
+  local state
+  state=$(service_state)
+  [ "$state" = ABSENT ] && fail "msiexec /i did not create the $SERVICE service"
+  log "NOTE: Wine's msiexec left the service $state; starting it with 'sc start'"
+  wine_run sc start "$SERVICE" >/dev/null
+  wait_for_state RUNNING 20 || {
+    wine_run sc query "$SERVICE"
+    fail "service did not reach RUNNING even with sc start"
+  }
+}
+
+ctl() { wine_run "$INSTALLED_CTL" "$@"; }
+
+# Product codes of installed products named lcowsnap (Wine's Uninstall registry).
+installed_product_codes() {
+  wine_run reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s |
+    awk '/^HKEY_/ { key = $0 } /DisplayName/ && $NF == "lcowsnap" { n = split(key, p, "\\"); print p[n] }'
+}
+
+installed_product_version() { # installed_product_version PRODUCTCODE
+  wine_run reg query "HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\$1" /v DisplayVersion |
+    awk '/DisplayVersion/ { print $NF }'
+}
+
+service_key_count() { # SCM entries whose key name is exactly the service name
+  wine_run reg query 'HKLM\SYSTEM\CurrentControlSet\Services' |
+    awk -v name="$SERVICE" 'BEGIN { n = 0 } { k = $0; sub(/.*\\/, "", k); if (tolower(k) == tolower(name)) n++ } END { print n }'
+}
+
+# Serialise with every other user of the service name in this prefix (CTest's
+# RESOURCE_LOCK covers one ctest run; this lock also covers other build trees).
+take_service_lock() {
+  exec 9>"$WINEPREFIX/.lcowsnap-service.lock"
+  flock -w 900 9 || fail "could not get $WINEPREFIX/.lcowsnap-service.lock within 900 s"
+}
+
+# Refuse to run over somebody else's service; remove our own leftovers.
+require_no_service() {
+  local code
+  for code in $(installed_product_codes); do
+    log "removing a leftover lcowsnap MSI product $code from an earlier run"
+    wine_run msiexec /x "$code" /qn >/dev/null
+  done
+  if [ "$(service_state)" != ABSENT ]; then
+    wine_run reg query "HKLM\\SYSTEM\\CurrentControlSet\\Services\\$SERVICE" /v ImagePath
+    fail "a service named $SERVICE already exists in $WINEPREFIX (not installed by an MSI); refusing to touch it"
+  fi
+}
+
+# Trap cleanup: uninstall whatever this test installed, leave no service behind.
+cleanup_installs() {
+  local code
+  for code in $(installed_product_codes); do
+    wine_run msiexec /x "$code" /qn >/dev/null
+  done
+  if [ "$(service_state)" != ABSENT ]; then
+    wine_run sc stop "$SERVICE" >/dev/null
+    sleep 1
+    wine_run sc delete "$SERVICE" >/dev/null
+  fi
+  rm -rf "$INSTALL_DIR"
+}

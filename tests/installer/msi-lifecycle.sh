@@ -1,0 +1,85 @@
+#!/bin/bash
+# The MSI under Wine, as an administrator would use it:
+#   msiexec /i /qn -> service RUNNING -> lcowsnapctl version over \\.\pipe\lcowsnap
+#   -> prepare/commit -> msiexec /x /qn -> service and binaries gone, state directory
+#   with its LevelDB kept -> msiexec /i again -> the earlier snapshot is still there
+#   -> msiexec /x.
+# The MSI installs with the default root, C:\ProgramData\lcowsnap inside the prefix;
+# it is emptied before the first install so runs are repeatable.
+TEST_NAME=installer_msi_lifecycle
+. "$(dirname "$0")/common.sh"
+skip_unless_built
+
+MSI=${LCOW_MSI:?}
+[ -f "$MSI" ] || fail "$MSI was not built (target lcowsnap_msi)"
+LOGDIR=${LCOW_TEST_TMP:?}
+mkdir -p "$LOGDIR"
+run_id="$(date +%s)-$$"
+layer_key="installer/1/extract-layer-$run_id"
+layer_name="installer/2/layer-$run_id"
+
+take_service_lock
+require_no_service
+trap cleanup_installs EXIT
+rm -rf "$STATE_DIR"
+
+msi_install() { # msi_install LOGNAME
+  wine_run msiexec /i "$(winpath "$MSI")" /qn /l*v "$(winpath "$LOGDIR")\\$1.log" >/dev/null ||
+    fail "msiexec /i $(basename "$MSI") failed (rc $?); log: $LOGDIR/$1.log"
+}
+msi_uninstall() { # msi_uninstall LOGNAME
+  wine_run msiexec /x "$(winpath "$MSI")" /qn /l*v "$(winpath "$LOGDIR")\\$1.log" >/dev/null ||
+    fail "msiexec /x $(basename "$MSI") failed (rc $?); log: $LOGDIR/$1.log"
+}
+
+log "install $(basename "$MSI")"
+msi_install install1
+expect_running_after_install
+for file in lcowsnap.exe lcowsnapctl.exe README.md LICENSE.txt; do
+  [ -f "$INSTALL_DIR/$file" ] || fail "$file not installed in Program Files\\lcowsnap"
+done
+cmp -s "$INSTALL_DIR/lcowsnap.exe" "${LCOW_SERVICE_EXE:?}" || fail "installed lcowsnap.exe differs from the build's"
+# Wine writes ImagePath without quotes (Windows Installer quotes it); the MSI row itself
+# is checked in installer_msi_tables. Here: it points at the installed exe with the args.
+image_path=$(wine_run reg query "HKLM\\SYSTEM\\CurrentControlSet\\Services\\$SERVICE" /v ImagePath |
+  sed -n 's/.*ImagePath *REG_[A-Z_]* *//p')
+log "ImagePath: $image_path"
+case "$image_path" in
+  *"$INSTALLED_SVC"*" ${LCOW_SERVICE_ARGUMENTS:?}") ;;
+  *) fail "ImagePath '$image_path' is not the installed exe followed by '$LCOW_SERVICE_ARGUMENTS'" ;;
+esac
+# The failure-action custom actions ran (Wine's sc.exe stores nothing, so only the log shows it).
+grep -aq 'Action start .*LcowFailureActions' "$LOGDIR/install1.log" ||
+  fail "LcowFailureActions custom action did not run during install"
+
+version_out=$(ctl version) || fail "lcowsnapctl version failed: $version_out"
+log "lcowsnapctl version: $(tr '\n' ' ' <<<"$version_out")"
+grep -qF "$LCOW_VERSION" <<<"$version_out" || fail "service did not report version $LCOW_VERSION"
+
+out=$(ctl prepare "$layer_key") || fail "lcowsnapctl prepare $layer_key: $out"
+out=$(ctl commit "$layer_name" "$layer_key") || fail "lcowsnapctl commit: $out"
+out=$(ctl info "$layer_name") || fail "lcowsnapctl info after commit: $out"
+grep -q committed <<<"$out" || fail "info does not say committed: $out"
+log "prepare/commit round trip OK: $layer_name committed"
+
+log "uninstall"
+msi_uninstall uninstall1
+state=$(service_state)
+[ "$state" = ABSENT ] || fail "service still registered after msiexec /x (state $state)"
+[ ! -e "$INSTALL_DIR/lcowsnap.exe" ] && [ ! -e "$INSTALL_DIR/lcowsnapctl.exe" ] ||
+  fail "binaries still in Program Files\\lcowsnap after msiexec /x"
+[ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost its LevelDB (meta/CURRENT) on uninstall"
+[ -n "$(installed_product_codes)" ] && fail "product still registered after msiexec /x"
+log "after uninstall: service and binaries gone; $(ls "$STATE_DIR" | tr '\n' ' ')kept in C:\\ProgramData\\lcowsnap"
+
+log "install again"
+msi_install install2
+expect_running_after_install
+out=$(ctl info "$layer_name") || fail "snapshot $layer_name lost across uninstall/reinstall: $out"
+grep -q committed <<<"$out" || fail "info after reinstall: $out"
+log "reinstall finds $layer_name"
+
+msi_uninstall uninstall2
+[ "$(service_state)" = ABSENT ] || fail "service still registered after the second msiexec /x"
+[ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost on the second uninstall"
+log "PASS"

@@ -1,0 +1,71 @@
+#!/bin/bash
+# Major upgrade under Wine: the MSI of this build (version N) is installed and holds a
+# committed snapshot; the MSI of version N+1 (a second build tree of the same sources
+# with the version bumped, made by installer_build_next_version) is installed over it.
+# Afterwards: one product, one service entry, the N+1 binary is what runs (its
+# --version and the Version RPC both say N+1), and the snapshot is still there.
+TEST_NAME=installer_msi_upgrade
+. "$(dirname "$0")/common.sh"
+skip_unless_built
+
+MSI=${LCOW_MSI:?}
+NEXT_MSI=${LCOW_NEXT_MSI:?}
+NEXT_VERSION=${LCOW_NEXT_VERSION:?}
+[ -f "$MSI" ] || fail "$MSI was not built (target lcowsnap_msi)"
+[ -f "$NEXT_MSI" ] || fail "$NEXT_MSI missing: installer_build_next_version did not produce it"
+[ "$NEXT_VERSION" != "$LCOW_VERSION" ] || fail "next version equals this version ($LCOW_VERSION)"
+LOGDIR=${LCOW_TEST_TMP:?}
+mkdir -p "$LOGDIR"
+run_id="$(date +%s)-$$"
+layer_key="upgrade/1/extract-layer-$run_id"
+layer_name="upgrade/2/layer-$run_id"
+
+take_service_lock
+require_no_service
+trap cleanup_installs EXIT
+rm -rf "$STATE_DIR"
+
+installed_version_of_service() { # from the Version RPC of the running service
+  ctl version
+}
+
+log "install version $LCOW_VERSION"
+wine_run msiexec /i "$(winpath "$MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n.log" >/dev/null ||
+  fail "msiexec /i $(basename "$MSI") failed; log: $LOGDIR/install-n.log"
+expect_running_after_install
+out=$(installed_version_of_service) || fail "lcowsnapctl version: $out"
+grep -qF "$LCOW_VERSION" <<<"$out" || fail "version $LCOW_VERSION not reported before the upgrade: $out"
+codes_before=$(installed_product_codes)
+[ "$(wc -w <<<"$codes_before")" -eq 1 ] || fail "expected one installed product, got: $codes_before"
+out=$(ctl prepare "$layer_key") || fail "prepare: $out"
+out=$(ctl commit "$layer_name" "$layer_key") || fail "commit: $out"
+
+log "install version $NEXT_VERSION over it"
+wine_run msiexec /i "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n1.log" >/dev/null ||
+  fail "msiexec /i $(basename "$NEXT_MSI") failed; log: $LOGDIR/install-n1.log"
+grep -aq 'Action start .*RemoveExistingProducts' "$LOGDIR/install-n1.log" ||
+  fail "the N+1 install did not run RemoveExistingProducts"
+expect_running_after_install
+
+codes_after=$(installed_product_codes)
+[ "$(wc -w <<<"$codes_after")" -eq 1 ] || fail "expected one installed product after upgrade, got: $codes_after"
+[ "$codes_after" != "$codes_before" ] || fail "product code did not change ($codes_after)"
+[ "$(installed_product_version "$codes_after")" = "$NEXT_VERSION" ] ||
+  fail "installed product version is $(installed_product_version "$codes_after"), want $NEXT_VERSION"
+[ "$(service_key_count)" -eq 1 ] || fail "expected one $SERVICE service key, found $(service_key_count)"
+
+exe_version=$(wine_run "$INSTALLED_SVC" --version) || fail "lcowsnap.exe --version failed: $exe_version"
+grep -qF "$NEXT_VERSION" <<<"$exe_version" || fail "installed lcowsnap.exe --version says '$exe_version', want $NEXT_VERSION"
+out=$(installed_version_of_service) || fail "lcowsnapctl version after upgrade: $out"
+grep -qF "$NEXT_VERSION" <<<"$out" || fail "running service reports '$out', want $NEXT_VERSION"
+log "after upgrade: one product ($codes_after, $NEXT_VERSION), one service, running binary says $NEXT_VERSION"
+
+out=$(ctl info "$layer_name") || fail "snapshot $layer_name lost in the upgrade: $out"
+grep -q committed <<<"$out" || fail "info after upgrade: $out"
+
+wine_run msiexec /x "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\uninstall-n1.log" >/dev/null ||
+  fail "msiexec /x $(basename "$NEXT_MSI") failed"
+[ "$(service_state)" = ABSENT ] || fail "service still registered after uninstalling $NEXT_VERSION"
+[ -z "$(installed_product_codes)" ] || fail "a product is still registered: $(installed_product_codes)"
+[ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost on uninstall"
+log "PASS"
