@@ -79,6 +79,11 @@ if rows Directory | grep -qi -e CommonAppDataFolder -e ProgramData; then
 fi
 if rows RemoveFile | grep -q .; then fail "the MSI has RemoveFile rows: $(rows RemoveFile)"; fi
 
+# Event Log source, as --register-service writes it, owned by the service component.
+rows Registry | awk -F '\t' -v s="$SERVICE" '$2 == 2 && $3 ~ ("^SYSTEM\\\\CurrentControlSet\\\\Services\\\\EventLog\\\\Application\\\\" s "\\\\?$") &&
+  $4 == "EventMessageFile" && $5 == "[#lcowsnap.exe]" && $6 == "'"$si_component"'" { ok = 1 } END { exit !ok }' ||
+  fail "no Event Log source (EventMessageFile = lcowsnap.exe) in the Registry table: $(rows Registry)"
+
 # Product identity: the version from CMake, the fixed UpgradeCode, per-machine, x64.
 [ "$(field Property ProductVersion 2)" = "${LCOW_VERSION:?}" ] || fail "ProductVersion is not $LCOW_VERSION"
 upgrade_code=$(field Property UpgradeCode 2)
