@@ -1,0 +1,820 @@
+/* Protocol codec (rpc/proto) and framing (rpc/frame): every method's params
+ * and results round-trip, strict decoding refuses what DESIGN.md says to
+ * refuse, and the framer survives splits, oversized and malformed frames. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rpc/frame.h"
+#include "rpc/proto.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+typedef struct packed {
+    msgpack_sbuffer buf;
+    msgpack_packer pk;
+} packed;
+
+static void packed_init(packed *p)
+{
+    msgpack_sbuffer_init(&p->buf);
+    msgpack_packer_init(&p->pk, &p->buf, msgpack_sbuffer_write);
+}
+
+static void pstr(packed *p, const char *s)
+{
+    msgpack_pack_str(&p->pk, strlen(s));
+    msgpack_pack_str_body(&p->pk, s, strlen(s));
+}
+
+/* Unpacks p into u (caller destroys u). */
+static const msgpack_object *unpack(packed *p, msgpack_unpacked *u)
+{
+    size_t off = 0;
+    msgpack_unpacked_init(u);
+    assert_int_equal(msgpack_unpack_next(u, p->buf.data, p->buf.size, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, p->buf.size);
+    return &u->data;
+}
+
+/* Builds [0, 7, method, [ <map started by the caller> ]]: header only. */
+static void request_head(packed *p, const char *method)
+{
+    msgpack_pack_array(&p->pk, 4);
+    msgpack_pack_uint8(&p->pk, 0);
+    msgpack_pack_uint32(&p->pk, 7);
+    pstr(p, method);
+    msgpack_pack_array(&p->pk, 1);
+}
+
+static lcow_code decode(packed *p, lcow_request *req, bool *has_msgid, lcow_error *err)
+{
+    msgpack_unpacked u;
+    const msgpack_object *o = unpack(p, &u);
+    lcow_code code = lcow_proto_decode_request(o, req, has_msgid, err);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&p->buf);
+    return code;
+}
+
+static bool contains(const char *hay, size_t n, const unsigned char *needle, size_t m)
+{
+    for (size_t i = 0; i + m <= n; i++) {
+        if (memcmp(hay + i, needle, m) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void method_names_round_trip(void **state)
+{
+    for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
+        const char *name = lcow_method_name((lcow_method)m);
+        assert_non_null(name);
+        lcow_method back;
+        assert_true(lcow_method_lookup(name, strlen(name), &back));
+        assert_int_equal(back, m);
+    }
+    lcow_method back;
+    assert_false(lcow_method_lookup("stat", 4, &back)); /* case-sensitive */
+    assert_false(lcow_method_lookup("Sta", 3, &back));
+    assert_null(lcow_method_name(LCOW_METHOD_COUNT));
+}
+
+static void every_method_round_trips_its_params(void **state)
+{
+    lcow_params in;
+    memset(&in, 0, sizeof in);
+    in.key = "ns/1/k";
+    in.parent = "ns/1/p";
+    in.name = "ns/1/n";
+    assert_true(lcow_labels_set(&in.labels, "a", "1"));
+    assert_true(lcow_labels_set(&in.labels, "containerd.io/x", "y\xc3\xa9"));
+    in.info.name = "ns/1/k";
+    in.info.parent = "";
+    in.info.kind = LCOW_KIND_ACTIVE;
+    in.info.created = (lcow_time){1700000000, 123456789};
+    in.info.updated = (lcow_time){1700000001, 5};
+    in.has_info = true;
+    char *paths[] = {"labels.a"};
+    in.fieldpaths = (lcow_strv){1, paths};
+    char *filters[] = {"kind==active", "labels.a==1"};
+    in.filters = (lcow_strv){2, filters};
+    in.limit = 10;
+    in.after = "ns/1/a";
+    in.path = "/tmp/x.vhdx";
+    in.size_gb = 20;
+    in.block_size_mb = 1;
+    for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
+        packed p;
+        packed_init(&p);
+        assert_true(lcow_proto_encode_request(&p.pk, 42, (lcow_method)m, &in));
+        lcow_request req;
+        bool has_msgid;
+        lcow_error err;
+        assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_OK);
+        assert_true(has_msgid);
+        assert_int_equal(req.msgid, 42);
+        assert_int_equal(req.method, m);
+        const lcow_params *out = &req.params;
+        switch ((lcow_method)m) {
+        case LCOW_METHOD_PREPARE:
+        case LCOW_METHOD_VIEW:
+            assert_string_equal(out->key, "ns/1/k");
+            assert_string_equal(out->parent, "ns/1/p");
+            assert_int_equal(out->labels.count, 2);
+            assert_string_equal(lcow_labels_get(&out->labels, "containerd.io/x"), "y\xc3\xa9");
+            break;
+        case LCOW_METHOD_COMMIT:
+            assert_string_equal(out->name, "ns/1/n");
+            assert_string_equal(out->key, "ns/1/k");
+            assert_string_equal(out->parent, "ns/1/p");
+            assert_int_equal(out->labels.count, 2);
+            break;
+        case LCOW_METHOD_MOUNTS:
+        case LCOW_METHOD_REMOVE:
+        case LCOW_METHOD_STAT:
+        case LCOW_METHOD_USAGE:
+            assert_string_equal(out->key, "ns/1/k");
+            assert_null(out->parent);
+            break;
+        case LCOW_METHOD_UPDATE:
+            assert_true(out->has_info);
+            assert_string_equal(out->info.name, "ns/1/k");
+            assert_int_equal(out->info.kind, LCOW_KIND_ACTIVE);
+            assert_int_equal(out->info.created.sec, 1700000000);
+            assert_int_equal(out->info.created.nsec, 123456789);
+            assert_int_equal(out->info.updated.nsec, 5);
+            assert_int_equal(out->fieldpaths.count, 1);
+            assert_string_equal(out->fieldpaths.items[0], "labels.a");
+            assert_null(out->key);
+            break;
+        case LCOW_METHOD_WALK:
+            assert_int_equal(out->filters.count, 2);
+            assert_string_equal(out->filters.items[1], "labels.a==1");
+            assert_int_equal(out->limit, 10);
+            assert_string_equal(out->after, "ns/1/a");
+            break;
+        case LCOW_METHOD_CREATE_SCRATCH:
+            assert_string_equal(out->path, "/tmp/x.vhdx");
+            assert_int_equal(out->size_gb, 20);
+            assert_int_equal(out->block_size_mb, 1);
+            break;
+        default:
+            assert_null(out->key);
+            break;
+        }
+        lcow_params_free(&req.params);
+    }
+    lcow_labels_free(&in.labels);
+}
+
+static void unknown_extra_fields_are_ignored(void **state)
+{
+    packed p;
+    packed_init(&p);
+    request_head(&p, "Stat");
+    msgpack_pack_map(&p.pk, 3);
+    pstr(&p, "future");
+    msgpack_pack_array(&p.pk, 2);
+    msgpack_pack_int(&p.pk, -1);
+    msgpack_pack_nil(&p.pk);
+    pstr(&p, "key");
+    pstr(&p, "k");
+    pstr(&p, "snapshotter");
+    pstr(&p, "windows-lcow");
+    lcow_request req;
+    bool has_msgid;
+    lcow_error err;
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_OK);
+    assert_string_equal(req.params.key, "k");
+    lcow_params_free(&req.params);
+}
+
+static void empty_params_array_is_an_empty_map(void **state)
+{
+    packed p;
+    packed_init(&p);
+    msgpack_pack_array(&p.pk, 4);
+    msgpack_pack_uint8(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, 1);
+    pstr(&p, "Version");
+    msgpack_pack_array(&p.pk, 0);
+    lcow_request req;
+    bool has_msgid;
+    lcow_error err;
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_OK);
+    assert_int_equal(req.method, LCOW_METHOD_VERSION);
+
+    packed_init(&p); /* Stat with [] is missing its key */
+    msgpack_pack_array(&p.pk, 4);
+    msgpack_pack_uint8(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, 1);
+    pstr(&p, "Stat");
+    msgpack_pack_array(&p.pk, 0);
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_INVALID_ARGUMENT);
+    assert_true(has_msgid);
+    assert_non_null(strstr(err.message, "missing required field \"key\""));
+}
+
+/* Each case: the params map (built by fn) must fail with code. */
+typedef void (*build_fn)(packed *p);
+
+static void expect_params_error(const char *method, build_fn build, lcow_code code,
+                                const char *substring)
+{
+    packed p;
+    packed_init(&p);
+    request_head(&p, method);
+    build(&p);
+    lcow_request req;
+    bool has_msgid = false;
+    lcow_error err;
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), code);
+    assert_true(has_msgid);
+    assert_int_equal(req.msgid, 7);
+    if (!strstr(err.message, substring))
+        fail_msg("message \"%s\" lacks \"%s\"", err.message, substring);
+}
+
+static void key_is_int(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "key");
+    msgpack_pack_int(&p->pk, 5);
+}
+static void key_is_nil(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "key");
+    msgpack_pack_nil(&p->pk);
+}
+static void key_bad_utf8(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "key");
+    pstr(p, "a\xff");
+}
+static void map_key_bad_utf8(packed *p)
+{
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "key");
+    pstr(p, "a");
+    pstr(p, "\xc3\x28");
+    pstr(p, "x");
+}
+static void map_key_not_string(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    msgpack_pack_int(&p->pk, 1);
+    pstr(p, "a");
+}
+static void duplicate_key(packed *p)
+{
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "key");
+    pstr(p, "a");
+    pstr(p, "key");
+    pstr(p, "b");
+}
+static void labels_not_map(packed *p)
+{
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "key");
+    pstr(p, "a");
+    pstr(p, "labels");
+    msgpack_pack_array(&p->pk, 0);
+}
+static void label_value_int(packed *p)
+{
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "key");
+    pstr(p, "a");
+    pstr(p, "labels");
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "x");
+    msgpack_pack_int(&p->pk, 1);
+}
+static void params_not_map(packed *p)
+{
+    msgpack_pack_array(&p->pk, 1);
+    pstr(p, "a");
+}
+static void size_zero(packed *p)
+{
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "path");
+    pstr(p, "/x");
+    pstr(p, "size_gb");
+    msgpack_pack_uint8(&p->pk, 0);
+}
+static void size_negative(packed *p)
+{
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "path");
+    pstr(p, "/x");
+    pstr(p, "size_gb");
+    msgpack_pack_int(&p->pk, -3);
+}
+static void info_time_not_timestamp(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "info");
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "name");
+    pstr(p, "a");
+    pstr(p, "created");
+    msgpack_pack_int(&p->pk, 1700000000);
+}
+static void info_bad_kind(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "info");
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "name");
+    pstr(p, "a");
+    pstr(p, "kind");
+    pstr(p, "frozen");
+}
+static void info_without_name(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "info");
+    msgpack_pack_map(&p->pk, 0);
+}
+static void filters_not_strings(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "filters");
+    msgpack_pack_array(&p->pk, 1);
+    msgpack_pack_true(&p->pk);
+}
+
+static void strict_decoding_refuses_bad_params(void **state)
+{
+    expect_params_error("Stat", key_is_int, LCOW_INVALID_ARGUMENT, "key: expected a string");
+    expect_params_error("Stat", key_is_nil, LCOW_INVALID_ARGUMENT, "\"key\" is nil");
+    expect_params_error("Stat", key_bad_utf8, LCOW_INVALID_ARGUMENT, "not valid UTF-8");
+    expect_params_error("Stat", map_key_bad_utf8, LCOW_INVALID_ARGUMENT,
+                        "map key is not valid UTF-8");
+    expect_params_error("Stat", map_key_not_string, LCOW_INVALID_ARGUMENT,
+                        "map key is not a string");
+    expect_params_error("Remove", duplicate_key, LCOW_INVALID_ARGUMENT, "duplicate field");
+    expect_params_error("Prepare", labels_not_map, LCOW_INVALID_ARGUMENT, "labels: expected a map");
+    expect_params_error("Prepare", label_value_int, LCOW_INVALID_ARGUMENT, "expected a string");
+    expect_params_error("Prepare", params_not_map, LCOW_INVALID_ARGUMENT, "expected a map");
+    expect_params_error("CreateScratch", size_zero, LCOW_INVALID_ARGUMENT, "positive integer");
+    expect_params_error("CreateScratch", size_negative, LCOW_INVALID_ARGUMENT, "positive integer");
+    expect_params_error("Update", info_time_not_timestamp, LCOW_INVALID_ARGUMENT, "Timestamp");
+    expect_params_error("Update", info_bad_kind, LCOW_INVALID_ARGUMENT, "frozen");
+    expect_params_error("Update", info_without_name, LCOW_INVALID_ARGUMENT, "\"name\"");
+    expect_params_error("Walk", filters_not_strings, LCOW_INVALID_ARGUMENT, "expected a string");
+}
+
+static void request_shape_errors_keep_the_msgid_when_readable(void **state)
+{
+    lcow_request req;
+    bool has_msgid;
+    lcow_error err;
+    packed p;
+
+    packed_init(&p); /* unknown method */
+    msgpack_pack_array(&p.pk, 4);
+    msgpack_pack_uint8(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, 99);
+    pstr(&p, "Explode");
+    msgpack_pack_array(&p.pk, 0);
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_NOT_IMPLEMENTED);
+    assert_true(has_msgid);
+    assert_int_equal(req.msgid, 99);
+    assert_non_null(strstr(err.message, "Explode"));
+
+    packed_init(&p); /* three elements */
+    msgpack_pack_array(&p.pk, 3);
+    msgpack_pack_uint8(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, 5);
+    pstr(&p, "Version");
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_INVALID_ARGUMENT);
+    assert_true(has_msgid);
+    assert_int_equal(req.msgid, 5);
+
+    packed_init(&p); /* negative msgid */
+    msgpack_pack_array(&p.pk, 4);
+    msgpack_pack_uint8(&p.pk, 0);
+    msgpack_pack_int(&p.pk, -5);
+    pstr(&p, "Version");
+    msgpack_pack_array(&p.pk, 0);
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_INVALID_ARGUMENT);
+    assert_false(has_msgid);
+
+    packed_init(&p); /* notification */
+    msgpack_pack_array(&p.pk, 3);
+    msgpack_pack_uint8(&p.pk, 2);
+    pstr(&p, "Version");
+    msgpack_pack_array(&p.pk, 0);
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_INVALID_ARGUMENT);
+    assert_false(has_msgid);
+    assert_non_null(strstr(err.message, "notification"));
+
+    packed_init(&p); /* not an array */
+    msgpack_pack_map(&p.pk, 0);
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_INVALID_ARGUMENT);
+    assert_false(has_msgid);
+
+    packed_init(&p); /* two param maps */
+    msgpack_pack_array(&p.pk, 4);
+    msgpack_pack_uint8(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, 6);
+    pstr(&p, "Version");
+    msgpack_pack_array(&p.pk, 2);
+    msgpack_pack_map(&p.pk, 0);
+    msgpack_pack_map(&p.pk, 0);
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_INVALID_ARGUMENT);
+    assert_true(has_msgid);
+
+    packed_init(&p); /* method name invalid UTF-8 */
+    msgpack_pack_array(&p.pk, 4);
+    msgpack_pack_uint8(&p.pk, 0);
+    msgpack_pack_uint32(&p.pk, 8);
+    pstr(&p, "St\xff");
+    msgpack_pack_array(&p.pk, 0);
+    assert_int_equal(decode(&p, &req, &has_msgid, &err), LCOW_INVALID_ARGUMENT);
+    assert_true(has_msgid);
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+static const msgpack_object *encode_result(packed *p, msgpack_unpacked *u, lcow_method m,
+                                           const lcow_result *r)
+{
+    packed_init(p);
+    assert_true(lcow_proto_encode_result(&p->pk, 3, m, r));
+    return unpack(p, u);
+}
+
+static void results_round_trip(void **state)
+{
+    lcow_result in;
+    memset(&in, 0, sizeof in);
+    char *opts[] = {"rw", "parentLayerPaths=[\"/a\"]"};
+    lcow_mount mount = {"lcow-layer", "/root/snapshots/1", 2, opts};
+    in.mounts = (lcow_mounts){1, &mount};
+    in.info = (lcow_info){.name = "k",
+                          .parent = "p",
+                          .kind = LCOW_KIND_COMMITTED,
+                          .created = {-5, 999999999},
+                          .updated = {1LL << 40, 1}};
+    in.has_info = true;
+    lcow_info items[2] = {in.info, in.info};
+    in.infos = (lcow_infos){2, 2, items};
+    in.next = "k";
+    in.size = 1LL << 40;
+    in.inodes = 7;
+    in.version = "0.1.0";
+    in.protocol = 1;
+    in.snapshotter = "windows-lcow";
+    in.path = "/x.vhdx";
+
+    for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
+        packed p;
+        msgpack_unpacked u;
+        const msgpack_object *o = encode_result(&p, &u, (lcow_method)m, &in);
+        bool has_msgid;
+        uint32_t msgid;
+        lcow_error call_err, err;
+        lcow_result out;
+        assert_int_equal(lcow_proto_decode_response(o, (lcow_method)m, &has_msgid, &msgid,
+                                                    &call_err, &out, &err),
+                         LCOW_OK);
+        assert_true(has_msgid);
+        assert_int_equal(msgid, 3);
+        assert_int_equal(call_err.code, LCOW_OK);
+        switch ((lcow_method)m) {
+        case LCOW_METHOD_PREPARE:
+        case LCOW_METHOD_VIEW:
+        case LCOW_METHOD_MOUNTS:
+            assert_int_equal(out.mounts.count, 1);
+            assert_string_equal(out.mounts.items[0].type, "lcow-layer");
+            assert_int_equal(out.mounts.items[0].option_count, 2);
+            assert_string_equal(out.mounts.items[0].options[1], opts[1]);
+            break;
+        case LCOW_METHOD_STAT:
+        case LCOW_METHOD_UPDATE:
+            assert_string_equal(out.info.name, "k");
+            assert_string_equal(out.info.parent, "p");
+            assert_int_equal(out.info.kind, LCOW_KIND_COMMITTED);
+            assert_int_equal(out.info.created.sec, -5);
+            assert_int_equal(out.info.created.nsec, 999999999);
+            assert_int_equal(out.info.updated.sec, 1LL << 40);
+            break;
+        case LCOW_METHOD_USAGE:
+            assert_int_equal(out.size, 1LL << 40);
+            assert_int_equal(out.inodes, 7);
+            break;
+        case LCOW_METHOD_WALK:
+            assert_int_equal(out.infos.count, 2);
+            assert_string_equal(out.next, "k");
+            break;
+        case LCOW_METHOD_VERSION:
+            assert_string_equal(out.version, "0.1.0");
+            assert_int_equal(out.protocol, 1);
+            assert_string_equal(out.snapshotter, "windows-lcow");
+            break;
+        case LCOW_METHOD_CREATE_SCRATCH:
+            assert_string_equal(out.path, "/x.vhdx");
+            break;
+        default:
+            break;
+        }
+        lcow_result_free(&out);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&p.buf);
+    }
+}
+
+static void errors_round_trip_with_and_without_msgid(void **state)
+{
+    for (int with = 0; with < 2; with++) {
+        packed p;
+        packed_init(&p);
+        assert_true(lcow_proto_encode_error(&p.pk, with, 77, LCOW_FAILED_PRECONDITION,
+                                            "cannot remove snapshot with child"));
+        msgpack_unpacked u;
+        const msgpack_object *o = unpack(&p, &u);
+        bool has_msgid;
+        uint32_t msgid = 0;
+        lcow_error call_err, err;
+        lcow_result out;
+        assert_int_equal(lcow_proto_decode_response(o, LCOW_METHOD_REMOVE, &has_msgid, &msgid,
+                                                    &call_err, &out, &err),
+                         LCOW_OK);
+        assert_int_equal(has_msgid, with);
+        if (with)
+            assert_int_equal(msgid, 77);
+        assert_int_equal(call_err.code, LCOW_FAILED_PRECONDITION);
+        assert_string_equal(call_err.message, "cannot remove snapshot with child");
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&p.buf);
+    }
+}
+
+/* The byte-level example of docs/protocol.md must stay true. */
+static void documented_example_bytes(void **state)
+{
+    lcow_params params;
+    memset(&params, 0, sizeof params);
+    params.key = "k1";
+    packed p;
+    packed_init(&p);
+    assert_true(lcow_proto_encode_request(&p.pk, 1, LCOW_METHOD_STAT, &params));
+    static const unsigned char want[] = {0x94, 0x00, 0x01, 0xa4, 'S', 't',  'a', 't', 0x91,
+                                         0x81, 0xa3, 'k',  'e',  'y', 0xa2, 'k', '1'};
+    assert_int_equal(p.buf.size, sizeof want);
+    assert_memory_equal(p.buf.data, want, sizeof want);
+    msgpack_sbuffer_destroy(&p.buf);
+
+    lcow_result r;
+    memset(&r, 0, sizeof r);
+    r.info = (lcow_info){.name = "k1",
+                         .parent = "",
+                         .kind = LCOW_KIND_ACTIVE,
+                         .created = {1700000000, 0},
+                         .updated = {1700000000, 0}};
+    r.has_info = true;
+    packed_init(&p);
+    assert_true(lcow_proto_encode_result(&p.pk, 1, LCOW_METHOD_STAT, &r));
+    static const unsigned char head[] = {0x94, 0x01, 0x01, 0xc0, 0x81, 0xa4, 'i',  'n', 'f', 'o',
+                                         0x86, 0xa4, 'n',  'a',  'm',  'e',  0xa2, 'k', '1'};
+    assert_memory_equal(p.buf.data, head, sizeof head);
+    /* created: fixext4 (d6 ff) + 32-bit seconds 0x6553f100 */
+    static const unsigned char created[] = {0xa7, 'c',  'r',  'e',  'a',  't',  'e',
+                                            'd',  0xd6, 0xff, 0x65, 0x53, 0xf1, 0x00};
+    assert_true(contains(p.buf.data, p.buf.size, created, sizeof created));
+    assert_int_equal(p.buf.size, 75);
+    msgpack_sbuffer_destroy(&p.buf);
+}
+
+/* ---- framing ------------------------------------------------------------- */
+
+typedef struct frames {
+    int objects;
+    int errors;
+    lcow_code last_code;
+    bool last_has_msgid;
+    uint32_t last_msgid;
+    uint32_t msgids[64];
+} frames;
+
+static void count_frames(void *ctx, const lcow_frame_event *ev)
+{
+    frames *f = ctx;
+    if (ev->object) {
+        lcow_request req;
+        bool has_msgid;
+        lcow_error err;
+        if (lcow_proto_decode_request(ev->object, &req, &has_msgid, &err) == LCOW_OK)
+            lcow_params_free(&req.params);
+        f->msgids[f->objects % 64] = req.msgid;
+        f->objects++;
+    } else {
+        f->errors++;
+        f->last_code = ev->code;
+        f->last_has_msgid = ev->has_msgid;
+        f->last_msgid = ev->msgid;
+    }
+}
+
+static void three_requests(packed *p)
+{
+    lcow_params params;
+    memset(&params, 0, sizeof params);
+    params.key = "some/key";
+    assert_true(lcow_labels_set(&params.labels, "containerd.io/snapshot/x", "1"));
+    for (uint32_t id = 1; id <= 3; id++)
+        assert_true(lcow_proto_encode_request(&p->pk, id * 1000, LCOW_METHOD_PREPARE, &params));
+    lcow_labels_free(&params.labels);
+}
+
+static void frames_survive_every_split(void **state)
+{
+    packed p;
+    packed_init(&p);
+    three_requests(&p);
+    for (size_t cut = 0; cut <= p.buf.size; cut++) {
+        lcow_frame_reader r;
+        assert_true(lcow_frame_reader_init(&r, 0));
+        frames f = {0};
+        lcow_error err;
+        assert_int_equal(
+            lcow_frame_reader_feed(&r, (const uint8_t *)p.buf.data, cut, count_frames, &f, &err),
+            LCOW_OK);
+        assert_int_equal(lcow_frame_reader_feed(&r, (const uint8_t *)p.buf.data + cut,
+                                                p.buf.size - cut, count_frames, &f, &err),
+                         LCOW_OK);
+        assert_int_equal(f.objects, 3);
+        assert_int_equal(f.errors, 0);
+        assert_int_equal(f.msgids[2], 3000);
+        lcow_frame_reader_destroy(&r);
+    }
+    /* one byte at a time */
+    lcow_frame_reader r;
+    assert_true(lcow_frame_reader_init(&r, 0));
+    frames f = {0};
+    lcow_error err;
+    for (size_t i = 0; i < p.buf.size; i++)
+        assert_int_equal(
+            lcow_frame_reader_feed(&r, (const uint8_t *)p.buf.data + i, 1, count_frames, &f, &err),
+            LCOW_OK);
+    assert_int_equal(f.objects, 3);
+    lcow_frame_reader_destroy(&r);
+    msgpack_sbuffer_destroy(&p.buf);
+}
+
+static void oversized_frame_gets_resource_exhausted_and_stream_resyncs(void **state)
+{
+    packed p;
+    packed_init(&p);
+    request_head(&p, "Stat"); /* msgid 7 */
+    msgpack_pack_map(&p.pk, 1);
+    pstr(&p, "key");
+    size_t big = 5000;
+    char *s = malloc(big);
+    memset(s, 'x', big);
+    msgpack_pack_str(&p.pk, big);
+    msgpack_pack_str_body(&p.pk, s, big);
+    free(s);
+    lcow_params params;
+    memset(&params, 0, sizeof params);
+    params.key = "after";
+    assert_true(lcow_proto_encode_request(&p.pk, 8, LCOW_METHOD_STAT, &params));
+
+    for (size_t chunk = 1; chunk <= p.buf.size; chunk = chunk * 3 + 1) {
+        lcow_frame_reader r;
+        assert_true(lcow_frame_reader_init(&r, 1024));
+        frames f = {0};
+        lcow_error err;
+        for (size_t off = 0; off < p.buf.size; off += chunk) {
+            size_t n = p.buf.size - off < chunk ? p.buf.size - off : chunk;
+            assert_int_equal(lcow_frame_reader_feed(&r, (const uint8_t *)p.buf.data + off, n,
+                                                    count_frames, &f, &err),
+                             LCOW_OK);
+        }
+        assert_int_equal(f.errors, 1);
+        assert_int_equal(f.last_code, LCOW_RESOURCE_EXHAUSTED);
+        assert_true(f.last_has_msgid);
+        assert_int_equal(f.last_msgid, 7);
+        assert_int_equal(f.objects, 1);
+        assert_int_equal(f.msgids[0], 8);
+        lcow_frame_reader_destroy(&r);
+    }
+    msgpack_sbuffer_destroy(&p.buf);
+}
+
+static void declared_huge_containers_are_refused_early(void **state)
+{
+    /* [0, 9, "Stat", array32 of 2^32-1 elements ...] */
+    static const uint8_t bytes[] = {0x94, 0x00, 0x09, 0xa4, 'S',  't', 'a',
+                                    't',  0xdd, 0xff, 0xff, 0xff, 0xff};
+    lcow_frame_reader r;
+    assert_true(lcow_frame_reader_init(&r, 0));
+    frames f = {0};
+    lcow_error err;
+    assert_int_equal(lcow_frame_reader_feed(&r, bytes, sizeof bytes, count_frames, &f, &err),
+                     LCOW_OK);
+    assert_int_equal(f.errors, 1);
+    assert_int_equal(f.last_code, LCOW_RESOURCE_EXHAUSTED);
+    assert_int_equal(f.last_msgid, 9);
+    lcow_frame_reader_destroy(&r);
+}
+
+static void invalid_byte_breaks_the_stream(void **state)
+{
+    static const uint8_t bytes[] = {0x94, 0x00, 0x01, 0xc1};
+    lcow_frame_reader r;
+    assert_true(lcow_frame_reader_init(&r, 0));
+    frames f = {0};
+    lcow_error err;
+    assert_int_equal(lcow_frame_reader_feed(&r, bytes, sizeof bytes, count_frames, &f, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "0xc1"));
+    assert_int_not_equal(lcow_frame_reader_feed(&r, bytes, 1, count_frames, &f, &err), LCOW_OK);
+    lcow_frame_reader_destroy(&r);
+}
+
+static void deep_nesting_is_an_error_not_a_crash(void **state)
+{
+    uint8_t bytes[200];
+    size_t n = 0;
+    bytes[n++] = 0x94;
+    bytes[n++] = 0x00;
+    bytes[n++] = 0x0b; /* msgid 11 */
+    bytes[n++] = 0xa4;
+    memcpy(bytes + n, "Stat", 4);
+    n += 4;
+    for (int i = 0; i < 100; i++)
+        bytes[n++] = 0x91;
+    bytes[n++] = 0xc0;
+    /* then a valid Version request */
+    static const uint8_t version[] = {0x94, 0x00, 0x0c, 0xa7, 'V',  'e', 'r',
+                                      's',  'i',  'o',  'n',  0x91, 0x80};
+    memcpy(bytes + n, version, sizeof version);
+    n += sizeof version;
+    lcow_frame_reader r;
+    assert_true(lcow_frame_reader_init(&r, 0));
+    frames f = {0};
+    lcow_error err;
+    assert_int_equal(lcow_frame_reader_feed(&r, bytes, n, count_frames, &f, &err), LCOW_OK);
+    assert_int_equal(f.errors, 1);
+    assert_int_equal(f.last_code, LCOW_INVALID_ARGUMENT);
+    assert_int_equal(f.last_msgid, 11);
+    assert_int_equal(f.objects, 1);
+    assert_int_equal(f.msgids[0], 12);
+    lcow_frame_reader_destroy(&r);
+}
+
+static void msgid_peek_accepts_every_uint_form(void **state)
+{
+    uint32_t id;
+    static const uint8_t a[] = {0x94, 0x00, 0x05};
+    assert_true(lcow_frame_peek_msgid(a, sizeof a, &id));
+    assert_int_equal(id, 5);
+    static const uint8_t b[] = {0xdc, 0x00, 0x04, 0x00, 0xce, 0x12, 0x34, 0x56, 0x78};
+    assert_true(lcow_frame_peek_msgid(b, sizeof b, &id));
+    assert_int_equal(id, 0x12345678);
+    static const uint8_t c[] = {0x94, 0x00, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0}; /* > 2^32 */
+    assert_false(lcow_frame_peek_msgid(c, sizeof c, &id));
+    static const uint8_t d[] = {0x94, 0x01, 0x05}; /* a response */
+    assert_false(lcow_frame_peek_msgid(d, sizeof d, &id));
+    static const uint8_t e[] = {0x93, 0x00, 0x05};
+    assert_false(lcow_frame_peek_msgid(e, sizeof e, &id));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(method_names_round_trip),
+        cmocka_unit_test(every_method_round_trips_its_params),
+        cmocka_unit_test(unknown_extra_fields_are_ignored),
+        cmocka_unit_test(empty_params_array_is_an_empty_map),
+        cmocka_unit_test(strict_decoding_refuses_bad_params),
+        cmocka_unit_test(request_shape_errors_keep_the_msgid_when_readable),
+        cmocka_unit_test(results_round_trip),
+        cmocka_unit_test(errors_round_trip_with_and_without_msgid),
+        cmocka_unit_test(documented_example_bytes),
+        cmocka_unit_test(frames_survive_every_split),
+        cmocka_unit_test(oversized_frame_gets_resource_exhausted_and_stream_resyncs),
+        cmocka_unit_test(declared_huge_containers_are_refused_early),
+        cmocka_unit_test(invalid_byte_breaks_the_stream),
+        cmocka_unit_test(deep_nesting_is_an_error_not_a_crash),
+        cmocka_unit_test(msgid_peek_accepts_every_uint_form),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

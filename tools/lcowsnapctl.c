@@ -1,0 +1,765 @@
+/* lcowsnapctl: command-line client of lcowsnap, modelled on `ctr snapshots`.
+ *
+ *   lcowsnapctl [--address ADDR] [--json] [--timeout MS] COMMAND [ARGS]
+ *
+ * Exit status: 0 on success; 1 when the service (or the connection) reports
+ * an error, printed as "CODE: message" on stderr; 2 for a usage error
+ * ("InvalidArgument: ..." on stderr). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "core/types.h"
+#include "rpc/client.h"
+#include "rpc/proto.h"
+
+#ifdef _WIN32
+#include <windows.h>
+#include <shellapi.h>
+#endif
+
+#define EXIT_SERVICE 1
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: lcowsnapctl [--address ADDR] [--json] [--timeout MS] COMMAND [ARGS]\n"
+    "commands:\n"
+    "  version\n"
+    "  prepare [--label k=v]... KEY [PARENT]\n"
+    "  view [--label k=v]... KEY [PARENT]\n"
+    "  mounts KEY\n"
+    "  commit [--label k=v]... NAME KEY\n"
+    "  rm KEY...\n"
+    "  info KEY\n"
+    "  usage [KEY]\n"
+    "  ls [--filter EXPR]...\n"
+    "  tree\n"
+    "  label KEY [k=v|k=]...\n"
+    "  cleanup\n"
+    "  create-scratch [--size-gb N] [--block-size-mb M] PATH\n";
+
+typedef struct ctl {
+    lcow_client *client;
+    bool json;
+} ctl;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int
+usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("InvalidArgument: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage_text, stderr);
+    return EXIT_USAGE;
+}
+
+static int service_error(const lcow_error *err)
+{
+    fprintf(stderr, "%s: %s\n", lcow_code_name(err->code), err->message);
+    return EXIT_SERVICE;
+}
+
+/* ---- output helpers ------------------------------------------------------ */
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", stdout);
+            break;
+        case '\\':
+            fputs("\\\\", stdout);
+            break;
+        case '\n':
+            fputs("\\n", stdout);
+            break;
+        case '\r':
+            fputs("\\r", stdout);
+            break;
+        case '\t':
+            fputs("\\t", stdout);
+            break;
+        default:
+            if (*p < 0x20)
+                printf("\\u%04x", *p);
+            else
+                putchar(*p);
+        }
+    }
+    putchar('"');
+}
+
+/* RFC 3339 UTC with nanoseconds, computed without the C library's time
+ * functions (days-from-civil inverse, valid for any int64 day count). */
+static void format_time(lcow_time t, char *buf, size_t size)
+{
+    int64_t days = t.sec / 86400, secs = t.sec % 86400;
+    if (secs < 0) {
+        secs += 86400;
+        days--;
+    }
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    if (m <= 2)
+        y++;
+    snprintf(buf, size, "%04" PRId64 "-%02" PRId64 "-%02" PRId64 "T%02d:%02d:%02d.%09uZ", y, m, d,
+             (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), (unsigned)t.nsec);
+}
+
+static void json_info(const lcow_info *info, const char *indent)
+{
+    char created[48], updated[48];
+    format_time(info->created, created, sizeof created);
+    format_time(info->updated, updated, sizeof updated);
+    printf("{\n%s  \"name\": ", indent);
+    json_str(info->name);
+    printf(",\n%s  \"parent\": ", indent);
+    json_str(info->parent ? info->parent : "");
+    printf(",\n%s  \"kind\": ", indent);
+    json_str(lcow_kind_name(info->kind));
+    printf(",\n%s  \"labels\": {", indent);
+    for (size_t i = 0; i < info->labels.count; i++) {
+        printf("%s\n%s    ", i ? "," : "", indent);
+        json_str(info->labels.items[i].key);
+        fputs(": ", stdout);
+        json_str(info->labels.items[i].value);
+    }
+    if (info->labels.count)
+        printf("\n%s  ", indent);
+    printf("},\n%s  \"created\": \"%s\",\n%s  \"updated\": \"%s\"\n%s}", indent, created, indent,
+           updated, indent);
+}
+
+static void print_mounts(const ctl *c, const lcow_mounts *mounts)
+{
+    if (c->json) {
+        fputs("[", stdout);
+        for (size_t i = 0; i < mounts->count; i++) {
+            const lcow_mount *m = &mounts->items[i];
+            fputs(i ? ",\n  {\"type\": " : "\n  {\"type\": ", stdout);
+            json_str(m->type);
+            fputs(", \"source\": ", stdout);
+            json_str(m->source);
+            fputs(", \"options\": [", stdout);
+            for (size_t j = 0; j < m->option_count; j++) {
+                if (j)
+                    fputs(", ", stdout);
+                json_str(m->options[j]);
+            }
+            fputs("]}", stdout);
+        }
+        puts(mounts->count ? "\n]" : "]");
+        return;
+    }
+    printf("%-12s %-50s %s\n", "TYPE", "SOURCE", "OPTIONS");
+    for (size_t i = 0; i < mounts->count; i++) {
+        const lcow_mount *m = &mounts->items[i];
+        printf("%-12s %-50s ", m->type, m->source);
+        for (size_t j = 0; j < m->option_count; j++)
+            printf("%s%s", j ? "," : "", m->options[j]);
+        putchar('\n');
+    }
+}
+
+/* ---- argument helpers ---------------------------------------------------- */
+
+/* Parses "k=v" into labels; an empty value is kept as "" (deletion). */
+static bool parse_label(const char *arg, lcow_labels *labels, bool allow_empty)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || (!allow_empty && !eq[1]))
+        return false;
+    size_t klen = (size_t)(eq - arg);
+    char *key = malloc(klen + 1);
+    if (!key)
+        return false;
+    memcpy(key, arg, klen);
+    key[klen] = '\0';
+    bool ok = lcow_labels_set(labels, key, eq + 1);
+    free(key);
+    return ok;
+}
+
+/* Collects leading --label options; returns the index of the first
+ * positional argument, or -1 on a bad label. */
+static int take_labels(int argc, char **argv, int i, lcow_labels *labels)
+{
+    while (i < argc) {
+        const char *value = NULL;
+        if (strcmp(argv[i], "--label") == 0 && i + 1 < argc) {
+            value = argv[i + 1];
+            i += 2;
+        } else if (strncmp(argv[i], "--label=", 8) == 0) {
+            value = argv[i] + 8;
+            i++;
+        } else {
+            break;
+        }
+        if (!parse_label(value, labels, false)) {
+            usage_error("bad label \"%s\" (want k=v)", value);
+            return -1;
+        }
+    }
+    return i;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static int cmd_version(ctl *c, int argc, char **argv)
+{
+    lcow_result r;
+    lcow_error err;
+    if (lcow_client_version(c->client, &r, &err) != LCOW_OK)
+        return service_error(&err);
+    if (c->json) {
+        printf("{\"client\": \"%s\", \"version\": ", LCOW_VERSION);
+        json_str(r.version);
+        printf(", \"protocol\": %" PRId64 ", \"snapshotter\": ", r.protocol);
+        json_str(r.snapshotter);
+        puts("}");
+    } else {
+        printf("Client:\n  Version:     %s\nService:\n  Version:     %s\n  Protocol:    %" PRId64
+               "\n  Snapshotter: %s\n",
+               LCOW_VERSION, r.version, r.protocol, r.snapshotter);
+    }
+    lcow_result_free(&r);
+    return 0;
+}
+
+static int cmd_prepare_view(ctl *c, int argc, char **argv, bool view)
+{
+    lcow_labels labels = {0};
+    int i = take_labels(argc, argv, 1, &labels);
+    int rc = EXIT_USAGE;
+    if (i < 0)
+        goto out;
+    if (argc - i < 1 || argc - i > 2) {
+        rc = usage_error("%s needs KEY [PARENT]", argv[0]);
+        goto out;
+    }
+    lcow_mounts mounts = {0};
+    lcow_error err;
+    const char *parent = argc - i == 2 ? argv[i + 1] : NULL;
+    lcow_code code = view ? lcow_client_view(c->client, argv[i], parent, &labels, &mounts, &err)
+                          : lcow_client_prepare(c->client, argv[i], parent, &labels, &mounts, &err);
+    if (code != LCOW_OK) {
+        rc = service_error(&err);
+        goto out;
+    }
+    print_mounts(c, &mounts);
+    lcow_mounts_free(&mounts);
+    rc = 0;
+out:
+    lcow_labels_free(&labels);
+    return rc;
+}
+
+static int cmd_mounts(ctl *c, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error("%s", "mounts needs KEY");
+    lcow_mounts mounts = {0};
+    lcow_error err;
+    if (lcow_client_mounts(c->client, argv[1], &mounts, &err) != LCOW_OK)
+        return service_error(&err);
+    print_mounts(c, &mounts);
+    lcow_mounts_free(&mounts);
+    return 0;
+}
+
+static int cmd_commit(ctl *c, int argc, char **argv)
+{
+    lcow_labels labels = {0};
+    int i = take_labels(argc, argv, 1, &labels);
+    int rc = EXIT_USAGE;
+    if (i >= 0 && argc - i != 2)
+        rc = usage_error("%s", "commit needs NAME KEY");
+    if (i >= 0 && argc - i == 2) {
+        lcow_error err;
+        rc = lcow_client_commit(c->client, argv[i], argv[i + 1], &labels, NULL, &err) == LCOW_OK
+                 ? 0
+                 : service_error(&err);
+    }
+    lcow_labels_free(&labels);
+    return rc;
+}
+
+static int cmd_rm(ctl *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error("%s", "rm needs at least one KEY");
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        lcow_error err;
+        if (lcow_client_remove(c->client, argv[i], &err) != LCOW_OK)
+            rc = service_error(&err);
+    }
+    return rc;
+}
+
+static int cmd_info(ctl *c, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error("%s", "info needs KEY");
+    lcow_info info = {0};
+    lcow_error err;
+    if (lcow_client_stat(c->client, argv[1], &info, &err) != LCOW_OK)
+        return service_error(&err);
+    json_info(&info, "");
+    putchar('\n');
+    lcow_info_free(&info);
+    return 0;
+}
+
+typedef struct usage_row {
+    char *key;
+    lcow_usage usage;
+} usage_row;
+
+typedef struct key_list {
+    size_t count;
+    char **keys;
+    char **parents;
+    lcow_kind *kinds;
+} key_list;
+
+static int collect_key(void *ctx, const lcow_info *info)
+{
+    key_list *list = ctx;
+    size_t n = list->count + 1;
+    char **keys = realloc(list->keys, n * sizeof *keys);
+    if (keys)
+        list->keys = keys;
+    char **parents = realloc(list->parents, n * sizeof *parents);
+    if (parents)
+        list->parents = parents;
+    lcow_kind *kinds = realloc(list->kinds, n * sizeof *kinds);
+    if (kinds)
+        list->kinds = kinds;
+    if (!keys || !parents || !kinds)
+        return 1;
+    list->keys[list->count] = strdup(info->name);
+    list->parents[list->count] = strdup(info->parent ? info->parent : "");
+    list->kinds[list->count] = info->kind;
+    list->count++;
+    return 0;
+}
+
+static void key_list_free(key_list *list)
+{
+    for (size_t i = 0; i < list->count; i++) {
+        free(list->keys[i]);
+        free(list->parents[i]);
+    }
+    free(list->keys);
+    free(list->parents);
+    free(list->kinds);
+    memset(list, 0, sizeof *list);
+}
+
+static void human_size(int64_t bytes, char *buf, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024 && u < 5) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, size, "%" PRId64 " B", bytes);
+    else
+        snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+static int cmd_usage(ctl *c, int argc, char **argv)
+{
+    if (argc > 2)
+        return usage_error("%s", "usage takes at most one KEY");
+    key_list list = {0};
+    lcow_error err;
+    int rc = 0;
+    if (argc == 2) {
+        lcow_info one = {.name = argv[1], .parent = ""};
+        collect_key(&list, &one);
+    } else if (lcow_client_walk_all(c->client, NULL, 0, collect_key, &list, &err) != LCOW_OK) {
+        key_list_free(&list);
+        return service_error(&err);
+    }
+    if (c->json)
+        fputs("[", stdout);
+    else
+        printf("%-40s %-12s %s\n", "KEY", "SIZE", "INODES");
+    bool first = true;
+    for (size_t i = 0; i < list.count; i++) {
+        lcow_usage u = {0, 0};
+        if (lcow_client_usage(c->client, list.keys[i], &u, &err) != LCOW_OK) {
+            rc = service_error(&err);
+            if (err.code == LCOW_UNAVAILABLE)
+                break;
+            continue;
+        }
+        if (c->json) {
+            fputs(first ? "\n  {\"key\": " : ",\n  {\"key\": ", stdout);
+            json_str(list.keys[i]);
+            printf(", \"size\": %" PRId64 ", \"inodes\": %" PRId64 "}", u.size, u.inodes);
+        } else {
+            char size[32];
+            human_size(u.size, size, sizeof size);
+            printf("%-40s %-12s %" PRId64 "\n", list.keys[i], size, u.inodes);
+        }
+        first = false;
+    }
+    if (c->json)
+        puts(first ? "]" : "\n]");
+    key_list_free(&list);
+    return rc;
+}
+
+typedef struct ls_ctx {
+    ctl *c;
+    bool first;
+} ls_ctx;
+
+static int print_ls_row(void *ctx, const lcow_info *info)
+{
+    ls_ctx *ls = ctx;
+    if (ls->c->json) {
+        fputs(ls->first ? "\n  " : ",\n  ", stdout);
+        json_info(info, "  ");
+    } else {
+        printf("%-40s %-40s %s\n", info->name, info->parent[0] ? info->parent : "",
+               lcow_kind_name(info->kind));
+    }
+    ls->first = false;
+    return 0;
+}
+
+static int cmd_ls(ctl *c, int argc, char **argv)
+{
+    lcow_strv filters = {0};
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *f = NULL;
+        if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc)
+            f = argv[++i];
+        else if (strncmp(argv[i], "--filter=", 9) == 0)
+            f = argv[i] + 9;
+        if (!f) {
+            lcow_strv_free(&filters);
+            return usage_error("unexpected argument \"%s\" (ls [--filter EXPR]...)", argv[i]);
+        }
+        lcow_strv_push(&filters, f);
+    }
+    ls_ctx ls = {c, true};
+    if (c->json)
+        fputs("[", stdout);
+    else
+        printf("%-40s %-40s %s\n", "KEY", "PARENT", "KIND");
+    lcow_error err;
+    if (lcow_client_walk_all(c->client, (const char *const *)filters.items, filters.count,
+                             print_ls_row, &ls, &err) != LCOW_OK)
+        rc = service_error(&err);
+    if (c->json)
+        puts(ls.first ? "]" : "\n]");
+    lcow_strv_free(&filters);
+    return rc;
+}
+
+static void print_tree(const key_list *list, const char *parent, int depth, bool *first)
+{
+    for (size_t i = 0; i < list->count; i++) {
+        if (strcmp(list->parents[i], parent) != 0)
+            continue;
+        if (depth > 64)
+            return; /* a cycle would be a store bug; never loop forever */
+        if (depth == 0) {
+            puts(list->keys[i]);
+        } else {
+            printf("%*s\\_ %s\n", depth * 2 - 1, "", list->keys[i]);
+        }
+        *first = false;
+        print_tree(list, list->keys[i], depth + 1, first);
+    }
+}
+
+static void json_tree(const key_list *list, const char *parent, int depth)
+{
+    bool first = true;
+    fputs("[", stdout);
+    for (size_t i = 0; i < list->count && depth <= 64; i++) {
+        if (strcmp(list->parents[i], parent) != 0)
+            continue;
+        fputs(first ? "{\"name\": " : ", {\"name\": ", stdout);
+        json_str(list->keys[i]);
+        fputs(", \"kind\": ", stdout);
+        json_str(lcow_kind_name(list->kinds[i]));
+        fputs(", \"children\": ", stdout);
+        json_tree(list, list->keys[i], depth + 1);
+        fputs("}", stdout);
+        first = false;
+    }
+    fputs("]", stdout);
+}
+
+static int cmd_tree(ctl *c, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage_error("%s", "tree takes no arguments");
+    key_list list = {0};
+    lcow_error err;
+    if (lcow_client_walk_all(c->client, NULL, 0, collect_key, &list, &err) != LCOW_OK) {
+        key_list_free(&list);
+        return service_error(&err);
+    }
+    if (c->json) {
+        json_tree(&list, "", 0);
+        putchar('\n');
+    } else {
+        bool first = true;
+        print_tree(&list, "", 0, &first);
+    }
+    key_list_free(&list);
+    return 0;
+}
+
+static int cmd_label(ctl *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error("%s", "label needs KEY [k=v|k=]...");
+    lcow_info info = {.name = argv[1], .parent = ""};
+    lcow_strv paths = {0};
+    lcow_labels set = {0};
+    int rc = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i]) {
+            rc = usage_error("bad label \"%s\" (want k=v, or k= to delete)", argv[i]);
+            goto out;
+        }
+        size_t klen = (size_t)(eq - argv[i]);
+        char *path = malloc(klen + 8);
+        if (!path) {
+            rc = EXIT_SERVICE;
+            goto out;
+        }
+        memcpy(path, "labels.", 7);
+        memcpy(path + 7, argv[i], klen);
+        path[7 + klen] = '\0';
+        lcow_strv_push(&paths, path);
+        free(path);
+        if (eq[1] && !parse_label(argv[i], &set, false)) {
+            rc = EXIT_SERVICE;
+            goto out;
+        }
+    }
+    lcow_error err;
+    lcow_info out = {0};
+    lcow_code code;
+    if (paths.count == 0) {
+        code = lcow_client_stat(c->client, argv[1], &out, &err);
+    } else {
+        info.labels = set;
+        code = lcow_client_update(c->client, &info, (const char *const *)paths.items, paths.count,
+                                  &out, &err);
+    }
+    if (code != LCOW_OK) {
+        rc = service_error(&err);
+        goto out;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        for (size_t i = 0; i < out.labels.count; i++) {
+            fputs(i ? ", " : "", stdout);
+            json_str(out.labels.items[i].key);
+            fputs(": ", stdout);
+            json_str(out.labels.items[i].value);
+        }
+        puts("}");
+    } else {
+        for (size_t i = 0; i < out.labels.count; i++)
+            printf("%s=%s\n", out.labels.items[i].key, out.labels.items[i].value);
+    }
+    lcow_info_free(&out);
+out:
+    lcow_strv_free(&paths);
+    lcow_labels_free(&set);
+    return rc;
+}
+
+static int cmd_cleanup(ctl *c, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage_error("%s", "cleanup takes no arguments");
+    lcow_error err;
+    return lcow_client_cleanup(c->client, &err) == LCOW_OK ? 0 : service_error(&err);
+}
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || s[0] == '-' || v == 0 || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static int cmd_create_scratch(ctl *c, int argc, char **argv)
+{
+    uint32_t size_gb = 0, block_mb = 0;
+    int i = 1;
+    while (i < argc && strncmp(argv[i], "--", 2) == 0) {
+        uint32_t *target = NULL;
+        if (strcmp(argv[i], "--size-gb") == 0)
+            target = &size_gb;
+        else if (strcmp(argv[i], "--block-size-mb") == 0)
+            target = &block_mb;
+        if (!target || i + 1 >= argc)
+            return usage_error("unknown or incomplete option \"%s\"", argv[i]);
+        if (!parse_u32(argv[i + 1], target))
+            return usage_error("\"%s\" is not a positive integer", argv[i + 1]);
+        i += 2;
+    }
+    if (argc - i != 1)
+        return usage_error("%s", "create-scratch needs PATH");
+    lcow_error err;
+    if (lcow_client_create_scratch(c->client, argv[i], size_gb, block_mb, &err) != LCOW_OK)
+        return service_error(&err);
+    if (c->json) {
+        fputs("{\"path\": ", stdout);
+        json_str(argv[i]);
+        puts("}");
+    } else {
+        puts(argv[i]);
+    }
+    return 0;
+}
+
+typedef struct command {
+    const char *name;
+    int (*run)(ctl *c, int argc, char **argv);
+} command;
+
+static int cmd_prepare(ctl *c, int argc, char **argv)
+{
+    return cmd_prepare_view(c, argc, argv, false);
+}
+
+static int cmd_view(ctl *c, int argc, char **argv)
+{
+    return cmd_prepare_view(c, argc, argv, true);
+}
+
+static const command commands[] = {
+    {"version", cmd_version},
+    {"prepare", cmd_prepare},
+    {"view", cmd_view},
+    {"mounts", cmd_mounts},
+    {"commit", cmd_commit},
+    {"rm", cmd_rm},
+    {"info", cmd_info},
+    {"usage", cmd_usage},
+    {"ls", cmd_ls},
+    {"tree", cmd_tree},
+    {"label", cmd_label},
+    {"cleanup", cmd_cleanup},
+    {"create-scratch", cmd_create_scratch},
+};
+
+static int run(int argc, char **argv)
+{
+    const char *address = NULL;
+    unsigned timeout_ms = 0;
+    bool json = false;
+    int i = 1;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--address") == 0 && i + 1 < argc) {
+            address = argv[++i];
+        } else if (strncmp(argv[i], "--address=", 10) == 0) {
+            address = argv[i] + 10;
+        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            uint32_t v;
+            if (!parse_u32(argv[++i], &v))
+                return usage_error("bad --timeout \"%s\"", argv[i]);
+            timeout_ms = v;
+        } else if (strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else {
+            return usage_error("unknown option \"%s\"", argv[i]);
+        }
+    }
+    if (i >= argc)
+        return usage_error("%s", "missing COMMAND");
+    const command *cmd = NULL;
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
+        if (strcmp(commands[k].name, argv[i]) == 0)
+            cmd = &commands[k];
+    }
+    if (!cmd)
+        return usage_error("unknown command \"%s\"", argv[i]);
+    ctl c = {NULL, json};
+    lcow_error err;
+    if (lcow_client_connect(address, timeout_ms, &c.client, &err) != LCOW_OK)
+        return service_error(&err);
+    if (timeout_ms)
+        lcow_client_set_call_timeout(c.client, timeout_ms);
+    int rc = cmd->run(&c, argc - i, argv + i);
+    lcow_client_close(c.client);
+    fflush(stdout);
+    return rc;
+}
+
+#ifdef _WIN32
+/* Arguments arrive as UTF-16 and are used as UTF-8 inside. */
+int main(void)
+{
+    int argc = 0;
+    wchar_t **wargv = CommandLineToArgvW(GetCommandLineW(), &argc);
+    if (!wargv)
+        return EXIT_USAGE;
+    char **argv = calloc((size_t)argc + 1, sizeof *argv);
+    for (int i = 0; argv && i < argc; i++) {
+        int n = WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, NULL, 0, NULL, NULL);
+        argv[i] = malloc(n > 0 ? (size_t)n : 1);
+        if (!argv[i] || n <= 0)
+            return EXIT_USAGE;
+        WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, argv[i], n, NULL, NULL);
+    }
+    LocalFree(wargv);
+    SetConsoleOutputCP(CP_UTF8);
+    int rc = argv ? run(argc, argv) : EXIT_USAGE;
+    for (int i = 0; argv && i < argc; i++)
+        free(argv[i]);
+    free(argv);
+    return rc;
+}
+#else
+int main(int argc, char **argv)
+{
+    return run(argc, argv);
+}
+#endif
