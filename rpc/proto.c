@@ -583,11 +583,15 @@ static bool pack_time(msgpack_packer *pk, lcow_time t)
 
 bool lcow_proto_pack_info(msgpack_packer *pk, const lcow_info *info)
 {
-    return msgpack_pack_map(pk, 6) == 0 && pack_str(pk, "name") &&
-           pack_str(pk, info->name ? info->name : "") && pack_str(pk, "parent") &&
-           pack_str(pk, info->parent ? info->parent : "") && pack_str(pk, "kind") &&
-           pack_str(pk, lcow_kind_name(info->kind)) && pack_str(pk, "labels") &&
-           pack_labels(pk, &info->labels) && pack_str(pk, "created") &&
+    /* A client's Update may carry no kind: leave the field out. */
+    bool has_kind = info->kind != LCOW_KIND_UNKNOWN;
+    if (msgpack_pack_map(pk, has_kind ? 6 : 5) != 0 || !pack_str(pk, "name") ||
+        !pack_str(pk, info->name ? info->name : "") || !pack_str(pk, "parent") ||
+        !pack_str(pk, info->parent ? info->parent : ""))
+        return false;
+    if (has_kind && (!pack_str(pk, "kind") || !pack_str(pk, lcow_kind_name(info->kind))))
+        return false;
+    return pack_str(pk, "labels") && pack_labels(pk, &info->labels) && pack_str(pk, "created") &&
            pack_time(pk, info->created) && pack_str(pk, "updated") && pack_time(pk, info->updated);
 }
 

@@ -1,3 +1,7 @@
 # RPC unit tests: codec and framing (no core), dispatch against a fake core,
 # client library against an in-process server.
 lcow_unit_test(NAME test_proto SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_proto.c LIBS lcow_rpc_proto)
+# The fake core in test_dispatch.c stands in for core/snapshotter.c.
+lcow_unit_test(NAME test_dispatch
+               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_dispatch.c ${PROJECT_SOURCE_DIR}/rpc/dispatch.c
+               LIBS lcow_rpc_proto)

@@ -1,0 +1,428 @@
+/* The method table (rpc/dispatch) against a fake core: every method reaches
+ * the right core call with the decoded arguments, results are encoded, core
+ * error codes and messages reach the wire 1:1, and undecodable requests get
+ * error responses. The fake replaces core/snapshotter.c at link time. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/snapshotter.h"
+#include "rpc/dispatch.h"
+
+/* ---- fake core ----------------------------------------------------------- */
+
+static struct fake {
+    char call[32];
+    char arg1[64], arg2[64], arg3[64];
+    size_t label_count, count2;
+    uint64_t limit;
+    uint32_t size_gb, block_mb;
+    lcow_code fail_code;
+    char fail_message[64];
+    int walk_items;
+} fake;
+
+struct lcow_snapshotter {
+    int unused;
+};
+
+static lcow_code fake_enter(const char *call, const char *a1, const char *a2, const char *a3,
+                            lcow_error *err)
+{
+    snprintf(fake.call, sizeof fake.call, "%s", call);
+    snprintf(fake.arg1, sizeof fake.arg1, "%s", a1 ? a1 : "(null)");
+    snprintf(fake.arg2, sizeof fake.arg2, "%s", a2 ? a2 : "(null)");
+    snprintf(fake.arg3, sizeof fake.arg3, "%s", a3 ? a3 : "(null)");
+    if (fake.fail_code != LCOW_OK)
+        return lcow_error_set(err, fake.fail_code, "%s", fake.fail_message);
+    return LCOW_OK;
+}
+
+static void one_mount(lcow_mounts *m, const char *source)
+{
+    m->count = 1;
+    m->items = calloc(1, sizeof *m->items);
+    m->items[0].type = strdup("lcow-layer");
+    m->items[0].source = strdup(source);
+    m->items[0].option_count = 1;
+    m->items[0].options = calloc(1, sizeof(char *));
+    m->items[0].options[0] = strdup("rw");
+}
+
+static void fill_info(lcow_info *info, const char *name)
+{
+    info->name = strdup(name);
+    info->parent = strdup("");
+    info->kind = LCOW_KIND_ACTIVE;
+    info->created = (lcow_time){100, 1};
+    info->updated = (lcow_time){200, 2};
+    lcow_labels_set(&info->labels, "l", "v");
+}
+
+lcow_code lcow_snapshotter_prepare(lcow_snapshotter *s, const char *key, const char *parent,
+                                   const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err)
+{
+    fake.label_count = labels ? labels->count : 0;
+    lcow_code code = fake_enter("prepare", key, parent, NULL, err);
+    if (code == LCOW_OK)
+        one_mount(mounts, key);
+    return code;
+}
+
+lcow_code lcow_snapshotter_view(lcow_snapshotter *s, const char *key, const char *parent,
+                                const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err)
+{
+    fake.label_count = labels ? labels->count : 0;
+    lcow_code code = fake_enter("view", key, parent, NULL, err);
+    if (code == LCOW_OK)
+        one_mount(mounts, key);
+    return code;
+}
+
+lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,
+                                  lcow_error *err)
+{
+    lcow_code code = fake_enter("mounts", key, NULL, NULL, err);
+    if (code == LCOW_OK)
+        one_mount(mounts, key);
+    return code;
+}
+
+lcow_code lcow_snapshotter_commit(lcow_snapshotter *s, const char *name, const char *key,
+                                  const lcow_labels *labels, const char *parent, lcow_error *err)
+{
+    fake.label_count = labels ? labels->count : 0;
+    return fake_enter("commit", name, key, parent, err);
+}
+
+lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_error *err)
+{
+    return fake_enter("remove", key, NULL, NULL, err);
+}
+
+lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info *info,
+                                lcow_error *err)
+{
+    lcow_code code = fake_enter("stat", key, NULL, NULL, err);
+    if (code == LCOW_OK)
+        fill_info(info, key);
+    return code;
+}
+
+lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
+                                  const char *const *fieldpaths, size_t fieldpath_count,
+                                  lcow_info *out, lcow_error *err)
+{
+    fake.count2 = fieldpath_count;
+    fake.label_count = info->labels.count;
+    lcow_code code =
+        fake_enter("update", info->name, fieldpath_count ? fieldpaths[0] : NULL, NULL, err);
+    if (code == LCOW_OK)
+        fill_info(out, info->name);
+    return code;
+}
+
+lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usage *usage,
+                                 lcow_error *err)
+{
+    usage->size = 4096;
+    usage->inodes = 3;
+    return fake_enter("usage", key, NULL, NULL, err);
+}
+
+lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *opts, lcow_walk_fn fn,
+                                void *ctx, char **next, lcow_error *err)
+{
+    fake.count2 = opts->filter_count;
+    fake.limit = opts->limit;
+    *next = NULL;
+    lcow_code code =
+        fake_enter("walk", opts->filter_count ? opts->filters[0] : NULL, opts->after, NULL, err);
+    if (code != LCOW_OK)
+        return code;
+    for (int i = 0; i < fake.walk_items; i++) {
+        if ((size_t)i == opts->limit) {
+            *next = strdup("cursor");
+            break;
+        }
+        lcow_info info = {0};
+        char name[16];
+        snprintf(name, sizeof name, "k%03d", i);
+        fill_info(&info, name);
+        int stop = fn(ctx, &info);
+        lcow_info_free(&info);
+        if (stop)
+            break;
+    }
+    return LCOW_OK;
+}
+
+lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err)
+{
+    return fake_enter("cleanup", NULL, NULL, NULL, err);
+}
+
+lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
+                                          uint32_t block_size_mb, lcow_error *err)
+{
+    fake.size_gb = size_gb;
+    fake.block_mb = block_size_mb;
+    return fake_enter("create_scratch", path, NULL, NULL, err);
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static lcow_snapshotter the_store;
+
+static int reset(void **state)
+{
+    memset(&fake, 0, sizeof fake);
+    return 0;
+}
+
+/* Sends one request through the dispatcher and decodes the response. */
+static lcow_code roundtrip(lcow_method method, const lcow_params *params, lcow_result *result,
+                           lcow_error *call_err)
+{
+    msgpack_sbuffer req;
+    msgpack_sbuffer_init(&req);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
+    assert_true(lcow_proto_encode_request(&pk, 5, method, params));
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, req.data, req.size, &off), MSGPACK_UNPACK_SUCCESS);
+    msgpack_sbuffer resp;
+    msgpack_sbuffer_init(&resp);
+    assert_true(lcow_dispatch_object(&the_store, &u.data, &resp));
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&req);
+
+    msgpack_unpacked_init(&u);
+    off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, resp.data, resp.size, &off), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, resp.size);
+    bool has_msgid;
+    uint32_t msgid;
+    lcow_error err;
+    assert_int_equal(
+        lcow_proto_decode_response(&u.data, method, &has_msgid, &msgid, call_err, result, &err),
+        LCOW_OK);
+    assert_true(has_msgid);
+    assert_int_equal(msgid, 5);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&resp);
+    return call_err->code;
+}
+
+static lcow_params params_with_key(const char *key)
+{
+    lcow_params p;
+    memset(&p, 0, sizeof p);
+    p.key = (char *)key;
+    return p;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void prepare_view_mounts_reach_the_core(void **state)
+{
+    lcow_params p = params_with_key("ns/1/a");
+    p.parent = "ns/1/base";
+    assert_true(lcow_labels_set(&p.labels, "x", "1"));
+    static const struct {
+        lcow_method method;
+        const char *call;
+    } rows[] = {{LCOW_METHOD_PREPARE, "prepare"},
+                {LCOW_METHOD_VIEW, "view"},
+                {LCOW_METHOD_MOUNTS, "mounts"}};
+    for (size_t i = 0; i < 3; i++) {
+        lcow_result r;
+        lcow_error e;
+        assert_int_equal(roundtrip(rows[i].method, &p, &r, &e), LCOW_OK);
+        assert_string_equal(fake.call, rows[i].call);
+        assert_string_equal(fake.arg1, "ns/1/a");
+        if (rows[i].method != LCOW_METHOD_MOUNTS) {
+            assert_string_equal(fake.arg2, "ns/1/base");
+            assert_int_equal(fake.label_count, 1);
+        }
+        assert_int_equal(r.mounts.count, 1);
+        assert_string_equal(r.mounts.items[0].source, "ns/1/a");
+        lcow_result_free(&r);
+    }
+    lcow_labels_free(&p.labels);
+}
+
+static void commit_remove_stat_usage_cleanup_reach_the_core(void **state)
+{
+    lcow_params p = params_with_key("k");
+    p.name = "n";
+    lcow_result r;
+    lcow_error e;
+    assert_int_equal(roundtrip(LCOW_METHOD_COMMIT, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "commit");
+    assert_string_equal(fake.arg1, "n");
+    assert_string_equal(fake.arg2, "k");
+    assert_string_equal(fake.arg3, "(null)");
+    lcow_result_free(&r);
+
+    assert_int_equal(roundtrip(LCOW_METHOD_REMOVE, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "remove");
+    lcow_result_free(&r);
+
+    assert_int_equal(roundtrip(LCOW_METHOD_STAT, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "stat");
+    assert_string_equal(r.info.name, "k");
+    assert_int_equal(r.info.created.nsec, 1);
+    assert_string_equal(lcow_labels_get(&r.info.labels, "l"), "v");
+    lcow_result_free(&r);
+
+    assert_int_equal(roundtrip(LCOW_METHOD_USAGE, &p, &r, &e), LCOW_OK);
+    assert_int_equal(r.size, 4096);
+    assert_int_equal(r.inodes, 3);
+    lcow_result_free(&r);
+
+    assert_int_equal(roundtrip(LCOW_METHOD_CLEANUP, NULL, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "cleanup");
+    lcow_result_free(&r);
+}
+
+static void update_passes_info_and_fieldpaths(void **state)
+{
+    lcow_params p;
+    memset(&p, 0, sizeof p);
+    p.info.name = "k";
+    p.info.parent = "";
+    p.has_info = true;
+    assert_true(lcow_labels_set(&p.info.labels, "a", "b"));
+    char *paths[] = {"labels.a", "labels.b"};
+    p.fieldpaths = (lcow_strv){2, paths};
+    lcow_result r;
+    lcow_error e;
+    assert_int_equal(roundtrip(LCOW_METHOD_UPDATE, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "update");
+    assert_string_equal(fake.arg1, "k");
+    assert_string_equal(fake.arg2, "labels.a");
+    assert_int_equal(fake.count2, 2);
+    assert_int_equal(fake.label_count, 1);
+    assert_string_equal(r.info.name, "k");
+    lcow_result_free(&r);
+    lcow_labels_free(&p.info.labels);
+}
+
+static void walk_pages_are_capped_and_carry_next(void **state)
+{
+    lcow_params p;
+    memset(&p, 0, sizeof p);
+    char *filters[] = {"kind==active"};
+    p.filters = (lcow_strv){1, filters};
+    p.after = "k000";
+    fake.walk_items = 5;
+    lcow_result r;
+    lcow_error e;
+    assert_int_equal(roundtrip(LCOW_METHOD_WALK, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.arg1, "kind==active");
+    assert_string_equal(fake.arg2, "k000");
+    assert_int_equal(fake.limit, LCOW_WALK_PAGE_MAX); /* no limit asked: the page cap */
+    assert_int_equal(r.infos.count, 5);
+    assert_null(r.next);
+    lcow_result_free(&r);
+
+    p.limit = 2;
+    assert_int_equal(roundtrip(LCOW_METHOD_WALK, &p, &r, &e), LCOW_OK);
+    assert_int_equal(fake.limit, 2);
+    assert_int_equal(r.infos.count, 2);
+    assert_string_equal(r.next, "cursor");
+    lcow_result_free(&r);
+
+    p.limit = 1u << 30;
+    assert_int_equal(roundtrip(LCOW_METHOD_WALK, &p, &r, &e), LCOW_OK);
+    assert_int_equal(fake.limit, LCOW_WALK_PAGE_MAX);
+    lcow_result_free(&r);
+}
+
+static void version_and_create_scratch(void **state)
+{
+    lcow_result r;
+    lcow_error e;
+    assert_int_equal(roundtrip(LCOW_METHOD_VERSION, NULL, &r, &e), LCOW_OK);
+    assert_string_equal(r.version, LCOW_VERSION);
+    assert_int_equal(r.protocol, 1);
+    assert_string_equal(r.snapshotter, "windows-lcow");
+    lcow_result_free(&r);
+
+    lcow_params p;
+    memset(&p, 0, sizeof p);
+    p.path = "/s/x.vhdx";
+    p.size_gb = 5;
+    assert_int_equal(roundtrip(LCOW_METHOD_CREATE_SCRATCH, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.arg1, "/s/x.vhdx");
+    assert_int_equal(fake.size_gb, 5);
+    assert_int_equal(fake.block_mb, 0);
+    assert_string_equal(r.path, "/s/x.vhdx");
+    lcow_result_free(&r);
+}
+
+static void core_errors_reach_the_wire_one_to_one(void **state)
+{
+    for (int code = LCOW_NOT_FOUND; code < LCOW_CODE_COUNT; code++) {
+        fake.fail_code = (lcow_code)code;
+        snprintf(fake.fail_message, sizeof fake.fail_message, "failure %d", code);
+        lcow_params p = params_with_key("k");
+        lcow_result r;
+        lcow_error e;
+        assert_int_equal(roundtrip(LCOW_METHOD_REMOVE, &p, &r, &e), code);
+        assert_string_equal(e.message, fake.fail_message);
+    }
+}
+
+static void undecodable_requests_get_error_responses(void **state)
+{
+    /* [0, 3, "Nope", []] -> NotImplemented with msgid 3 */
+    static const unsigned char bytes[] = {0x94, 0x00, 0x03, 0xa4, 'N', 'o', 'p', 'e', 0x90};
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, (const char *)bytes, sizeof bytes, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    msgpack_sbuffer resp;
+    msgpack_sbuffer_init(&resp);
+    assert_true(lcow_dispatch_object(&the_store, &u.data, &resp));
+    msgpack_unpacked_destroy(&u);
+    msgpack_unpacked_init(&u);
+    off = 0;
+    assert_int_equal(msgpack_unpack_next(&u, resp.data, resp.size, &off), MSGPACK_UNPACK_SUCCESS);
+    bool has_msgid;
+    uint32_t msgid;
+    lcow_error call_err, err;
+    lcow_result r;
+    assert_int_equal(lcow_proto_decode_response(&u.data, LCOW_METHOD_VERSION, &has_msgid, &msgid,
+                                                &call_err, &r, &err),
+                     LCOW_OK);
+    assert_true(has_msgid);
+    assert_int_equal(msgid, 3);
+    assert_int_equal(call_err.code, LCOW_NOT_IMPLEMENTED);
+    assert_string_equal(fake.call, ""); /* the core was not called */
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&resp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(prepare_view_mounts_reach_the_core, reset),
+        cmocka_unit_test_setup(commit_remove_stat_usage_cleanup_reach_the_core, reset),
+        cmocka_unit_test_setup(update_passes_info_and_fieldpaths, reset),
+        cmocka_unit_test_setup(walk_pages_are_capped_and_carry_next, reset),
+        cmocka_unit_test_setup(version_and_create_scratch, reset),
+        cmocka_unit_test_setup(core_errors_reach_the_wire_one_to_one, reset),
+        cmocka_unit_test_setup(undecodable_requests_get_error_responses, reset),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
