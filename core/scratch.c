@@ -1,0 +1,694 @@
+/* LCOW scratch policy, file side: label rules, the per-size template cache
+ * and sandbox.vhdx creation. The metadata side (owner lookup, sharing
+ * reference counts) lives in the snapshotter. */
+#include "scratch.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "os.h"
+#include "scratchdisk.h"
+#include "thread.h"
+
+/* Containerd's unpack prefix (snapshots.UnpackKeyPrefix + "-"). */
+#define EXTRACT_PREFIX "extract-"
+/* Template temp files: ".<final name>.tmp-<unique>", next to the final name. */
+#define TEMP_MARK ".tmp-"
+
+/* How sandbox.vhdx gets its bytes for a given size; bench/bench_scratch.c
+ * measures both (docs/performance.md, "Scratch policy"). */
+typedef enum fill_strategy {
+    FILL_COPY,   /* sparse copy of the cached template */
+    FILL_FORMAT, /* format the disk in place */
+} fill_strategy;
+
+/* A template being built: callers wanting the same file wait on it. */
+typedef struct template_build {
+    char *final_path;
+    char *temp_path;
+    struct template_build *next;
+} template_build;
+
+struct lcow_scratch {
+    char *root;
+    lcow_scratch_backend backend;
+    char **allow; /* resolved --scratch-dir-allow directories */
+    size_t allow_count;
+    lcow_mutex lock; /* guards builds and locations */
+    lcow_cond build_done;
+    template_build *builds;
+    char **locations; /* location directories used so far (for cleanup) */
+    size_t location_count, location_cap;
+    atomic_uint temp_seq;
+};
+
+/* ------------------------------------------------------------ keys */
+
+void lcow_key_split(const char *key, const char **client_key, size_t *namespace_len)
+{
+    const char *slash = strchr(key, '/');
+    if (slash && slash != key) {
+        const char *digits = slash + 1, *d = digits;
+        while (*d >= '0' && *d <= '9')
+            d++;
+        if (d != digits && *d == '/') {
+            *client_key = d + 1;
+            *namespace_len = (size_t)(slash - key);
+            return;
+        }
+    }
+    *client_key = key;
+    *namespace_len = 0;
+}
+
+/* ------------------------------------------------------------ open/free */
+
+static lcow_code oom(lcow_error *err, const char *what)
+{
+    return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "%s: out of memory", what);
+}
+
+void lcow_scratch_plan_free(lcow_scratch_plan *plan)
+{
+    if (!plan)
+        return;
+    free(plan->location);
+    free(plan->owner_key);
+    plan->location = NULL;
+    plan->owner_key = NULL;
+}
+
+void lcow_scratch_free(lcow_scratch *sc)
+{
+    if (!sc)
+        return;
+    for (size_t i = 0; i < sc->allow_count; i++)
+        free(sc->allow[i]);
+    free(sc->allow);
+    for (size_t i = 0; i < sc->location_count; i++)
+        free(sc->locations[i]);
+    free(sc->locations);
+    lcow_cond_destroy(&sc->build_done);
+    lcow_mutex_destroy(&sc->lock);
+    free(sc->root);
+    free(sc);
+}
+
+lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend,
+                            const char *const *allow, size_t allow_count, lcow_scratch **out,
+                            lcow_error *err)
+{
+    *out = NULL;
+    if (!root || !lcow_path_is_absolute(root))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "scratch root %s: must be an absolute path", root ? root : "(none)");
+    lcow_scratch *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return oom(err, "scratch open");
+    lcow_mutex_init(&sc->lock);
+    lcow_cond_init(&sc->build_done);
+    sc->backend = backend;
+    /* Canonical when it exists, so templates and locations compare equal. */
+    lcow_code rc = lcow_os_realpath(root, &sc->root, NULL);
+    if (rc != LCOW_OK && !(sc->root = strdup(root))) {
+        lcow_scratch_free(sc);
+        return oom(err, "scratch open");
+    }
+    rc = LCOW_OK;
+    if (allow_count > 0) {
+        sc->allow = calloc(allow_count, sizeof *sc->allow);
+        if (!sc->allow) {
+            lcow_scratch_free(sc);
+            return oom(err, "scratch open");
+        }
+    }
+    /* Allow-list entries are resolved once, so comparisons see canonical
+     * paths on both sides. */
+    for (size_t i = 0; i < allow_count; i++) {
+        lcow_stat st;
+        lcow_error e;
+        if (!allow[i] || !lcow_path_is_absolute(allow[i])) {
+            rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                "--scratch-dir-allow %s: must be an absolute path",
+                                allow[i] ? allow[i] : "(null)");
+        } else if (lcow_os_realpath(allow[i], &sc->allow[i], &e) != LCOW_OK) {
+            rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                "--scratch-dir-allow %s: must be an existing directory (%s)",
+                                allow[i], e.message);
+        } else if (lcow_os_stat(sc->allow[i], &st, &e) == LCOW_OK && !st.is_dir) {
+            rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                "--scratch-dir-allow %s: not a directory", allow[i]);
+        }
+        if (rc != LCOW_OK) {
+            sc->allow_count = i + 1;
+            lcow_scratch_free(sc);
+            return rc;
+        }
+    }
+    sc->allow_count = allow_count;
+    *out = sc;
+    return LCOW_OK;
+}
+
+/* ------------------------------------------------------------ allow list */
+
+static bool is_sep(char c)
+{
+    return c == '/' || c == LCOW_PATH_SEP;
+}
+
+/* True when path is dir or inside it (both canonical). Windows compares
+ * case-insensitively, as NTFS does. */
+static bool path_within(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 0 && is_sep(dir[n - 1]))
+        n--;
+    for (size_t i = 0; i < n; i++) {
+        char a = path[i], b = dir[i];
+        if (LCOW_PATH_SEP == '\\') {
+            if (a >= 'A' && a <= 'Z')
+                a = (char)(a - 'A' + 'a');
+            if (b >= 'A' && b <= 'Z')
+                b = (char)(b - 'A' + 'a');
+            if (a == '/')
+                a = '\\';
+            if (b == '/')
+                b = '\\';
+        }
+        if (a != b || a == '\0')
+            return false;
+    }
+    return path[n] == '\0' || is_sep(path[n]);
+}
+
+/* Canonical form of path: realpath of its longest existing prefix plus the
+ * missing components, which may not be "." or "..". */
+static lcow_code resolve_for_policy(const char *path, char **out, lcow_error *err)
+{
+    *out = NULL;
+    char *prefix = strdup(path);
+    if (!prefix)
+        return oom(err, "resolve path");
+    size_t len = strlen(prefix);
+    while (len > 1 && is_sep(prefix[len - 1]))
+        prefix[--len] = '\0';
+    for (;;) {
+        char *real = NULL;
+        lcow_error e;
+        lcow_code rc = lcow_os_realpath(prefix, &real, &e);
+        if (rc == LCOW_OK) {
+            const char *rest = path + strlen(prefix);
+            while (*rest && is_sep(*rest))
+                rest++;
+            /* The missing tail may not climb out again. */
+            for (const char *p = rest; *p;) {
+                const char *end = p;
+                while (*end && !is_sep(*end))
+                    end++;
+                size_t n = (size_t)(end - p);
+                if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
+                    free(real);
+                    free(prefix);
+                    return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                          "%s: \".\" and \"..\" are not allowed below the existing "
+                                          "part of the path",
+                                          path);
+                }
+                p = *end ? end + 1 : end;
+            }
+            *out = *rest ? lcow_path_join(real, rest) : real;
+            if (*rest)
+                free(real);
+            free(prefix);
+            return *out ? LCOW_OK : oom(err, "resolve path");
+        }
+        if (rc != LCOW_NOT_FOUND) {
+            free(prefix);
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: cannot be resolved (%s)", path,
+                                  e.message);
+        }
+        /* Drop the last component and try its parent. */
+        while (len > 0 && !is_sep(prefix[len - 1]))
+            len--;
+        while (len > 1 && is_sep(prefix[len - 1]))
+            len--;
+        if (len == 0) {
+            free(prefix);
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: no part of it exists", path);
+        }
+        prefix[len] = '\0';
+    }
+}
+
+lcow_code lcow_scratch_path_allowed(lcow_scratch *sc, const char *path, lcow_error *err)
+{
+    if (!path || !lcow_path_is_absolute(path))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: must be an absolute path",
+                              path ? path : "(null)");
+    if (sc->allow_count == 0)
+        return LCOW_OK;
+    char *resolved;
+    lcow_code rc = resolve_for_policy(path, &resolved, err);
+    if (rc != LCOW_OK)
+        return rc;
+    bool ok = false;
+    for (size_t i = 0; i < sc->allow_count && !ok; i++)
+        ok = path_within(resolved, sc->allow[i]);
+    if (!ok)
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                            "%s (resolved %s) is outside every --scratch-dir-allow directory", path,
+                            resolved);
+    free(resolved);
+    return rc;
+}
+
+/* ------------------------------------------------------------ plan */
+
+/* Strict size: a plain string of decimal digits, 1..LCOW_SCRATCH_MAX_GB. */
+static bool parse_size_gb(const char *s, uint32_t *out)
+{
+    if (!*s)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > LCOW_SCRATCH_MAX_GB)
+            return false; /* also stops overflow */
+    }
+    if (v == 0)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *key,
+                                const lcow_labels *labels, lcow_scratch_plan *plan, lcow_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (kind != LCOW_KIND_ACTIVE)
+        return LCOW_OK; /* views and committed layers have no scratch */
+    const char *client;
+    size_t ns_len;
+    lcow_key_split(key, &client, &ns_len);
+    if (strncmp(client, EXTRACT_PREFIX, strlen(EXTRACT_PREFIX)) == 0)
+        return LCOW_OK; /* a layer being unpacked */
+
+    const char *reuse = labels ? lcow_labels_get(labels, LCOW_LABEL_REUSE) : NULL;
+    const char *owner = labels ? lcow_labels_get(labels, LCOW_LABEL_OWNER) : NULL;
+    if (reuse && strcmp(reuse, "true") == 0 && owner && *owner) {
+        /* As upstream: size and location do not apply to a shared disk. */
+        plan->mode = LCOW_SCRATCH_MODE_SHARED;
+        plan->owner_key = strdup(owner);
+        return plan->owner_key ? LCOW_OK : oom(err, "scratch plan");
+    }
+
+    plan->mode = LCOW_SCRATCH_MODE_OWN;
+    plan->size_gb = LCOW_SCRATCH_DEFAULT_GB;
+    const char *size = labels ? lcow_labels_get(labels, LCOW_LABEL_SIZE_GB) : NULL;
+    if (size && !parse_size_gb(size, &plan->size_gb)) {
+        memset(plan, 0, sizeof *plan);
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "label %s=\"%.64s\": the scratch size must be a whole number of GiB "
+                              "from 1 to %u (digits only)",
+                              LCOW_LABEL_SIZE_GB, size, LCOW_SCRATCH_MAX_GB);
+    }
+
+    const char *location = labels ? lcow_labels_get(labels, LCOW_LABEL_LOCATION) : NULL;
+    if (!location)
+        return LCOW_OK;
+    lcow_code rc = LCOW_OK;
+    char *resolved = NULL;
+    lcow_stat st = {0};
+    lcow_error e;
+    if (!lcow_path_is_absolute(location)) {
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                            "label %s=\"%.200s\": the location must be an absolute path",
+                            LCOW_LABEL_LOCATION, location);
+    } else if (lcow_os_realpath(location, &resolved, &e) != LCOW_OK ||
+               lcow_os_stat(resolved, &st, &e) != LCOW_OK) {
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                            "label %s=\"%.200s\": the location must be an existing directory (%s)",
+                            LCOW_LABEL_LOCATION, location, e.message);
+    } else if (!st.is_dir) {
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                            "label %s=\"%.200s\": the location must be a directory",
+                            LCOW_LABEL_LOCATION, location);
+    } else if (lcow_scratch_path_allowed(sc, resolved, &e) != LCOW_OK) {
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT, "label %s: location not allowed: %s",
+                            LCOW_LABEL_LOCATION, e.message);
+    }
+    if (rc != LCOW_OK) {
+        free(resolved);
+        memset(plan, 0, sizeof *plan);
+        return rc;
+    }
+    plan->location = resolved;
+    return LCOW_OK;
+}
+
+/* ------------------------------------------------------------ templates */
+
+static fill_strategy strategy_for(uint32_t size_gb)
+{
+    (void)size_gb;
+    return FILL_COPY;
+}
+
+static void template_name(uint32_t size_gb, char *buf, size_t size)
+{
+    if (size_gb == LCOW_SCRATCH_DEFAULT_GB)
+        snprintf(buf, size, "scratch.vhdx");
+    else
+        snprintf(buf, size, "scratch_%u.vhdx", (unsigned)size_gb);
+}
+
+static bool is_template_temp(const char *name)
+{
+    /* Ours: ".scratch*.vhdx.tmp-*"; upstream's: "scratch-<digits>-tmp.vhdx". */
+    if (strncmp(name, ".scratch", 8) == 0 && strstr(name, ".vhdx" TEMP_MARK))
+        return true;
+    size_t n = strlen(name);
+    return strncmp(name, "scratch-", 8) == 0 && n > 17 && strcmp(name + n - 9, "-tmp.vhdx") == 0;
+}
+
+static lcow_code remember_location(lcow_scratch *sc, const char *dir)
+{
+    lcow_code rc = LCOW_OK;
+    lcow_mutex_lock(&sc->lock);
+    bool known = strcmp(dir, sc->root) == 0;
+    for (size_t i = 0; i < sc->location_count && !known; i++)
+        known = strcmp(sc->locations[i], dir) == 0;
+    if (!known) {
+        if (sc->location_count == sc->location_cap) {
+            size_t cap = sc->location_cap ? sc->location_cap * 2 : 4;
+            char **p = realloc(sc->locations, cap * sizeof *p);
+            if (p) {
+                sc->locations = p;
+                sc->location_cap = cap;
+            }
+        }
+        char *copy = sc->location_count < sc->location_cap ? strdup(dir) : NULL;
+        if (copy)
+            sc->locations[sc->location_count++] = copy;
+        else
+            rc = LCOW_RESOURCE_EXHAUSTED;
+    }
+    lcow_mutex_unlock(&sc->lock);
+    return rc;
+}
+
+static template_build *find_build(lcow_scratch *sc, const char *final_path)
+{
+    for (template_build *b = sc->builds; b; b = b->next)
+        if (strcmp(b->final_path, final_path) == 0)
+            return b;
+    return NULL;
+}
+
+/* An existing template must at least be a VHDX file: a truncated or
+ * foreign file would be copied into every new container otherwise. */
+static lcow_code check_template(const char *path, lcow_error *err)
+{
+    lcow_file *f;
+    lcow_code rc = lcow_file_open(path, LCOW_OPEN_READ, &f, err);
+    if (rc != LCOW_OK)
+        return rc;
+    char sig[8] = {0};
+    size_t got = 0;
+    rc = lcow_file_pread(f, sig, sizeof sig, 0, &got, err);
+    lcow_file_close(f);
+    if (rc != LCOW_OK)
+        return rc;
+    if (got != sizeof sig || memcmp(sig, "vhdxfile", 8) != 0)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "scratch template %s is not a VHDX file; remove it and it will be "
+                              "rebuilt",
+                              path);
+    return LCOW_OK;
+}
+
+/* Builds final_path through a temp file in the same directory: formatted,
+ * fsynced (by lcow_scratch_disk_create), renamed into place, directory
+ * synced. On failure the temp file is gone and final_path untouched. */
+static lcow_code build_template(lcow_scratch *sc, const char *dir, const char *name,
+                                uint32_t size_gb, template_build *b, lcow_error *err)
+{
+    lcow_scratch_disk_options opts = {
+        .size_bytes = (uint64_t)size_gb << 30,
+        .backend = sc->backend,
+    };
+    lcow_code rc = LCOW_ALREADY_EXISTS;
+    for (int attempt = 0; attempt < 8 && rc == LCOW_ALREADY_EXISTS; attempt++) {
+        lcow_time now = lcow_time_now();
+        char temp_name[128];
+        snprintf(temp_name, sizeof temp_name, ".%s" TEMP_MARK "%lld%09u-%u", name,
+                 (long long)now.sec, (unsigned)now.nsec, atomic_fetch_add(&sc->temp_seq, 1));
+        char *temp = lcow_path_join(dir, temp_name);
+        if (!temp)
+            return oom(err, "scratch template");
+        lcow_mutex_lock(&sc->lock);
+        free(b->temp_path);
+        b->temp_path = temp; /* cleanup skips it while we build */
+        lcow_mutex_unlock(&sc->lock);
+        rc = lcow_scratch_disk_create(temp, &opts, err);
+    }
+    if (rc != LCOW_OK)
+        return lcow_error_wrap(err, "build scratch template %s (%u GiB)", b->final_path,
+                               (unsigned)size_gb);
+    rc = lcow_os_rename(b->temp_path, b->final_path, err);
+    if (rc != LCOW_OK) {
+        lcow_error e;
+        if (lcow_os_remove(b->temp_path, &e) != LCOW_OK)
+            LCOW_LOGW("scratch template temp file %s not removed (%s); cleanup will remove it",
+                      b->temp_path, e.message);
+        return lcow_error_wrap(err, "publish scratch template");
+    }
+    rc = lcow_os_sync_dir(dir, err);
+    if (rc != LCOW_OK)
+        return rc; /* the template is complete; only its durability is in doubt */
+    LCOW_LOGI("built scratch template %s (%u GiB)", b->final_path, (unsigned)size_gb);
+    return LCOW_OK;
+}
+
+/* Returns the path of the template for size_gb in dir, building it first
+ * when missing. One build per file at a time; other sizes never wait. */
+static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_gb, char **out,
+                              lcow_error *err)
+{
+    *out = NULL;
+    char name[64];
+    template_name(size_gb, name, sizeof name);
+    char *final_path = lcow_path_join(dir, name);
+    if (!final_path)
+        return oom(err, "scratch template");
+    if (strcmp(dir, sc->root) != 0 && remember_location(sc, dir) != LCOW_OK) {
+        free(final_path);
+        return oom(err, "scratch template");
+    }
+    lcow_code rc = LCOW_OK;
+    template_build *mine = NULL;
+    lcow_mutex_lock(&sc->lock);
+    for (;;) {
+        if (find_build(sc, final_path)) {
+            lcow_cond_wait(&sc->build_done, &sc->lock);
+            continue;
+        }
+        lcow_stat st;
+        rc = lcow_os_stat(final_path, &st, err);
+        if (rc != LCOW_OK || st.exists)
+            break;
+        mine = calloc(1, sizeof *mine);
+        if (!mine || !(mine->final_path = strdup(final_path))) {
+            free(mine);
+            mine = NULL;
+            rc = oom(err, "scratch template");
+            break;
+        }
+        mine->next = sc->builds;
+        sc->builds = mine;
+        break;
+    }
+    lcow_mutex_unlock(&sc->lock);
+
+    if (rc == LCOW_OK && mine) {
+        rc = build_template(sc, dir, name, size_gb, mine, err);
+        lcow_mutex_lock(&sc->lock);
+        for (template_build **p = &sc->builds; *p; p = &(*p)->next) {
+            if (*p == mine) {
+                *p = mine->next;
+                break;
+            }
+        }
+        lcow_cond_broadcast(&sc->build_done);
+        lcow_mutex_unlock(&sc->lock);
+        free(mine->final_path);
+        free(mine->temp_path);
+        free(mine);
+    } else if (rc == LCOW_OK) {
+        rc = check_template(final_path, err);
+    }
+    if (rc != LCOW_OK) {
+        free(final_path);
+        return rc;
+    }
+    *out = final_path;
+    return LCOW_OK;
+}
+
+/* ------------------------------------------------------------ create / link */
+
+lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *plan,
+                                  const char *snapshot_dir, lcow_error *err)
+{
+    if (plan->mode != LCOW_SCRATCH_MODE_OWN || plan->size_gb == 0 ||
+        plan->size_gb > LCOW_SCRATCH_MAX_GB)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "scratch create: plan is not an own scratch of 1..%u GiB",
+                              LCOW_SCRATCH_MAX_GB);
+    const char *dir = plan->location ? plan->location : sc->root;
+    char *dst = lcow_path_join(snapshot_dir, LCOW_SANDBOX_NAME);
+    if (!dst)
+        return oom(err, "scratch create");
+    /* The template is kept up to date either way: users rely on the files. */
+    char *template_path = NULL;
+    lcow_code rc = get_template(sc, dir, plan->size_gb, &template_path, err);
+    if (rc == LCOW_OK) {
+        if (strategy_for(plan->size_gb) == FILL_COPY) {
+            rc = lcow_os_copy_sparse(template_path, dst, err);
+        } else {
+            lcow_scratch_disk_options opts = {
+                .size_bytes = (uint64_t)plan->size_gb << 30,
+                .backend = sc->backend,
+            };
+            rc = lcow_scratch_disk_create(dst, &opts, err);
+        }
+        if (rc != LCOW_OK)
+            lcow_error_wrap(err, "create %s", dst);
+    }
+    free(template_path);
+    free(dst);
+    return rc;
+}
+
+lcow_code lcow_scratch_link_shared(lcow_scratch *sc, const char *owner_disk,
+                                   const char *snapshot_dir, lcow_error *err)
+{
+    (void)sc;
+    /* Link to the canonical file, never to another link: a chain would
+     * dangle as soon as any link in it goes. */
+    char *target = NULL;
+    lcow_code rc = lcow_os_realpath(owner_disk, &target, err);
+    if (rc != LCOW_OK)
+        return lcow_error_wrap(err, "shared scratch disk");
+    lcow_stat st;
+    rc = lcow_os_stat(target, &st, err);
+    if (rc == LCOW_OK && (!st.exists || st.is_dir))
+        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION, "shared scratch disk %s is not a file",
+                            owner_disk);
+    char *link = rc == LCOW_OK ? lcow_path_join(snapshot_dir, LCOW_SANDBOX_NAME) : NULL;
+    if (rc == LCOW_OK && !link)
+        rc = oom(err, "scratch link");
+    if (rc == LCOW_OK) {
+        lcow_error sym_err;
+        rc = lcow_os_symlink(target, link, &sym_err);
+        if (rc == LCOW_NOT_IMPLEMENTED) {
+            LCOW_LOGW("symbolic links unavailable (%s); sharing %s through a hard link",
+                      sym_err.message, target);
+            rc = lcow_os_hardlink(target, link, err);
+        } else if (rc != LCOW_OK && err) {
+            *err = sym_err;
+        }
+    }
+    free(link);
+    free(target);
+    return rc;
+}
+
+/* ------------------------------------------------------------ cleanup */
+
+typedef struct temp_sweep {
+    lcow_scratch *sc;
+    const char *dir;
+    int removed;
+    lcow_code rc;
+    lcow_error err;
+} temp_sweep;
+
+static bool temp_in_flight(lcow_scratch *sc, const char *path)
+{
+    for (template_build *b = sc->builds; b; b = b->next)
+        if (b->temp_path && strcmp(b->temp_path, path) == 0)
+            return true;
+    return false;
+}
+
+static int sweep_entry(void *ctx, const char *name, bool is_dir)
+{
+    temp_sweep *s = ctx;
+    if (is_dir || !is_template_temp(name))
+        return 0;
+    char *path = lcow_path_join(s->dir, name);
+    if (!path)
+        return 0;
+    lcow_mutex_lock(&s->sc->lock);
+    bool busy = temp_in_flight(s->sc, path);
+    lcow_mutex_unlock(&s->sc->lock);
+    if (!busy) {
+        lcow_error e;
+        lcow_code rc = lcow_os_remove(path, &e);
+        if (rc == LCOW_OK) {
+            s->removed++;
+            LCOW_LOGI("removed stale scratch template temp file %s", path);
+        } else if (rc != LCOW_NOT_FOUND && s->rc == LCOW_OK) {
+            s->rc = rc;
+            s->err = e;
+        }
+    }
+    free(path);
+    return 0;
+}
+
+static lcow_code sweep_dir(lcow_scratch *sc, const char *dir, lcow_error *err)
+{
+    temp_sweep s = {.sc = sc, .dir = dir};
+    lcow_code rc = lcow_os_list_dir(dir, sweep_entry, &s, err);
+    if (rc == LCOW_NOT_FOUND)
+        return LCOW_OK; /* a location directory removed meanwhile */
+    if (rc == LCOW_OK && s.rc != LCOW_OK) {
+        if (err)
+            *err = s.err;
+        rc = s.rc;
+    }
+    return rc;
+}
+
+lcow_code lcow_scratch_cleanup(lcow_scratch *sc, lcow_error *err)
+{
+    lcow_code first = sweep_dir(sc, sc->root, err);
+    lcow_mutex_lock(&sc->lock);
+    size_t n = sc->location_count;
+    char **dirs = n ? calloc(n, sizeof *dirs) : NULL;
+    for (size_t i = 0; dirs && i < n; i++)
+        dirs[i] = strdup(sc->locations[i]);
+    lcow_mutex_unlock(&sc->lock);
+    if (n && !dirs)
+        return oom(err, "scratch cleanup");
+    for (size_t i = 0; i < n; i++) {
+        lcow_error e;
+        lcow_code rc = dirs[i] ? sweep_dir(sc, dirs[i], &e) : LCOW_RESOURCE_EXHAUSTED;
+        if (rc != LCOW_OK && first == LCOW_OK) {
+            first = rc;
+            if (err)
+                *err = e;
+        }
+        free(dirs[i]);
+    }
+    free(dirs);
+    return first;
+}

@@ -1,0 +1,750 @@
+/* core/scratch: the label rules, the template cache (once per size, temp +
+ * rename, crash-safe), sandbox.vhdx creation and sharing. Natively every
+ * created disk is checked with qemu-img check and e2fsck -fn. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/os.h"
+#include "core/scratch.h"
+#include "core/scratchdisk.h"
+#include "core/thread.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static char *fresh_dir(const char *name)
+{
+    const char *base = getenv("LCOW_TEST_TMP");
+    assert_non_null(base);
+    char *dir = lcow_path_join(base, name);
+    assert_int_equal(lcow_os_remove_all(dir, NULL), LCOW_OK);
+    assert_int_equal(lcow_os_mkdir_all(dir, NULL), LCOW_OK);
+    /* Canonical, so paths compare equal to what the module resolves. */
+    char *real;
+    assert_int_equal(lcow_os_realpath(dir, &real, NULL), LCOW_OK);
+    free(dir);
+    return real;
+}
+
+static char *join(const char *a, const char *b)
+{
+    char *p = lcow_path_join(a, b);
+    assert_non_null(p);
+    return p;
+}
+
+static char *subdir(const char *parent, const char *name)
+{
+    char *d = join(parent, name);
+    assert_int_equal(lcow_os_mkdir_all(d, NULL), LCOW_OK);
+    return d;
+}
+
+static bool exists(const char *path)
+{
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(path, &st, NULL), LCOW_OK);
+    return st.exists;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    lcow_file *f;
+    assert_int_equal(
+        lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE, &f, NULL),
+        LCOW_OK);
+    assert_int_equal(lcow_file_pwrite(f, text, strlen(text), 0, NULL), LCOW_OK);
+    lcow_file_close(f);
+}
+
+static int count_entry(void *ctx, const char *name, bool is_dir)
+{
+    (void)name, (void)is_dir;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int entries_in(const char *dir)
+{
+    int n = 0;
+    assert_int_equal(lcow_os_list_dir(dir, count_entry, &n, NULL), LCOW_OK);
+    return n;
+}
+
+/* Counts "built scratch template" log lines: one per template build. */
+static lcow_mutex log_lock;
+static int builds_logged;
+static int hardlink_fallbacks_logged;
+
+static void counting_sink(void *ctx, lcow_log_level level, const char *line)
+{
+    (void)ctx, (void)level;
+    lcow_mutex_lock(&log_lock);
+    if (strstr(line, "built scratch template"))
+        builds_logged++;
+    if (strstr(line, "through a hard link"))
+        hardlink_fallbacks_logged++;
+    lcow_mutex_unlock(&log_lock);
+}
+
+static int builds_so_far(void)
+{
+    lcow_mutex_lock(&log_lock);
+    int n = builds_logged;
+    lcow_mutex_unlock(&log_lock);
+    return n;
+}
+
+/* qemu-img check of the VHDX and e2fsck -fn of its raw image (native only;
+ * the tools are found by LcowUnitTest.cmake). */
+static void assert_valid_disk(const char *vhdx, uint32_t size_gb)
+{
+#ifdef _WIN32
+    (void)vhdx, (void)size_gb;
+#else
+    const char *qemu = getenv("LCOW_QEMU_IMG"), *fsck = getenv("LCOW_E2FSCK");
+    if (!qemu || !fsck) {
+        print_message("qemu-img or e2fsck not found: %s not checked\n", vhdx);
+        return;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' check -q -f vhdx '%s'", qemu, vhdx);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "'%s' info --output=json '%s' | grep -q '\"virtual-size\": %llu'",
+             qemu, vhdx, (unsigned long long)size_gb << 30);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "set -e; raw='%s.raw'; '%s' convert -O raw '%s' \"$raw\"; "
+             "'%s' -fn \"$raw\" >\"$raw.log\" 2>&1 || { cat \"$raw.log\"; exit 1; }; "
+             "rm -f \"$raw\" \"$raw.log\"",
+             vhdx, qemu, vhdx, fsck);
+    assert_int_equal(system(cmd), 0);
+#endif
+}
+
+typedef struct fixture {
+    char *root;
+    lcow_scratch *sc;
+} fixture;
+
+static fixture open_fixture(const char *name, const char *const *allow, size_t allow_count)
+{
+    fixture fx = {.root = fresh_dir(name)};
+    lcow_error err;
+    assert_int_equal(
+        lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, allow, allow_count, &fx.sc, &err), LCOW_OK);
+    return fx;
+}
+
+static void close_fixture(fixture *fx)
+{
+    lcow_scratch_free(fx->sc);
+    free(fx->root);
+}
+
+static lcow_code plan_with(lcow_scratch *sc, lcow_kind kind, const char *key, const char *label,
+                           const char *value, lcow_scratch_plan *plan, lcow_error *err)
+{
+    lcow_labels labels = {0};
+    if (label)
+        assert_true(lcow_labels_set(&labels, label, value));
+    lcow_code rc = lcow_scratch_plan_for(sc, kind, key, &labels, plan, err);
+    lcow_labels_free(&labels);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- keys and plans */
+
+static void keys_split_into_namespace_and_client_key(void **state)
+{
+    const char *client;
+    size_t ns;
+    lcow_key_split("default/17/extract-1 sha256:ab", &client, &ns);
+    assert_string_equal(client, "extract-1 sha256:ab");
+    assert_int_equal(ns, 7);
+    lcow_key_split("k8s.io/3/a/b", &client, &ns);
+    assert_string_equal(client, "a/b");
+    assert_int_equal(ns, 6);
+    const char *plain[] = {"plain", "/1/x", "ns//x", "ns/1x/y", "ns/12", "ns/a/b"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        lcow_key_split(plain[i], &client, &ns);
+        assert_ptr_equal(client, plain[i]);
+        assert_int_equal(ns, 0);
+    }
+}
+
+static void views_and_extract_layers_get_no_scratch(void **state)
+{
+    fixture fx = open_fixture("plan-kinds", NULL, 0);
+    lcow_scratch_plan plan;
+    lcow_error err;
+    assert_int_equal(plan_with(fx.sc, LCOW_KIND_VIEW, "default/1/c1", NULL, NULL, &plan, &err),
+                     LCOW_OK);
+    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+    const char *extract[] = {"default/4/extract-123-Ab_d sha256:00", "extract-1", "ns/9/extract-"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, extract[i], NULL, NULL, &plan, &err),
+                         LCOW_OK);
+        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+    }
+    /* Upstream's substring check misclassifies these containers. */
+    const char *containers[] = {"default/5/my-extractor", "default/6/data-extract-1",
+                                "default/7/extract", "default/8/Extract-1", "extract/9/x"};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, containers[i], NULL, NULL, &plan, &err),
+                         LCOW_OK);
+        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+        assert_int_equal(plan.size_gb, 20);
+        assert_null(plan.location);
+        lcow_scratch_plan_free(&plan);
+    }
+    close_fixture(&fx);
+}
+
+static void size_label_is_a_plain_positive_integer(void **state)
+{
+    fixture fx = open_fixture("plan-size", NULL, 0);
+    lcow_scratch_plan plan;
+    lcow_error err;
+    const struct {
+        const char *value;
+        uint32_t gb;
+    } good[] = {{"1", 1}, {"20", 20}, {"64", 64}, {"65536", 65536}, {"007", 7}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_SIZE_GB,
+                                   good[i].value, &plan, &err),
+                         LCOW_OK);
+        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+        assert_int_equal(plan.size_gb, good[i].gb);
+        lcow_scratch_plan_free(&plan);
+    }
+    const char *bad[] = {"abc",
+                         "0",
+                         "-1",
+                         "1.5",
+                         "+5",
+                         " 5",
+                         "5 ",
+                         "0x10",
+                         "65537",
+                         "99999999999",
+                         "18446744073709551617",
+                         "1e3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_SIZE_GB,
+                                   bad[i], &plan, &err),
+                         LCOW_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.message, LCOW_LABEL_SIZE_GB));
+        assert_non_null(strstr(err.message, "1 to 65536"));
+        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+    }
+    /* Nothing was created by planning. */
+    assert_int_equal(entries_in(fx.root), 0);
+    close_fixture(&fx);
+}
+
+static void location_label_must_be_an_existing_absolute_directory(void **state)
+{
+    fixture fx = open_fixture("plan-location", NULL, 0);
+    lcow_scratch_plan plan;
+    lcow_error err;
+    assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION,
+                               "relative/dir", &plan, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "absolute"));
+    assert_non_null(strstr(err.message, LCOW_LABEL_LOCATION));
+
+    char *missing = join(fx.root, "missing");
+    assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, missing,
+                               &plan, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "existing directory"));
+    assert_false(exists(missing)); /* not created either */
+
+    char *file = join(fx.root, "file");
+    write_file(file, "x");
+    assert_int_equal(
+        plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, file, &plan, &err),
+        LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "directory"));
+
+    char *cache = subdir(fx.root, "cache");
+    char *dotted = join(cache, ".." LCOW_PATH_SEP_STR "cache");
+    assert_int_equal(
+        plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, dotted, &plan, &err),
+        LCOW_OK);
+    assert_string_equal(plan.location, cache);
+    lcow_scratch_plan_free(&plan);
+    free(dotted);
+    free(cache);
+    free(file);
+    free(missing);
+    close_fixture(&fx);
+}
+
+static void sharing_needs_reuse_true_and_an_owner(void **state)
+{
+    fixture fx = open_fixture("plan-share", NULL, 0);
+    lcow_scratch_plan plan;
+    lcow_error err;
+    lcow_labels labels = {0};
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_REUSE, "true"));
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_OWNER, "pod-sandbox"));
+    /* Size and location do not apply to a shared disk (as upstream). */
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_SIZE_GB, "abc"));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/c", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_SHARED);
+    assert_string_equal(plan.owner_key, "pod-sandbox");
+    lcow_scratch_plan_free(&plan);
+
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_SIZE_GB, "8"));
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_REUSE, "True"));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/c", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+    assert_int_equal(plan.size_gb, 8);
+    lcow_scratch_plan_free(&plan);
+
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_REUSE, "true"));
+    assert_true(lcow_labels_delete(&labels, LCOW_LABEL_OWNER));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/c", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+    lcow_scratch_plan_free(&plan);
+    /* An extract layer never shares. */
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_OWNER, "pod-sandbox"));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/extract-1", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+    lcow_labels_free(&labels);
+    close_fixture(&fx);
+}
+
+static void allow_list_confines_locations(void **state)
+{
+    char *base = fresh_dir("allow");
+    char *allowed = subdir(base, "allowed");
+    char *outside = subdir(base, "outside");
+    char *inner = subdir(allowed, "inner");
+    const char *allow[] = {allowed};
+    lcow_scratch *sc;
+    lcow_error err;
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, allow, 1, &sc, &err), LCOW_OK);
+
+    lcow_scratch_plan plan;
+    assert_int_equal(
+        plan_with(sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, inner, &plan, &err),
+        LCOW_OK);
+    assert_string_equal(plan.location, inner);
+    lcow_scratch_plan_free(&plan);
+    assert_int_equal(
+        plan_with(sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, outside, &plan, &err),
+        LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "--scratch-dir-allow"));
+    assert_non_null(strstr(err.message, LCOW_LABEL_LOCATION));
+
+    /* ".." is resolved before the check. */
+    char *climb = join(allowed, ".." LCOW_PATH_SEP_STR "outside");
+    assert_int_equal(
+        plan_with(sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, climb, &plan, &err),
+        LCOW_INVALID_ARGUMENT);
+    /* A prefix that is not a parent does not count: allowed-not/ vs allowed/. */
+    char *sibling = join(base, "allowed-not");
+    assert_int_equal(lcow_os_mkdir(sibling, NULL), LCOW_OK);
+    assert_int_equal(lcow_scratch_path_allowed(sc, sibling, &err), LCOW_INVALID_ARGUMENT);
+
+    /* Links are resolved too (where the host has symlinks). */
+    char *escape = join(allowed, "escape");
+    if (lcow_os_symlink(outside, escape, NULL) == LCOW_OK) {
+        assert_int_equal(lcow_scratch_path_allowed(sc, escape, &err), LCOW_INVALID_ARGUMENT);
+        char *through = join(escape, "new-dir");
+        assert_int_equal(lcow_scratch_path_allowed(sc, through, &err), LCOW_INVALID_ARGUMENT);
+        free(through);
+    }
+
+    /* Paths that do not exist yet (CreateScratch targets) are checked by
+     * their existing part; they may not climb out with "..". */
+    char *future = join(inner, "new" LCOW_PATH_SEP_STR "sandbox.vhdx");
+    assert_int_equal(lcow_scratch_path_allowed(sc, future, &err), LCOW_OK);
+    char *future_climb = join(inner, "new" LCOW_PATH_SEP_STR ".." LCOW_PATH_SEP_STR
+                                     ".." LCOW_PATH_SEP_STR ".." LCOW_PATH_SEP_STR "x");
+    assert_int_equal(lcow_scratch_path_allowed(sc, future_climb, &err), LCOW_INVALID_ARGUMENT);
+    assert_int_equal(lcow_scratch_path_allowed(sc, "relative", &err), LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "absolute"));
+    assert_int_equal(lcow_scratch_path_allowed(sc, allowed, &err), LCOW_OK);
+    lcow_scratch_free(sc);
+
+    /* Without a list, any absolute path passes. */
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, NULL, 0, &sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_path_allowed(sc, outside, &err), LCOW_OK);
+    lcow_scratch_free(sc);
+
+    /* A bad list entry refuses to open. */
+    char *missing = join(base, "missing");
+    const char *bad_allow[] = {allowed, missing};
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, bad_allow, 2, &sc, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "--scratch-dir-allow"));
+    const char *relative_allow[] = {"relative"};
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, relative_allow, 1, &sc, &err),
+                     LCOW_INVALID_ARGUMENT);
+    free(missing);
+    free(future_climb);
+    free(future);
+    free(escape);
+    free(sibling);
+    free(climb);
+    free(inner);
+    free(outside);
+    free(allowed);
+    free(base);
+}
+
+/* ---------------------------------------------------------------- creating disks */
+
+#ifdef LCOW_TEST_NO_DISK_BUILDER
+#define NEED_DISK_BUILDER()                                                                        \
+    do {                                                                                           \
+        print_message("core/scratchdisk*.c not in this build yet\n");                              \
+        skip();                                                                                    \
+    } while (0)
+#else
+#define NEED_DISK_BUILDER() ((void)0)
+#endif
+
+static lcow_scratch_plan own_plan(uint32_t size_gb, const char *location)
+{
+    lcow_scratch_plan plan = {.mode = LCOW_SCRATCH_MODE_OWN, .size_gb = size_gb};
+    if (location)
+        plan.location = strdup(location);
+    return plan;
+}
+
+static void default_template_is_built_once_then_copied(void **state)
+{
+    NEED_DISK_BUILDER();
+    fixture fx = open_fixture("own-default", NULL, 0);
+    lcow_error err;
+    char *snap1 = subdir(fx.root, "1"), *snap2 = subdir(fx.root, "2");
+    lcow_scratch_plan plan = own_plan(20, NULL);
+    int before = builds_so_far();
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap1, &err), LCOW_OK);
+    assert_int_equal(builds_so_far(), before + 1);
+    char *template_path = join(fx.root, "scratch.vhdx");
+    assert_true(exists(template_path));
+    char *disk1 = join(snap1, LCOW_SANDBOX_NAME);
+    assert_valid_disk(disk1, 20); /* fresh template */
+
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap2, &err), LCOW_OK);
+    assert_int_equal(builds_so_far(), before + 1); /* cached */
+    char *disk2 = join(snap2, LCOW_SANDBOX_NAME);
+    assert_valid_disk(disk2, 20); /* cached copy */
+    assert_valid_disk(template_path, 20);
+
+    /* sandbox.vhdx is created exclusively. */
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap2, &err), LCOW_ALREADY_EXISTS);
+    /* root holds exactly the template: no temp files. */
+    assert_int_equal(entries_in(fx.root), 3);
+    free(disk2);
+    free(disk1);
+    free(template_path);
+    free(snap2);
+    free(snap1);
+    close_fixture(&fx);
+}
+
+static void sized_templates_live_in_the_location(void **state)
+{
+    NEED_DISK_BUILDER();
+    fixture fx = open_fixture("own-location", NULL, 0);
+    lcow_error err;
+    char *cache = subdir(fx.root, "cache");
+    char *snap = subdir(fx.root, "snap");
+    lcow_scratch_plan plan = own_plan(2, cache);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
+    char *template_path = join(cache, "scratch_2.vhdx");
+    assert_true(exists(template_path));
+    char *root_template = join(fx.root, "scratch_2.vhdx");
+    assert_false(exists(root_template));
+    assert_int_equal(entries_in(cache), 1);
+    char *disk = join(snap, LCOW_SANDBOX_NAME);
+    assert_valid_disk(disk, 2); /* custom location */
+    lcow_scratch_plan_free(&plan);
+    free(disk);
+    free(root_template);
+    free(template_path);
+    free(snap);
+    free(cache);
+    close_fixture(&fx);
+}
+
+static void rename_failure_leaves_no_template_and_next_call_succeeds(void **state)
+{
+    NEED_DISK_BUILDER();
+    fixture fx = open_fixture("own-crash", NULL, 0);
+    lcow_error err;
+    char *snap = subdir(fx.root, "snap");
+    char *disk = join(snap, LCOW_SANDBOX_NAME);
+    char *template_path = join(fx.root, "scratch_3.vhdx");
+    lcow_scratch_plan plan = own_plan(3, NULL);
+
+    /* The "crash" between building the temp file and renaming it. */
+    lcow_os_fault_clear();
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_RENAME, 1, LCOW_FAULT_EIO, false));
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_INTERNAL);
+    assert_non_null(strstr(err.message, "injected"));
+    lcow_os_fault_clear();
+    assert_false(exists(template_path));
+    assert_false(exists(disk));
+    assert_int_equal(entries_in(fx.root), 1); /* only snap/: the temp file is gone */
+    assert_int_equal(entries_in(snap), 0);
+
+    /* A failed copy leaves the template (a cache) but no sandbox.vhdx. */
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_COPY, 1, LCOW_FAULT_ENOSPC, false));
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_RESOURCE_EXHAUSTED);
+    lcow_os_fault_clear();
+    assert_true(exists(template_path));
+    assert_false(exists(disk));
+
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
+    assert_valid_disk(disk, 3);
+    free(template_path);
+    free(disk);
+    free(snap);
+    close_fixture(&fx);
+}
+
+static void stale_temp_files_are_cleaned_up(void **state)
+{
+    NEED_DISK_BUILDER();
+    fixture fx = open_fixture("cleanup", NULL, 0);
+    lcow_error err;
+    char *cache = subdir(fx.root, "cache");
+    /* Use the location once so the module knows to sweep it. */
+    char *snap = subdir(fx.root, "snap");
+    lcow_scratch_plan plan = own_plan(1, cache);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
+    lcow_scratch_plan_free(&plan);
+
+    const char *stale[] = {".scratch.vhdx.tmp-1700000000123456789-0", ".scratch_8.vhdx.tmp-1-2",
+                           "scratch-123456789-tmp.vhdx"};
+    const char *keep[] = {"scratch.vhdx.bak", "notes.txt", "scratch-tmp.vhdx"};
+    char *dirs[] = {fx.root, cache};
+    for (int d = 0; d < 2; d++) {
+        for (int i = 0; i < 3; i++) {
+            char *p = join(dirs[d], stale[i]);
+            write_file(p, "partial");
+            free(p);
+            p = join(dirs[d], keep[i]);
+            write_file(p, "keep");
+            free(p);
+        }
+    }
+    assert_int_equal(lcow_scratch_cleanup(fx.sc, &err), LCOW_OK);
+    for (int d = 0; d < 2; d++) {
+        for (int i = 0; i < 3; i++) {
+            char *p = join(dirs[d], stale[i]);
+            assert_false(exists(p));
+            free(p);
+            p = join(dirs[d], keep[i]);
+            assert_true(exists(p));
+            free(p);
+        }
+    }
+    char *template_path = join(cache, "scratch_1.vhdx");
+    assert_true(exists(template_path));
+    free(template_path);
+    free(snap);
+    free(cache);
+    close_fixture(&fx);
+}
+
+static void a_foreign_template_is_refused(void **state)
+{
+    fixture fx = open_fixture("foreign", NULL, 0);
+    lcow_error err;
+    char *template_path = join(fx.root, "scratch_4.vhdx");
+    write_file(template_path, "this is not a disk");
+    char *snap = subdir(fx.root, "snap");
+    lcow_scratch_plan plan = own_plan(4, NULL);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "scratch_4.vhdx"));
+    assert_int_equal(entries_in(snap), 0);
+    free(snap);
+    free(template_path);
+    close_fixture(&fx);
+}
+
+static void shared_disk_links_to_the_canonical_file(void **state)
+{
+    NEED_DISK_BUILDER();
+    fixture fx = open_fixture("shared", NULL, 0);
+    lcow_error err;
+    char *owner = subdir(fx.root, "owner"), *member = subdir(fx.root, "member"),
+         *second = subdir(fx.root, "second");
+    lcow_scratch_plan plan = own_plan(1, NULL);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, owner, &err), LCOW_OK);
+    char *owner_disk = join(owner, LCOW_SANDBOX_NAME);
+    char *member_disk = join(member, LCOW_SANDBOX_NAME);
+    char *second_disk = join(second, LCOW_SANDBOX_NAME);
+    int fallbacks = hardlink_fallbacks_logged;
+    assert_int_equal(lcow_scratch_link_shared(fx.sc, owner_disk, member, &err), LCOW_OK);
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(member_disk, &st, &err), LCOW_OK);
+    assert_true(st.exists);
+    if (st.is_link) {
+        char *resolved;
+        assert_int_equal(lcow_os_realpath(member_disk, &resolved, &err), LCOW_OK);
+        assert_string_equal(resolved, owner_disk);
+        free(resolved);
+    } else {
+        /* Hosts without symlinks (Wine) share through a hard link, and say so. */
+        assert_int_equal(hardlink_fallbacks_logged, fallbacks + 1);
+    }
+    assert_valid_disk(member_disk, 1); /* shared */
+
+    /* Sharing through a member still links to the owner's file itself. */
+    assert_int_equal(lcow_scratch_link_shared(fx.sc, member_disk, second, &err), LCOW_OK);
+    assert_int_equal(lcow_os_stat(second_disk, &st, &err), LCOW_OK);
+    if (st.is_link) {
+        char *resolved;
+        assert_int_equal(lcow_os_realpath(second_disk, &resolved, &err), LCOW_OK);
+        assert_string_equal(resolved, owner_disk);
+        free(resolved);
+    }
+    assert_int_equal(lcow_scratch_link_shared(fx.sc, owner_disk, member, &err),
+                     LCOW_ALREADY_EXISTS);
+    char *missing = join(fx.root, "missing.vhdx");
+    char *third = subdir(fx.root, "third");
+    assert_int_equal(lcow_scratch_link_shared(fx.sc, missing, third, &err), LCOW_NOT_FOUND);
+    assert_int_equal(entries_in(third), 0);
+    free(third);
+    free(missing);
+    free(second_disk);
+    free(member_disk);
+    free(owner_disk);
+    free(second);
+    free(member);
+    free(owner);
+    close_fixture(&fx);
+}
+
+/* ---------------------------------------------------------------- concurrency */
+
+enum { THREADS = 8 };
+
+typedef struct racer {
+    lcow_scratch *sc;
+    lcow_scratch_plan plan;
+    char *snap;
+    lcow_code rc;
+    lcow_error err;
+} racer;
+
+static void *prepare_one(void *arg)
+{
+    racer *r = arg;
+    r->rc = lcow_scratch_create_own(r->sc, &r->plan, r->snap, &r->err);
+    return NULL;
+}
+
+static void eight_threads_build_a_new_size_once(void **state)
+{
+    NEED_DISK_BUILDER();
+    fixture fx = open_fixture("race-same", NULL, 0);
+    racer r[THREADS];
+    lcow_thread t[THREADS];
+    int before = builds_so_far();
+    for (int i = 0; i < THREADS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "snap%d", i);
+        r[i] = (racer){.sc = fx.sc, .plan = own_plan(5, NULL), .snap = subdir(fx.root, name)};
+    }
+    for (int i = 0; i < THREADS; i++)
+        assert_true(lcow_thread_create(&t[i], prepare_one, &r[i]));
+    for (int i = 0; i < THREADS; i++)
+        lcow_thread_join(t[i], NULL);
+    assert_int_equal(builds_so_far(), before + 1);
+    for (int i = 0; i < THREADS; i++) {
+        if (r[i].rc != LCOW_OK)
+            print_message("thread %d: %s\n", i, r[i].err.message);
+        assert_int_equal(r[i].rc, LCOW_OK);
+        char *disk = join(r[i].snap, LCOW_SANDBOX_NAME);
+        assert_valid_disk(disk, 5);
+        free(disk);
+        free(r[i].snap);
+    }
+    assert_int_equal(entries_in(fx.root), THREADS + 1); /* snaps + scratch_5.vhdx */
+    close_fixture(&fx);
+}
+
+static void different_sizes_build_in_parallel(void **state)
+{
+    NEED_DISK_BUILDER();
+    fixture fx = open_fixture("race-sizes", NULL, 0);
+    racer r[4];
+    lcow_thread t[4];
+    int before = builds_so_far();
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "snap%d", i);
+        r[i] = (racer){.sc = fx.sc,
+                       .plan = own_plan((uint32_t)(6 + i % 2), NULL),
+                       .snap = subdir(fx.root, name)};
+    }
+    for (int i = 0; i < 4; i++)
+        assert_true(lcow_thread_create(&t[i], prepare_one, &r[i]));
+    for (int i = 0; i < 4; i++)
+        lcow_thread_join(t[i], NULL);
+    assert_int_equal(builds_so_far(), before + 2);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r[i].rc, LCOW_OK);
+        char *disk = join(r[i].snap, LCOW_SANDBOX_NAME);
+        assert_valid_disk(disk, 6 + i % 2);
+        free(disk);
+        free(r[i].snap);
+    }
+    char *t6 = join(fx.root, "scratch_6.vhdx"), *t7 = join(fx.root, "scratch_7.vhdx");
+    assert_true(exists(t6));
+    assert_true(exists(t7));
+    free(t6);
+    free(t7);
+    close_fixture(&fx);
+}
+
+int main(void)
+{
+    lcow_mutex_init(&log_lock);
+    lcow_log_set_sink(counting_sink, NULL);
+    lcow_log_set_level(LCOW_LOG_INFO);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(keys_split_into_namespace_and_client_key),
+        cmocka_unit_test(views_and_extract_layers_get_no_scratch),
+        cmocka_unit_test(size_label_is_a_plain_positive_integer),
+        cmocka_unit_test(location_label_must_be_an_existing_absolute_directory),
+        cmocka_unit_test(sharing_needs_reuse_true_and_an_owner),
+        cmocka_unit_test(allow_list_confines_locations),
+        cmocka_unit_test(default_template_is_built_once_then_copied),
+        cmocka_unit_test(sized_templates_live_in_the_location),
+        cmocka_unit_test(rename_failure_leaves_no_template_and_next_call_succeeds),
+        cmocka_unit_test(stale_temp_files_are_cleaned_up),
+        cmocka_unit_test(a_foreign_template_is_refused),
+        cmocka_unit_test(shared_disk_links_to_the_canonical_file),
+        cmocka_unit_test(eight_threads_build_a_new_size_once),
+        cmocka_unit_test(different_sizes_build_in_parallel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
