@@ -44,6 +44,7 @@ struct lcow_snapshotter {
     pending *pending;
     size_t pending_count, pending_cap;
     atomic_uint_fast64_t temp_seq;
+    bool no_scratch;
 };
 
 /* ---------------------------------------------------------------- scratch seam */
@@ -525,6 +526,7 @@ static int tmp_entry(void *ctx, const char *name, bool is_dir)
     return 0;
 }
 
+/* at_open: also empty tmp/ and treat every unknown directory as an orphan. */
 static lcow_code sweep_orphans(lcow_snapshotter *s, bool include_tmp, lcow_error *err)
 {
     sweep w = {.s = s, .err = err, .rc = LCOW_OK};
@@ -534,7 +536,8 @@ static lcow_code sweep_orphans(lcow_snapshotter *s, bool include_tmp, lcow_error
         w.keep[w.keep_count++] = s->pending[i].id;
     lcow_error e;
     lcow_code rc = w.keep ? LCOW_OK : oom(&e);
-    w.id_floor = lcow_metastore_peek_next_id(s->ms);
+    /* At open nothing runs concurrently: every unknown directory goes. */
+    w.id_floor = include_tmp ? UINT64_MAX : lcow_metastore_peek_next_id(s->ms);
     w.view = lcow_metastore_view_begin(s->ms);
     lcow_mutex_unlock(&s->lock);
     if (rc != LCOW_OK || !w.view) {
@@ -602,6 +605,7 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
     lcow_mutex_init(&s->lock);
     atomic_init(&s->closed, false);
     atomic_init(&s->temp_seq, 0);
+    s->no_scratch = config->no_scratch;
     s->root = strdup(config->root);
     s->snapshots_dir = lcow_path_join(config->root, "snapshots");
     s->tmp_dir = lcow_path_join(config->root, "tmp");
@@ -758,7 +762,7 @@ static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char
     /* Labels decide the scratch; every label is validated before anything
      * is created. */
     lcow_scratch_plan plan = {0};
-    if (kind == LCOW_KIND_ACTIVE && s->scratch) {
+    if (kind == LCOW_KIND_ACTIVE && s->scratch && !s->no_scratch) {
         rc = sc_plan_for(s->scratch, kind, key, labels, &plan, err);
         if (rc != LCOW_OK)
             return rc;

@@ -40,6 +40,9 @@ typedef struct lcow_snapshotter_config {
     size_t scratch_dir_allow_count;
     /* false only for bulk benchmark population: batches are not synced. */
     bool no_sync;
+    /* Tests and benchmarks of the metadata path only: actives get an empty
+     * directory, as extract-* layers do, and no scratch disk. */
+    bool no_scratch;
 } lcow_snapshotter_config;
 
 /* Opens (creating if needed) the store under config->root: creates meta/,
