@@ -1236,7 +1236,9 @@ typedef struct check_state {
 } check_state;
 
 static int check_fail(check_state *c, const char *fmt, ...)
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+    __attribute__((format(gnu_printf, 2, 3)))
+#elif defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
