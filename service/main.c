@@ -5,8 +5,9 @@
 #include "app.h"
 
 #ifdef _WIN32
-#include <shellapi.h>
 #include <windows.h>
+
+#include <shellapi.h>
 
 #include "win_util.h"
 

@@ -39,7 +39,7 @@ typedef struct lcow_svcapi {
     /* Registry (the Event Log source key) */
     LSTATUS(WINAPI *RegCreateKeyExW)
     (HKEY key, LPCWSTR subkey, DWORD reserved, LPWSTR klass, DWORD options, REGSAM sam,
-     const SECURITY_ATTRIBUTES *security, PHKEY result, LPDWORD disposition);
+     LPSECURITY_ATTRIBUTES security, PHKEY result, LPDWORD disposition);
     LSTATUS(WINAPI *RegSetValueExW)
     (HKEY key, LPCWSTR name, DWORD reserved, DWORD type, const BYTE *data, DWORD size);
     LSTATUS(WINAPI *RegDeleteKeyW)(HKEY key, LPCWSTR subkey);

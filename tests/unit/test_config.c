@@ -377,7 +377,7 @@ static void service_command_line_quotes_and_round_trips(void **state)
 
 static char *read_file(const char *path)
 {
-    FILE *f = lcow_svc_fopen(path, "rb");
+    FILE *f = lcow_svc_fopen(path, "r"); /* text: CRLF on Windows */
     if (!f)
         return NULL;
     static char buf[16384];
