@@ -733,6 +733,14 @@ lcow_code lcow_os_symlink(const char *target, const char *link_path, lcow_error 
         free(wl);
         return bad_path(err, "symlink", link_path);
     }
+    /* Wine's CreateSymbolicLinkW reports success without doing anything, so
+     * the result is verified below; an existing entry must be caught first. */
+    if (GetFileAttributesW(wl) != INVALID_FILE_ATTRIBUTES) {
+        free(wt);
+        free(wl);
+        return lcow_error_set(err, LCOW_ALREADY_EXISTS, "symlink %s -> %s: %s already exists",
+                              link_path, target, link_path);
+    }
     DWORD attrs = GetFileAttributesW(wt);
     DWORD flags = SYMBOLIC_LINK_FLAG_ALLOW_UNPRIVILEGED_CREATE;
     if (attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_DIRECTORY))
@@ -758,9 +766,8 @@ lcow_code lcow_os_symlink(const char *target, const char *link_path, lcow_error 
         return lcow_error_set(err, unavailable ? LCOW_NOT_IMPLEMENTED : code_of_win32(e),
                               "symlink %s -> %s: %s", link_path, target, msg);
     }
-    /* Some implementations report success without creating a link: verify. */
     lcow_stat st;
-    if (lcow_os_stat(link_path, &st, NULL) == LCOW_OK && !st.exists)
+    if (lcow_os_stat(link_path, &st, NULL) == LCOW_OK && !(st.exists && st.is_link))
         return lcow_error_set(err, LCOW_NOT_IMPLEMENTED,
                               "symlink %s -> %s: reported success but no link exists", link_path,
                               target);
