@@ -1,0 +1,648 @@
+/* Client library + server transport end to end, in one process, over the
+ * real transport of the platform (Unix socket natively, named pipe under
+ * Wine), with the in-memory fake core of rpc_fake_core.c: every method,
+ * pipelining, concurrency, malformed input, limits, shutdown, security. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+
+#include "core/thread.h"
+#include "rpc/client.h"
+#include "rpc/server.h"
+
+lcow_snapshotter *fake_core_new(void);
+void fake_core_free(lcow_snapshotter *s);
+
+static lcow_snapshotter *store;
+static char address[512];
+static unsigned address_seq;
+
+static unsigned long long now_ms(void)
+{
+#ifdef _WIN32
+    return GetTickCount64();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+#endif
+}
+
+static void sleep_ms(unsigned ms)
+{
+#ifdef _WIN32
+    Sleep(ms);
+#else
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+#endif
+}
+
+/* A fresh address per server: tests never share an endpoint. */
+static const char *next_address(void)
+{
+#ifdef _WIN32
+    snprintf(address, sizeof address, "\\\\.\\pipe\\lcow-test-client-%lu-%u",
+             (unsigned long)GetCurrentProcessId(), ++address_seq);
+#else
+    const char *tmp = getenv("LCOW_TEST_TMP");
+    snprintf(address, sizeof address, "%s/c%u-%u.sock", tmp ? tmp : "/tmp", (unsigned)getpid(),
+             ++address_seq);
+#endif
+    return address;
+}
+
+static lcow_server *start(lcow_server_config *cfg)
+{
+    lcow_server_config defaults = {0};
+    if (!cfg)
+        cfg = &defaults;
+    cfg->address = next_address();
+    lcow_server *server = NULL;
+    lcow_error err;
+    if (lcow_server_start(cfg, store, &server, &err) != LCOW_OK)
+        fail_msg("server start: %s", err.message);
+    return server;
+}
+
+static lcow_client *connect_ok(void)
+{
+    lcow_client *c = NULL;
+    lcow_error err;
+    if (lcow_client_connect(address, 2000, &c, &err) != LCOW_OK)
+        fail_msg("connect %s: %s", address, err.message);
+    lcow_client_set_call_timeout(c, 20000);
+    return c;
+}
+
+static int setup(void **state)
+{
+    store = fake_core_new();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fake_core_free(store);
+    return 0;
+}
+
+/* ---- every method ------------------------------------------------------- */
+
+static int count_info(void *ctx, const lcow_info *info)
+{
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static void every_method_through_the_client(void **state)
+{
+    lcow_server *server = start(NULL);
+    lcow_client *c = connect_ok();
+    lcow_error err;
+    lcow_mounts m = {0};
+    lcow_labels labels = {0};
+    assert_true(lcow_labels_set(&labels, "containerd.io/snapshot/x", "1"));
+
+    lcow_result v;
+    assert_int_equal(lcow_client_version(c, &v, &err), LCOW_OK);
+    assert_string_equal(v.version, LCOW_VERSION);
+    assert_int_equal(v.protocol, 1);
+    assert_string_equal(v.snapshotter, "windows-lcow");
+    lcow_result_free(&v);
+
+    assert_int_equal(lcow_client_prepare(c, "ns/1/base", NULL, &labels, &m, &err), LCOW_OK);
+    assert_int_equal(m.count, 1);
+    assert_string_equal(m.items[0].type, "lcow-layer");
+    lcow_mounts_free(&m);
+    assert_int_equal(lcow_client_prepare(c, "ns/1/base", NULL, NULL, &m, &err),
+                     LCOW_ALREADY_EXISTS);
+    assert_int_equal(lcow_client_mounts(c, "ns/1/base", &m, &err), LCOW_OK);
+    lcow_mounts_free(&m);
+    assert_int_equal(lcow_client_commit(c, "ns/1/layer", "ns/1/base", &labels, NULL, &err),
+                     LCOW_OK);
+    assert_int_equal(lcow_client_mounts(c, "ns/1/layer", &m, &err), LCOW_FAILED_PRECONDITION);
+    assert_int_equal(lcow_client_view(c, "ns/1/v", "ns/1/layer", NULL, &m, &err), LCOW_OK);
+    assert_string_equal(m.items[0].options[0], "ro");
+    lcow_mounts_free(&m);
+    assert_int_equal(lcow_client_prepare(c, "ns/1/c", "ns/1/missing", NULL, &m, &err),
+                     LCOW_NOT_FOUND);
+    assert_non_null(strstr(err.message, "ns/1/missing"));
+
+    lcow_info info = {0};
+    assert_int_equal(lcow_client_stat(c, "ns/1/layer", &info, &err), LCOW_OK);
+    assert_int_equal(info.kind, LCOW_KIND_COMMITTED);
+    assert_string_equal(lcow_labels_get(&info.labels, "containerd.io/snapshot/x"), "1");
+    assert_true(info.created.sec > 1600000000);
+
+    lcow_info upd = {.name = "ns/1/layer", .parent = ""};
+    assert_true(lcow_labels_set(&upd.labels, "new", "yes"));
+    const char *paths[] = {"labels.new"};
+    lcow_info out = {0};
+    assert_int_equal(lcow_client_update(c, &upd, paths, 1, &out, &err), LCOW_OK);
+    assert_string_equal(lcow_labels_get(&out.labels, "new"), "yes");
+    assert_string_equal(lcow_labels_get(&out.labels, "containerd.io/snapshot/x"), "1");
+    lcow_info_free(&out);
+    lcow_labels_free(&upd.labels);
+
+    lcow_usage u;
+    assert_int_equal(lcow_client_usage(c, "ns/1/layer", &u, &err), LCOW_OK);
+    assert_int_equal(u.size, 4096);
+
+    /* paging */
+    for (int i = 0; i < 25; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "page/%02d", i);
+        assert_int_equal(lcow_client_prepare(c, key, NULL, NULL, &m, &err), LCOW_OK);
+        lcow_mounts_free(&m);
+    }
+    lcow_infos page;
+    char *next = NULL;
+    assert_int_equal(lcow_client_walk(c, NULL, 0, 10, NULL, &page, &next, &err), LCOW_OK);
+    assert_int_equal(page.count, 10);
+    assert_non_null(next);
+    lcow_infos_free(&page);
+    free(next);
+    int all = 0;
+    assert_int_equal(lcow_client_walk_all(c, NULL, 0, count_info, &all, &err), LCOW_OK);
+    assert_int_equal(all, 25 + 2);
+    const char *committed[] = {"kind==committed"};
+    all = 0;
+    assert_int_equal(lcow_client_walk_all(c, committed, 1, count_info, &all, &err), LCOW_OK);
+    assert_int_equal(all, 1);
+
+    assert_int_equal(lcow_client_remove(c, "ns/1/layer", &err), LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "remove"));
+    assert_int_equal(lcow_client_remove(c, "ns/1/v", &err), LCOW_OK);
+    assert_int_equal(lcow_client_remove(c, "ns/1/layer", &err), LCOW_OK);
+    assert_int_equal(lcow_client_stat(c, "ns/1/layer", &info, &err), LCOW_NOT_FOUND);
+    assert_int_equal(lcow_client_cleanup(c, &err), LCOW_OK);
+    assert_int_equal(lcow_client_create_scratch(c, "/ok/x.vhdx", 1, 0, &err), LCOW_OK);
+    assert_int_equal(lcow_client_create_scratch(c, "/fail/x.vhdx", 1, 0, &err),
+                     LCOW_INVALID_ARGUMENT);
+
+    lcow_info_free(&info);
+    lcow_labels_free(&labels);
+    lcow_client_close(c);
+    lcow_server_free(server);
+}
+
+/* ---- pipelining and concurrency ----------------------------------------- */
+
+static void pipelining_1000_requests_answers_in_order(void **state)
+{
+    lcow_server *server = start(NULL);
+    lcow_client *c = connect_ok();
+    lcow_error err;
+    lcow_mounts m = {0};
+    assert_int_equal(lcow_client_prepare(c, "exists", NULL, NULL, &m, &err), LCOW_OK);
+    lcow_mounts_free(&m);
+    uint32_t ids[1000];
+    for (int i = 0; i < 1000; i++) {
+        lcow_params p;
+        memset(&p, 0, sizeof p);
+        p.key = (i % 3 == 0) ? "missing" : "exists";
+        assert_int_equal(lcow_client_send(c, LCOW_METHOD_STAT, &p, &ids[i], &err), LCOW_OK);
+    }
+    for (int i = 0; i < 1000; i++) {
+        uint32_t msgid;
+        lcow_result r;
+        lcow_error call_err;
+        assert_int_equal(lcow_client_receive(c, LCOW_METHOD_STAT, &msgid, &r, &call_err, &err),
+                         LCOW_OK);
+        assert_int_equal(msgid, ids[i]);
+        if (i % 3 == 0) {
+            assert_int_equal(call_err.code, LCOW_NOT_FOUND);
+        } else {
+            assert_int_equal(call_err.code, LCOW_OK);
+            assert_string_equal(r.info.name, "exists");
+        }
+        lcow_result_free(&r);
+    }
+    /* Prepare then Commit pipelined: the Commit must see the Prepare. */
+    lcow_params prep;
+    memset(&prep, 0, sizeof prep);
+    prep.key = "pipelined";
+    lcow_params commit;
+    memset(&commit, 0, sizeof commit);
+    commit.name = "pipelined-c";
+    commit.key = "pipelined";
+    for (int round = 0; round < 50; round++) {
+        char key[32], name[32];
+        snprintf(key, sizeof key, "pk%d", round);
+        snprintf(name, sizeof name, "pc%d", round);
+        prep.key = key;
+        commit.key = key;
+        commit.name = name;
+        assert_int_equal(lcow_client_send(c, LCOW_METHOD_PREPARE, &prep, NULL, &err), LCOW_OK);
+        assert_int_equal(lcow_client_send(c, LCOW_METHOD_COMMIT, &commit, NULL, &err), LCOW_OK);
+    }
+    for (int i = 0; i < 100; i++) {
+        uint32_t msgid;
+        lcow_result r;
+        lcow_error call_err;
+        lcow_method method = i % 2 ? LCOW_METHOD_COMMIT : LCOW_METHOD_PREPARE;
+        assert_int_equal(lcow_client_receive(c, method, &msgid, &r, &call_err, &err), LCOW_OK);
+        if (call_err.code != LCOW_OK)
+            fail_msg("response %d: %s", i, call_err.message);
+        lcow_result_free(&r);
+    }
+    lcow_client_close(c);
+    lcow_server_free(server);
+}
+
+typedef struct worker_args {
+    int index;
+    int ops;
+    int failures;
+    char message[256];
+} worker_args;
+
+static void *client_worker(void *arg)
+{
+    worker_args *w = arg;
+    lcow_client *c = NULL;
+    lcow_error err;
+    if (lcow_client_connect(address, 10000, &c, &err) != LCOW_OK) {
+        w->failures++;
+        snprintf(w->message, sizeof w->message, "connect: %s", err.message);
+        return NULL;
+    }
+    lcow_client_set_call_timeout(c, 30000);
+    for (int i = 0; i < w->ops; i++) {
+        char key[64], name[64];
+        snprintf(key, sizeof key, "w%d/active/%d", w->index, i);
+        snprintf(name, sizeof name, "w%d/layer/%d", w->index, i);
+        lcow_mounts m = {0};
+        lcow_info info = {0};
+        lcow_code code = lcow_client_prepare(c, key, NULL, NULL, &m, &err);
+        lcow_mounts_free(&m);
+        if (code == LCOW_OK)
+            code = lcow_client_commit(c, name, key, NULL, NULL, &err);
+        if (code == LCOW_OK)
+            code = lcow_client_stat(c, name, &info, &err);
+        if (code == LCOW_OK && (strcmp(info.name, name) != 0 || info.kind != LCOW_KIND_COMMITTED))
+            code = lcow_error_set(&err, LCOW_INTERNAL, "stat returned the wrong snapshot");
+        lcow_info_free(&info);
+        if (code == LCOW_OK)
+            code = lcow_client_remove(c, name, &err);
+        if (code != LCOW_OK) {
+            w->failures++;
+            snprintf(w->message, sizeof w->message, "op %d: %s", i, err.message);
+            break;
+        }
+    }
+    lcow_client_close(c);
+    return NULL;
+}
+
+static void thirty_two_concurrent_clients(void **state)
+{
+    lcow_server *server = start(NULL);
+    enum { CLIENTS = 32 };
+    worker_args args[CLIENTS];
+    lcow_thread threads[CLIENTS];
+#ifdef _WIN32
+    int ops = 20; /* every pipe operation goes through wineserver */
+#else
+    int ops = 100;
+#endif
+    for (int i = 0; i < CLIENTS; i++) {
+        args[i] = (worker_args){.index = i, .ops = ops};
+        assert_true(lcow_thread_create(&threads[i], client_worker, &args[i]));
+    }
+    int failures = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        lcow_thread_join(threads[i], NULL);
+        if (args[i].failures) {
+            print_error("client %d: %s\n", i, args[i].message);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+    assert_int_equal(lcow_server_inflight(server), 0);
+    lcow_server_free(server);
+}
+
+/* ---- malformed input ------------------------------------------------------ */
+
+static void expect_raw_error(lcow_client *c, const void *bytes, size_t len, bool has_msgid,
+                             uint32_t msgid, lcow_code code)
+{
+    lcow_error err, call_err;
+    bool got_has;
+    uint32_t got_id = 0;
+    assert_int_equal(lcow_client_send_raw(c, bytes, len, &err), LCOW_OK);
+    if (lcow_client_receive_raw(c, &got_has, &got_id, &call_err, &err) != LCOW_OK)
+        fail_msg("no response: %s", err.message);
+    assert_int_equal(got_has, has_msgid);
+    if (has_msgid)
+        assert_int_equal(got_id, msgid);
+    if (call_err.code != code)
+        fail_msg("want %s, got %s: %s", lcow_code_name(code), lcow_code_name(call_err.code),
+                 call_err.message);
+}
+
+static void version_still_works(lcow_client *c)
+{
+    lcow_result v;
+    lcow_error err;
+    assert_int_equal(lcow_client_version(c, &v, &err), LCOW_OK);
+    lcow_result_free(&v);
+}
+
+static void malformed_input_gets_errors_and_the_connection_survives(void **state)
+{
+    lcow_server_config cfg = {.max_frame_bytes = 64 * 1024};
+    lcow_server *server = start(&cfg);
+    lcow_client *c = connect_ok();
+    lcow_client *bystander = connect_ok();
+
+    static const uint8_t not_array[] = {0xa5, 'h', 'e', 'l', 'l', 'o'};
+    expect_raw_error(c, not_array, sizeof not_array, false, 0, LCOW_INVALID_ARGUMENT);
+    static const uint8_t unknown[] = {0x94, 0x00, 0x21, 0xa3, 'F', 'o', 'o', 0x91, 0x80};
+    expect_raw_error(c, unknown, sizeof unknown, true, 0x21, LCOW_NOT_IMPLEMENTED);
+    static const uint8_t key_int[] = {0x94, 0x00, 0x22, 0xa4, 'S', 't', 'a', 't',
+                                      0x91, 0x81, 0xa3, 'k',  'e', 'y', 0x05};
+    expect_raw_error(c, key_int, sizeof key_int, true, 0x22, LCOW_INVALID_ARGUMENT);
+    static const uint8_t bad_utf8_key[] = {0x94, 0x00, 0x23, 0xa4, 'S',  't',  'a', 't',
+                                           0x91, 0x81, 0xa2, 0xc3, 0x28, 0xa1, 'x'};
+    expect_raw_error(c, bad_utf8_key, sizeof bad_utf8_key, true, 0x23, LCOW_INVALID_ARGUMENT);
+    static const uint8_t missing[] = {0x94, 0x00, 0x24, 0xa6, 'C',  'o',
+                                      'm',  'm',  'i',  't',  0x91, 0x80};
+    expect_raw_error(c, missing, sizeof missing, true, 0x24, LCOW_INVALID_ARGUMENT);
+    version_still_works(c);
+
+    /* 100 KiB string in a 64 KiB-limit server */
+    size_t big = 100 * 1024;
+    uint8_t *frame = malloc(big + 32);
+    size_t n = 0;
+    static const uint8_t head[] = {0x94, 0x00, 0x25, 0xa4, 'S', 't', 'a', 't',
+                                   0x91, 0x81, 0xa3, 'k',  'e', 'y', 0xdb};
+    memcpy(frame, head, sizeof head);
+    n = sizeof head;
+    frame[n++] = 0;
+    frame[n++] = (uint8_t)(big >> 16);
+    frame[n++] = (uint8_t)(big >> 8);
+    frame[n++] = (uint8_t)big;
+    memset(frame + n, 'a', big);
+    n += big;
+    expect_raw_error(c, frame, n, true, 0x25, LCOW_RESOURCE_EXHAUSTED);
+    free(frame);
+    version_still_works(c);
+
+    /* 0xc1 cannot be resynchronised: the connection closes... */
+    static const uint8_t poison[] = {0xc1};
+    lcow_error err, call_err;
+    bool has;
+    uint32_t id;
+    assert_int_equal(lcow_client_send_raw(c, poison, 1, &err), LCOW_OK);
+    assert_int_equal(lcow_client_receive_raw(c, &has, &id, &call_err, &err), LCOW_UNAVAILABLE);
+    /* ...and nobody else notices. */
+    version_still_works(bystander);
+    lcow_client_close(c);
+    lcow_client_close(bystander);
+    lcow_server_free(server);
+}
+
+/* ---- limits, slow clients, shutdown --------------------------------------- */
+
+static void connection_limit_refuses_extra_clients(void **state)
+{
+    lcow_server_config cfg = {.max_connections = 2};
+    lcow_server *server = start(&cfg);
+    lcow_client *a = connect_ok();
+    lcow_client *b = connect_ok();
+    version_still_works(a);
+    version_still_works(b);
+    lcow_client *extra = NULL;
+    lcow_error err;
+    lcow_result v;
+    if (lcow_client_connect(address, 2000, &extra, &err) == LCOW_OK) {
+        lcow_client_set_call_timeout(extra, 5000);
+        assert_int_equal(lcow_client_version(extra, &v, &err), LCOW_UNAVAILABLE);
+        lcow_client_close(extra);
+    }
+    version_still_works(a);
+    lcow_client_close(b);
+    sleep_ms(200); /* the server notices b is gone */
+    lcow_client *c = connect_ok();
+    version_still_works(c);
+    lcow_client_close(c);
+    lcow_client_close(a);
+    lcow_server_free(server);
+}
+
+static void idle_connections_are_closed(void **state)
+{
+    lcow_server_config cfg = {.idle_timeout_ms = 200};
+    lcow_server *server = start(&cfg);
+    lcow_client *c = connect_ok();
+    version_still_works(c);
+    sleep_ms(1500);
+    lcow_result v;
+    lcow_error err;
+    assert_int_equal(lcow_client_version(c, &v, &err), LCOW_UNAVAILABLE);
+    lcow_client_close(c);
+    lcow_server_free(server);
+}
+
+typedef struct slow_args {
+    const char *key;
+    lcow_code code;
+    unsigned long long took_ms;
+} slow_args;
+
+static void *slow_stat(void *arg)
+{
+    slow_args *a = arg;
+    lcow_client *c = NULL;
+    lcow_error err;
+    unsigned long long t0 = now_ms();
+    a->code = lcow_client_connect(address, 2000, &c, &err);
+    if (a->code == LCOW_OK) {
+        lcow_info info = {0};
+        a->code = lcow_client_stat(c, a->key, &info, &err);
+        lcow_info_free(&info);
+        lcow_client_close(c);
+    }
+    a->took_ms = now_ms() - t0;
+    return NULL;
+}
+
+static void a_slow_request_does_not_block_other_clients(void **state)
+{
+    lcow_server *server = start(NULL);
+    slow_args slow = {"sleep:1500"};
+    lcow_thread t;
+    assert_true(lcow_thread_create(&t, slow_stat, &slow));
+    sleep_ms(100);
+    lcow_client *c = connect_ok();
+    unsigned long long t0 = now_ms();
+    for (int i = 0; i < 10; i++)
+        version_still_works(c);
+    unsigned long long took = now_ms() - t0;
+    lcow_thread_join(t, NULL);
+    assert_int_equal(slow.code, LCOW_OK);
+    assert_true(slow.took_ms >= 1400);
+    if (took >= 1000)
+        fail_msg("10 Version calls took %llu ms beside a slow request", took);
+    lcow_client_close(c);
+    lcow_server_free(server);
+}
+
+static void stop_finishes_in_flight_requests(void **state)
+{
+    lcow_server *server = start(NULL);
+    slow_args slow = {"sleep:500"};
+    lcow_thread t;
+    assert_true(lcow_thread_create(&t, slow_stat, &slow));
+    sleep_ms(200); /* the request is executing */
+    assert_int_equal(lcow_server_inflight(server), 1);
+    lcow_server_stop(server, 5000);
+    lcow_thread_join(t, NULL);
+    assert_int_equal(slow.code, LCOW_OK);
+    /* Nothing listens any more. */
+    lcow_client *c = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_client_connect(address, 500, &c, &err), LCOW_UNAVAILABLE);
+    lcow_server_free(server);
+}
+
+static void call_timeout_makes_the_connection_unusable(void **state)
+{
+    lcow_server *server = start(NULL);
+    lcow_client *c = connect_ok();
+    lcow_client_set_call_timeout(c, 200);
+    lcow_info info = {0};
+    lcow_error err;
+    assert_int_equal(lcow_client_stat(c, "sleep:1000", &info, &err), LCOW_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "200 ms"));
+    lcow_result v;
+    assert_int_equal(lcow_client_version(c, &v, &err), LCOW_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "unusable"));
+    lcow_client_close(c);
+    lcow_server_free(server);
+}
+
+/* ---- endpoint ownership and security -------------------------------------- */
+
+static void a_second_server_cannot_take_the_address(void **state)
+{
+    lcow_server *server = start(NULL);
+    lcow_server_config cfg = {.address = address};
+    lcow_server *second = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_server_start(&cfg, store, &second, &err), LCOW_ALREADY_EXISTS);
+    assert_null(second);
+    lcow_client *c = connect_ok();
+    version_still_works(c);
+    lcow_client_close(c);
+    lcow_server_free(server);
+}
+
+static void endpoint_security_is_read_back(void **state)
+{
+    lcow_server *server = start(NULL);
+    char *description = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_server_verify_security(server, &description, &err), LCOW_OK);
+#ifdef _WIN32
+    assert_string_equal(description, LCOW_DEFAULT_PIPE_SDDL);
+#else
+    assert_string_equal(description, "mode 0660");
+    struct stat st;
+    assert_int_equal(stat(address, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+#endif
+    free(description);
+    lcow_server_free(server);
+
+#ifdef _WIN32
+    lcow_server_config cfg = {.pipe_sddl = "D:P(A;;GA;;;SY)"};
+    server = start(&cfg);
+    assert_int_equal(lcow_server_verify_security(server, &description, &err), LCOW_OK);
+    assert_string_equal(description, "D:P(A;;GA;;;SY)");
+    free(description);
+    lcow_server_free(server);
+
+    lcow_server_config world = {.address = next_address(), .pipe_sddl = "D:P(A;;GA;;;WD)"};
+    lcow_server *refused = NULL;
+    assert_int_equal(lcow_server_start(&world, store, &refused, &err), LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "Everyone"));
+    world.pipe_sddl = "D:P(A;;GRGW;;;AN)";
+    assert_int_equal(lcow_server_start(&world, store, &refused, &err), LCOW_INVALID_ARGUMENT);
+    world.allow_world_writable_sddl = true;
+    world.pipe_sddl = "D:P(A;;GA;;;WD)";
+    assert_int_equal(lcow_server_start(&world, store, &refused, &err), LCOW_OK);
+    lcow_server_free(refused);
+#endif
+}
+
+#ifndef _WIN32
+static void a_stale_socket_file_is_replaced(void **state)
+{
+    next_address();
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", address);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(fd); /* a socket file nobody listens on */
+    lcow_server_config cfg = {.address = address};
+    lcow_server *server = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_server_start(&cfg, store, &server, &err), LCOW_OK);
+    lcow_client *c = connect_ok();
+    version_still_works(c);
+    lcow_client_close(c);
+    lcow_server_free(server);
+    assert_int_not_equal(access(address, F_OK), 0); /* removed on stop */
+
+    /* A regular file is never deleted. */
+    FILE *f = fopen(address, "w");
+    fclose(f);
+    assert_int_equal(lcow_server_start(&cfg, store, &server, &err), LCOW_ALREADY_EXISTS);
+    assert_int_equal(access(address, F_OK), 0);
+    unlink(address);
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(every_method_through_the_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(pipelining_1000_requests_answers_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(thirty_two_concurrent_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(malformed_input_gets_errors_and_the_connection_survives,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(connection_limit_refuses_extra_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(idle_connections_are_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_slow_request_does_not_block_other_clients, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(stop_finishes_in_flight_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(call_timeout_makes_the_connection_unusable, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_second_server_cannot_take_the_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(endpoint_security_is_read_back, setup, teardown),
+#ifndef _WIN32
+        cmocka_unit_test_setup_teardown(a_stale_socket_file_is_replaced, setup, teardown),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
