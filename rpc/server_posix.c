@@ -454,6 +454,9 @@ void lcow_server_stop(lcow_server *server, unsigned drain_ms)
         wake_io(server);
         lcow_thread_join(server->io_thread, NULL);
         server->io_started = false;
+    } else {
+        lcow_rpc_pool_shutdown(server->pool);
+        return; /* never started */
     }
     /* Workers still in a core call are waited for: the store closes after. */
     lcow_rpc_pool_shutdown(server->pool);

@@ -606,6 +606,13 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
                           config && config->allow_world_writable_sddl, err);
     if (code != LCOW_OK)
         goto fail;
+    /* FILE_FLAG_FIRST_PIPE_INSTANCE makes the name ours on Windows; Wine
+     * does not enforce it (observed), so also look for a live server. */
+    if (WaitNamedPipeW(server->pipe_name, 1) || GetLastError() == ERROR_SEM_TIMEOUT) {
+        code = lcow_error_set(err, LCOW_ALREADY_EXISTS,
+                              "another process already serves the pipe %s", address);
+        goto fail;
+    }
     DWORD error = 0;
     server->first_instance = create_instance(server, true, &error);
     if (server->first_instance == INVALID_HANDLE_VALUE) {
@@ -655,6 +662,9 @@ void lcow_server_stop(lcow_server *server, unsigned drain_ms)
         PostQueuedCompletionStatus(server->iocp, 0, 0, NULL);
         lcow_thread_join(server->io_thread, NULL);
         server->io_started = false;
+    } else {
+        lcow_rpc_pool_shutdown(server->pool);
+        return; /* never started */
     }
     lcow_rpc_pool_shutdown(server->pool);
     /* Output notifications still queued hold session references. */
