@@ -1,7 +1,11 @@
 #!/bin/bash
 # install.ps1 / uninstall.ps1 cannot run here (no PowerShell on Debian, and Wine has
-# none), so this is a static check only: balanced brackets outside strings and
-# comments, the admin check before any change, and the exact lcowsnap flags they use.
+# none), so this is a static check only:
+#  - a real parse with the tree-sitter PowerShell grammar (npm packages
+#    tree-sitter-powershell + web-tree-sitter, WebAssembly, installed on first use
+#    into LCOW_PS_PARSER_DIR); without node/npm or the registry it says so and
+#    falls back to a bracket-balance check;
+#  - the admin check comes before any change, and the exact lcowsnap flags they use.
 # It proves nothing about runtime behaviour; installer/README.md says so too.
 TEST_NAME=installer_ps1_check
 . "$(dirname "$0")/common.sh"
@@ -37,6 +41,24 @@ if stack: sys.exit("unclosed " + "".join(stack))
 PY
 }
 
+parser_modules=
+if [ -n "${LCOW_PS_PARSER_DIR:-}" ] && command -v node >/dev/null && command -v npm >/dev/null; then
+  if [ ! -f "$LCOW_PS_PARSER_DIR/node_modules/tree-sitter-powershell/tree-sitter-powershell.wasm" ]; then
+    mkdir -p "$LCOW_PS_PARSER_DIR"
+    (cd "$LCOW_PS_PARSER_DIR" && npm install --no-save --ignore-scripts --no-audit --no-fund \
+      tree-sitter-powershell@0.26.4 web-tree-sitter@0.27.2 >npm-install.log 2>&1) ||
+      log "NOTE: npm install of the PowerShell grammar failed (see $LCOW_PS_PARSER_DIR/npm-install.log)"
+  fi
+  [ -f "$LCOW_PS_PARSER_DIR/node_modules/tree-sitter-powershell/tree-sitter-powershell.wasm" ] &&
+    parser_modules="$LCOW_PS_PARSER_DIR/node_modules"
+fi
+if [ -n "$parser_modules" ]; then
+  node "$(dirname "$0")/ps-parse.mjs" "$parser_modules" "$dir/install.ps1" "$dir/uninstall.ps1" ||
+    fail "PowerShell syntax errors (tree-sitter-powershell grammar)"
+else
+  log "NOTE: no node/npm PowerShell grammar available: only the bracket-balance check runs"
+fi
+
 for script in install.ps1 uninstall.ps1; do
   f="$dir/$script"
   [ -f "$f" ] || fail "$script missing"
@@ -58,4 +80,4 @@ grep -q -- '--unregister-service' "$dir/uninstall.ps1" || fail "uninstall.ps1 do
 grep -q 'if (\$PurgeData)' "$dir/uninstall.ps1" || fail "uninstall.ps1 deletes data without -PurgeData"
 [ "$(grep -c 'Remove-Item -LiteralPath \$stateDir' "$dir/uninstall.ps1")" -eq 1 ] ||
   fail "uninstall.ps1 removes the state directory in more than one place"
-log "static checks OK (not executed: no PowerShell on this host)"
+log "static checks OK$([ -n "$parser_modules" ] && echo ', tree-sitter parse clean') (not executed: no PowerShell on this host)"
