@@ -654,6 +654,11 @@ void lcow_metastore_close(lcow_metastore *ms)
     free(ms);
 }
 
+void lcow_metastore_compact(lcow_metastore *ms)
+{
+    leveldb_compact_range(ms->db, NULL, 0, NULL, 0);
+}
+
 lcow_code lcow_metastore_set_schema_version(lcow_metastore *ms, uint32_t version, lcow_error *err)
 {
     return write_decimal(ms, "V", version, err);
@@ -831,28 +836,92 @@ typedef struct walk_ctx {
     lcow_meta_walk_fn fn;
     void *ctx;
     const char *skip; /* the `after` key itself */
+    size_t skip_len;
     lcow_code rc;
     lcow_error *err;
+    buf arena;
 } walk_ctx;
+
+/* Decodes a record with every string and the label array placed in one
+ * reused buffer: a walk over a million records makes no per-record
+ * allocation. The strings of a record take at most vl bytes (each length
+ * prefix becomes a NUL), and there are at most vl / 8 labels. */
+static bool decode_record_arena(const char *key, size_t key_len, const char *val, size_t len,
+                                lcow_meta_record *rec, buf *arena)
+{
+    size_t max_labels = len / 8 + 1;
+    size_t need = max_labels * sizeof(lcow_label) + key_len + 1 + len + 1;
+    if (arena->cap < need) {
+        char *grown = realloc(arena->data, need * 2);
+        if (!grown)
+            return false;
+        arena->data = grown;
+        arena->cap = need * 2;
+    }
+    lcow_label *items = (lcow_label *)arena->data;
+    char *out = arena->data + max_labels * sizeof(lcow_label);
+    memset(rec, 0, sizeof *rec);
+    memcpy(out, key, key_len);
+    out[key_len] = '\0';
+    rec->key = out;
+    out += key_len + 1;
+    reader r = {(const unsigned char *)val, len, false};
+    if (rd_u8(&r) != RECORD_FORMAT)
+        return false;
+    rec->kind = (lcow_kind)rd_u8(&r);
+    rec->scratch = (lcow_meta_scratch)rd_u8(&r);
+    rec->id = rd_u64(&r);
+    rec->parent_id = rd_u64(&r);
+    rec->disk_id = rd_u64(&r);
+    rec->created.sec = (int64_t)rd_u64(&r);
+    rec->created.nsec = rd_u32(&r);
+    rec->updated.sec = (int64_t)rd_u64(&r);
+    rec->updated.nsec = rd_u32(&r);
+    rec->usage.size = (int64_t)rd_u64(&r);
+    rec->usage.inodes = (int64_t)rd_u64(&r);
+#define ARENA_STR(dst)                                                                             \
+    do {                                                                                           \
+        uint32_t n_ = rd_u32(&r);                                                                  \
+        const unsigned char *p_ = rd_take(&r, n_);                                                 \
+        if (!p_)                                                                                   \
+            return false;                                                                          \
+        memcpy(out, p_, n_);                                                                       \
+        out[n_] = '\0';                                                                            \
+        (dst) = out;                                                                               \
+        out += n_ + 1;                                                                             \
+    } while (0)
+    ARENA_STR(rec->parent);
+    uint32_t count = rd_u32(&r);
+    if (r.bad || count > max_labels)
+        return false;
+    for (uint32_t i = 0; i < count; i++) {
+        ARENA_STR(items[i].key);
+        ARENA_STR(items[i].value);
+    }
+#undef ARENA_STR
+    rec->labels.items = count ? items : NULL;
+    rec->labels.count = count;
+    return !r.bad;
+}
 
 static int walk_one(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     walk_ctx *w = ctx;
-    if (w->skip && kl - 2 == strlen(w->skip) && memcmp(k + 2, w->skip, kl - 2) == 0)
+    if (w->skip && kl - 2 == w->skip_len && memcmp(k + 2, w->skip, kl - 2) == 0)
         return 0;
     lcow_meta_record rec;
-    w->rc = decode_record(k + 2, kl - 2, v, vl, &rec, w->err);
-    if (w->rc != LCOW_OK)
+    if (!decode_record_arena(k + 2, kl - 2, v, vl, &rec, &w->arena)) {
+        w->rc = lcow_error_set(w->err, LCOW_INTERNAL, "snapshot record %.*s is corrupt",
+                               (int)(kl - 2), k + 2);
         return 1;
-    int stop = w->fn(w->ctx, &rec);
-    lcow_meta_record_free(&rec);
-    return stop;
+    }
+    return w->fn(w->ctx, &rec);
 }
 
 lcow_code lcow_metastore_walk(lcow_metastore *ms, const lcow_meta_view *view, const char *after,
                               lcow_meta_walk_fn fn, void *ctx, lcow_error *err)
 {
-    walk_ctx w = {fn, ctx, after, LCOW_OK, err};
+    walk_ctx w = {fn, ctx, after, after ? strlen(after) : 0, LCOW_OK, err, {0}};
     size_t sl = 2;
     char *start = NULL;
     if (after && *after) {
@@ -862,6 +931,7 @@ lcow_code lcow_metastore_walk(lcow_metastore *ms, const lcow_meta_view *view, co
     }
     lcow_code rc = scan(ms, view, "s/", 2, start ? start : "s/", sl, walk_one, &w, err);
     free(start);
+    buf_free(&w.arena);
     return rc != LCOW_OK ? rc : w.rc;
 }
 

@@ -78,6 +78,10 @@ lcow_code lcow_metastore_open(const char *path, const lcow_metastore_options *op
                               lcow_metastore **out, lcow_error *err);
 void lcow_metastore_close(lcow_metastore *ms);
 
+/* Compacts the whole database (after a bulk population, so that measured
+ * reads do not race a background compaction). Slow; never on a hot path. */
+void lcow_metastore_compact(lcow_metastore *ms);
+
 /* Test hook: the schema version stored in the database (writes "V"). */
 lcow_code lcow_metastore_set_schema_version(lcow_metastore *ms, uint32_t version, lcow_error *err);
 
@@ -111,7 +115,8 @@ lcow_code lcow_metastore_parent_ids(lcow_metastore *ms, const lcow_meta_view *vi
 
 /* Visits records in key order starting strictly after `after` (NULL = from
  * the first). fn returns non-zero to stop (walk then returns LCOW_OK). The
- * record passed to fn is owned by the walk. */
+ * record passed to fn is owned by the walk and valid only during the call
+ * (never pass it to lcow_meta_record_free). */
 typedef int (*lcow_meta_walk_fn)(void *ctx, const lcow_meta_record *rec);
 lcow_code lcow_metastore_walk(lcow_metastore *ms, const lcow_meta_view *view, const char *after,
                               lcow_meta_walk_fn fn, void *ctx, lcow_error *err);

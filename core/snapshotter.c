@@ -47,96 +47,6 @@ struct lcow_snapshotter {
     bool no_scratch;
 };
 
-/* ---------------------------------------------------------------- scratch seam */
-
-/* The scratch policy (core/scratch.c) and disk builder (core/scratchdisk*.c)
- * come from other modules. Until they are part of lcow_core the build
- * defines LCOW_NO_SCRATCH_POLICY / LCOW_NO_SCRATCH_DISK (tests/unit/core.cmake)
- * and actives get an empty directory, as extract-* layers do. */
-#ifndef LCOW_NO_SCRATCH_POLICY
-#define sc_open lcow_scratch_open
-#define sc_free lcow_scratch_free
-#define sc_plan_for lcow_scratch_plan_for
-#define sc_plan_free lcow_scratch_plan_free
-#define sc_create_own lcow_scratch_create_own
-#define sc_link_shared lcow_scratch_link_shared
-#define sc_cleanup lcow_scratch_cleanup
-#define sc_path_allowed lcow_scratch_path_allowed
-#define sc_key_split lcow_key_split
-#else
-static lcow_code sc_open(const char *root, lcow_scratch_backend backend, const char *const *allow,
-                         size_t allow_count, lcow_scratch **out, lcow_error *err)
-{
-    (void)root, (void)backend, (void)allow, (void)allow_count, (void)err;
-    *out = NULL;
-    return LCOW_OK;
-}
-static void sc_free(lcow_scratch *sc)
-{
-    (void)sc;
-}
-static lcow_code sc_plan_for(lcow_scratch *sc, lcow_kind kind, const char *key,
-                             const lcow_labels *labels, lcow_scratch_plan *plan, lcow_error *err)
-{
-    (void)sc, (void)kind, (void)key, (void)labels, (void)err;
-    memset(plan, 0, sizeof *plan);
-    return LCOW_OK;
-}
-static void sc_plan_free(lcow_scratch_plan *plan)
-{
-    (void)plan;
-}
-static lcow_code sc_create_own(lcow_scratch *sc, const lcow_scratch_plan *plan, const char *dir,
-                               lcow_error *err)
-{
-    (void)sc, (void)plan, (void)dir;
-    return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "scratch policy not built in");
-}
-static lcow_code sc_link_shared(lcow_scratch *sc, const char *disk, const char *dir,
-                                lcow_error *err)
-{
-    (void)sc, (void)disk, (void)dir;
-    return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "scratch policy not built in");
-}
-static lcow_code sc_cleanup(lcow_scratch *sc, lcow_error *err)
-{
-    (void)sc, (void)err;
-    return LCOW_OK;
-}
-static lcow_code sc_path_allowed(lcow_scratch *sc, const char *path, lcow_error *err)
-{
-    (void)sc, (void)path, (void)err;
-    return LCOW_OK;
-}
-static void sc_key_split(const char *key, const char **client, size_t *ns_len)
-{
-    const char *slash = strchr(key, '/');
-    if (slash && slash != key) {
-        const char *d = slash + 1, *digits = d;
-        while (*d >= '0' && *d <= '9')
-            d++;
-        if (d != digits && *d == '/') {
-            *client = d + 1;
-            *ns_len = (size_t)(slash - key);
-            return;
-        }
-    }
-    *client = key;
-    *ns_len = 0;
-}
-#endif
-
-#ifndef LCOW_NO_SCRATCH_DISK
-#define sc_disk_create lcow_scratch_disk_create
-#else
-static lcow_code sc_disk_create(const char *path, const lcow_scratch_disk_options *opts,
-                                lcow_error *err)
-{
-    (void)path, (void)opts;
-    return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "scratch disk builder not built in");
-}
-#endif
-
 /* ---------------------------------------------------------------- helpers */
 
 static lcow_code oom(lcow_error *err)
@@ -576,7 +486,7 @@ static lcow_code sweep_orphans(lcow_snapshotter *s, bool include_tmp, lcow_error
         free(t.doomed);
     }
     if (first == LCOW_OK && s->scratch)
-        first = sc_cleanup(s->scratch, err);
+        first = lcow_scratch_cleanup(s->scratch, err);
     return first;
 }
 
@@ -620,8 +530,8 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
         rc = lcow_metastore_open(meta, &mo, &s->ms, err);
     }
     if (rc == LCOW_OK)
-        rc = sc_open(s->root, config->scratch_backend, config->scratch_dir_allow,
-                     config->scratch_dir_allow_count, &s->scratch, err);
+        rc = lcow_scratch_open(s->root, config->scratch_backend, config->scratch_dir_allow,
+                               config->scratch_dir_allow_count, &s->scratch, err);
     /* Crash recovery: orphans of an interrupted Prepare or Remove. */
     if (rc == LCOW_OK && (rc = sweep_orphans(s, true, err)) != LCOW_OK)
         lcow_error_wrap(err, "recovering %s", s->root);
@@ -644,7 +554,7 @@ lcow_code lcow_snapshotter_close(lcow_snapshotter *s)
     lcow_mutex_lock(&s->lock);
     lcow_metastore_close(s->ms);
     s->ms = NULL;
-    sc_free(s->scratch);
+    lcow_scratch_free(s->scratch);
     s->scratch = NULL;
     lcow_mutex_unlock(&s->lock);
     return LCOW_OK;
@@ -656,7 +566,7 @@ void lcow_snapshotter_free(lcow_snapshotter *s)
         return;
     atomic_store(&s->closed, true);
     lcow_metastore_close(s->ms);
-    sc_free(s->scratch);
+    lcow_scratch_free(s->scratch);
     for (size_t i = 0; i < s->pending_count; i++) {
         free(s->pending[i].key);
         free(s->pending[i].parent);
@@ -712,7 +622,7 @@ static lcow_code resolve_owner(lcow_snapshotter *s, const char *key, const char 
     size_t ns_len;
     if (!owner_client || !*owner_client)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "shared scratch needs an owner key");
-    sc_key_split(key, &client, &ns_len);
+    lcow_key_split(key, &client, &ns_len);
     owner_search o = {.s = s, .rc = LCOW_OK, .err = err};
     lcow_code rc = lcow_metastore_find_client_key(s->ms, NULL, key, ns_len, owner_client,
                                                   owner_candidate, &o, err);
@@ -763,7 +673,7 @@ static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char
      * is created. */
     lcow_scratch_plan plan = {0};
     if (kind == LCOW_KIND_ACTIVE && s->scratch && !s->no_scratch) {
-        rc = sc_plan_for(s->scratch, kind, key, labels, &plan, err);
+        rc = lcow_scratch_plan_for(s->scratch, kind, key, labels, &plan, err);
         if (rc != LCOW_OK)
             return rc;
     }
@@ -778,8 +688,12 @@ static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char
     /* Phase 1, under the lock: validate and reserve. */
     lcow_mutex_lock(&s->lock);
     rc = check_open(s, err);
-    if (rc == LCOW_OK)
-        rc = lcow_metastore_create(s->ms, &req, true, NULL, err);
+    if (rc == LCOW_OK) {
+        /* The shared disk is resolved below; the metadata checks come first. */
+        lcow_meta_create first = req;
+        first.scratch = LCOW_META_SCRATCH_NONE;
+        rc = lcow_metastore_create(s->ms, &first, true, NULL, err);
+    }
     if (rc == LCOW_OK && find_pending(s, key))
         rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "snapshot %s already exists (being prepared)",
                             key);
@@ -811,15 +725,17 @@ static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char
         rc = lcow_os_mkdir(dir, err);
     bool made_dir = rc == LCOW_OK;
     if (rc == LCOW_OK && plan.mode == LCOW_SCRATCH_MODE_OWN)
-        rc = sc_create_own(s->scratch, &plan, dir, err);
+        rc = lcow_scratch_create_own(s->scratch, &plan, dir, err);
     if (rc == LCOW_OK && plan.mode == LCOW_SCRATCH_MODE_SHARED) {
         char *disk_dir = lcow_snapshotter_dir_of(s, req.disk_id);
         char *disk = disk_dir ? lcow_path_join(disk_dir, LCOW_SANDBOX_NAME) : NULL;
-        rc = disk ? sc_link_shared(s->scratch, disk, dir, err) : oom(err);
+        rc = disk ? lcow_scratch_link_shared(s->scratch, disk, dir, err) : oom(err);
         free(disk);
         free(disk_dir);
     }
-    if (rc == LCOW_OK)
+    /* The new directory's own entries matter only when it holds a disk;
+     * its name in snapshots/ always does. */
+    if (rc == LCOW_OK && plan.mode != LCOW_SCRATCH_MODE_NONE)
         rc = lcow_os_sync_dir(dir, err);
     if (rc == LCOW_OK)
         rc = lcow_os_sync_dir(s->snapshots_dir, err);
@@ -849,7 +765,7 @@ done:
         lcow_meta_record_free(&rec);
     }
     free(dir);
-    sc_plan_free(&plan);
+    lcow_scratch_plan_free(&plan);
     return rc;
 }
 
@@ -895,10 +811,16 @@ lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info 
         return rc;
     lcow_meta_record rec;
     rc = lcow_metastore_get(s->ms, NULL, key, &rec, err);
-    if (rc == LCOW_OK && !lcow_meta_record_to_info(&rec, info))
-        rc = oom(err);
-    lcow_meta_record_free(&rec);
-    return rc;
+    if (rc != LCOW_OK)
+        return rc;
+    /* Move, not copy: the record's strings become the Info's. */
+    info->name = rec.key;
+    info->parent = rec.parent;
+    info->kind = rec.kind;
+    info->labels = rec.labels;
+    info->created = rec.created;
+    info->updated = rec.updated;
+    return LCOW_OK;
 }
 
 lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usage *usage,
@@ -939,11 +861,13 @@ typedef struct walk_state {
 static int walk_record(void *ctx, const lcow_meta_record *rec)
 {
     walk_state *w = ctx;
-    lcow_info info;
-    if (!lcow_meta_record_to_info(rec, &info)) {
-        w->failed = true;
-        return 1;
-    }
+    /* Borrowed from the walk's record: no copy per snapshot. */
+    lcow_info info = {.name = rec->key,
+                      .parent = rec->parent,
+                      .kind = rec->kind,
+                      .labels = rec->labels,
+                      .created = rec->created,
+                      .updated = rec->updated};
     int stop = 0;
     if (lcow_filter_match_info(w->filter, &info)) {
         if (w->limit && w->delivered == w->limit) {
@@ -964,7 +888,6 @@ static int walk_record(void *ctx, const lcow_meta_record *rec)
             }
         }
     }
-    lcow_info_free(&info);
     return stop;
 }
 
@@ -1162,7 +1085,7 @@ lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path,
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "block size %" PRIu32 " MiB must be a power of two in 1..256",
                               block_size_mb);
-    if (s->scratch && (rc = sc_path_allowed(s->scratch, path, err)) != LCOW_OK)
+    if (s->scratch && (rc = lcow_scratch_path_allowed(s->scratch, path, err)) != LCOW_OK)
         return rc;
 
     /* The directory part: everything before the last separator. */
@@ -1205,7 +1128,7 @@ lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path,
             .block_size_bytes = block_size_mb << 20,
             .backend = LCOW_SCRATCH_AUTO,
         };
-        rc = sc_disk_create(tmp, &o, err);
+        rc = lcow_scratch_disk_create(tmp, &o, err);
         if (rc == LCOW_OK) {
             rc = lcow_os_rename(tmp, path, err);
             if (rc != LCOW_OK) {

@@ -1243,6 +1243,256 @@ static void stress_eight_threads(void **state)
     check(f->s);
 }
 
+/* ------------------------------------------------------------ scratch integration */
+
+#define LABEL_SIZE "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb"
+#define LABEL_REUSE "containerd.io/snapshot/io.microsoft.container.storage.reuse-scratch"
+#define LABEL_OWNER "containerd.io/snapshot/io.microsoft.owner.key"
+
+static void open_with_scratch(fixture *f)
+{
+    lcow_snapshotter_free(f->s);
+    lcow_snapshotter_config c = {.root = f->root};
+    lcow_error err;
+    f->s = NULL;
+    ok(lcow_snapshotter_open(&c, &f->s, &err), &err);
+}
+
+/* Prepare with a 1 GiB scratch (cheap to build with the real builder). */
+static lcow_code prep_scratch(lcow_snapshotter *s, const char *key, const char *owner,
+                              lcow_error *err)
+{
+    lcow_labels l = {0};
+    lcow_labels_set(&l, LABEL_SIZE, "1");
+    if (owner) {
+        lcow_labels_set(&l, LABEL_REUSE, "true");
+        lcow_labels_set(&l, LABEL_OWNER, owner);
+    }
+    lcow_mounts m = {0};
+    lcow_code rc = lcow_snapshotter_prepare(s, key, "", &l, &m, err);
+    lcow_mounts_free(&m);
+    lcow_labels_free(&l);
+    return rc;
+}
+
+static char *sandbox_of(lcow_snapshotter *s, uint64_t id)
+{
+    char *dir = lcow_snapshotter_dir_of(s, id);
+    char *disk = lcow_path_join(dir, "sandbox.vhdx");
+    free(dir);
+    return disk;
+}
+
+static lcow_stat stat_path(const char *path)
+{
+    lcow_stat st;
+    lcow_error err;
+    ok(lcow_os_stat(path, &st, &err), &err);
+    return st;
+}
+
+/* The disk a member's sandbox.vhdx resolves to is readable and is a
+ * scratch disk: qemu-img check with the real builder, the stand-in's
+ * signature otherwise. */
+static void assert_disk_valid(const char *path)
+{
+    char *real = NULL;
+    lcow_error err;
+    ok(lcow_os_realpath(path, &real, &err), &err);
+    lcow_file *fh;
+    ok(lcow_file_open(real, LCOW_OPEN_READ, &fh, &err), &err);
+    char sig[8];
+    size_t got = 0;
+    ok(lcow_file_pread(fh, sig, sizeof sig, 0, &got, &err), &err);
+    lcow_file_close(fh);
+    assert_int_equal(got, 8);
+    assert_memory_equal(sig, "vhdxfile", 8);
+#if !defined(LCOW_TEST_FAKE_DISK_BUILDER) && !defined(_WIN32)
+    const char *qemu = getenv("LCOW_QEMU_IMG");
+    if (qemu && *qemu) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "'%s' check -q -f vhdx '%s'", qemu, real);
+        assert_int_equal(system(cmd), 0);
+    }
+#endif
+    free(real);
+}
+
+static void scratch_for_containers_not_extract_layers(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    ok(prep_scratch(f->s, "default/1/extract-123-Ab_d sha256:abc", NULL, &err), &err);
+    ok(prep_scratch(f->s, "default/2/my-extractor", NULL, &err), &err);
+    ok(prep_scratch(f->s, "plain-key", NULL, &err), &err);
+    char *d1 = sandbox_of(f->s, id_of(f->s, "default/1/extract-123-Ab_d sha256:abc"));
+    char *d2 = sandbox_of(f->s, id_of(f->s, "default/2/my-extractor"));
+    char *d3 = sandbox_of(f->s, id_of(f->s, "plain-key"));
+    assert_false(stat_path(d1).exists);
+    assert_true(stat_path(d2).exists);
+    assert_true(stat_path(d3).exists);
+    assert_disk_valid(d2);
+    /* views get nothing */
+    view(f->s, "default/3/view", "");
+    /* a bad size label is refused before anything is created */
+    lcow_labels l = {0};
+    lcow_labels_set(&l, LABEL_SIZE, "abc");
+    lcow_mounts m;
+    assert_int_equal(lcow_snapshotter_prepare(f->s, "default/4/bad", "", &l, &m, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_int_equal(stat_code(f->s, "default/4/bad"), LCOW_NOT_FOUND);
+    lcow_labels_free(&l);
+    check(f->s);
+    free(d1);
+    free(d2);
+    free(d3);
+}
+
+static void shared_owner_is_exact_client_key_in_namespace(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    ok(prep_scratch(f->s, "default/3/owner-long", NULL, &err), &err);
+    ok(prep_scratch(f->s, "default/4/owner", NULL, &err), &err);
+    ok(prep_scratch(f->s, "other/5/tenant", NULL, &err), &err);
+    /* exact client key in the same namespace */
+    ok(prep_scratch(f->s, "default/6/member", "owner", &err), &err);
+    char *member = sandbox_of(f->s, id_of(f->s, "default/6/member"));
+    char *owner = sandbox_of(f->s, id_of(f->s, "default/4/owner"));
+    char *rm_ = NULL, *ro_ = NULL;
+    ok(lcow_os_realpath(member, &rm_, &err), &err);
+    ok(lcow_os_realpath(owner, &ro_, &err), &err);
+    lcow_stat mst = stat_path(member);
+    assert_true(mst.is_link || strcmp(rm_, member) == 0); /* symlink, or hard link */
+#ifndef _WIN32
+    assert_string_equal(rm_, ro_);
+#endif
+    /* a substring of another key, another namespace's owner, none */
+    assert_int_equal(prep_scratch(f->s, "default/7/m2", "own", &err), LCOW_NOT_FOUND);
+    assert_non_null(strstr(err.message, "own"));
+    assert_int_equal(prep_scratch(f->s, "default/8/m3", "tenant", &err), LCOW_NOT_FOUND);
+    assert_int_equal(prep_scratch(f->s, "other/9/m4", "owner", &err), LCOW_NOT_FOUND);
+    /* owner exists but has no scratch / is not active */
+    ok(prep_scratch(f->s, "default/10/extract-1", NULL, &err), &err);
+    assert_int_equal(prep_scratch(f->s, "default/11/m5", "extract-1", &err),
+                     LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "extract-1"));
+    commit(f->s, "default/12/sealed", "default/3/owner-long");
+    ok(prep_scratch(f->s, "default/13/sealed-base", NULL, &err), &err);
+    assert_int_equal(prep_scratch(f->s, "default/14/m6", "sealed", &err), LCOW_FAILED_PRECONDITION);
+    /* nothing was left behind by the refusals */
+    check(f->s);
+    /* a member of a member shares the canonical disk */
+    ok(prep_scratch(f->s, "default/15/member2", "member", &err), &err);
+    char *m2 = sandbox_of(f->s, id_of(f->s, "default/15/member2"));
+    char *rm2 = NULL;
+    ok(lcow_os_realpath(m2, &rm2, &err), &err);
+#ifndef _WIN32
+    assert_string_equal(rm2, ro_);
+#endif
+    check(f->s);
+    free(m2);
+    free(rm2);
+    free(member);
+    free(owner);
+    free(rm_);
+    free(ro_);
+}
+
+static void owner_removed_before_members_keeps_disk(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    ok(prep_scratch(f->s, "k8s.io/1/sandbox", NULL, &err), &err);
+    uint64_t owner_id = id_of(f->s, "k8s.io/1/sandbox");
+    ok(prep_scratch(f->s, "k8s.io/2/c1", "sandbox", &err), &err);
+    ok(prep_scratch(f->s, "k8s.io/3/c2", "sandbox", &err), &err);
+    char *c1 = sandbox_of(
+        f->s, id_of(f->s, "k8s.io/1/sandbox") == owner_id ? id_of(f->s, "k8s.io/2/c1") : 0);
+    char *c2 = sandbox_of(f->s, id_of(f->s, "k8s.io/3/c2"));
+    rm(f->s, "k8s.io/1/sandbox");
+    assert_int_equal(stat_code(f->s, "k8s.io/1/sandbox"), LCOW_NOT_FOUND);
+    /* the disk stays where the links point */
+    assert_true(dir_exists(f->s, owner_id));
+    assert_disk_valid(c1);
+    assert_disk_valid(c2);
+    check(f->s);
+    /* Cleanup and a restart keep the retained disk */
+    ok(lcow_snapshotter_cleanup(f->s, &err), &err);
+    open_with_scratch(f);
+    assert_true(dir_exists(f->s, owner_id));
+    check(f->s);
+    /* the owner key is gone: a new member cannot find it */
+    assert_int_equal(prep_scratch(f->s, "k8s.io/4/c3", "sandbox", &err), LCOW_NOT_FOUND);
+    /* but sharing through a remaining member reaches the same disk */
+    ok(prep_scratch(f->s, "k8s.io/5/c4", "c1", &err), &err);
+    rm(f->s, "k8s.io/2/c1");
+    assert_true(dir_exists(f->s, owner_id));
+    assert_disk_valid(c2);
+    rm(f->s, "k8s.io/5/c4");
+    assert_true(dir_exists(f->s, owner_id));
+    rm(f->s, "k8s.io/3/c2"); /* the last member frees the disk */
+    assert_false(dir_exists(f->s, owner_id));
+    check(f->s);
+    free(c1);
+    free(c2);
+}
+
+static void scratch_failures_leave_nothing(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    ok(prep_scratch(f->s, "owner", NULL, &err), &err);
+    if (!lcow_os_fault_arm(LCOW_OS_OP_LINK, 1, LCOW_FAULT_EIO, true))
+        skip();
+    assert_int_not_equal(prep_scratch(f->s, "member", "owner", &err), LCOW_OK);
+    lcow_os_fault_clear();
+    assert_int_equal(stat_code(f->s, "member"), LCOW_NOT_FOUND);
+    check(f->s);
+    /* a copy/write failure while making an own disk */
+    lcow_os_fault_arm(LCOW_OS_OP_WRITE, 1, LCOW_FAULT_ENOSPC, true);
+    lcow_os_fault_arm(LCOW_OS_OP_COPY, 1, LCOW_FAULT_ENOSPC, true);
+    assert_int_not_equal(prep_scratch(f->s, "own2", NULL, &err), LCOW_OK);
+    lcow_os_fault_clear();
+    assert_int_equal(stat_code(f->s, "own2"), LCOW_NOT_FOUND);
+    check(f->s);
+    ok(prep_scratch(f->s, "member", "owner", &err), &err);
+    ok(prep_scratch(f->s, "own2", NULL, &err), &err);
+    /* the owner cannot go while a member is being prepared: shown by the
+     * remove order rules (owner first is allowed, disk retained) */
+    rm(f->s, "owner");
+    rm(f->s, "member");
+    check(f->s);
+}
+
+static void create_scratch_validates_path(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    assert_int_equal(lcow_snapshotter_create_scratch(f->s, "relative.vhdx", 1, 0, &err),
+                     LCOW_INVALID_ARGUMENT);
+    char *missing_dir = lcow_path_join(f->root, "no-such-dir");
+    char *in_missing = lcow_path_join(missing_dir, "x.vhdx");
+    assert_int_equal(lcow_snapshotter_create_scratch(f->s, in_missing, 1, 0, &err), LCOW_NOT_FOUND);
+    char *target = lcow_path_join(f->root, "made.vhdx");
+    assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 0, 3, &err),
+                     LCOW_INVALID_ARGUMENT); /* block size not a power of two */
+    assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 70000, 0, &err),
+                     LCOW_INVALID_ARGUMENT);
+    ok(lcow_snapshotter_create_scratch(f->s, target, 1, 0, &err), &err);
+    assert_disk_valid(target);
+    assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 1, 0, &err),
+                     LCOW_ALREADY_EXISTS);
+    free(missing_dir);
+    free(in_missing);
+    free(target);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1274,6 +1524,11 @@ int main(void)
         T(failure_injection_leaves_store_consistent),
         T(concurrent_prepare_of_one_key),
         T(stress_eight_threads),
+        T(scratch_for_containers_not_extract_layers),
+        T(shared_owner_is_exact_client_key_in_namespace),
+        T(owner_removed_before_members_keeps_disk),
+        T(scratch_failures_leave_nothing),
+        T(create_scratch_validates_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
