@@ -36,10 +36,12 @@ for preset in "${presets[@]}"; do
     overall=1
     continue
   fi
-  if ! cmake --build --preset "$preset" -j "$jobs"; then
-    result[$preset]="BUILD FAILED"
+  # Keep going past a failing target so every test that can be built still
+  # runs; the preset is reported as failed either way.
+  build_ok=1
+  if ! cmake --build --preset "$preset" -j "$jobs" -- -k 0; then
+    build_ok=0
     overall=1
-    continue
   fi
   echo "==== $preset: ctest"
   log=$bdir/ctest-summary.log
@@ -62,6 +64,9 @@ for preset in "${presets[@]}"; do
   else
     result[$preset]="FAILED: ${failed:-?} of ${total:-?} ctest tests failed, ${cases} cmocka cases ran, ${secs} s"
     overall=1
+  fi
+  if [ $build_ok = 0 ]; then
+    result[$preset]="BUILD FAILED (see above); ${result[$preset]}"
   fi
 done
 
