@@ -356,11 +356,16 @@ static int32_t scan_escape(scanner *s, int32_t quote, bool *legal)
 
 static bool scan_quoted(scanner *s, int32_t quote)
 {
+    size_t start = s->pos;
     bool illegal = false;
     int32_t r = scanner_next(s);
     while (r != quote) {
         if (r == '\n' || r < 0) {
-            scanner_error(s, "quoted literal not terminated");
+            if (!s->error) {
+                /* Point at the opening quote, not at the end of the input. */
+                s->error = "quoted literal not terminated";
+                s->error_pos = start;
+            }
             return false;
         }
         if (r == '\\') {
@@ -805,7 +810,7 @@ static lcow_code parse_operator(parser *p, filter_op *op)
         return parse_fail(p, t.pos, "unsupported %s: expected ==, != or ~=", found);
     }
     if (t.kind == TOK_ILLEGAL)
-        return scanner_failure(p, t, " (expected an operator)");
+        return scanner_failure(p, t, " (where an operator was expected)");
     char found[96];
     describe(p, t, found, sizeof found);
     return parse_fail(p, t.pos, "expected an operator (==, != or ~=) or ',' or the end, found %s",

@@ -583,6 +583,11 @@ static void error_messages_name_position_and_expectation(void **state)
     const char *esc = "labels.\"ab\\qc\"";
     assert_int_equal(lcow_filter_parse(&esc, 1, &f, &err), LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "at byte 11: illegal escape sequence"));
+    /* An unterminated quote is reported where it opens, as in Go. */
+    const char *open_quote = "labels.ns/key==value";
+    assert_int_equal(lcow_filter_parse(&open_quote, 1, &f, &err), LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "at byte 9: quoted literal not terminated"));
+    assert_non_null(strstr(err.message, "[labels.ns >|/|< key==value]"));
     /* Control bytes and invalid UTF-8 are escaped in the excerpt, so the
      * message is always printable UTF-8. */
     const char *ctl = "name==a\x01\xff";
