@@ -144,6 +144,24 @@ static int count_info(void *ctx, const lcow_info *info)
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define ROUNDS 5
+
+/* Both stores are open at once and the measurements alternate round by
+ * round, so background noise (other builds on the machine, fsync jitter)
+ * hits the snapshotter and its reference alike; each figure is the median
+ * of the rounds. */
 static row run(const char *dir, size_t n, int ops)
 {
     row r = {.n = n};
@@ -154,115 +172,119 @@ static row run(const char *dir, size_t n, int ops)
     lcow_os_remove_all(root, &err);
     lcow_os_mkdir_all(root, &err);
     populate(root, n);
-
-    /* snapshotter open: LevelDB open + recovery sweep */
-    lcow_snapshotter_config cfg = {.root = root, .no_scratch = true};
-    lcow_snapshotter *s;
-    double t0 = now_us();
-    if (lcow_snapshotter_open(&cfg, &s, &err) != LCOW_OK)
-        die("open", &err);
-    r.open_us = now_us() - t0;
-
-    /* prepare+commit, synced, each a new container layer on the base */
-    char key[64], cname[64];
-    t0 = now_us();
-    for (int i = 0; i < ops; i++) {
-        snprintf(key, sizeof key, "default/9%d/extract-%d", i, i);
-        snprintf(cname, sizeof cname, "default/9%d/layer-%d", i, i);
-        lcow_mounts m;
-        if (lcow_snapshotter_prepare(s, key, BASE, NULL, &m, &err) != LCOW_OK)
-            die("prepare", &err);
-        lcow_mounts_free(&m);
-        if (lcow_snapshotter_commit(s, cname, key, NULL, NULL, &err) != LCOW_OK)
-            die("commit", &err);
-    }
-    r.pc_us = (now_us() - t0) / ops;
-
-    /* stat of random keys */
-    int stat_ops = ops * 50;
-    t0 = now_us();
-    for (int i = 0; i < stat_ops; i++) {
-        size_t k = 1 + (size_t)(next_rand() % (n > 1 ? n - 1 : 1));
-        snprintf(key, sizeof key, "default/%zu/pop-%08zu", k, k);
-        lcow_info info;
-        if (n > 1 && lcow_snapshotter_stat(s, key, &info, &err) != LCOW_OK)
-            die("stat", &err);
-        lcow_info_free(&info);
-    }
-    r.stat_us = (now_us() - t0) / stat_ops;
-
-    /* walk everything: best of 3 (the first pass also warms the cache) */
-    r.walk_ms = 1e300;
-    for (int pass = 0; pass < 3; pass++) {
-        size_t seen = 0;
-        t0 = now_us();
-        if (lcow_snapshotter_walk(s, NULL, count_info, &seen, NULL, &err) != LCOW_OK)
-            die("walk", &err);
-        double ms = (now_us() - t0) / 1e3;
-        if (ms < r.walk_ms)
-            r.walk_ms = ms;
-        if (seen != n + (size_t)ops)
-            fprintf(stderr, "walk saw %zu, expected %zu\n", seen, n + (size_t)ops);
-    }
-    lcow_snapshotter_free(s);
-
-    /* raw LevelDB reference, same process, same disk */
     char *raw_path = lcow_path_join(root, "raw");
     double ignored;
     leveldb_t *db = raw_open(raw_path, &ignored);
     raw_populate(db, n);
     leveldb_compact_range(db, NULL, 0, NULL, 0);
     leveldb_close(db);
-    db = raw_open(raw_path, &r.raw_open_us);
+
+    double open_s[ROUNDS], open_r[ROUNDS];
+    lcow_snapshotter_config cfg = {.root = root, .no_scratch = true};
+    lcow_snapshotter *s = NULL;
+    for (int i = 0; i < ROUNDS; i++) {
+        double t0 = now_us();
+        if (lcow_snapshotter_open(&cfg, &s, &err) != LCOW_OK)
+            die("open", &err);
+        open_s[i] = now_us() - t0;
+        db = raw_open(raw_path, &open_r[i]);
+        if (i + 1 < ROUNDS) {
+            lcow_snapshotter_free(s);
+            leveldb_close(db);
+        }
+    }
+    r.open_us = median(open_s, ROUNDS);
+    r.raw_open_us = median(open_r, ROUNDS);
 
     leveldb_writeoptions_t *sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(sync, 1);
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
     char *e = NULL;
-    /* One synced batch shaped like a Prepare's: record, id map, child and
-     * client-key index. */
-    t0 = now_us();
-    for (int i = 0; i < ops; i++) {
-        leveldb_writebatch_t *b = leveldb_writebatch_create();
-        int kl = snprintf(key, sizeof key, "s/default/9%d/extract-%d", i, i);
-        leveldb_writebatch_put(b, key, (size_t)kl, raw_value, 90);
-        leveldb_writebatch_put(b, "i/01234567", 10, key + 2, (size_t)kl - 2);
-        leveldb_writebatch_put(b, "c/0123456789abcdef", 18, key + 2, (size_t)kl - 2);
-        leveldb_writebatch_put(b, key, (size_t)kl, "", 0);
-        leveldb_write(db, sync, b, &e);
-        leveldb_writebatch_destroy(b);
-    }
-    r.raw_put_us = (now_us() - t0) / ops;
+    char key[64], cname[64];
+    int per_round = ops / ROUNDS > 0 ? ops / ROUNDS : 1;
+    int stat_ops = per_round * 200;
+    double pc[ROUNDS], put[ROUNDS], st[ROUNDS], get[ROUNDS], walk[ROUNDS], scan[ROUNDS];
+    int made = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        /* prepare+commit: a layer on the base, each two synced batches */
+        double t0 = now_us();
+        for (int i = 0; i < per_round; i++, made++) {
+            snprintf(key, sizeof key, "default/9%d/extract-%d", made, made);
+            snprintf(cname, sizeof cname, "default/9%d/layer-%d", made, made);
+            lcow_mounts m;
+            if (lcow_snapshotter_prepare(s, key, BASE, NULL, &m, &err) != LCOW_OK)
+                die("prepare", &err);
+            lcow_mounts_free(&m);
+            if (lcow_snapshotter_commit(s, cname, key, NULL, NULL, &err) != LCOW_OK)
+                die("commit", &err);
+        }
+        pc[round] = (now_us() - t0) / per_round;
 
-    t0 = now_us();
-    for (int i = 0; i < stat_ops; i++) {
-        size_t k = (size_t)(next_rand() % n);
-        int kl = snprintf(key, sizeof key, "s/default/%zu/pop-%08zu", k, k);
-        size_t vl;
-        char *v = leveldb_get(db, ro, key, (size_t)kl, &vl, &e);
-        leveldb_free(v);
-    }
-    r.raw_get_us = (now_us() - t0) / stat_ops;
+        /* raw: one synced batch shaped like a Prepare's (record, id map,
+         * child and client-key index) */
+        t0 = now_us();
+        for (int i = 0; i < per_round; i++) {
+            leveldb_writebatch_t *b = leveldb_writebatch_create();
+            int kl =
+                snprintf(key, sizeof key, "s/default/9%d/extract-%d", round * per_round + i, i);
+            leveldb_writebatch_put(b, key, (size_t)kl, raw_value, 90);
+            leveldb_writebatch_put(b, "i/01234567", 10, key + 2, (size_t)kl - 2);
+            leveldb_writebatch_put(b, "c/0123456789abcdef", 18, key + 2, (size_t)kl - 2);
+            leveldb_writebatch_put(b, key, (size_t)kl, "", 0);
+            leveldb_write(db, sync, b, &e);
+            leveldb_writebatch_destroy(b);
+        }
+        put[round] = (now_us() - t0) / per_round;
 
-    r.raw_scan_ms = 1e300;
-    for (int pass = 0; pass < 3; pass++) {
+        t0 = now_us();
+        for (int i = 0; i < stat_ops; i++) {
+            size_t k = 1 + (size_t)(next_rand() % (n > 1 ? n - 1 : 1));
+            snprintf(key, sizeof key, "default/%zu/pop-%08zu", k, k);
+            lcow_info info;
+            if (n > 1 && lcow_snapshotter_stat(s, key, &info, &err) != LCOW_OK)
+                die("stat", &err);
+            lcow_info_free(&info);
+        }
+        st[round] = (now_us() - t0) / stat_ops;
+
+        t0 = now_us();
+        for (int i = 0; i < stat_ops; i++) {
+            size_t k = (size_t)(next_rand() % n);
+            int kl = snprintf(key, sizeof key, "s/default/%zu/pop-%08zu", k, k);
+            size_t vl;
+            char *v = leveldb_get(db, ro, key, (size_t)kl, &vl, &e);
+            leveldb_free(v);
+        }
+        get[round] = (now_us() - t0) / stat_ops;
+
+        size_t seen = 0;
+        t0 = now_us();
+        if (lcow_snapshotter_walk(s, NULL, count_info, &seen, NULL, &err) != LCOW_OK)
+            die("walk", &err);
+        walk[round] = (now_us() - t0) / 1e3;
+        if (seen != n + (size_t)made)
+            fprintf(stderr, "walk saw %zu, expected %zu\n", seen, n + (size_t)made);
+
         t0 = now_us();
         leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
-        size_t scanned = 0;
         for (leveldb_iter_seek(it, "s/", 2); leveldb_iter_valid(it); leveldb_iter_next(it)) {
             size_t kl, vl;
             const char *k = leveldb_iter_key(it, &kl);
             if (kl < 2 || k[0] != 's')
                 break;
             (void)leveldb_iter_value(it, &vl);
-            scanned++;
         }
         leveldb_iter_destroy(it);
-        double ms = (now_us() - t0) / 1e3;
-        if (ms < r.raw_scan_ms)
-            r.raw_scan_ms = ms;
-        (void)scanned;
+        scan[round] = (now_us() - t0) / 1e3;
     }
+    r.pc_us = median(pc, ROUNDS);
+    r.raw_put_us = median(put, ROUNDS);
+    r.stat_us = median(st, ROUNDS);
+    r.raw_get_us = median(get, ROUNDS);
+    r.walk_ms = median(walk, ROUNDS);
+    r.raw_scan_ms = median(scan, ROUNDS);
+
+    lcow_snapshotter_free(s);
     leveldb_readoptions_destroy(ro);
     leveldb_writeoptions_destroy(sync);
     leveldb_close(db);

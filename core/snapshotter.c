@@ -45,6 +45,10 @@ struct lcow_snapshotter {
     size_t pending_count, pending_cap;
     atomic_uint_fast64_t temp_seq;
     bool no_scratch;
+    /* Calls in progress; close waits for them to drain. */
+    atomic_uint inflight;
+    lcow_mutex drain_lock;
+    lcow_cond drained;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -59,6 +63,32 @@ static lcow_code check_open(lcow_snapshotter *s, lcow_error *err)
     if (!s || atomic_load(&s->closed))
         return lcow_error_set(err, LCOW_UNAVAILABLE, "snapshotter is closed");
     return LCOW_OK;
+}
+
+/* Every public call runs between enter and leave, so close never frees the
+ * store under a running call (the read path only touches an atomic). */
+static lcow_code enter(lcow_snapshotter *s, lcow_error *err)
+{
+    if (!s)
+        return lcow_error_set(err, LCOW_UNAVAILABLE, "snapshotter is closed");
+    atomic_fetch_add(&s->inflight, 1);
+    if (atomic_load(&s->closed)) {
+        atomic_fetch_sub(&s->inflight, 1);
+        lcow_mutex_lock(&s->drain_lock);
+        lcow_cond_broadcast(&s->drained);
+        lcow_mutex_unlock(&s->drain_lock);
+        return lcow_error_set(err, LCOW_UNAVAILABLE, "snapshotter is closed");
+    }
+    return LCOW_OK;
+}
+
+static void leave(lcow_snapshotter *s)
+{
+    if (atomic_fetch_sub(&s->inflight, 1) == 1 && atomic_load(&s->closed)) {
+        lcow_mutex_lock(&s->drain_lock);
+        lcow_cond_broadcast(&s->drained);
+        lcow_mutex_unlock(&s->drain_lock);
+    }
 }
 
 char *lcow_snapshotter_dir_of(const lcow_snapshotter *s, uint64_t id)
@@ -513,6 +543,9 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
     if (!s)
         return oom(err);
     lcow_mutex_init(&s->lock);
+    lcow_mutex_init(&s->drain_lock);
+    lcow_cond_init(&s->drained);
+    atomic_init(&s->inflight, 0);
     atomic_init(&s->closed, false);
     atomic_init(&s->temp_seq, 0);
     s->no_scratch = config->no_scratch;
@@ -551,6 +584,11 @@ lcow_code lcow_snapshotter_close(lcow_snapshotter *s)
     bool expected = false;
     if (!atomic_compare_exchange_strong(&s->closed, &expected, true))
         return LCOW_OK;
+    /* New calls now fail with Unavailable; wait for running ones. */
+    lcow_mutex_lock(&s->drain_lock);
+    while (atomic_load(&s->inflight) > 0)
+        lcow_cond_wait(&s->drained, &s->drain_lock);
+    lcow_mutex_unlock(&s->drain_lock);
     lcow_mutex_lock(&s->lock);
     lcow_metastore_close(s->ms);
     s->ms = NULL;
@@ -564,15 +602,15 @@ void lcow_snapshotter_free(lcow_snapshotter *s)
 {
     if (!s)
         return;
-    atomic_store(&s->closed, true);
-    lcow_metastore_close(s->ms);
-    lcow_scratch_free(s->scratch);
+    lcow_snapshotter_close(s);
     for (size_t i = 0; i < s->pending_count; i++) {
         free(s->pending[i].key);
         free(s->pending[i].parent);
     }
     free(s->pending);
     lcow_mutex_destroy(&s->lock);
+    lcow_cond_destroy(&s->drained);
+    lcow_mutex_destroy(&s->drain_lock);
     free(s->root);
     free(s->snapshots_dir);
     free(s->tmp_dir);
@@ -657,9 +695,9 @@ static lcow_code validate_create_args(const char *key, const char *parent,
     return rc;
 }
 
-static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char *key,
-                                 const char *parent, const lcow_labels *labels, lcow_mounts *mounts,
-                                 lcow_error *err)
+static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const char *key,
+                                      const char *parent, const lcow_labels *labels,
+                                      lcow_mounts *mounts, lcow_error *err)
 {
     if (mounts)
         memset(mounts, 0, sizeof *mounts);
@@ -769,22 +807,10 @@ done:
     return rc;
 }
 
-lcow_code lcow_snapshotter_prepare(lcow_snapshotter *s, const char *key, const char *parent,
-                                   const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err)
-{
-    return create_snapshot(s, LCOW_KIND_ACTIVE, key, parent, labels, mounts, err);
-}
-
-lcow_code lcow_snapshotter_view(lcow_snapshotter *s, const char *key, const char *parent,
-                                const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err)
-{
-    return create_snapshot(s, LCOW_KIND_VIEW, key, parent, labels, mounts, err);
-}
-
 /* ---------------------------------------------------------------- reads */
 
-lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,
-                                  lcow_error *err)
+static lcow_code mounts_impl(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,
+                             lcow_error *err)
 {
     memset(mounts, 0, sizeof *mounts);
     lcow_code rc = check_open(s, err);
@@ -802,8 +828,7 @@ lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mou
     return rc;
 }
 
-lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info *info,
-                                lcow_error *err)
+static lcow_code stat_impl(lcow_snapshotter *s, const char *key, lcow_info *info, lcow_error *err)
 {
     memset(info, 0, sizeof *info);
     lcow_code rc = check_open(s, err);
@@ -823,8 +848,8 @@ lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info 
     return LCOW_OK;
 }
 
-lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usage *usage,
-                                 lcow_error *err)
+static lcow_code usage_impl(lcow_snapshotter *s, const char *key, lcow_usage *usage,
+                            lcow_error *err)
 {
     memset(usage, 0, sizeof *usage);
     lcow_code rc = check_open(s, err);
@@ -891,8 +916,8 @@ static int walk_record(void *ctx, const lcow_meta_record *rec)
     return stop;
 }
 
-lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *opts, lcow_walk_fn fn,
-                                void *ctx, char **next, lcow_error *err)
+static lcow_code walk_impl(lcow_snapshotter *s, const lcow_walk_options *opts, lcow_walk_fn fn,
+                           void *ctx, char **next, lcow_error *err)
 {
     if (next)
         *next = NULL;
@@ -925,8 +950,8 @@ lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *op
 
 /* ---------------------------------------------------------------- commit */
 
-lcow_code lcow_snapshotter_commit(lcow_snapshotter *s, const char *name, const char *key,
-                                  const lcow_labels *labels, const char *parent, lcow_error *err)
+static lcow_code commit_impl(lcow_snapshotter *s, const char *name, const char *key,
+                             const lcow_labels *labels, const char *parent, lcow_error *err)
 {
     lcow_code rc = check_open(s, err);
     if (rc == LCOW_OK)
@@ -983,7 +1008,18 @@ lcow_code lcow_snapshotter_commit(lcow_snapshotter *s, const char *name, const c
 
 /* ---------------------------------------------------------------- remove */
 
-lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_error *err)
+/* The shared-disk id a record holds a reference on (0 = none). While a
+ * Prepare is linking to that disk, removing the record could free it. */
+static uint64_t disk_of(const lcow_meta_record *rec)
+{
+    if (rec->scratch == LCOW_META_SCRATCH_OWN)
+        return rec->id;
+    if (rec->scratch == LCOW_META_SCRATCH_SHARED)
+        return rec->disk_id;
+    return 0;
+}
+
+static lcow_code remove_impl(lcow_snapshotter *s, const char *key, lcow_error *err)
 {
     lcow_code rc = check_open(s, err);
     if (rc != LCOW_OK)
@@ -1001,8 +1037,7 @@ lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_err
                                     "cannot remove snapshot with child: %s is the parent of %s, "
                                     "being prepared",
                                     key, s->pending[i].key);
-            else if (s->pending[i].disk_id &&
-                     s->pending[i].disk_id == (rec.scratch == LCOW_META_SCRATCH_OWN ? rec.id : 0))
+            else if (s->pending[i].disk_id && s->pending[i].disk_id == disk_of(&rec))
                 rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                                     "cannot remove snapshot %s now: %s is being prepared to share "
                                     "its scratch",
@@ -1026,9 +1061,9 @@ lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_err
 
 /* ---------------------------------------------------------------- update */
 
-lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
-                                  const char *const *fieldpaths, size_t fieldpath_count,
-                                  lcow_info *out, lcow_error *err)
+static lcow_code update_impl(lcow_snapshotter *s, const lcow_info *info,
+                             const char *const *fieldpaths, size_t fieldpath_count, lcow_info *out,
+                             lcow_error *err)
 {
     if (out)
         memset(out, 0, sizeof *out);
@@ -1054,7 +1089,7 @@ lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
 
 /* ---------------------------------------------------------------- cleanup */
 
-lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err)
+static lcow_code cleanup_impl(lcow_snapshotter *s, lcow_error *err)
 {
     lcow_code rc = check_open(s, err);
     if (rc != LCOW_OK)
@@ -1064,8 +1099,8 @@ lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err)
 
 /* ---------------------------------------------------------------- create scratch */
 
-lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
-                                          uint32_t block_size_mb, lcow_error *err)
+static lcow_code create_scratch_impl(lcow_snapshotter *s, const char *path, uint32_t size_gb,
+                                     uint32_t block_size_mb, lcow_error *err)
 {
     lcow_code rc = check_open(s, err);
     if (rc != LCOW_OK)
@@ -1293,7 +1328,7 @@ static int check_dir_entry(void *ctx, const char *name, bool is_dir)
     return 0;
 }
 
-lcow_code lcow_snapshotter_check(lcow_snapshotter *s, lcow_error *err)
+static lcow_code check_impl(lcow_snapshotter *s, lcow_error *err)
 {
     lcow_code rc = check_open(s, err);
     if (rc != LCOW_OK)
@@ -1326,4 +1361,107 @@ lcow_code lcow_snapshotter_check(lcow_snapshotter *s, lcow_error *err)
     lcow_mutex_unlock(&s->lock);
     free(c.member_disk);
     return rc != LCOW_OK ? rc : c.rc;
+}
+
+/* ---------------------------------------------------------------- public calls */
+
+static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char *key,
+                                 const char *parent, const lcow_labels *labels, lcow_mounts *mounts,
+                                 lcow_error *err)
+{
+    if (mounts)
+        memset(mounts, 0, sizeof *mounts);
+    lcow_code rc = enter(s, err);
+    if (rc != LCOW_OK)
+        return rc;
+    rc = create_snapshot_impl(s, kind, key, parent, labels, mounts, err);
+    leave(s);
+    return rc;
+}
+
+#define PUBLIC_CALL(call)                                                                          \
+    do {                                                                                           \
+        lcow_code rc_ = enter(s, err);                                                             \
+        if (rc_ != LCOW_OK)                                                                        \
+            return rc_;                                                                            \
+        rc_ = (call);                                                                              \
+        leave(s);                                                                                  \
+        return rc_;                                                                                \
+    } while (0)
+
+lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,
+                                  lcow_error *err)
+{
+    memset(mounts, 0, sizeof *mounts);
+    PUBLIC_CALL(mounts_impl(s, key, mounts, err));
+}
+
+lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info *info,
+                                lcow_error *err)
+{
+    memset(info, 0, sizeof *info);
+    PUBLIC_CALL(stat_impl(s, key, info, err));
+}
+
+lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usage *usage,
+                                 lcow_error *err)
+{
+    memset(usage, 0, sizeof *usage);
+    PUBLIC_CALL(usage_impl(s, key, usage, err));
+}
+
+lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *opts, lcow_walk_fn fn,
+                                void *ctx, char **next, lcow_error *err)
+{
+    if (next)
+        *next = NULL;
+    PUBLIC_CALL(walk_impl(s, opts, fn, ctx, next, err));
+}
+
+lcow_code lcow_snapshotter_commit(lcow_snapshotter *s, const char *name, const char *key,
+                                  const lcow_labels *labels, const char *parent, lcow_error *err)
+{
+    PUBLIC_CALL(commit_impl(s, name, key, labels, parent, err));
+}
+
+lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_error *err)
+{
+    PUBLIC_CALL(remove_impl(s, key, err));
+}
+
+lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
+                                  const char *const *fieldpaths, size_t fieldpath_count,
+                                  lcow_info *out, lcow_error *err)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    PUBLIC_CALL(update_impl(s, info, fieldpaths, fieldpath_count, out, err));
+}
+
+lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err)
+{
+    PUBLIC_CALL(cleanup_impl(s, err));
+}
+
+lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
+                                          uint32_t block_size_mb, lcow_error *err)
+{
+    PUBLIC_CALL(create_scratch_impl(s, path, size_gb, block_size_mb, err));
+}
+
+lcow_code lcow_snapshotter_check(lcow_snapshotter *s, lcow_error *err)
+{
+    PUBLIC_CALL(check_impl(s, err));
+}
+
+lcow_code lcow_snapshotter_prepare(lcow_snapshotter *s, const char *key, const char *parent,
+                                   const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err)
+{
+    return create_snapshot(s, LCOW_KIND_ACTIVE, key, parent, labels, mounts, err);
+}
+
+lcow_code lcow_snapshotter_view(lcow_snapshotter *s, const char *key, const char *parent,
+                                const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err)
+{
+    return create_snapshot(s, LCOW_KIND_VIEW, key, parent, labels, mounts, err);
 }

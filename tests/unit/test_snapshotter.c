@@ -1131,6 +1131,50 @@ static void concurrent_prepare_of_one_key(void **state)
     }
 }
 
+static void *stat_until_closed(void *arg)
+{
+    race *r = arg;
+    for (;;) {
+        lcow_info info;
+        lcow_error err;
+        lcow_code rc = lcow_snapshotter_stat(r->s, "a", &info, &err);
+        lcow_info_free(&info);
+        names n = {{0}};
+        if (rc == LCOW_OK)
+            rc = lcow_snapshotter_walk(r->s, NULL, collect_names, &n, NULL, &err);
+        if (rc == LCOW_UNAVAILABLE)
+            break;
+        if (rc != LCOW_OK)
+            r->other++;
+        else
+            r->wins++;
+    }
+    return NULL;
+}
+
+static void close_waits_for_running_calls(void **state)
+{
+    fixture *f = *state;
+    prep(f->s, "a", "");
+    race r[4];
+    lcow_thread t[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = (race){.s = f->s, .index = i};
+        assert_true(lcow_thread_create(&t[i], stat_until_closed, &r[i]));
+    }
+    /* let them run, then close under their feet */
+    for (int i = 0; i < 200; i++) {
+        lcow_info info;
+        lcow_snapshotter_stat(f->s, "a", &info, NULL);
+        lcow_info_free(&info);
+    }
+    assert_int_equal(lcow_snapshotter_close(f->s), LCOW_OK);
+    for (int i = 0; i < 4; i++) {
+        lcow_thread_join(t[i], NULL);
+        assert_int_equal(r[i].other, 0);
+    }
+}
+
 #define STRESS_THREADS 8
 #define STRESS_OPS 150
 
@@ -1523,6 +1567,7 @@ int main(void)
         T(newer_schema_refused_by_open),
         T(failure_injection_leaves_store_consistent),
         T(concurrent_prepare_of_one_key),
+        T(close_waits_for_running_calls),
         T(stress_eight_threads),
         T(scratch_for_containers_not_extract_layers),
         T(shared_owner_is_exact_client_key_in_namespace),
