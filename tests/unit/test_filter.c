@@ -308,6 +308,17 @@ static void regex_semantics(void **state)
     assert_true(matches_labels("name~=\xe7\x89\x9b,labels.moo==true", "a\xe7\x89\x9b", "", "moo",
                                "true", NULL));
     assert_true(matches_labels("name~=|\xe7\x89\x9b|", "\xe7\x89\x9b!", "", "k", "v", NULL));
+    /* The search wrapper keeps odd-but-valid patterns intact: an open \Q,
+     * a trailing (?x) comment, top-level alternation, lookbehind. */
+    assert_true(matches_labels("name~=\\Qa.b", "xa.b", "", "k", "v", NULL));
+    assert_false(matches_labels("name~=\\Qa.b", "xaxb", "", "k", "v", NULL));
+    assert_true(matches_labels("name~=\"(?x) s h a # comment\"", "k8s/sha", "", "k", "v", NULL));
+    assert_false(matches_labels("name~=\"(?x) s h a # comment\"", "k8s/s h a", "", "k", "v", NULL));
+    assert_true(matches_labels("name~=^x|b$", "aab", "", "k", "v", NULL));
+    assert_false(matches_labels("name~=^x|b$", "bax", "", "k", "v", NULL));
+    assert_true(matches_labels("name~=(?<=/)sha", "k8s/sha", "", "k", "v", NULL));
+    /* PCRE2-only start-of-pattern verbs are invalid, as they are for RE2. */
+    assert_false(matches_labels("name~=(*UTF)a", "a", "", "k", "v", NULL));
     /* Case-insensitive flag. */
     assert_true(matches_labels("name~=(?i)ABC", "xabc", "", "k", "v", NULL));
 }
