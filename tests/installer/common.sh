@@ -42,7 +42,21 @@ winpath() {
 
 DRIVE_C="${WINEPREFIX:?WINEPREFIX must be set}/drive_c"
 INSTALL_DIR="$DRIVE_C/Program Files/lcowsnap"
-STATE_DIR="$DRIVE_C/ProgramData/lcowsnap"
+# The MSI runs the service with the default root, %ProgramData%\lcowsnap. On Windows
+# that is C:\ProgramData\lcowsnap; Wine 8 gives services ProgramData=C:\users\Public.
+# clean_state_dirs empties both; find_state_dir says which one the service used.
+STATE_DIR_CANDIDATES=("$DRIVE_C/ProgramData/lcowsnap" "$DRIVE_C/users/Public/lcowsnap")
+STATE_DIR=
+clean_state_dirs() { rm -rf "${STATE_DIR_CANDIDATES[@]}"; }
+find_state_dir() { # sets STATE_DIR to the one candidate holding a LevelDB, or fails
+  local dir found=()
+  for dir in "${STATE_DIR_CANDIDATES[@]}"; do
+    [ -f "$dir/meta/CURRENT" ] && found+=("$dir")
+  done
+  [ ${#found[@]} -eq 1 ] || fail "expected one state directory with meta/CURRENT, found ${#found[@]}: ${found[*]:-none}"
+  STATE_DIR=${found[0]}
+  log "state directory: C:${STATE_DIR#"$DRIVE_C"}"
+}
 INSTALLED_CTL='C:\Program Files\lcowsnap\lcowsnapctl.exe'
 INSTALLED_SVC='C:\Program Files\lcowsnap\lcowsnap.exe'
 

@@ -4,7 +4,7 @@
 #   -> prepare/commit -> msiexec /x /qn -> service and binaries gone, state directory
 #   with its LevelDB kept -> msiexec /i again -> the earlier snapshot is still there
 #   -> msiexec /x.
-# The MSI installs with the default root, C:\ProgramData\lcowsnap inside the prefix;
+# The MSI installs with the default root, %ProgramData%\lcowsnap inside the prefix;
 # it is emptied before the first install so runs are repeatable.
 TEST_NAME=installer_msi_lifecycle
 . "$(dirname "$0")/common.sh"
@@ -21,7 +21,7 @@ layer_name="installer/2/layer-$run_id"
 take_service_lock
 require_no_service
 trap cleanup_installs EXIT
-rm -rf "$STATE_DIR"
+clean_state_dirs
 
 msi_install() { # msi_install LOGNAME
   wine_run msiexec /i "$(winpath "$MSI")" /qn /l*v "$(winpath "$LOGDIR")\\$1.log" >/dev/null ||
@@ -61,6 +61,7 @@ out=$(ctl commit "$layer_name" "$layer_key") || fail "lcowsnapctl commit: $out"
 out=$(ctl info "$layer_name") || fail "lcowsnapctl info after commit: $out"
 grep -q committed <<<"$out" || fail "info does not say committed: $out"
 log "prepare/commit round trip OK: $layer_name committed"
+find_state_dir
 
 log "uninstall"
 msi_uninstall uninstall1
@@ -70,7 +71,7 @@ state=$(service_state)
   fail "binaries still in Program Files\\lcowsnap after msiexec /x"
 [ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost its LevelDB (meta/CURRENT) on uninstall"
 [ -n "$(installed_product_codes)" ] && fail "product still registered after msiexec /x"
-log "after uninstall: service and binaries gone; $(ls "$STATE_DIR" | tr '\n' ' ')kept in C:\\ProgramData\\lcowsnap"
+log "after uninstall: service and binaries gone; $(ls "$STATE_DIR" | tr '\n' ' ')kept"
 
 log "install again"
 msi_install install2

@@ -23,7 +23,7 @@ layer_name="upgrade/2/layer-$run_id"
 take_service_lock
 require_no_service
 trap cleanup_installs EXIT
-rm -rf "$STATE_DIR"
+clean_state_dirs
 
 installed_version_of_service() { # from the Version RPC of the running service
   ctl version
@@ -39,6 +39,7 @@ codes_before=$(installed_product_codes)
 [ "$(wc -w <<<"$codes_before")" -eq 1 ] || fail "expected one installed product, got: $codes_before"
 out=$(ctl prepare "$layer_key") || fail "prepare: $out"
 out=$(ctl commit "$layer_name" "$layer_key") || fail "commit: $out"
+find_state_dir
 
 log "install version $NEXT_VERSION over it"
 wine_run msiexec /i "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n1.log" >/dev/null ||
