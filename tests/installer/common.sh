@@ -55,7 +55,8 @@ find_state_dir() { # sets STATE_DIR to the one candidate holding a LevelDB, or f
   done
   [ ${#found[@]} -eq 1 ] || fail "expected one state directory with meta/CURRENT, found ${#found[@]}: ${found[*]:-none}"
   STATE_DIR=${found[0]}
-  log "state directory: C:${STATE_DIR#"$DRIVE_C"}"
+  local shown="C:${STATE_DIR#"$DRIVE_C"}"
+  log "state directory: ${shown//\//\\}"
 }
 INSTALLED_CTL='C:\Program Files\lcowsnap\lcowsnapctl.exe'
 INSTALLED_SVC='C:\Program Files\lcowsnap\lcowsnap.exe'
@@ -104,6 +105,12 @@ expect_running_after_install() {
 }
 
 ctl() { wine_run "$INSTALLED_CTL" "$@"; }
+# The version the running service reports over the pipe (Version RPC), not the client's.
+service_version() {
+  local out
+  out=$(ctl --json version) || fail "lcowsnapctl --json version failed: $out"
+  sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' <<<"$out"
+}
 
 # Product codes of installed products named lcowsnap (Wine's Uninstall registry).
 installed_product_codes() {

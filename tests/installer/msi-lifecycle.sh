@@ -54,7 +54,8 @@ grep -aq 'Action start .*LcowFailureActions' "$LOGDIR/install1.log" ||
 
 version_out=$(ctl version) || fail "lcowsnapctl version failed: $version_out"
 log "lcowsnapctl version: $(tr '\n' ' ' <<<"$version_out")"
-grep -qF "$LCOW_VERSION" <<<"$version_out" || fail "service did not report version $LCOW_VERSION"
+reported=$(service_version)
+[ "$reported" = "$LCOW_VERSION" ] || fail "service reports version '$reported' over the pipe, want $LCOW_VERSION"
 
 out=$(ctl prepare "$layer_key") || fail "lcowsnapctl prepare $layer_key: $out"
 out=$(ctl commit "$layer_name" "$layer_key") || fail "lcowsnapctl commit: $out"

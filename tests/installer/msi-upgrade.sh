@@ -25,16 +25,12 @@ require_no_service
 trap cleanup_installs EXIT
 clean_state_dirs
 
-installed_version_of_service() { # from the Version RPC of the running service
-  ctl version
-}
-
 log "install version $LCOW_VERSION"
 wine_run msiexec /i "$(winpath "$MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n.log" >/dev/null ||
   fail "msiexec /i $(basename "$MSI") failed; log: $LOGDIR/install-n.log"
 expect_running_after_install
-out=$(installed_version_of_service) || fail "lcowsnapctl version: $out"
-grep -qF "$LCOW_VERSION" <<<"$out" || fail "version $LCOW_VERSION not reported before the upgrade: $out"
+reported=$(service_version)
+[ "$reported" = "$LCOW_VERSION" ] || fail "service reports '$reported' before the upgrade, want $LCOW_VERSION"
 codes_before=$(installed_product_codes)
 [ "$(wc -w <<<"$codes_before")" -eq 1 ] || fail "expected one installed product, got: $codes_before"
 out=$(ctl prepare "$layer_key") || fail "prepare: $out"
@@ -56,9 +52,9 @@ codes_after=$(installed_product_codes)
 [ "$(service_key_count)" -eq 1 ] || fail "expected one $SERVICE service key, found $(service_key_count)"
 
 exe_version=$(wine_run "$INSTALLED_SVC" --version) || fail "lcowsnap.exe --version failed: $exe_version"
-grep -qF "$NEXT_VERSION" <<<"$exe_version" || fail "installed lcowsnap.exe --version says '$exe_version', want $NEXT_VERSION"
-out=$(installed_version_of_service) || fail "lcowsnapctl version after upgrade: $out"
-grep -qF "$NEXT_VERSION" <<<"$out" || fail "running service reports '$out', want $NEXT_VERSION"
+grep -qwF "$NEXT_VERSION" <<<"$exe_version" || fail "installed lcowsnap.exe --version says '$exe_version', want $NEXT_VERSION"
+reported=$(service_version)
+[ "$reported" = "$NEXT_VERSION" ] || fail "running service reports '$reported' after the upgrade, want $NEXT_VERSION"
 log "after upgrade: one product ($codes_after, $NEXT_VERSION), one service, running binary says $NEXT_VERSION"
 
 out=$(ctl info "$layer_name") || fail "snapshot $layer_name lost in the upgrade: $out"
