@@ -81,6 +81,26 @@ static LSTATUS remove_event_source(const lcow_svcapi *api, const char *service_n
     return rc == ERROR_FILE_NOT_FOUND ? ERROR_SUCCESS : rc;
 }
 
+static LSTATUS write_delayed_autostart(const lcow_svcapi *api, const char *service_name)
+{
+    wchar_t *wname = lcow_utf8_to_wide(service_name);
+    if (!wname)
+        return ERROR_NOT_ENOUGH_MEMORY;
+    wchar_t key_path[400];
+    swprintf(key_path, 400, L"%ls%ls", LCOW_SERVICES_KEY_PREFIX, wname);
+    free(wname);
+    HKEY key = NULL;
+    LSTATUS rc = api->RegCreateKeyExW(HKEY_LOCAL_MACHINE, key_path, 0, NULL,
+                                      REG_OPTION_NON_VOLATILE, KEY_SET_VALUE, NULL, &key, NULL);
+    if (rc != ERROR_SUCCESS)
+        return rc;
+    DWORD one = 1;
+    rc =
+        api->RegSetValueExW(key, L"DelayedAutostart", 0, REG_DWORD, (const BYTE *)&one, sizeof one);
+    api->RegCloseKey(key);
+    return rc;
+}
+
 /* The configuration steps after CreateServiceW. Returns false (with the
  * failing step logged) when the registration must be rolled back. */
 static bool configure_service(const lcow_svcapi *api, SC_HANDLE service, const char *name)
@@ -96,9 +116,19 @@ static bool configure_service(const lcow_svcapi *api, SC_HANDLE service, const c
     }
     SERVICE_DELAYED_AUTO_START_INFO delayed = {TRUE};
     if (!api->ChangeServiceConfig2W(service, SERVICE_CONFIG_DELAYED_AUTO_START_INFO, &delayed)) {
-        win_error(GetLastError(), text, sizeof text);
-        LCOW_LOGE("making service %s a delayed auto-start service failed: %s", name, text);
-        return false;
+        DWORD e = GetLastError();
+        /* Wine's SCM does not know this level (ERROR_INVALID_LEVEL); Windows
+         * keeps the setting as the DelayedAutostart value of the service
+         * key, so write that directly. */
+        LSTATUS rc = e == ERROR_INVALID_LEVEL ? write_delayed_autostart(api, name) : (LSTATUS)e;
+        if (rc != ERROR_SUCCESS) {
+            win_error((DWORD)rc, text, sizeof text);
+            LCOW_LOGE("making service %s a delayed auto-start service failed: %s", name, text);
+            return false;
+        }
+        LCOW_LOGW("service %s: the service manager rejected the delayed auto-start setting "
+                  "(error %lu); wrote DelayedAutostart=1 to the service key instead",
+                  name, (unsigned long)e);
     }
     SERVICE_PRESHUTDOWN_INFO preshutdown = {LCOW_PRESHUTDOWN_TIMEOUT_MS};
     if (!api->ChangeServiceConfig2W(service, SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown)) {

@@ -58,6 +58,7 @@ void lcow_svcapi_install(const lcow_svcapi *api);
 const lcow_svcapi *lcow_svcapi_real(void);
 
 /* Registry path of the Event Log source for a service name (under HKLM). */
+#define LCOW_SERVICES_KEY_PREFIX L"SYSTEM\\CurrentControlSet\\Services\\"
 #define LCOW_EVENTLOG_KEY_PREFIX L"SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\"
 
 /* Fixed registration parameters (register_win.c), exposed for tests. */

@@ -47,7 +47,8 @@ static struct fake {
     bool flag_fails; /* FAILURE_ACTIONS_FLAG -> FALSE, error 0 (Wine) */
     bool event_source_reg_fails;
     bool dispatcher_fails;
-    DWORD deliver_on_running; /* control sent (from another thread) once RUNNING */
+    bool delayed_level_unsupported; /* like Wine 8: ERROR_INVALID_LEVEL */
+    DWORD deliver_on_running;       /* control sent (from another thread) once RUNNING */
     unsigned stop_polls_until_stopped;
 
     /* the registered service */
@@ -68,6 +69,9 @@ static struct fake {
     DWORD state;
     int deletes, stop_controls, create_calls, sleeps;
     int open_handles;
+
+    DWORD delayed_registry_value; /* DelayedAutostart written to the service key */
+    bool writing_service_key;
 
     /* the Event Log source key */
     bool source_key;
@@ -127,6 +131,10 @@ static BOOL WINAPI f_ChangeServiceConfig2W(SC_HANDLE svc, DWORD level, LPVOID in
         wcscpy(fake.description, ((SERVICE_DESCRIPTIONW *)info)->lpDescription);
         return TRUE;
     case SERVICE_CONFIG_DELAYED_AUTO_START_INFO:
+        if (fake.delayed_level_unsupported) {
+            SetLastError(ERROR_INVALID_LEVEL);
+            return FALSE;
+        }
         fake.delayed = ((SERVICE_DELAYED_AUTO_START_INFO *)info)->fDelayedAutostart;
         return TRUE;
     case SERVICE_CONFIG_PRESHUTDOWN_INFO:
@@ -274,7 +282,15 @@ static LSTATUS WINAPI f_RegCreateKeyExW(HKEY key, LPCWSTR subkey, DWORD reserved
                                         PHKEY result, LPDWORD disposition)
 {
     assert_true(key == HKEY_LOCAL_MACHINE);
-    assert_true(wcsncmp(subkey, LCOW_EVENTLOG_KEY_PREFIX, wcslen(LCOW_EVENTLOG_KEY_PREFIX)) == 0);
+    if (wcsncmp(subkey, LCOW_EVENTLOG_KEY_PREFIX, wcslen(LCOW_EVENTLOG_KEY_PREFIX)) != 0) {
+        wchar_t expect[200];
+        swprintf(expect, 200, L"%ls%ls", LCOW_SERVICES_KEY_PREFIX, fake.name);
+        assert_true(wcscmp(subkey, expect) == 0);
+        fake.writing_service_key = true;
+        *result = KEY_HANDLE;
+        return ERROR_SUCCESS;
+    }
+    fake.writing_service_key = false;
     if (fake.event_source_reg_fails)
         return ERROR_ACCESS_DENIED;
     fake.source_key = true;
@@ -286,7 +302,11 @@ static LSTATUS WINAPI f_RegSetValueExW(HKEY key, LPCWSTR name, DWORD reserved, D
                                        const BYTE *data, DWORD size)
 {
     fake.reg_writes++;
-    if (wcscmp(name, L"EventMessageFile") == 0) {
+    if (fake.writing_service_key) {
+        assert_true(wcscmp(name, L"DelayedAutostart") == 0);
+        assert_int_equal(type, REG_DWORD);
+        memcpy(&fake.delayed_registry_value, data, sizeof(DWORD));
+    } else if (wcscmp(name, L"EventMessageFile") == 0) {
         assert_int_equal(type, REG_EXPAND_SZ);
         memcpy(fake.event_message_file, data, size);
     } else if (wcscmp(name, L"TypesSupported") == 0) {
@@ -510,6 +530,22 @@ static void failure_actions_flag_rejected_only_warns(void **state)
     assert_true(fake.exists);
     assert_non_null(strstr(captured, "warn: service lcowsnap: the failure actions will apply only "
                                      "to crashes"));
+}
+
+static void delayed_start_falls_back_to_the_registry_value(void **state)
+{
+    /* Wine 8's SCM rejects SERVICE_CONFIG_DELAYED_AUTO_START_INFO; Windows
+     * stores the setting as DelayedAutostart in the service key. */
+    fake.delayed_level_unsupported = true;
+    lcow_svc_config cfg;
+    parse_args(&cfg, "--register-service", NULL);
+    assert_int_equal(lcow_register_service(&cfg), LCOW_EXIT_OK);
+    lcow_config_free(&cfg);
+    assert_true(fake.exists);
+    assert_int_equal(fake.delayed_registry_value, 1);
+    assert_non_null(strstr(captured, "wrote DelayedAutostart=1"));
+    assert_true(fake.source_key); /* the rest of the registration still happened */
+    assert_int_equal(fake.preshutdown_ms, LCOW_PRESHUTDOWN_TIMEOUT_MS);
 }
 
 static void unregister_stops_deletes_and_removes_the_source(void **state)
@@ -858,6 +894,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(register_rolls_back_when_the_event_source_fails, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(failure_actions_flag_rejected_only_warns, setup, teardown),
+        cmocka_unit_test_setup_teardown(delayed_start_falls_back_to_the_registry_value, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(unregister_stops_deletes_and_removes_the_source, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(unregister_missing_service_is_a_clear_error, setup,
