@@ -9,3 +9,27 @@ endif()
 
 lcow_unit_test(NAME test_crc32c SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_crc32c.c LIBS lcow_disk)
 lcow_unit_test(NAME test_vhdx SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhdx.c LIBS lcow_disk)
+lcow_unit_test(NAME test_ext4 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_ext4.c LIBS lcow_disk)
+lcow_unit_test(NAME test_scratchdisk SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_scratchdisk.c
+               LIBS lcow_disk)
+if(WIN32)
+  # Every win64 test runs under Wine here; the real virtdisk must be refused.
+  set(LCOW_TEST_ENV "LCOW_UNDER_WINE=1")
+endif()
+lcow_unit_test(NAME test_vdisk SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vdisk.c LIBS lcow_disk)
+unset(LCOW_TEST_ENV)
+
+# External validation of exported images (both builds; the point is win64,
+# whose test exe cannot start Linux tools from inside Wine).
+find_program(LCOW_DISK_QEMU_IMG qemu-img NO_CMAKE_FIND_ROOT_PATH)
+find_program(LCOW_DISK_E2FSCK e2fsck PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
+find_program(LCOW_DISK_DUMPE2FS dumpe2fs PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
+if(LCOW_DISK_QEMU_IMG AND LCOW_DISK_E2FSCK AND LCOW_DISK_DUMPE2FS)
+  set_tests_properties(test_scratchdisk PROPERTIES FIXTURES_SETUP disk_exported_images)
+  add_test(NAME test_disk_exported_images
+           COMMAND sh ${PROJECT_SOURCE_DIR}/tests/disk/check-images.sh
+                   ${CMAKE_BINARY_DIR}/test-tmp/test_scratchdisk/export ${LCOW_DISK_QEMU_IMG}
+                   ${LCOW_DISK_E2FSCK} ${LCOW_DISK_DUMPE2FS})
+  set_tests_properties(test_disk_exported_images PROPERTIES
+                       FIXTURES_REQUIRED disk_exported_images LABELS "unit;disk" TIMEOUT 300)
+endif()
