@@ -6,7 +6,7 @@ import fs from 'fs';
 import path from 'path';
 
 const [modules, ...files] = process.argv.slice(2);
-const require = createRequire(path.join(modules, 'noop.js'));
+const require = createRequire(path.join(path.resolve(modules), 'noop.js'));
 const { Parser, Language } = require('web-tree-sitter');
 await Parser.init();
 const language = await Language.load(
