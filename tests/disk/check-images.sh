@@ -39,5 +39,7 @@ while read -r kind file size block; do
         ;;
     *) echo "FAIL: unknown kind $kind"; fail=1 ;;
     esac
-done <"$dir/MANIFEST"
+done <<EOF_MANIFEST
+$(tr -d '\r' <"$dir/MANIFEST")
+EOF_MANIFEST
 exit $fail

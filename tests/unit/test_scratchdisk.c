@@ -214,7 +214,7 @@ static void export_images_for_external_checks(void **state)
     lcow_error err;
     assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_OK);
     char *manifest_path = lcow_path_join(dir, "MANIFEST");
-    FILE *manifest = fopen(manifest_path, "w");
+    FILE *manifest = fopen(manifest_path, "wb"); /* LF on Windows too */
     assert_non_null(manifest);
     const struct {
         const char *name;
