@@ -43,6 +43,10 @@ struct lcow_snapshotter {
     atomic_bool closed;
     pending *pending;
     size_t pending_count, pending_cap;
+    /* Ids whose directories a Remove is deleting right now (outside the
+     * lock): Cleanup leaves <id> and rm-<id> of these to it. */
+    uint64_t *discarding;
+    size_t discarding_count, discarding_cap;
     atomic_uint_fast64_t temp_seq;
     bool no_scratch;
     /* Calls in progress; close waits for them to drain. */
@@ -161,6 +165,32 @@ static void drop_pending(lcow_snapshotter *s, const char *key)
     free(p->key);
     free(p->parent);
     *p = s->pending[--s->pending_count];
+}
+
+/* Caller holds the lock. */
+static bool add_discarding(lcow_snapshotter *s, uint64_t id)
+{
+    if (s->discarding_count == s->discarding_cap) {
+        size_t cap = s->discarding_cap ? s->discarding_cap * 2 : 8;
+        uint64_t *grown = realloc(s->discarding, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        s->discarding = grown;
+        s->discarding_cap = cap;
+    }
+    s->discarding[s->discarding_count++] = id;
+    return true;
+}
+
+static void drop_discarding(lcow_snapshotter *s, uint64_t id)
+{
+    lcow_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->discarding_count; i++)
+        if (s->discarding[i] == id) {
+            s->discarding[i] = s->discarding[--s->discarding_count];
+            break;
+        }
+    lcow_mutex_unlock(&s->lock);
 }
 
 /* Removes a snapshot directory the metadata no longer names: rename to
@@ -418,6 +448,11 @@ static int sweep_entry(void *ctx, const char *name, bool is_dir)
     uint64_t id;
     if (parse_id(name, &id) && sweep_keeps(w, id))
         return 0;
+    /* rm-<id> of a Remove still deleting it */
+    if (strncmp(name, "rm-", 3) == 0 && parse_id(name + 3, &id))
+        for (size_t i = 0; i < w->keep_count; i++)
+            if (w->keep[i] == id)
+                return 0;
     if (w->doomed_count == w->doomed_cap) {
         size_t cap = w->doomed_cap ? w->doomed_cap * 2 : 16;
         char **grown = realloc(w->doomed, cap * sizeof *grown);
@@ -471,9 +506,11 @@ static lcow_code sweep_orphans(lcow_snapshotter *s, bool include_tmp, lcow_error
 {
     sweep w = {.s = s, .err = err, .rc = LCOW_OK};
     lcow_mutex_lock(&s->lock);
-    w.keep = calloc(s->pending_count + 1, sizeof *w.keep);
+    w.keep = calloc(s->pending_count + s->discarding_count + 1, sizeof *w.keep);
     for (size_t i = 0; w.keep && i < s->pending_count; i++)
         w.keep[w.keep_count++] = s->pending[i].id;
+    for (size_t i = 0; w.keep && i < s->discarding_count; i++)
+        w.keep[w.keep_count++] = s->discarding[i];
     lcow_error e;
     lcow_code rc = w.keep ? LCOW_OK : oom(&e);
     /* At open nothing runs concurrently: every unknown directory goes. */
@@ -496,10 +533,20 @@ static lcow_code sweep_orphans(lcow_snapshotter *s, bool include_tmp, lcow_error
     if (rc == LCOW_OK)
         rc = w.rc;
     lcow_code first = rc;
+    /* Best effort: one entry that cannot go (a VM holds a file) does not
+     * stop the rest; the first failure is reported. */
     for (size_t i = 0; i < w.doomed_count; i++) {
         LCOW_LOGI("cleanup: removing %s (no snapshot record names it)", w.doomed[i]);
-        if (first == LCOW_OK && lcow_os_remove_all(w.doomed[i], err) != LCOW_OK)
-            first = err ? err->code : LCOW_INTERNAL;
+        lcow_error e;
+        lcow_code one = rc == LCOW_OK ? lcow_os_remove_all(w.doomed[i], &e) : LCOW_OK;
+        if (one != LCOW_OK) {
+            LCOW_LOGW("cleanup: %s", e.message);
+            if (first == LCOW_OK) {
+                first = one;
+                if (err)
+                    *err = e;
+            }
+        }
         free(w.doomed[i]);
     }
     free(w.doomed);
@@ -608,6 +655,7 @@ void lcow_snapshotter_free(lcow_snapshotter *s)
         free(s->pending[i].parent);
     }
     free(s->pending);
+    free(s->discarding);
     lcow_mutex_destroy(&s->lock);
     lcow_cond_destroy(&s->drained);
     lcow_mutex_destroy(&s->drain_lock);
@@ -1047,15 +1095,25 @@ static lcow_code remove_impl(lcow_snapshotter *s, const char *key, lcow_error *e
     }
     if (rc == LCOW_OK)
         rc = lcow_metastore_remove(s->ms, key, &effect, err);
+    /* Claim the directories before the lock goes, so a concurrent Cleanup
+     * does not delete them under our feet (an unclaimed one is an orphan
+     * that Cleanup removes instead). */
+    bool own = rc == LCOW_OK && effect.delete_own_dir && effect.kind != LCOW_KIND_VIEW;
+    bool own_claimed = own && add_discarding(s, effect.id);
+    bool disk_claimed = rc == LCOW_OK && effect.freed_disk && add_discarding(s, effect.freed_disk);
     lcow_mutex_unlock(&s->lock);
     if (rc != LCOW_OK)
         return rc;
     /* Metadata is gone: the directories are orphans from here on, so a
      * failure below only leaves work for Cleanup. */
-    if (effect.delete_own_dir && effect.kind != LCOW_KIND_VIEW)
+    if (own)
         discard_dir(s, effect.id);
     if (effect.freed_disk)
         discard_dir(s, effect.freed_disk);
+    if (own_claimed)
+        drop_discarding(s, effect.id);
+    if (disk_claimed)
+        drop_discarding(s, effect.freed_disk);
     return LCOW_OK;
 }
 
@@ -1311,8 +1369,15 @@ static int check_dir_entry(void *ctx, const char *name, bool is_dir)
     (void)is_dir;
     check_state *c = ctx;
     uint64_t id;
+    bool rm_dir = strncmp(name, "rm-", 3) == 0 && parse_id(name + 3, &id);
+    for (size_t i = 0; rm_dir && i < c->s->discarding_count; i++)
+        if (c->s->discarding[i] == id)
+            return 0; /* a Remove is deleting it right now */
     if (!parse_id(name, &id))
         return check_fail(c, "snapshots/%s is not a snapshot directory (cleanup removes it)", name);
+    for (size_t i = 0; i < c->s->discarding_count; i++)
+        if (c->s->discarding[i] == id)
+            return 0;
     for (size_t i = 0; i < c->s->pending_count; i++)
         if (c->s->pending[i].id == id)
             return 0;

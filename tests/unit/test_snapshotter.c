@@ -1272,14 +1272,18 @@ static void stress_eight_threads(void **state)
         assert_true(lcow_thread_create(&t[i], stress_worker, &r[i]));
     }
     /* Cleanup concurrently with the writers must not eat live directories. */
-    lcow_error err;
+    lcow_error err, first = {0};
+    int cleanup_failures = 0;
     for (int i = 0; i < 5; i++)
-        ok(lcow_snapshotter_cleanup(f->s, &err), &err);
+        if (lcow_snapshotter_cleanup(f->s, &err) != LCOW_OK && cleanup_failures++ == 0)
+            first = err;
     int failures = 0;
     for (int i = 0; i < STRESS_THREADS; i++) {
         lcow_thread_join(t[i], NULL);
         failures += r[i].other;
     }
+    if (cleanup_failures)
+        fail_msg("cleanup during the stress run: %s", first.message);
     assert_int_equal(failures, 0);
     check(f->s);
     lcow_snapshotter_free(f->s);
@@ -1537,8 +1541,128 @@ static void create_scratch_validates_path(void **state)
     free(target);
 }
 
-int main(void)
+/* ------------------------------------------------------------ kill at any instant */
+
+/* The child mode of this executable: runs a random mix of operations on
+ * ROOT and is killed from inside (_Exit from a watchdog thread) after a
+ * pseudo-random amount of work, wherever the main thread happens to be:
+ * between mkdir and the batch, between a batch and the rename, in the
+ * middle of a scratch copy. The parent then reopens and checks. */
+static const char *self_path;
+static _Atomic unsigned crash_ops;
+
+typedef struct watchdog {
+    unsigned after_ops;
+    unsigned spin;
+} watchdog;
+
+static void *crash_watchdog(void *arg)
 {
+    watchdog *w = arg;
+    while (crash_ops < w->after_ops)
+        ;
+    for (volatile unsigned i = 0; i < w->spin; i++)
+        ;
+    _Exit(0);
+    return NULL;
+}
+
+static int crash_child(const char *root, unsigned seed)
+{
+    lcow_snapshotter_config c = {.root = root};
+    lcow_snapshotter *s;
+    lcow_error err;
+    if (lcow_snapshotter_open(&c, &s, &err) != LCOW_OK) {
+        fprintf(stderr, "crash child: open: %s\n", err.message);
+        return 3;
+    }
+    watchdog w = {.after_ops = 5 + seed % 40, .spin = (seed * 2654435761u) % 3000000u};
+    lcow_thread t;
+    if (!lcow_thread_create(&t, crash_watchdog, &w))
+        return 4;
+    lcow_labels sized = {0}, shared = {0};
+    lcow_labels_set(&sized, LABEL_SIZE, "1");
+    lcow_labels_set(&shared, LABEL_REUSE, "true");
+    lcow_labels_set(&shared, LABEL_OWNER, "owner");
+    lcow_mounts m;
+lcow_prepare_owner:
+    if (lcow_snapshotter_prepare(s, "ns/1/owner", "", &sized, &m, &err) == LCOW_OK)
+        lcow_mounts_free(&m);
+    for (unsigned i = 0;; i++) {
+        char key[64], name[64];
+        unsigned r = (seed + i) * 1103515245u + 12345u;
+        snprintf(key, sizeof key, "ns/%u/%s-%u", 2 + r % 5, (r >> 3) % 3 ? "extract" : "c", r % 11);
+        snprintf(name, sizeof name, "ns/%u/layer-%u", 2 + r % 5, (r >> 5) % 7);
+        switch ((r >> 8) % 6) {
+        case 0:
+        case 1:
+            if (lcow_snapshotter_prepare(s, key, (r >> 4) % 2 ? "" : "ns/2/layer-1",
+                                         (r >> 12) % 3 ? &sized : &shared, &m, &err) == LCOW_OK)
+                lcow_mounts_free(&m);
+            break;
+        case 2:
+            lcow_snapshotter_commit(s, name, key, NULL, NULL, &err);
+            break;
+        case 3:
+            lcow_snapshotter_remove(s, (r >> 9) % 2 ? key : name, &err);
+            break;
+        case 4:
+            if (lcow_snapshotter_view(s, key, name, NULL, &m, &err) == LCOW_OK)
+                lcow_mounts_free(&m);
+            break;
+        default:
+            if ((r >> 10) % 4 == 0) {
+                lcow_snapshotter_remove(s, "ns/1/owner", &err);
+                goto lcow_prepare_owner;
+            }
+            lcow_snapshotter_cleanup(s, &err);
+            break;
+        }
+        crash_ops++;
+    }
+}
+
+static void killed_at_any_instant_reopens_clean(void **state)
+{
+    fixture *f = *state;
+    if (!self_path)
+        skip();
+    lcow_snapshotter_free(f->s);
+    f->s = NULL;
+    uint64_t last_id = 0;
+    for (unsigned round = 0; round < 12; round++) {
+        char cmd[4096];
+#ifdef _WIN32
+        snprintf(cmd, sizeof cmd, "\"\"%s\" --crash-child \"%s\" %u\"", self_path, f->root,
+                 round * 7919u + 13u);
+#else
+        snprintf(cmd, sizeof cmd, "'%s' --crash-child '%s' %u", self_path, f->root,
+                 round * 7919u + 13u);
+#endif
+        int status = system(cmd);
+        assert_int_equal(status, 0);
+        lcow_snapshotter *s = open_at(f->root);
+        lcow_error err;
+        lcow_code rc = lcow_snapshotter_check(s, &err);
+        if (rc != LCOW_OK)
+            fail_msg("round %u: %s", round, err.message);
+        /* ids keep growing across crashes */
+        prep(s, "probe", "");
+        uint64_t id = id_of(s, "probe");
+        assert_true(id > last_id);
+        last_id = id;
+        rm(s, "probe");
+        check(s);
+        lcow_snapshotter_free(s);
+    }
+    f->s = open_at(f->root);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "--crash-child") == 0)
+        return crash_child(argv[2], (unsigned)strtoul(argv[3], NULL, 10));
+    self_path = argc > 0 ? argv[0] : NULL;
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(basic),
@@ -1574,6 +1698,7 @@ int main(void)
         T(owner_removed_before_members_keeps_disk),
         T(scratch_failures_leave_nothing),
         T(create_scratch_validates_path),
+        T(killed_at_any_instant_reopens_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
