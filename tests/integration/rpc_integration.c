@@ -384,7 +384,25 @@ static void pipe_security_descriptor_matches_the_configuration(void **state)
     LocalFree(wsddl);
     LocalFree(sd);
     CloseHandle(h);
-    assert_string_equal(got, want);
+    /* Compare with the configured SDDL in the system's normal form (it
+     * orders rights, e.g. GRGW reads back as GWGR). */
+    int wn = MultiByteToWideChar(CP_UTF8, 0, want, -1, NULL, 0);
+    wchar_t *wwant = malloc((size_t)wn * sizeof *wwant);
+    MultiByteToWideChar(CP_UTF8, 0, want, -1, wwant, wn);
+    PSECURITY_DESCRIPTOR want_sd = NULL;
+    assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(wwant, SDDL_REVISION_1,
+                                                                     &want_sd, NULL));
+    free(wwant);
+    assert_true(ConvertSecurityDescriptorToStringSecurityDescriptorW(
+        want_sd, SDDL_REVISION_1, DACL_SECURITY_INFORMATION, &wsddl, NULL));
+    char normal[512];
+    WideCharToMultiByte(CP_UTF8, 0, wsddl, -1, normal, sizeof normal, NULL, NULL);
+    LocalFree(wsddl);
+    LocalFree(want_sd);
+    print_message("pipe DACL read back: %s (configured %s)\n", got, want);
+    assert_string_equal(got, normal);
+    assert_non_null(strstr(got, "(A;;GA;;;SY)"));
+    assert_null(strstr(got, ";;;WD)"));
 }
 #endif
 

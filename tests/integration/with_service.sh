@@ -7,8 +7,14 @@
 # SIGINT (Ctrl+C: in-flight requests finish) and checks it exited with 0.
 # "@PID@" in ADDRESS and in SERVICE/TEST arguments is replaced by this
 # script's pid, so concurrent runs never share an endpoint; "@ADDRESS@" by
-# the address. The service log is printed when anything fails.
+# the address; "@SDDL@" by $LCOW_IT_SDDL_BARS with '|' read as ';' (CMake
+# cannot pass semicolons), also exported as LCOW_IT_SDDL. The service log is
+# printed when anything fails.
 set -u
+if [ -n "${LCOW_IT_SDDL_BARS:-}" ]; then
+    export LCOW_IT_SDDL=${LCOW_IT_SDDL_BARS//|/;}
+fi
+sddl=${LCOW_IT_SDDL:-}
 host_root=$1 address=${2//@PID@/$$}
 shift 2
 [ "$1" = "--" ] || { echo "usage: $0 HOST_ROOT ADDRESS -- CTL... -- SERVICE... -- TEST..." >&2; exit 2; }
@@ -17,10 +23,10 @@ ctl=() service=() test=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do ctl+=("$1"); shift; done
 shift
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-    a=${1//@PID@/$$}; service+=("${a//@ADDRESS@/$address}"); shift
+    a=${1//@PID@/$$}; a=${a//@SDDL@/"$sddl"}; service+=("${a//@ADDRESS@/"$address"}"); shift
 done
 shift
-while [ $# -gt 0 ]; do a=${1//@PID@/$$}; test+=("${a//@ADDRESS@/$address}"); shift; done
+while [ $# -gt 0 ]; do a=${1//@PID@/$$}; test+=("${a//@ADDRESS@/"$address"}"); shift; done
 
 rm -rf "$host_root" && mkdir -p "$host_root" || exit 1
 log=$host_root/service.log
