@@ -526,6 +526,23 @@ static void foreground_startup_failures_map_to_exit_codes(void **state)
     lcow_config_free(&cfg);
 }
 
+#ifndef _WIN32
+#include <signal.h>
+
+static void sigterm_and_sigint_request_a_shutdown(void **state)
+{
+    lcow_error err;
+    assert_int_equal(lcow_shutdown_init(&err), LCOW_OK);
+    raise(SIGTERM);
+    assert_string_equal(lcow_shutdown_wait(), "SIGTERM");
+    lcow_shutdown_cleanup();
+    assert_int_equal(lcow_shutdown_init(&err), LCOW_OK);
+    raise(SIGINT);
+    assert_string_equal(lcow_shutdown_wait(), "SIGINT");
+    lcow_shutdown_cleanup();
+}
+#endif
+
 static void service_main_exit_codes(void **state)
 {
     fake_app f = {0};
@@ -572,6 +589,9 @@ int main(void)
         cmocka_unit_test(foreground_drains_then_closes),
         cmocka_unit_test(foreground_startup_failures_map_to_exit_codes),
         cmocka_unit_test(service_main_exit_codes),
+#ifndef _WIN32
+        cmocka_unit_test(sigterm_and_sigint_request_a_shutdown),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

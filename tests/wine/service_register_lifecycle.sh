@@ -38,6 +38,20 @@ done
   fail "Event Log source $SRC_KEY does not point at the exe"
 [ "$(reg_value "$SRC_KEY" TypesSupported)" = "0x7" ] || fail "TypesSupported is not 7"
 
+if [ -n "${LCOW_LOAD_CLIENT:-}" ]; then
+  step "the EventMessageFile renders lcowsnap's messages (as Event Viewer would)"
+  msg=$(wine "$LCOW_LOAD_CLIENT" message "$(reg_value "$SRC_KEY" EventMessageFile)" 0xc0000067 \
+    "exit code 3" | tr -d '\r')
+  [[ $msg == "The lcowsnap service could not start: exit code 3"* ]] ||
+    fail "STARTUP_FAILED renders as '$msg'"
+  msg=$(wine "$LCOW_LOAD_CLIENT" message "$EXE_W" 0x40000064 "root X" | tr -d '\r')
+  [[ $msg == "The lcowsnap service started and is accepting clients: root X"* ]] ||
+    fail "SERVICE_STARTED renders as '$msg'"
+  ver=$(wine "$LCOW_LOAD_CLIENT" version "$EXE_W" | tr -d '\r')
+  wine "$LCOWSNAP_EXE" --version | grep -qF "lcowsnap $ver " ||
+    fail "version resource '$ver' does not match --version"
+fi
+
 step "registering twice is an error that changes nothing"
 if wine "$LCOWSNAP_EXE" --register-service --service-name "$SVC" --root 'C:\other' \
   >"$WORK/register2.log" 2>&1; then

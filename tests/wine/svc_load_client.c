@@ -10,6 +10,11 @@
  *     response is the clean end of a drained stop.
  *   svc_load_client verify PIPE COMMITTED_FILE
  *     Stats every key of COMMITTED_FILE; each must be a committed snapshot.
+ *   svc_load_client message EXE MESSAGE_ID INSERT
+ *     Renders a message of EXE's message table the way Event Viewer does
+ *     (FormatMessageW from the module loaded as a data file).
+ *   svc_load_client version EXE
+ *     Prints ProductVersion from EXE's version resource.
  *
  * It speaks raw MessagePack-RPC over the pipe (not the client library) so it
  * can see exactly how many bytes of a response arrived. */
@@ -286,8 +291,62 @@ static int verify(const char *in_path)
     return missing || checked == 0 ? 1 : 0;
 }
 
+static wchar_t *widen(const char *s)
+{
+    static wchar_t buf[1024];
+    MultiByteToWideChar(CP_UTF8, 0, s, -1, buf, 1024);
+    return buf;
+}
+
+static int render_message(const char *exe, const char *id_text, const char *insert)
+{
+    HMODULE module = LoadLibraryExW(widen(exe), NULL, LOAD_LIBRARY_AS_DATAFILE);
+    if (!module) {
+        fprintf(stderr, "cannot load %s (error %lu)\n", exe, GetLastError());
+        return 1;
+    }
+    wchar_t winsert[256];
+    MultiByteToWideChar(CP_UTF8, 0, insert, -1, winsert, 256);
+    DWORD_PTR args[1] = {(DWORD_PTR)winsert};
+    wchar_t text[1024];
+    DWORD id = (DWORD)strtoul(id_text, NULL, 0);
+    DWORD n =
+        FormatMessageW(FORMAT_MESSAGE_FROM_HMODULE | FORMAT_MESSAGE_ARGUMENT_ARRAY, module, id,
+                       MAKELANGID(LANG_ENGLISH, SUBLANG_ENGLISH_US), text, 1024, (va_list *)args);
+    FreeLibrary(module);
+    if (n == 0) {
+        fprintf(stderr, "message 0x%lx not found in %s (error %lu)\n", id, exe, GetLastError());
+        return 1;
+    }
+    printf("%ls\n", text);
+    return 0;
+}
+
+static int print_version(const char *exe)
+{
+    DWORD handle = 0;
+    DWORD size = GetFileVersionInfoSizeW(widen(exe), &handle);
+    void *data = size ? malloc(size) : NULL;
+    wchar_t *value = NULL;
+    UINT len = 0;
+    if (!data || !GetFileVersionInfoW(widen(exe), 0, size, data) ||
+        !VerQueryValueW(data, L"\\StringFileInfo\\040904b0\\ProductVersion", (void **)&value,
+                        &len)) {
+        fprintf(stderr, "no version resource in %s\n", exe);
+        free(data);
+        return 1;
+    }
+    printf("%ls\n", value);
+    free(data);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "message") == 0)
+        return render_message(argv[2], argv[3], argv[4]);
+    if (argc == 3 && strcmp(argv[1], "version") == 0)
+        return print_version(argv[2]);
     if (argc >= 3)
         MultiByteToWideChar(CP_UTF8, 0, argv[2], -1, pipe_name, 256);
     if (argc == 6 && strcmp(argv[1], "load") == 0) {
