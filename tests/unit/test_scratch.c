@@ -519,6 +519,59 @@ static void sized_templates_live_in_the_location(void **state)
     close_fixture(&fx);
 }
 
+static void set_env(const char *name, const char *value)
+{
+#ifdef _WIN32
+    _putenv_s(name, value ? value : "");
+#else
+    if (value)
+        setenv(name, value, 1);
+    else
+        unsetenv(name);
+#endif
+}
+
+/* Sizes at or above the format threshold are formatted in place (no copy),
+ * and their template is still kept. */
+static void large_sizes_are_formatted_directly(void **state)
+{
+    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", "2");
+    fixture fx = open_fixture("own-format", NULL, 0);
+    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", NULL);
+    lcow_error err;
+    char *snap1 = subdir(fx.root, "1"), *snap2 = subdir(fx.root, "2");
+    lcow_os_fault_clear();
+    /* Every copy would fail: the formatted path must not copy. */
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_COPY, 1, LCOW_FAULT_EIO, true));
+    lcow_scratch_plan plan = own_plan(2, NULL);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap1, &err), LCOW_OK);
+    lcow_os_fault_clear();
+    char *template_path = join(fx.root, "scratch_2.vhdx");
+    assert_true(exists(template_path));
+    char *disk1 = join(snap1, LCOW_SANDBOX_NAME);
+    assert_valid_disk(disk1, 2);
+    /* Below the threshold the copy is used. */
+    plan = own_plan(1, NULL);
+    assert_true(lcow_os_fault_arm(LCOW_OS_OP_COPY, 1, LCOW_FAULT_EIO, true));
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap2, &err), LCOW_INTERNAL);
+    lcow_os_fault_clear();
+    char *disk2 = join(snap2, LCOW_SANDBOX_NAME);
+    assert_false(exists(disk2));
+
+    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", "0");
+    lcow_scratch *bad;
+    assert_int_equal(lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, NULL, 0, &bad, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "LCOW_SCRATCH_FORMAT_FROM_GB"));
+    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", NULL);
+    free(disk2);
+    free(disk1);
+    free(template_path);
+    free(snap2);
+    free(snap1);
+    close_fixture(&fx);
+}
+
 static void rename_failure_leaves_no_template_and_next_call_succeeds(void **state)
 {
     fixture fx = open_fixture("own-crash", NULL, 0);
@@ -762,6 +815,7 @@ int main(void)
         cmocka_unit_test(allow_list_confines_locations),
         cmocka_unit_test(default_template_is_built_once_then_copied),
         cmocka_unit_test(sized_templates_live_in_the_location),
+        cmocka_unit_test(large_sizes_are_formatted_directly),
         cmocka_unit_test(rename_failure_leaves_no_template_and_next_call_succeeds),
         cmocka_unit_test(stale_temp_files_are_cleaned_up),
         cmocka_unit_test(a_foreign_template_is_refused),
