@@ -1517,6 +1517,59 @@ static void scratch_failures_leave_nothing(void **state)
     check(f->s);
 }
 
+typedef struct slow_prepare {
+    lcow_snapshotter *s;
+    _Atomic int done;
+    lcow_code rc;
+} slow_prepare;
+
+static void *prepare_big_scratch(void *arg)
+{
+    slow_prepare *p = arg;
+    lcow_labels l = {0};
+    lcow_labels_set(&l, LABEL_SIZE, "4096"); /* cold template: the slowest Prepare */
+    lcow_mounts m = {0};
+    lcow_error err;
+    p->rc = lcow_snapshotter_prepare(p->s, "default/1/big", "", &l, &m, &err);
+    lcow_mounts_free(&m);
+    lcow_labels_free(&l);
+    p->done = 1;
+    return NULL;
+}
+
+static void scratch_creation_blocks_no_one(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    prep(f->s, "existing", "");
+    slow_prepare p = {.s = f->s};
+    lcow_thread t;
+    assert_true(lcow_thread_create(&t, prepare_big_scratch, &p));
+    /* While the template is being built (outside the metadata lock),
+     * readers and other writers go ahead. */
+    int done_meanwhile = 0;
+    for (int i = 0; i < 20 && !p.done; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "default/2/extract-%d", i);
+        assert_int_equal(stat_code(f->s, "existing"), LCOW_OK);
+        prep(f->s, key, "");
+        if (!p.done)
+            done_meanwhile++;
+    }
+    /* the same key cannot be prepared twice meanwhile */
+    lcow_error err;
+    lcow_mounts m;
+    lcow_code again = lcow_snapshotter_prepare(f->s, "default/1/big", "", NULL, &m, &err);
+    bool still_running = !p.done;
+    lcow_thread_join(t, NULL);
+    assert_int_equal(p.rc, LCOW_OK);
+    if (still_running)
+        assert_int_equal(again, LCOW_ALREADY_EXISTS);
+    if (done_meanwhile == 0)
+        skip(); /* the build was too quick to show anything */
+    check(f->s);
+}
+
 static void create_scratch_validates_path(void **state)
 {
     fixture *f = *state;
@@ -1697,6 +1750,7 @@ int main(int argc, char **argv)
         T(shared_owner_is_exact_client_key_in_namespace),
         T(owner_removed_before_members_keeps_disk),
         T(scratch_failures_leave_nothing),
+        T(scratch_creation_blocks_no_one),
         T(create_scratch_validates_path),
         T(killed_at_any_instant_reopens_clean),
     };
