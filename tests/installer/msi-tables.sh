@@ -11,8 +11,14 @@ ZIP=${LCOW_ZIP:?}
 [ -f "$MSI" ] || fail "$MSI was not built (target lcowsnap_msi)"
 command -v msiinfo >/dev/null || fail "msiinfo not installed (Debian package msitools)"
 
-# rows TABLE: the data rows of a table (msiinfo export prints 3 header lines).
-rows() { msiinfo export "$MSI" "$1" | tr -d '\r' | tail -n +4; }
+# rows TABLE: the data rows of a table (msiinfo export prints 3 header lines),
+# exported once per table into a scratch directory.
+cache=$(mktemp -d)
+trap 'rm -rf "$cache"' EXIT
+rows() {
+  [ -f "$cache/$1" ] || msiinfo export "$MSI" "$1" | tr -d '\r' | tail -n +4 >"$cache/$1"
+  cat "$cache/$1"
+}
 # field TABLE KEYCOLUMN-VALUE N: column N of the row whose first column is the key.
 field() { rows "$1" | awk -F '\t' -v key="$2" -v n="$3" '$1 == key { print $n; found = 1 } END { exit !found }'; }
 

@@ -53,7 +53,9 @@ if [ -n "${LCOW_PS_PARSER_DIR:-}" ] && command -v node >/dev/null && command -v 
     parser_modules="$LCOW_PS_PARSER_DIR/node_modules"
 fi
 if [ -n "$parser_modules" ]; then
-  node "$(dirname "$0")/ps-parse.mjs" "$parser_modules" "$dir/install.ps1" "$dir/uninstall.ps1" ||
+  # --liftoff-only: without it V8 keeps optimising the large grammar module in the
+  # background and the process takes minutes to exit after the parse is done.
+  node --liftoff-only "$(dirname "$0")/ps-parse.mjs" "$parser_modules" "$dir/install.ps1" "$dir/uninstall.ps1" ||
     fail "PowerShell syntax errors (tree-sitter-powershell grammar)"
 else
   log "NOTE: no node/npm PowerShell grammar available: only the bracket-balance check runs"
