@@ -95,7 +95,9 @@ void lcow_log_event(lcow_svc_event event, lcow_log_level level, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    if (level > lcow_log_get_level() && level != LCOW_LOG_ERROR)
+    /* Lifecycle events are logged at any --log-level: they are what an
+     * operator looks for first. */
+    if (event == LCOW_EVENT_LINE && level > lcow_log_get_level())
         return;
     if (!sinks.started) {
         lcow_log(level, "%s", text);

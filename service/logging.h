@@ -41,8 +41,8 @@ lcow_code lcow_logging_start(const lcow_logging_options *opts, lcow_error *err);
 /* Flushes and closes the sinks; lcow_log goes back to plain stderr. */
 void lcow_logging_stop(void);
 
-/* Logs a lifecycle event: the line goes to every sink, and the Event Log
- * gets the event's own ID. */
+/* Logs a lifecycle event: the line goes to every sink whatever the
+ * --log-level, and the Event Log gets the event's own ID. */
 void lcow_log_event(lcow_svc_event event, lcow_log_level level, const char *fmt, ...)
 #if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO) */
     __attribute__((format(gnu_printf, 3, 4)))

@@ -411,6 +411,24 @@ static void log_file_gets_leveled_lines(void **state)
     remove(path);
 }
 
+static void lifecycle_events_ignore_the_level(void **state)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s" SEP "events.log", test_tmp());
+    remove(path);
+    lcow_logging_options opts = {.level = LCOW_LOG_ERROR, .log_file = path};
+    lcow_error err;
+    assert_int_equal(lcow_logging_start(&opts, &err), LCOW_OK);
+    LCOW_LOGI("an info line is below --log-level error");
+    lcow_log_event(LCOW_EVENT_STOPPED, LCOW_LOG_INFO, "store %s closed", "X");
+    lcow_logging_stop();
+    const char *text = read_file(path);
+    assert_non_null(text);
+    assert_null(strstr(text, "an info line"));
+    assert_non_null(strstr(text, " info  store X closed\n"));
+    remove(path);
+}
+
 static void unopenable_log_file_is_a_clear_error(void **state)
 {
     char path[1024];
@@ -585,6 +603,7 @@ int main(void)
         cmocka_unit_test(bad_address_is_rejected),
         cmocka_unit_test(service_command_line_quotes_and_round_trips),
         cmocka_unit_test(log_file_gets_leveled_lines),
+        cmocka_unit_test(lifecycle_events_ignore_the_level),
         cmocka_unit_test(unopenable_log_file_is_a_clear_error),
         cmocka_unit_test(foreground_drains_then_closes),
         cmocka_unit_test(foreground_startup_failures_map_to_exit_codes),
