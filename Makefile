@@ -10,7 +10,8 @@ SHELL := /bin/bash
 
 JOBS ?= 2
 FUZZ_SECONDS ?= 300
-ROOT_DIR ?= ./var/lcowsnap
+# Absolute: lcowsnap rejects relative roots. ./var/ is git-ignored.
+ROOT_DIR ?= $(CURDIR)/var/lcowsnap
 LCOWSNAP := build/native/service/lcowsnap
 
 export LCOW_JOBS := $(JOBS)
