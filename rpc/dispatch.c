@@ -131,25 +131,44 @@ static lcow_code do_create_scratch(lcow_snapshotter *s, const lcow_params *p, lc
 }
 
 /* The method table, indexed by lcow_method (the wire names live in
- * rpc/proto.c beside each method's field tables). */
-static const handler_fn handlers[LCOW_METHOD_COUNT] = {
-    [LCOW_METHOD_PREPARE] = do_prepare, [LCOW_METHOD_VIEW] = do_view,
-    [LCOW_METHOD_MOUNTS] = do_mounts,   [LCOW_METHOD_COMMIT] = do_commit,
-    [LCOW_METHOD_REMOVE] = do_remove,   [LCOW_METHOD_STAT] = do_stat,
-    [LCOW_METHOD_UPDATE] = do_update,   [LCOW_METHOD_USAGE] = do_usage,
-    [LCOW_METHOD_WALK] = do_walk,       [LCOW_METHOD_CLEANUP] = do_cleanup,
-    [LCOW_METHOD_VERSION] = do_version, [LCOW_METHOD_CREATE_SCRATCH] = do_create_scratch,
+ * rpc/proto.c beside each method's field tables). "inline" marks point reads
+ * of the store that never wait for a writer or touch files: the server may
+ * run them on its I/O thread when the connection has nothing queued, which
+ * saves a thread hand-off per round trip. */
+typedef struct method_row {
+    handler_fn handler;
+    bool run_inline;
+} method_row;
+
+static const method_row method_table[LCOW_METHOD_COUNT] = {
+    [LCOW_METHOD_PREPARE] = {do_prepare, false},
+    [LCOW_METHOD_VIEW] = {do_view, false},
+    [LCOW_METHOD_MOUNTS] = {do_mounts, true},
+    [LCOW_METHOD_COMMIT] = {do_commit, false},
+    [LCOW_METHOD_REMOVE] = {do_remove, false},
+    [LCOW_METHOD_STAT] = {do_stat, true},
+    [LCOW_METHOD_UPDATE] = {do_update, false},
+    [LCOW_METHOD_USAGE] = {do_usage, false}, /* walks an active's directory */
+    [LCOW_METHOD_WALK] = {do_walk, false},
+    [LCOW_METHOD_CLEANUP] = {do_cleanup, false},
+    [LCOW_METHOD_VERSION] = {do_version, true},
+    [LCOW_METHOD_CREATE_SCRATCH] = {do_create_scratch, false},
 };
+
+bool lcow_dispatch_runs_inline(lcow_method method)
+{
+    return (unsigned)method < LCOW_METHOD_COUNT && method_table[method].run_inline;
+}
 
 lcow_code lcow_dispatch(lcow_snapshotter *snapshotter, const lcow_request *req, lcow_result *result,
                         lcow_error *err)
 {
     memset(result, 0, sizeof *result);
-    if ((unsigned)req->method >= LCOW_METHOD_COUNT || !handlers[req->method])
+    if ((unsigned)req->method >= LCOW_METHOD_COUNT || !method_table[req->method].handler)
         return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "method not implemented");
     lcow_error local;
     lcow_error_clear(&local);
-    lcow_code code = handlers[req->method](snapshotter, &req->params, result, &local);
+    lcow_code code = method_table[req->method].handler(snapshotter, &req->params, result, &local);
     if (code != LCOW_OK) {
         /* Core codes are the protocol's categories; anything else is Internal. */
         if ((unsigned)code >= LCOW_CODE_COUNT)

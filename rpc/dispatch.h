@@ -25,6 +25,10 @@ bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *re
 bool lcow_dispatch_object(lcow_snapshotter *snapshotter, const msgpack_object *obj,
                           msgpack_sbuffer *out);
 
+/* True for methods cheap and non-blocking enough to run on a server's I/O
+ * thread (point reads: Stat, Mounts, Version). */
+bool lcow_dispatch_runs_inline(lcow_method method);
+
 /* Appends an error response. */
 bool lcow_dispatch_error(msgpack_sbuffer *out, bool has_msgid, uint32_t msgid, lcow_code code,
                          const char *message);

@@ -173,6 +173,9 @@ static bool conn_read(lcow_server *server, conn *c, uint8_t *buf)
                 c->broken = true;
                 return true;
             }
+            /* Answers of requests run inline go out at once. */
+            if (!lcow_session_write(c->session, sock_write, c))
+                return false;
             if ((size_t)n < READ_CHUNK)
                 return true;
             continue;

@@ -276,6 +276,25 @@ static void enqueue(lcow_session *s, job *j)
     }
 }
 
+/* Runs a cheap request on the calling (I/O) thread when nothing of this
+ * session is queued or running, so order is kept; false = queue it. */
+static bool run_inline(lcow_session *s, job *j)
+{
+    lcow_mutex_lock(&s->lock);
+    bool idle = s->pending == 0 && !s->closed;
+    lcow_mutex_unlock(&s->lock);
+    if (!idle)
+        return false;
+    if (!lcow_dispatch_respond(s->snapshotter, &j->req, &j->out))
+        LCOW_LOGE("rpc: out of memory answering msgid %u", (unsigned)j->req.msgid);
+    lcow_mutex_lock(&s->lock);
+    if (!s->closed && j->out.size > 0)
+        msgpack_sbuffer_write(&s->out, j->out.data, j->out.size);
+    lcow_mutex_unlock(&s->lock);
+    free_job(j);
+    return true;
+}
+
 static void frame_sink(void *ctx, const lcow_frame_event *ev)
 {
     lcow_session *s = ctx;
@@ -294,6 +313,8 @@ static void frame_sink(void *ctx, const lcow_frame_event *ev)
             j->decoded = true;
         else
             lcow_dispatch_error(&j->out, has_msgid, j->req.msgid, code, err.message);
+        if (j->decoded && lcow_dispatch_runs_inline(j->req.method) && run_inline(s, j))
+            return;
     } else {
         lcow_dispatch_error(&j->out, ev->has_msgid, ev->msgid, ev->code, ev->message);
     }

@@ -1,6 +1,7 @@
 /* An in-memory stand-in for core/snapshotter.c, for RPC tests that must not
  * depend on the store: keys live in a small sorted table under a mutex.
- * Stat of "sleep:<ms>" sleeps first (slow-request tests); CreateScratch of a
+ * Usage of "sleep:<ms>" sleeps (slow-request tests; Usage runs on the
+ * worker pool, while Stat may run inline on the server's I/O thread); CreateScratch of a
  * path containing "fail" fails with InvalidArgument. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,14 +208,6 @@ lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_err
 lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info *info,
                                 lcow_error *err)
 {
-    if (strncmp(key, "sleep:", 6) == 0) {
-        sleep_ms((unsigned)atoi(key + 6));
-        memset(info, 0, sizeof *info);
-        info->name = strdup(key);
-        info->parent = strdup("");
-        info->kind = LCOW_KIND_VIEW;
-        return LCOW_OK;
-    }
     lcow_mutex_lock(&s->lock);
     bool found;
     size_t at = find(s, key, &found);
@@ -258,6 +251,11 @@ lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
 lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usage *usage,
                                  lcow_error *err)
 {
+    if (strncmp(key, "sleep:", 6) == 0) {
+        sleep_ms((unsigned)atoi(key + 6));
+        usage->size = usage->inodes = 0;
+        return LCOW_OK;
+    }
     lcow_info info = {0};
     lcow_code code = lcow_snapshotter_stat(s, key, &info, err);
     lcow_info_free(&info);

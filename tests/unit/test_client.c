@@ -263,6 +263,27 @@ static void pipelining_1000_requests_answers_in_order(void **state)
             fail_msg("response %d: %s", i, call_err.message);
         lcow_result_free(&r);
     }
+    /* A read that may run inline must still wait for the queued write
+     * before it on the same connection. */
+    for (int round = 0; round < 50; round++) {
+        char key[32];
+        snprintf(key, sizeof key, "mix%d", round);
+        prep.key = key;
+        lcow_params stat;
+        memset(&stat, 0, sizeof stat);
+        stat.key = key;
+        assert_int_equal(lcow_client_send(c, LCOW_METHOD_PREPARE, &prep, NULL, &err), LCOW_OK);
+        assert_int_equal(lcow_client_send(c, LCOW_METHOD_STAT, &stat, NULL, &err), LCOW_OK);
+    }
+    for (int i = 0; i < 100; i++) {
+        lcow_result r;
+        lcow_error call_err;
+        lcow_method method = i % 2 ? LCOW_METHOD_STAT : LCOW_METHOD_PREPARE;
+        assert_int_equal(lcow_client_receive(c, method, NULL, &r, &call_err, &err), LCOW_OK);
+        if (call_err.code != LCOW_OK)
+            fail_msg("mixed response %d: %s", i, call_err.message);
+        lcow_result_free(&r);
+    }
     lcow_client_close(c);
     lcow_server_free(server);
 }
@@ -469,7 +490,7 @@ typedef struct slow_args {
     unsigned long long took_ms;
 } slow_args;
 
-static void *slow_stat(void *arg)
+static void *slow_request(void *arg)
 {
     slow_args *a = arg;
     lcow_client *c = NULL;
@@ -477,9 +498,8 @@ static void *slow_stat(void *arg)
     unsigned long long t0 = now_ms();
     a->code = lcow_client_connect(address, 2000, &c, &err);
     if (a->code == LCOW_OK) {
-        lcow_info info = {0};
-        a->code = lcow_client_stat(c, a->key, &info, &err);
-        lcow_info_free(&info);
+        lcow_usage usage;
+        a->code = lcow_client_usage(c, a->key, &usage, &err);
         lcow_client_close(c);
     }
     a->took_ms = now_ms() - t0;
@@ -491,7 +511,7 @@ static void a_slow_request_does_not_block_other_clients(void **state)
     lcow_server *server = start(NULL);
     slow_args slow = {"sleep:1500"};
     lcow_thread t;
-    assert_true(lcow_thread_create(&t, slow_stat, &slow));
+    assert_true(lcow_thread_create(&t, slow_request, &slow));
     sleep_ms(100);
     lcow_client *c = connect_ok();
     unsigned long long t0 = now_ms();
@@ -512,7 +532,7 @@ static void stop_finishes_in_flight_requests(void **state)
     lcow_server *server = start(NULL);
     slow_args slow = {"sleep:500"};
     lcow_thread t;
-    assert_true(lcow_thread_create(&t, slow_stat, &slow));
+    assert_true(lcow_thread_create(&t, slow_request, &slow));
     sleep_ms(200); /* the request is executing */
     assert_int_equal(lcow_server_inflight(server), 1);
     lcow_server_stop(server, 5000);
@@ -530,9 +550,9 @@ static void call_timeout_makes_the_connection_unusable(void **state)
     lcow_server *server = start(NULL);
     lcow_client *c = connect_ok();
     lcow_client_set_call_timeout(c, 200);
-    lcow_info info = {0};
+    lcow_usage usage;
     lcow_error err;
-    assert_int_equal(lcow_client_stat(c, "sleep:1000", &info, &err), LCOW_UNAVAILABLE);
+    assert_int_equal(lcow_client_usage(c, "sleep:1000", &usage, &err), LCOW_UNAVAILABLE);
     assert_non_null(strstr(err.message, "200 ms"));
     lcow_result v;
     assert_int_equal(lcow_client_version(c, &v, &err), LCOW_UNAVAILABLE);
