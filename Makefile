@@ -76,8 +76,9 @@ fmt:
 # and the next `make test` (cmake --preset fuzz) puts 10 s back.
 fuzz: deps-native
 	@cmake --preset fuzz -DLCOW_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS)
-	@ctest --preset fuzz -L fuzz --no-tests=error --timeout $$(( $(FUZZ_SECONDS) + 300 ))
+	@build_rc=0; cmake --build --preset fuzz -j $(JOBS) -- -k 0 || build_rc=$$?; \
+	ctest --preset fuzz -L fuzz --no-tests=error --timeout $$(( $(FUZZ_SECONDS) + 300 )); \
+	if [ $$build_rc != 0 ]; then echo "make fuzz: the fuzz build had failures (above)" >&2; exit 1; fi
 
 torture: deps-native
 	@cmake --preset native >/dev/null
