@@ -85,8 +85,13 @@ wait_state "$SVC" 1 60
 grep -qF "snapshot store in $ROOT_W closed" "$LOG" || fail "the log does not say the store closed"
 grep -q "stop requested" "$LOG" || fail "the log does not say a stop was requested"
 
-step "unregister $SVC"
+step "start again, then unregister while RUNNING (it is stopped first)"
+wine sc start "$SVC" >/dev/null
+wait_state "$SVC" 4 30
 wine "$LCOWSNAP_EXE" --unregister-service --service-name "$SVC" 2>&1 | tee "$WORK/unregister.log"
+grep -q "stopping service $SVC before deleting it" "$WORK/unregister.log" ||
+  fail "--unregister-service did not stop the running service first"
+[ "$(grep -c "stop requested" "$LOG")" = 2 ] || fail "the second run did not get a stop"
 service_exists "$SVC" && fail "sc query still finds $SVC"
 wine reg query "$KEY" >/dev/null 2>&1 && fail "service key still present"
 wine reg query "$SRC_KEY" >/dev/null 2>&1 && fail "Event Log source still present"
