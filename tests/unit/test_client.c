@@ -530,10 +530,12 @@ static void a_slow_request_does_not_block_other_clients(void **state)
 static void stop_finishes_in_flight_requests(void **state)
 {
     lcow_server *server = start(NULL);
-    slow_args slow = {"sleep:500"};
+    slow_args slow = {"sleep:2000"};
     lcow_thread t;
     assert_true(lcow_thread_create(&t, slow_request, &slow));
-    sleep_ms(200); /* the request is executing */
+    /* Wait until the request is executing (slow under Wine). */
+    for (int i = 0; i < 150 && lcow_server_inflight(server) == 0; i++)
+        sleep_ms(10);
     assert_int_equal(lcow_server_inflight(server), 1);
     lcow_server_stop(server, 5000);
     lcow_thread_join(t, NULL);
