@@ -1,7 +1,7 @@
 #!/bin/sh
 # check-images.sh DIR QEMU_IMG E2FSCK DUMPE2FS
 # Validates the images a disk unit test exported into DIR (listed in
-# DIR/MANIFEST as "KIND FILE SIZE BLOCK") with the Linux tools. Its purpose
+# DIR/MANIFEST as "KIND FILE SIZE BLOCK [RAW]") with the Linux tools. Its purpose
 # is the win64 build: the Windows test exe writes the images under Wine,
 # where it cannot run qemu-img or e2fsck itself.
 set -eu
@@ -17,7 +17,7 @@ check_ext4() { # image label
         { echo "FAIL $2: unexpected features"; "$dumpe2fs" -h "$1"; return 1; }
     echo "ok   $2: e2fsck -fn clean, features as mkfs.ext4"
 }
-while read -r kind file size block; do
+while read -r kind file size block raw; do
     img=$dir/$file
     case $kind in
     vhdx-ext4)
@@ -32,6 +32,17 @@ while read -r kind file size block; do
         "$qemu" convert -f vhdx -O raw "$img" "$img.raw"
         check_ext4 "$img.raw" "$file" || fail=1
         rm -f "$img.raw"
+        ;;
+    vhdx-raw)
+        out=$("$qemu" check -f vhdx "$img" 2>&1) && echo "$out" | grep -q "No errors were found" ||
+            { echo "FAIL $file: qemu-img check"; echo "$out"; fail=1; continue; }
+        info=$("$qemu" info -f vhdx --output=json "$img")
+        echo "$info" | grep -q "\"virtual-size\": $size," &&
+            echo "$info" | grep -q "\"cluster-size\": $block," ||
+            { echo "FAIL $file: qemu-img info"; echo "$info"; fail=1; continue; }
+        out=$("$qemu" compare -f raw -F vhdx "$dir/$raw" "$img" 2>&1) ||
+            { echo "FAIL $file: qemu-img compare with $raw"; echo "$out"; fail=1; continue; }
+        echo "ok   $file: qemu-img check clean, info as written, identical to $raw"
         ;;
     raw-ext4)
         [ "$(stat -c %s "$img")" = "$size" ] || { echo "FAIL $file: size"; fail=1; continue; }

@@ -25,11 +25,13 @@ find_program(LCOW_DISK_QEMU_IMG qemu-img NO_CMAKE_FIND_ROOT_PATH)
 find_program(LCOW_DISK_E2FSCK e2fsck PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
 find_program(LCOW_DISK_DUMPE2FS dumpe2fs PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
 if(LCOW_DISK_QEMU_IMG AND LCOW_DISK_E2FSCK AND LCOW_DISK_DUMPE2FS)
-  set_tests_properties(test_scratchdisk PROPERTIES FIXTURES_SETUP disk_exported_images)
-  add_test(NAME test_disk_exported_images
-           COMMAND sh ${PROJECT_SOURCE_DIR}/tests/disk/check-images.sh
-                   ${CMAKE_BINARY_DIR}/test-tmp/test_scratchdisk/export ${LCOW_DISK_QEMU_IMG}
-                   ${LCOW_DISK_E2FSCK} ${LCOW_DISK_DUMPE2FS})
-  set_tests_properties(test_disk_exported_images PROPERTIES
-                       FIXTURES_REQUIRED disk_exported_images LABELS "unit;disk" TIMEOUT 300)
+  foreach(exporter test_scratchdisk test_vhdx)
+    set_tests_properties(${exporter} PROPERTIES FIXTURES_SETUP disk_export_${exporter})
+    add_test(NAME ${exporter}_exported_images
+             COMMAND sh ${PROJECT_SOURCE_DIR}/tests/disk/check-images.sh
+                     ${CMAKE_BINARY_DIR}/test-tmp/${exporter}/export ${LCOW_DISK_QEMU_IMG}
+                     ${LCOW_DISK_E2FSCK} ${LCOW_DISK_DUMPE2FS})
+    set_tests_properties(${exporter}_exported_images PROPERTIES
+                         FIXTURES_REQUIRED disk_export_${exporter} LABELS "unit;disk" TIMEOUT 300)
+  endforeach()
 endif()

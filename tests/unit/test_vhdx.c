@@ -572,6 +572,39 @@ static void qemu_made_vhdx_reads_back(void **state)
     free(vhdx);
 }
 
+/* Leaves VHDX files and their raw twins for tests/disk/check-images.sh
+ * (qemu-img check/info/whole-disk compare): the Windows-built writer's
+ * output is checked by the Linux tools after the Wine run. Small sizes:
+ * qemu's whole-disk compare reads every byte. */
+static void export_images_for_external_checks(void **state)
+{
+    char *dir = test_path("export");
+    lcow_error err;
+    assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_OK);
+    char *manifest_path = lcow_path_join(dir, "MANIFEST");
+    FILE *manifest = fopen(manifest_path, "wb");
+    assert_non_null(manifest);
+    const image_case exports[] = {{"x1g-data", 1 * GiB + 12 * 1024, 1u << 20, true},
+                                  {"x1g-empty", 1 * GiB, 1u << 20, false},
+                                  {"x2g-8m-data", 2 * GiB, 8u << 20, true}};
+    for (size_t i = 0; i < sizeof exports / sizeof exports[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.vhdx", exports[i].name);
+        char *vhdx = lcow_path_join(dir, name);
+        snprintf(name, sizeof name, "%s.raw", exports[i].name);
+        char *raw = lcow_path_join(dir, name);
+        write_image(&exports[i], vhdx, raw);
+        verify_with_reader(&exports[i], vhdx);
+        fprintf(manifest, "vhdx-raw %s.vhdx %llu %u %s.raw\n", exports[i].name,
+                (unsigned long long)exports[i].size, exports[i].block, exports[i].name);
+        free(vhdx);
+        free(raw);
+    }
+    fclose(manifest);
+    free(manifest_path);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -584,6 +617,7 @@ int main(void)
         cmocka_unit_test(write_failures_propagate),
         cmocka_unit_test(images_pass_reader_and_qemu_checks),
         cmocka_unit_test(qemu_made_vhdx_reads_back),
+        cmocka_unit_test(export_images_for_external_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
