@@ -48,6 +48,10 @@ case "$image_path" in
   *"$INSTALLED_SVC"*" ${LCOW_SERVICE_ARGUMENTS:?}") ;;
   *) fail "ImagePath '$image_path' is not the installed exe followed by '$LCOW_SERVICE_ARGUMENTS'" ;;
 esac
+# Event Log source registered with the installed exe as message file.
+eventlog_key="HKLM\\SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\$SERVICE"
+message_file=$(wine_run reg query "$eventlog_key" /v EventMessageFile | sed -n 's/.*EventMessageFile *REG_[A-Z_]* *//p')
+[ "$message_file" = "$INSTALLED_SVC" ] || fail "Event Log source EventMessageFile is '$message_file', want $INSTALLED_SVC"
 # The failure-action custom actions ran (Wine's sc.exe stores nothing, so only the log shows it).
 grep -aq 'Action start .*LcowFailureActions' "$LOGDIR/install1.log" ||
   fail "LcowFailureActions custom action did not run during install"
@@ -72,6 +76,7 @@ state=$(service_state)
   fail "binaries still in Program Files\\lcowsnap after msiexec /x"
 [ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost its LevelDB (meta/CURRENT) on uninstall"
 [ -n "$(installed_product_codes)" ] && fail "product still registered after msiexec /x"
+wine_run reg query "$eventlog_key" /v EventMessageFile >/dev/null && fail "Event Log source left behind by msiexec /x"
 log "after uninstall: service and binaries gone; $(ls "$STATE_DIR" | tr '\n' ' ')kept"
 
 log "install again"
