@@ -61,12 +61,20 @@ if ($Root -ne '' -and -not [IO.Path]::IsPathRooted($Root)) {
     exit 1
 }
 
+$uninstallKeys = @('HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\*')
+$msiProduct = Get-ItemProperty -Path $uninstallKeys -ErrorAction SilentlyContinue |
+    Where-Object { ($_.PSObject.Properties.Name -contains 'DisplayName') -and $_.DisplayName -eq 'lcowsnap' }
+if ($null -ne $msiProduct) {
+    Write-Host 'install.ps1: lcowsnap is already installed with the MSI. Upgrade it with a newer MSI,' -ForegroundColor Red
+    Write-Host 'or remove it first with: msiexec /x <lcowsnap msi> /qn  (the state directory is kept).' -ForegroundColor Red
+    exit 1
+}
+
 $existing = Get-Service -Name $ServiceName -ErrorAction SilentlyContinue
 if ($null -ne $existing) {
     if (-not $Force) {
         Write-Host "install.ps1: a service named '$ServiceName' already exists." -ForegroundColor Red
         Write-Host 'Run uninstall.ps1 first (it keeps the state directory), or pass -Force to replace it.' -ForegroundColor Red
-        Write-Host 'If it was installed with the MSI, remove it with: msiexec /x <lcowsnap msi> /qn' -ForegroundColor Red
         exit 1
     }
     Write-Host "Replacing the existing '$ServiceName' service (state directory kept)."
@@ -104,11 +112,11 @@ if ($LASTEXITCODE -ne 0) {
 }
 
 Write-Host "Starting $ServiceName"
-Start-Service -Name $ServiceName
 try {
+    Start-Service -Name $ServiceName
     (Get-Service -Name $ServiceName).WaitForStatus('Running', [TimeSpan]::FromSeconds(60))
 } catch {
-    Write-Host "install.ps1: $ServiceName did not reach RUNNING within 60 s." -ForegroundColor Red
+    Write-Host "install.ps1: $ServiceName did not reach RUNNING within 60 s: $($_.Exception.Message)" -ForegroundColor Red
     & sc.exe query $ServiceName
     Write-Host 'See the Application event log (source lcowsnap) for the reason.' -ForegroundColor Red
     exit 1
