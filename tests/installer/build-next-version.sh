@@ -17,10 +17,10 @@ configure_args=(-S "$LCOW_SOURCE_DIR" -B "$LCOW_NEXT_BUILD_DIR" -G "${LCOW_GENER
   "-DLCOW_NEXT_VERSION=$LCOW_NEXT_VERSION")
 [ -n "${LCOW_C_FLAGS_DEBUG:-}" ] && configure_args+=("-DCMAKE_C_FLAGS_DEBUG=$LCOW_C_FLAGS_DEBUG")
 log "configuring $LCOW_NEXT_BUILD_DIR with version $LCOW_NEXT_VERSION"
-cmake "${configure_args[@]}" >"$LCOW_NEXT_BUILD_DIR.configure.log" 2>&1 ||
+"${LCOW_CMAKE:-cmake}" "${configure_args[@]}" >"$LCOW_NEXT_BUILD_DIR.configure.log" 2>&1 ||
   { tail -30 "$LCOW_NEXT_BUILD_DIR.configure.log"; fail "configure of the next-version tree failed"; }
 log "building lcowsnap_msi there (lcowsnap.exe, lcowsnapctl.exe, MSI)"
-cmake --build "$LCOW_NEXT_BUILD_DIR" --target lcowsnap_msi -j2 >"$LCOW_NEXT_BUILD_DIR.build.log" 2>&1 ||
+"${LCOW_CMAKE:-cmake}" --build "$LCOW_NEXT_BUILD_DIR" --target lcowsnap_msi -j2 >"$LCOW_NEXT_BUILD_DIR.build.log" 2>&1 ||
   { tail -30 "$LCOW_NEXT_BUILD_DIR.build.log"; fail "build of the next-version MSI failed"; }
 [ -f "$LCOW_NEXT_MSI" ] || fail "$LCOW_NEXT_MSI was not produced"
 version=$(msiinfo export "$LCOW_NEXT_MSI" Property | awk -F '\t' '$1 == "ProductVersion" { print $2 }' | tr -d '\r')

@@ -125,7 +125,7 @@ field CustomAction LcowSetScPath 4 | grep -qx '\[System64Folder\]sc.exe' || fail
 # The zip: one folder with both exes, README.md, LICENSE and the two scripts.
 [ -f "$ZIP" ] || fail "$ZIP was not built (target lcowsnap_zip)"
 stem=$(basename "$ZIP" .zip)
-listing=$(cmake -E tar tf "$ZIP" | sort)
+listing=$("${LCOW_CMAKE:-cmake}" -E tar tf "$ZIP" | sort)
 want=$(printf '%s\n' "$stem/" "$stem/LICENSE" "$stem/README.md" "$stem/install.ps1" \
   "$stem/lcowsnap.exe" "$stem/lcowsnapctl.exe" "$stem/uninstall.ps1" | sort)
 [ "$listing" = "$want" ] || fail "zip contents differ: $(diff <(echo "$want") <(echo "$listing"))"
