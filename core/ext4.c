@@ -10,6 +10,10 @@
 
 #include "crc32c.h"
 
+/* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
+ * NULL err into LCOW_INTERNAL. */
+#define WRAP(rc, ...) (lcow_error_wrap(err, __VA_ARGS__), (rc))
+
 #define BLOCK_SIZE 4096u
 #define LOG_BLOCK 2u /* 1024 << 2 */
 #define INODE_SIZE 256u
@@ -711,7 +715,7 @@ static lcow_code put_block(fs *f, lcow_block_sink *sink, uint64_t block, const u
 {
     lcow_code rc = lcow_block_sink_write(sink, block * BLOCK_SIZE, buf, nblocks * BLOCK_SIZE, err);
     if (rc)
-        return lcow_error_wrap(err, "ext4: write block %llu", (unsigned long long)block);
+        return WRAP(rc, "ext4: write block %llu", (unsigned long long)block);
     f->bytes_written += nblocks * BLOCK_SIZE;
     f->L.blocks_written += nblocks;
     return LCOW_OK;

@@ -9,6 +9,10 @@
 #include "blocksink.h"
 #include "crc32c.h"
 
+/* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
+ * NULL err into LCOW_INTERNAL. */
+#define WRAP(rc, ...) (lcow_error_wrap(err, __VA_ARGS__), (rc))
+
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
@@ -353,7 +357,7 @@ lcow_code lcow_vhdx_writer_write(lcow_vhdx_writer *w, uint64_t off, const void *
         if (file_offset) {
             lcow_code rc = w->io.pwrite(w->io.ctx, src, n, file_offset + in_block, err);
             if (rc)
-                return lcow_error_wrap(err, "vhdx: payload block %llu", (unsigned long long)block);
+                return WRAP(rc, "vhdx: payload block %llu", (unsigned long long)block);
         }
         src += n;
         off += n;
@@ -419,7 +423,7 @@ static lcow_code write_bat(lcow_vhdx_writer *w, lcow_error *err)
     }
     free(piece);
     free(sorted);
-    return rc ? lcow_error_wrap(err, "vhdx: BAT") : LCOW_OK;
+    return rc ? WRAP(rc, "vhdx: BAT") : LCOW_OK;
 }
 
 static lcow_code write_metadata(lcow_vhdx_writer *w, lcow_error *err)
@@ -455,7 +459,7 @@ static lcow_code write_metadata(lcow_vhdx_writer *w, lcow_error *err)
     put32(v + 32, w->p.logical_sector_size);
     put32(v + 36, w->p.physical_sector_size);
     lcow_code rc = w->io.pwrite(w->io.ctx, buf, META_TABLE_SIZE + 40, META_OFFSET, err);
-    return rc ? lcow_error_wrap(err, "vhdx: metadata") : LCOW_OK;
+    return rc ? WRAP(rc, "vhdx: metadata") : LCOW_OK;
 }
 
 static lcow_code write_header_section(lcow_vhdx_writer *w, lcow_error *err)
@@ -509,7 +513,7 @@ static lcow_code write_header_section(lcow_vhdx_writer *w, lcow_error *err)
     }
 out:
     free(buf);
-    return rc ? lcow_error_wrap(err, "vhdx: header section") : LCOW_OK;
+    return rc ? WRAP(rc, "vhdx: header section") : LCOW_OK;
 }
 
 lcow_code lcow_vhdx_writer_finish(lcow_vhdx_writer *w, bool sync, lcow_error *err)
@@ -521,9 +525,9 @@ lcow_code lcow_vhdx_writer_finish(lcow_vhdx_writer *w, bool sync, lcow_error *er
         (rc = write_header_section(w, err)))
         return rc;
     if ((rc = w->io.truncate(w->io.ctx, w->eof, err)))
-        return lcow_error_wrap(err, "vhdx: set file length");
+        return WRAP(rc, "vhdx: set file length");
     if (sync && (rc = w->io.sync(w->io.ctx, err)))
-        return lcow_error_wrap(err, "vhdx: sync");
+        return WRAP(rc, "vhdx: sync");
     w->finished = true;
     return LCOW_OK;
 }
@@ -576,7 +580,7 @@ static lcow_code read_exact(lcow_vhdx_reader *r, void *buf, size_t len, uint64_t
     size_t got = 0;
     lcow_code rc = r->io.pread(r->io.ctx, buf, len, off, &got, err);
     if (rc)
-        return lcow_error_wrap(err, "vhdx: read %s", what);
+        return WRAP(rc, "vhdx: read %s", what);
     if (got != len)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "vhdx: %s is truncated", what);
     return LCOW_OK;

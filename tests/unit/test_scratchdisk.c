@@ -117,6 +117,28 @@ static void native_20g_is_17_mib_and_valid(void **state)
     free(path);
 }
 
+static void codes_survive_a_null_error_record_and_4k_sectors_work(void **state)
+{
+    char *path = test_path("null-err.vhdx");
+    test_remove(path);
+    lcow_scratch_disk_options o = {.size_bytes = 2 * GiB,
+                                   .logical_sector_size = 4096,
+                                   .physical_sector_size = 4096,
+                                   .backend = LCOW_SCRATCH_NATIVE};
+    assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_OK);
+    verify_scratch(path, 2 * GiB, 1u << 20);
+    assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_ALREADY_EXISTS);
+    test_remove(path);
+    if (lcow_os_fault_arm(LCOW_OS_OP_WRITE, 3, LCOW_FAULT_ENOSPC, false)) {
+        assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_RESOURCE_EXHAUSTED);
+        lcow_os_fault_clear();
+        assert_false(exists(path));
+    }
+    o.size_bytes = 1;
+    assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_INVALID_ARGUMENT);
+    free(path);
+}
+
 static void auto_falls_back_with_one_log_line(void **state)
 {
     log_capture cap = {0};
@@ -257,6 +279,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_options_are_refused_before_touching_the_path),
         cmocka_unit_test(native_20g_is_17_mib_and_valid),
+        cmocka_unit_test(codes_survive_a_null_error_record_and_4k_sectors_work),
         cmocka_unit_test(auto_falls_back_with_one_log_line),
         cmocka_unit_test(write_failure_leaves_nothing),
         cmocka_unit_test(qemu_and_e2fsck_accept_the_disk),
