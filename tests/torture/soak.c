@@ -1,0 +1,545 @@
+/* Soak: N concurrent clients (default 64) run a mixed workload against a
+ * running lcowsnap for a fixed time; the service's resident memory and open
+ * descriptors (handles on Windows) are sampled once a second.
+ *
+ * Passes when: zero errors (transport or unexpected error codes), every call
+ * answered within --max-latency-ms, and the mean RSS and descriptor count of
+ * the last --window seconds are within 10% of the first --window seconds.
+ *
+ * POSIX:   soak --exe LCOWSNAP --dir DIR [options]   (starts and stops it)
+ *          soak --address SOCK --pid PID [options]
+ * Windows: soak.exe --address \\.\pipe\NAME --process-name lcowsnap.exe
+ * Options: --clients N --seconds S --window S --max-latency-ms MS --label TEXT */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/scratch.h"
+#include "core/thread.h"
+#include "rpc/client.h"
+
+#ifdef _WIN32
+#include <windows.h>
+
+#include <psapi.h>
+#include <tlhelp32.h>
+#else
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "torture_util.h"
+#endif
+
+#define MAX_CLIENTS 256
+#define MAX_KEYS 10
+
+static uint64_t now_ns(void)
+{
+#ifdef _WIN32
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (uint64_t)((double)c.QuadPart * 1e9 / (double)f.QuadPart);
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
+}
+
+static void sleep_ms(unsigned ms)
+{
+#ifdef _WIN32
+    Sleep(ms);
+#else
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+#endif
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+typedef struct key {
+    char name[80];
+    lcow_kind kind;
+    bool scratch;
+    int children;
+    int parent; /* index or -1 */
+} key;
+
+typedef struct client {
+    int index;
+    uint64_t rng;
+    key keys[MAX_KEYS];
+    int count;
+    unsigned serial;
+    uint32_t *lat_us;
+    size_t lat_n, lat_cap;
+    unsigned errors;
+    char first_error[512];
+} client;
+
+static const char *g_address;
+static atomic_bool g_stop;
+static atomic_uint_fast64_t g_requests;
+
+static void record(client *c, uint64_t t0, lcow_code rc, const char *what, const lcow_error *err)
+{
+    uint64_t us = (now_ns() - t0) / 1000;
+    if (c->lat_n == c->lat_cap) {
+        c->lat_cap = c->lat_cap ? c->lat_cap * 2 : 4096;
+        c->lat_us = realloc(c->lat_us, c->lat_cap * sizeof *c->lat_us);
+    }
+    c->lat_us[c->lat_n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    atomic_fetch_add(&g_requests, 1);
+    if (rc != LCOW_OK) {
+        if (!c->errors)
+            snprintf(c->first_error, sizeof c->first_error, "%s: %s %s", what, lcow_code_name(rc),
+                     err ? err->message : "");
+        c->errors++;
+    }
+}
+
+static int pick(client *c, lcow_kind kind, bool leaf)
+{
+    int idx[MAX_KEYS], n = 0;
+    for (int i = 0; i < c->count; i++)
+        if ((kind == 0 || c->keys[i].kind == kind) && (!leaf || c->keys[i].children == 0))
+            idx[n++] = i;
+    return n ? idx[rnd(&c->rng) % (uint64_t)n] : -1;
+}
+
+static void forget(client *c, int i)
+{
+    if (c->keys[i].parent >= 0)
+        c->keys[c->keys[i].parent].children--;
+    int last = --c->count;
+    if (i != last) {
+        c->keys[i] = c->keys[last];
+        for (int j = 0; j < c->count; j++)
+            if (c->keys[j].parent == last)
+                c->keys[j].parent = i;
+    }
+}
+
+static void step(client *c, lcow_client *cl)
+{
+    lcow_error err;
+    memset(&err, 0, sizeof err);
+    uint64_t t0 = now_ns();
+    lcow_code rc;
+    unsigned r = (unsigned)(rnd(&c->rng) % 100);
+    int i;
+    if (r < 20 && (i = pick(c, 0, false)) >= 0) {
+        lcow_info info = {0};
+        rc = lcow_client_stat(cl, c->keys[i].name, &info, &err);
+        lcow_info_free(&info);
+        record(c, t0, rc, "Stat", &err);
+    } else if (r < 32 && (i = pick(c, LCOW_KIND_ACTIVE, false)) >= 0) {
+        lcow_mounts m = {0};
+        rc = lcow_client_mounts(cl, c->keys[i].name, &m, &err);
+        lcow_mounts_free(&m);
+        record(c, t0, rc, "Mounts", &err);
+    } else if (r < 40) {
+        char filter[64];
+        snprintf(filter, sizeof filter, "name~=\"^s%d/\"", c->index);
+        const char *filters[] = {filter};
+        lcow_infos infos = {0};
+        char *next = NULL;
+        rc = lcow_client_walk(cl, filters, 1, 0, NULL, &infos, &next, &err);
+        if (rc == LCOW_OK && (int)infos.count != c->count) {
+            rc = LCOW_INTERNAL;
+            snprintf(err.message, sizeof err.message, "walk found %zu of %d snapshots", infos.count,
+                     c->count);
+        }
+        lcow_infos_free(&infos);
+        free(next);
+        record(c, t0, rc, "Walk", &err);
+    } else if (r < 48 && (i = pick(c, 0, false)) >= 0) {
+        lcow_info info = {0}, out = {0};
+        info.name = c->keys[i].name;
+        char v[24];
+        snprintf(v, sizeof v, "%u", c->serial++);
+        lcow_labels_set(&info.labels, "soak/n", v);
+        const char *fp = "labels.soak/n";
+        rc = lcow_client_update(cl, &info, &fp, 1, &out, &err);
+        lcow_labels_free(&info.labels);
+        lcow_info_free(&out);
+        record(c, t0, rc, "Update", &err);
+    } else if (r < 53 && (i = pick(c, LCOW_KIND_ACTIVE, false)) >= 0) {
+        lcow_usage u;
+        rc = lcow_client_usage(cl, c->keys[i].name, &u, &err);
+        record(c, t0, rc, "Usage", &err);
+    } else if (r < 58) {
+        lcow_result res;
+        memset(&res, 0, sizeof res);
+        rc = lcow_client_version(cl, &res, &err);
+        lcow_result_free(&res);
+        record(c, t0, rc, "Version", &err);
+    } else if (r < 90 && c->count < MAX_KEYS - 1) {
+        /* Create: container (own or shared scratch), layer, or view. */
+        int parent = pick(c, LCOW_KIND_COMMITTED, false);
+        key *k = &c->keys[c->count];
+        memset(k, 0, sizeof *k);
+        k->parent = parent;
+        lcow_labels labels = {0};
+        lcow_mounts m = {0};
+        const char *what;
+        unsigned kind = (unsigned)(rnd(&c->rng) % 4);
+        if (kind <= 1) {
+            int owner = -1;
+            for (int j = 0; j < c->count && kind == 1; j++)
+                if (c->keys[j].kind == LCOW_KIND_ACTIVE && c->keys[j].scratch)
+                    owner = j;
+            snprintf(k->name, sizeof k->name, "s%d/1/c%u", c->index, c->serial++);
+            if (owner >= 0) {
+                const char *ck = strrchr(c->keys[owner].name, '/') + 1;
+                lcow_labels_set(&labels, LCOW_LABEL_REUSE, "true");
+                lcow_labels_set(&labels, LCOW_LABEL_OWNER, ck);
+            } else {
+                lcow_labels_set(&labels, LCOW_LABEL_SIZE_GB, (rnd(&c->rng) & 1) ? "1" : "2");
+            }
+            k->kind = LCOW_KIND_ACTIVE;
+            k->scratch = true;
+            what = "Prepare";
+            rc = lcow_client_prepare(cl, k->name, parent >= 0 ? c->keys[parent].name : NULL,
+                                     &labels, &m, &err);
+        } else if (kind == 2 || parent < 0) {
+            char ex[80];
+            snprintf(ex, sizeof ex, "s%d/1/extract-%u", c->index, c->serial++);
+            rc = lcow_client_prepare(cl, ex, parent >= 0 ? c->keys[parent].name : NULL, NULL, &m,
+                                     &err);
+            record(c, t0, rc, "Prepare extract", &err);
+            t0 = now_ns();
+            snprintf(k->name, sizeof k->name, "s%d/1/layer-%u", c->index, c->serial++);
+            lcow_labels_set(&labels, "soak/layer", "1");
+            if (rc == LCOW_OK)
+                rc = lcow_client_commit(cl, k->name, ex, &labels, NULL, &err);
+            k->kind = LCOW_KIND_COMMITTED;
+            what = "Commit";
+        } else {
+            snprintf(k->name, sizeof k->name, "s%d/1/v%u", c->index, c->serial++);
+            k->kind = LCOW_KIND_VIEW;
+            what = "View";
+            rc = lcow_client_view(cl, k->name, c->keys[parent].name, NULL, &m, &err);
+        }
+        lcow_mounts_free(&m);
+        lcow_labels_free(&labels);
+        record(c, t0, rc, what, &err);
+        if (rc == LCOW_OK) {
+            c->count++;
+            if (parent >= 0)
+                c->keys[parent].children++;
+        }
+    } else if ((i = pick(c, 0, true)) >= 0) {
+        rc = lcow_client_remove(cl, c->keys[i].name, &err);
+        record(c, t0, rc, "Remove", &err);
+        if (rc == LCOW_OK)
+            forget(c, i);
+    }
+}
+
+static void *client_main(void *arg)
+{
+    client *c = arg;
+    lcow_client *cl = NULL;
+    lcow_error err;
+    uint64_t t0 = now_ns();
+    lcow_code rc = lcow_client_connect(g_address, 10000, &cl, &err);
+    record(c, t0, rc, "connect", &err);
+    if (rc != LCOW_OK)
+        return NULL;
+    lcow_client_set_call_timeout(cl, 60000);
+    while (!atomic_load(&g_stop)) {
+        step(c, cl);
+        if (c->errors > 20)
+            break;
+    }
+    /* Leave nothing behind: remove leaves until empty. */
+    for (int guard = 0; c->count > 0 && guard < 64; guard++) {
+        int i = pick(c, 0, true);
+        uint64_t t1 = now_ns();
+        rc = lcow_client_remove(cl, c->keys[i].name, &err);
+        record(c, t1, rc, "Remove", &err);
+        if (rc != LCOW_OK)
+            break;
+        forget(c, i);
+    }
+    lcow_client_close(cl);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ sampling */
+
+typedef struct sample {
+    double t;
+    long rss_kb;
+    long fds; /* handles on Windows */
+} sample;
+
+#ifdef _WIN32
+static DWORD g_pid;
+
+static DWORD find_process(const char *name)
+{
+    wchar_t wname[MAX_PATH];
+    MultiByteToWideChar(CP_UTF8, 0, name, -1, wname, MAX_PATH);
+    HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+    if (snap == INVALID_HANDLE_VALUE)
+        return 0;
+    PROCESSENTRY32W pe;
+    pe.dwSize = sizeof pe;
+    DWORD pid = 0;
+    for (BOOL ok = Process32FirstW(snap, &pe); ok; ok = Process32NextW(snap, &pe))
+        if (_wcsicmp(pe.szExeFile, wname) == 0)
+            pid = pe.th32ProcessID;
+    CloseHandle(snap);
+    return pid;
+}
+
+static bool take_sample(sample *s)
+{
+    HANDLE h = OpenProcess(PROCESS_QUERY_INFORMATION | PROCESS_VM_READ, FALSE, g_pid);
+    if (!h)
+        return false;
+    DWORD handles = 0;
+    s->fds = GetProcessHandleCount(h, &handles) ? (long)handles : -1;
+    PROCESS_MEMORY_COUNTERS pmc;
+    memset(&pmc, 0, sizeof pmc);
+    s->rss_kb =
+        K32GetProcessMemoryInfo(h, &pmc, sizeof pmc) ? (long)(pmc.WorkingSetSize / 1024) : -1;
+    CloseHandle(h);
+    return true;
+}
+#else
+static pid_t g_pid;
+
+static bool take_sample(sample *s)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)g_pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[256];
+    s->rss_kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            s->rss_kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_pid);
+    DIR *d = opendir(path);
+    s->fds = 0;
+    if (!d)
+        return false;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            s->fds++;
+    closedir(d);
+    return true;
+}
+#endif
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double window_mean(const sample *s, int n, double from, double to, bool rss)
+{
+    double sum = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (s[i].t >= from && s[i].t < to) {
+            sum += rss ? (double)s[i].rss_kb : (double)s[i].fds;
+            k++;
+        }
+    return k ? sum / k : -1;
+}
+
+int main(int argc, char **argv)
+{
+    unsigned nclients = 64, seconds = 60, window = 10, max_latency_ms = 10000;
+    const char *label = "native", *exe = NULL, *dir = NULL, *process = NULL;
+    long pid_arg = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *a = argv[i], *v = argv[i + 1];
+        if (!strcmp(a, "--clients"))
+            nclients = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--seconds"))
+            seconds = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--window"))
+            window = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--max-latency-ms"))
+            max_latency_ms = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--label"))
+            label = v;
+        else if (!strcmp(a, "--address"))
+            g_address = v;
+        else if (!strcmp(a, "--exe"))
+            exe = v;
+        else if (!strcmp(a, "--dir"))
+            dir = v;
+        else if (!strcmp(a, "--process-name"))
+            process = v;
+        else if (!strcmp(a, "--pid"))
+            pid_arg = strtol(v, NULL, 10);
+    }
+    if (nclients == 0 || nclients > MAX_CLIENTS || window * 2 > seconds) {
+        fprintf(stderr, "soak: bad --clients / --seconds / --window\n");
+        return 2;
+    }
+#ifdef _WIN32
+    (void)exe, (void)dir, (void)pid_arg;
+    if (!g_address || !process) {
+        fprintf(stderr, "usage: soak --address PIPE --process-name NAME.exe [options]\n");
+        return 2;
+    }
+    g_pid = find_process(process);
+    if (!g_pid) {
+        fprintf(stderr, "soak: no process %s\n", process);
+        return 1;
+    }
+#else
+    (void)process;
+    signal(SIGPIPE, SIG_IGN);
+    static tsvc svc;
+    if (exe && dir) {
+        tfresh_dir(dir);
+        snprintf(svc.exe, sizeof svc.exe, "%s", exe);
+        snprintf(svc.root, sizeof svc.root, "%s/root", dir);
+        snprintf(svc.address, sizeof svc.address, "%s/s.sock", dir);
+        snprintf(svc.log, sizeof svc.log, "%s/service.log", dir);
+        if (tsvc_start(&svc, NULL, NULL) != 0) {
+            fprintf(stderr, "soak: service did not start (status %d), log %s\n", svc.status,
+                    svc.log);
+            return 1;
+        }
+        g_address = svc.address;
+        g_pid = svc.pid;
+    } else if (g_address && pid_arg > 0) {
+        g_pid = (pid_t)pid_arg;
+    } else {
+        fprintf(stderr, "usage: soak --exe LCOWSNAP --dir DIR | --address SOCK --pid PID\n");
+        return 2;
+    }
+#endif
+    static client clients[MAX_CLIENTS];
+    static lcow_thread threads[MAX_CLIENTS];
+    for (unsigned i = 0; i < nclients; i++) {
+        clients[i].index = (int)i;
+        clients[i].rng = 0x9e3779b97f4a7c15ull * (i + 1) + (uint64_t)now_ns();
+    }
+    sample *samples = calloc(seconds + 16, sizeof *samples);
+    int nsamples = 0;
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < nclients; i++)
+        lcow_thread_create(&threads[i], client_main, &clients[i]);
+    bool sampling_ok = true;
+    for (unsigned sec = 0; sec < seconds; sec++) {
+        uint64_t due = t0 + (uint64_t)(sec + 1) * 1000000000ull;
+        uint64_t now = now_ns();
+        if (due > now)
+            sleep_ms((unsigned)((due - now) / 1000000u));
+        sample s = {.t = (double)(now_ns() - t0) / 1e9};
+        if (take_sample(&s))
+            samples[nsamples++] = s;
+        else
+            sampling_ok = false;
+    }
+    atomic_store(&g_stop, true);
+    for (unsigned i = 0; i < nclients; i++)
+        lcow_thread_join(threads[i], NULL);
+    double elapsed = (double)(now_ns() - t0) / 1e9;
+
+    size_t total = 0;
+    unsigned errors = 0;
+    const char *first_error = NULL;
+    for (unsigned i = 0; i < nclients; i++) {
+        total += clients[i].lat_n;
+        errors += clients[i].errors;
+        if (clients[i].errors && !first_error)
+            first_error = clients[i].first_error;
+    }
+    uint32_t *all = malloc((total ? total : 1) * sizeof *all);
+    size_t k = 0;
+    for (unsigned i = 0; i < nclients; i++) {
+        memcpy(all + k, clients[i].lat_us, clients[i].lat_n * sizeof *all);
+        k += clients[i].lat_n;
+    }
+    qsort(all, total, sizeof *all, cmp_u32);
+    double p50 = total ? all[total / 2] / 1000.0 : 0;
+    double p99 = total ? all[(size_t)((double)total * 0.99)] / 1000.0 : 0;
+    double pmax = total ? all[total - 1] / 1000.0 : 0;
+
+    double rss_first = window_mean(samples, nsamples, 0, window + 0.5, true);
+    double rss_last = window_mean(samples, nsamples, seconds - window + 0.5, seconds + 60, true);
+    double fd_first = window_mean(samples, nsamples, 0, window + 0.5, false);
+    double fd_last = window_mean(samples, nsamples, seconds - window + 0.5, seconds + 60, false);
+    bool rss_flat = rss_first > 0 && rss_last <= rss_first * 1.10 && rss_last >= rss_first * 0.90;
+    bool fd_flat = fd_first > 0 && fd_last <= fd_first * 1.10 && fd_last >= fd_first * 0.90;
+    bool latency_ok = pmax <= max_latency_ms;
+    int rc = errors == 0 && latency_ok && rss_flat && fd_flat && sampling_ok && total > 0 ? 0 : 1;
+
+#ifndef _WIN32
+    if (exe && dir) {
+        int st = tsvc_stop(&svc, SIGTERM, 30000);
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            fprintf(stderr, "soak: service did not exit 0 on SIGTERM (status %d)\n", st);
+            rc = 1;
+        }
+    }
+#endif
+    const char *what = "fds";
+#ifdef _WIN32
+    what = "handles";
+#endif
+    if (errors)
+        fprintf(stderr, "soak: first error: %s\n", first_error);
+    if (!latency_ok)
+        fprintf(stderr, "soak: max latency %.1f ms above the %u ms bound\n", pmax, max_latency_ms);
+    if (!sampling_ok)
+        fprintf(stderr, "soak: could not sample the service process\n");
+    printf("soak %s: per-second samples (t, rss KiB, %s):", label, what);
+    for (int i = 0; i < nsamples; i++)
+        printf(" %.0f:%ld:%ld", samples[i].t, samples[i].rss_kb, samples[i].fds);
+    printf("\n");
+    /* tsummary is POSIX-only (torture_util); write the line the same way. */
+    char line[1024];
+    snprintf(line, sizeof line,
+             "torture soak (%s): %s: %u clients x %.0f s: requests %zu (%.0f/s), errors %u; "
+             "latency p50 %.2f ms, p99 %.2f ms, max %.1f ms; RSS first/last %us %.0f/%.0f KiB "
+             "(%+.1f%%), %s %.1f/%.1f (%+.1f%%)",
+             label, rc ? "FAILED" : "ok", nclients, elapsed, total, (double)total / elapsed, errors,
+             p50, p99, pmax, window, rss_first, rss_last,
+             rss_first > 0 ? (rss_last / rss_first - 1) * 100 : 0, what, fd_first, fd_last,
+             fd_first > 0 ? (fd_last / fd_first - 1) * 100 : 0);
+    printf("%s\n", line);
+    const char *file = getenv("LCOW_TORTURE_SUMMARY");
+    if (file && *file) {
+        FILE *f = fopen(file, "a");
+        if (f) {
+            fprintf(f, "%s\n", line);
+            fclose(f);
+        }
+    }
+    return rc;
+}
