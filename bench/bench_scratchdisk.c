@@ -1,4 +1,5 @@
-/* bench_scratchdisk [DIR] [RUNS]: time and size of a formatted scratch VHDX
+/* bench_scratchdisk [DIR] [RUNS] (DIR defaults to $LCOW_BENCH_TMP, then
+ * ./bench-tmp): time and size of a formatted scratch VHDX
  * (20 GiB and 1 TiB, 1 MiB blocks), lcowsnap's in-process builder beside
  * the pipeline it replaces, in the same run:
  *   truncate + mkfs.ext4 -q -E lazy_itable_init=0,nodiscard
@@ -79,7 +80,8 @@ static result summarize(double *t, int runs, long long apparent, long long alloc
 
 int main(int argc, char **argv)
 {
-    const char *dir = argc > 1 ? argv[1] : "bench-tmp";
+    const char *env_dir = getenv("LCOW_BENCH_TMP");
+    const char *dir = argc > 1 ? argv[1] : env_dir && *env_dir ? env_dir : "bench-tmp";
     int runs = argc > 2 ? atoi(argv[2]) : 5;
     if (runs < 1 || runs > 100)
         runs = 5;
