@@ -1,7 +1,9 @@
-/* MessagePack-RPC server on a Unix socket: one I/O thread with poll() over
- * the listener and every connection, the worker pool of session.c for the
- * requests. Workers write responses directly when the socket has room and
- * wake the I/O thread (self-pipe) only when output is left over. */
+/* MessagePack-RPC server on a Unix socket: one poll() loop per CPU (up to
+ * MAX_LOOPS) over its share of the connections, loop 0 also accepting and
+ * handing new connections out round-robin; the worker pool of session.c
+ * for the requests. Workers write responses directly when the socket has
+ * room and wake the connection's loop (self-pipe) only when output is left
+ * over. Point reads run on the loop itself (see dispatch.h). */
 #include "server.h"
 
 #include <errno.h>
@@ -26,10 +28,14 @@
 #define CONN_MAX_PENDING 128
 #define CONN_MAX_OUTPUT ((size_t)8 << 20)
 #define READ_CHUNK 65536
+#define MAX_LOOPS 4
+#define ADOPT_MAX 64
+
+typedef struct io_loop io_loop;
 
 typedef struct conn {
-    struct conn *prev, *next; /* I/O thread's list */
-    lcow_server *server;
+    struct conn *prev, *next; /* its loop's list */
+    io_loop *loop;
     int fd;
     lcow_session *session;
     int64_t last_activity_ms;
@@ -37,6 +43,21 @@ typedef struct conn {
     bool broken; /* stream cannot be resynchronised */
     atomic_bool paused;
 } conn;
+
+/* One I/O thread. Its connection list is touched only by its thread; new
+ * connections arrive through the adopt queue. */
+struct io_loop {
+    lcow_server *server;
+    unsigned index;
+    int wake_fds[2];
+    lcow_thread thread;
+    bool started;
+    conn *conns;
+    unsigned conn_count;
+    lcow_mutex adopt_lock;
+    int adopt_fds[ADOPT_MAX];
+    size_t adopt_count;
+};
 
 struct lcow_server {
     lcow_snapshotter *snapshotter;
@@ -48,14 +69,13 @@ struct lcow_server {
     int listen_fd;
     dev_t sock_dev;
     ino_t sock_ino;
-    int wake_fds[2];
-    lcow_thread io_thread;
-    bool io_started;
+    io_loop loops[MAX_LOOPS];
+    unsigned loop_count;
+    unsigned next_loop;
+    atomic_uint conn_total;
     atomic_bool stopping;
     atomic_bool stopped;
     unsigned drain_ms;
-    conn *conns;
-    unsigned conn_count;
 };
 
 static int64_t now_ms(void)
@@ -65,10 +85,10 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void wake_io(lcow_server *server)
+static void wake_io(io_loop *loop)
 {
     char byte = 1;
-    ssize_t n = write(server->wake_fds[1], &byte, 1);
+    ssize_t n = write(loop->wake_fds[1], &byte, 1);
     (void)n; /* a full pipe already means "wake up" */
 }
 
@@ -93,8 +113,8 @@ static void conn_notify(void *transport)
     conn *c = transport;
     bool ok = lcow_session_write(c->session, sock_write, c);
     if (!ok || lcow_session_output_bytes(c->session) > 0 || atomic_load(&c->paused) ||
-        atomic_load(&c->read_eof) || atomic_load(&c->server->stopping))
-        wake_io(c->server);
+        atomic_load(&c->read_eof) || atomic_load(&c->loop->server->stopping))
+        wake_io(c->loop);
 }
 
 static void conn_destroy(void *transport)
@@ -106,23 +126,54 @@ static void conn_destroy(void *transport)
 
 static const lcow_session_ops conn_ops = {conn_notify, conn_destroy};
 
-static void conn_close(lcow_server *server, conn *c, const char *why)
+static void conn_close(io_loop *loop, conn *c, const char *why)
 {
     LCOW_LOGD("rpc: closing connection fd %d: %s", c->fd, why);
     if (c->prev)
         c->prev->next = c->next;
     else
-        server->conns = c->next;
+        loop->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    server->conn_count--;
+    loop->conn_count--;
+    atomic_fetch_sub(&loop->server->conn_total, 1);
     shutdown(c->fd, SHUT_RDWR);
     lcow_session_close(c->session);
     lcow_session_unref(c->session); /* conn_destroy closes the fd when workers are done */
 }
 
-static void accept_connections(lcow_server *server, int64_t now)
+/* Makes fd a connection of this loop (its thread only). */
+static void adopt(io_loop *loop, int fd, int64_t now)
 {
+    lcow_server *server = loop->server;
+    conn *c = calloc(1, sizeof *c);
+    if (c) {
+        c->loop = loop;
+        c->fd = fd;
+        c->last_activity_ms = now;
+        atomic_init(&c->paused, false);
+        atomic_init(&c->read_eof, false);
+        c->session = lcow_session_create(server->pool, server->snapshotter, server->max_frame_bytes,
+                                         &conn_ops, c);
+    }
+    if (!c || !c->session) {
+        LCOW_LOGE("rpc: out of memory accepting a connection");
+        free(c);
+        close(fd);
+        atomic_fetch_sub(&server->conn_total, 1);
+        return;
+    }
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->conn_count++;
+}
+
+/* Loop 0: accepts and deals connections out to the loops in turn. */
+static void accept_connections(io_loop *loop0, int64_t now)
+{
+    lcow_server *server = loop0->server;
     for (int i = 0; i < 64; i++) {
         int fd = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -130,38 +181,50 @@ static void accept_connections(lcow_server *server, int64_t now)
                 LCOW_LOGW("rpc: accept on %s: %s", server->address, strerror(errno));
             return;
         }
-        if (server->conn_count >= server->max_connections) {
-            LCOW_LOGW("rpc: refusing a connection: %u connections open (limit)",
-                      server->conn_count);
+        unsigned open = atomic_load(&server->conn_total);
+        if (open >= server->max_connections) {
+            LCOW_LOGW("rpc: refusing a connection: %u connections open (limit)", open);
             close(fd);
             continue;
         }
-        conn *c = calloc(1, sizeof *c);
-        if (c) {
-            c->server = server;
-            c->fd = fd;
-            c->last_activity_ms = now;
-            atomic_init(&c->paused, false);
-            atomic_init(&c->read_eof, false);
-            c->session = lcow_session_create(server->pool, server->snapshotter,
-                                             server->max_frame_bytes, &conn_ops, c);
+        atomic_fetch_add(&server->conn_total, 1);
+        io_loop *target = &server->loops[server->next_loop++ % server->loop_count];
+        bool queued = false;
+        if (target != loop0) {
+            lcow_mutex_lock(&target->adopt_lock);
+            if (target->adopt_count < ADOPT_MAX) {
+                target->adopt_fds[target->adopt_count++] = fd;
+                queued = true;
+            }
+            lcow_mutex_unlock(&target->adopt_lock);
         }
-        if (!c || !c->session) {
-            LCOW_LOGE("rpc: out of memory accepting a connection");
-            free(c);
-            close(fd);
-            continue;
+        if (queued)
+            wake_io(target);
+        else
+            adopt(loop0, fd, now);
+    }
+}
+
+static void adopt_queued(io_loop *loop, int64_t now, bool refuse)
+{
+    int fds[ADOPT_MAX];
+    lcow_mutex_lock(&loop->adopt_lock);
+    size_t n = loop->adopt_count;
+    memcpy(fds, loop->adopt_fds, n * sizeof fds[0]);
+    loop->adopt_count = 0;
+    lcow_mutex_unlock(&loop->adopt_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (refuse) {
+            close(fds[i]);
+            atomic_fetch_sub(&loop->server->conn_total, 1);
+        } else {
+            adopt(loop, fds[i], now);
         }
-        c->next = server->conns;
-        if (server->conns)
-            server->conns->prev = c;
-        server->conns = c;
-        server->conn_count++;
     }
 }
 
 /* Returns false when the connection must be closed now. */
-static bool conn_read(lcow_server *server, conn *c, uint8_t *buf)
+static bool conn_read(conn *c, uint8_t *buf)
 {
     for (int i = 0; i < 4; i++) {
         ssize_t n = recv(c->fd, buf, READ_CHUNK, 0);
@@ -211,7 +274,9 @@ static void close_listener(lcow_server *server)
 
 static void *io_main(void *arg)
 {
-    lcow_server *server = arg;
+    io_loop *loop = arg;
+    lcow_server *server = loop->server;
+    bool accepting = loop->index == 0;
     uint8_t *buf = malloc(READ_CHUNK);
     struct pollfd *fds = NULL;
     conn **polled = NULL;
@@ -225,17 +290,19 @@ static void *io_main(void *arg)
         int64_t now = now_ms();
         bool stopping = atomic_load(&server->stopping);
         if (stopping && drain_deadline < 0) {
-            close_listener(server);
+            if (accepting)
+                close_listener(server);
             drain_deadline = now + server->drain_ms;
         }
+        adopt_queued(loop, now, stopping);
         if (stopping) {
             bool drained = true;
-            for (conn *c = server->conns; c && drained; c = c->next)
+            for (conn *c = loop->conns; c && drained; c = c->next)
                 drained = conn_idle(c);
             if (drained || now >= drain_deadline)
                 break;
         }
-        size_t need = 2 + server->conn_count;
+        size_t need = 2 + loop->conn_count;
         if (need > fds_cap) {
             size_t cap = need * 2;
             struct pollfd *nf = realloc(fds, cap * sizeof *nf);
@@ -250,15 +317,15 @@ static void *io_main(void *arg)
             fds_cap = cap;
         }
         size_t nfds = 0;
-        fds[nfds++] = (struct pollfd){server->wake_fds[0], POLLIN, 0};
+        fds[nfds++] = (struct pollfd){loop->wake_fds[0], POLLIN, 0};
         size_t listen_index = (size_t)-1;
-        if (server->listen_fd >= 0) {
+        if (accepting && server->listen_fd >= 0) {
             listen_index = nfds;
             fds[nfds++] = (struct pollfd){server->listen_fd, POLLIN, 0};
         }
         int timeout = stopping ? 50 : 1000;
         size_t first_conn = nfds;
-        for (conn *c = server->conns; c; c = c->next) {
+        for (conn *c = loop->conns; c; c = c->next) {
             size_t pending = lcow_session_pending(c->session);
             size_t output = lcow_session_output_bytes(c->session);
             bool reading = !stopping && !atomic_load(&c->read_eof) && !c->broken &&
@@ -281,7 +348,7 @@ static void *io_main(void *arg)
         now = now_ms();
         if (ready > 0 && (fds[0].revents & POLLIN)) {
             char drain[256];
-            while (read(server->wake_fds[0], drain, sizeof drain) > 0) {
+            while (read(loop->wake_fds[0], drain, sizeof drain) > 0) {
             }
         }
         for (size_t i = first_conn; ready > 0 && i < nfds; i++) {
@@ -291,7 +358,7 @@ static void *io_main(void *arg)
                 continue;
             bool keep = true;
             if (rev & POLLIN) {
-                keep = conn_read(server, c, buf);
+                keep = conn_read(c, buf);
                 c->last_activity_ms = now;
             } else if (rev & (POLLHUP | POLLERR | POLLNVAL)) {
                 keep = false; /* peer gone while we were not reading */
@@ -301,24 +368,26 @@ static void *io_main(void *arg)
                 c->last_activity_ms = now;
             }
             if (!keep)
-                conn_close(server, c, "read/write error or hang-up");
+                conn_close(loop, c, "read/write error or hang-up");
         }
         if (listen_index != (size_t)-1 && ready > 0 && (fds[listen_index].revents & POLLIN))
-            accept_connections(server, now);
+            accept_connections(loop, now);
         /* Finished connections and idle ones. */
-        for (conn *c = server->conns, *next; c; c = next) {
+        for (conn *c = loop->conns, *next; c; c = next) {
             next = c->next;
             if (!conn_idle(c))
                 continue;
             if (atomic_load(&c->read_eof) || c->broken)
-                conn_close(server, c, c->broken ? "stream broken" : "end of stream");
+                conn_close(loop, c, c->broken ? "stream broken" : "end of stream");
             else if (!stopping && now - c->last_activity_ms >= server->idle_timeout_ms)
-                conn_close(server, c, "idle timeout");
+                conn_close(loop, c, "idle timeout");
         }
     }
-    close_listener(server);
-    while (server->conns)
-        conn_close(server, server->conns, "server stopping");
+    if (accepting)
+        close_listener(server);
+    adopt_queued(loop, now_ms(), true);
+    while (loop->conns)
+        conn_close(loop, loop->conns, "server stopping");
     free(fds);
     free(polled);
     free(buf);
@@ -380,7 +449,15 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     if (!server)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     server->listen_fd = -1;
-    server->wake_fds[0] = server->wake_fds[1] = -1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    server->loop_count = cpus < 1 ? 1 : cpus > MAX_LOOPS ? MAX_LOOPS : (unsigned)cpus;
+    for (unsigned i = 0; i < MAX_LOOPS; i++) {
+        server->loops[i].server = server;
+        server->loops[i].index = i;
+        server->loops[i].wake_fds[0] = server->loops[i].wake_fds[1] = -1;
+        lcow_mutex_init(&server->loops[i].adopt_lock);
+    }
+    atomic_init(&server->conn_total, 0);
     server->snapshotter = snapshotter;
     server->address = strdup(config->address);
     server->max_frame_bytes = config->max_frame_bytes ? config->max_frame_bytes : (4u << 20);
@@ -421,9 +498,11 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
                               strerror(errno));
         goto fail_unlink;
     }
-    if (pipe2(server->wake_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-        code = lcow_error_set(err, LCOW_UNAVAILABLE, "pipe: %s", strerror(errno));
-        goto fail_unlink;
+    for (unsigned i = 0; i < server->loop_count; i++) {
+        if (pipe2(server->loops[i].wake_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+            code = lcow_error_set(err, LCOW_UNAVAILABLE, "pipe: %s", strerror(errno));
+            goto fail_unlink;
+        }
     }
     server->pool = lcow_rpc_pool_create(
         config->worker_threads ? config->worker_threads : default_workers(), err);
@@ -431,11 +510,14 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
         code = err ? err->code : LCOW_RESOURCE_EXHAUSTED;
         goto fail_unlink;
     }
-    if (!lcow_thread_create(&server->io_thread, io_main, server)) {
-        code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "cannot start the I/O thread");
-        goto fail_unlink;
+    for (unsigned i = 0; i < server->loop_count; i++) {
+        io_loop *loop = &server->loops[i];
+        if (!lcow_thread_create(&loop->thread, io_main, loop)) {
+            code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "cannot start I/O thread %u", i);
+            goto fail_unlink;
+        }
+        loop->started = true;
     }
-    server->io_started = true;
     LCOW_LOGI("rpc: listening on %s", config->address);
     *out = server;
     return LCOW_OK;
@@ -453,11 +535,16 @@ void lcow_server_stop(lcow_server *server, unsigned drain_ms)
         return;
     server->drain_ms = drain_ms;
     atomic_store(&server->stopping, true);
-    if (server->io_started) {
-        wake_io(server);
-        lcow_thread_join(server->io_thread, NULL);
-        server->io_started = false;
-    } else {
+    bool started = server->loops[0].started;
+    for (unsigned i = 0; i < server->loop_count; i++) {
+        io_loop *loop = &server->loops[i];
+        if (loop->started) {
+            wake_io(loop);
+            lcow_thread_join(loop->thread, NULL);
+            loop->started = false;
+        }
+    }
+    if (!started) {
         lcow_rpc_pool_shutdown(server->pool);
         return; /* never started */
     }
@@ -496,10 +583,13 @@ void lcow_server_free(lcow_server *server)
         return;
     lcow_server_stop(server, 0);
     lcow_rpc_pool_free(server->pool);
-    if (server->wake_fds[0] >= 0)
-        close(server->wake_fds[0]);
-    if (server->wake_fds[1] >= 0)
-        close(server->wake_fds[1]);
+    for (unsigned i = 0; i < MAX_LOOPS; i++) {
+        for (int k = 0; k < 2; k++) {
+            if (server->loops[i].wake_fds[k] >= 0)
+                close(server->loops[i].wake_fds[k]);
+        }
+        lcow_mutex_destroy(&server->loops[i].adopt_lock);
+    }
     free(server->address);
     free(server);
 }
