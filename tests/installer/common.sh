@@ -123,9 +123,9 @@ installed_product_version() { # installed_product_version PRODUCTCODE
     awk '/DisplayVersion/ { print $NF }'
 }
 
-service_key_count() { # SCM entries whose key name is exactly the service name
-  wine_run reg query 'HKLM\SYSTEM\CurrentControlSet\Services' |
-    awk -v name="$SERVICE" 'BEGIN { n = 0 } { k = $0; sub(/.*\\/, "", k); if (tolower(k) == tolower(name)) n++ } END { print n }'
+service_entry_count() { # SCM entries that run the installed Program Files\lcowsnap\lcowsnap.exe
+  wine_run reg query 'HKLM\SYSTEM\CurrentControlSet\Services' /s |
+    awk 'BEGIN { n = 0 } /ImagePath/ && index(tolower($0), "program files\\lcowsnap\\lcowsnap.exe") { n++ } END { print n }'
 }
 
 # Serialise with every other user of the service name in this prefix (CTest's

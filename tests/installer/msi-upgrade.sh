@@ -49,7 +49,9 @@ codes_after=$(installed_product_codes)
 [ "$codes_after" != "$codes_before" ] || fail "product code did not change ($codes_after)"
 [ "$(installed_product_version "$codes_after")" = "$NEXT_VERSION" ] ||
   fail "installed product version is $(installed_product_version "$codes_after"), want $NEXT_VERSION"
-[ "$(service_key_count)" -eq 1 ] || fail "expected one $SERVICE service key, found $(service_key_count)"
+entries=$(service_entry_count)
+[ "$entries" -eq 1 ] || fail "expected one service entry running Program Files\\lcowsnap\\lcowsnap.exe, found $entries"
+[ "$(service_state)" = RUNNING ] || fail "the one entry is not the $SERVICE service"
 
 exe_version=$(wine_run "$INSTALLED_SVC" --version) || fail "lcowsnap.exe --version failed: $exe_version"
 grep -qwF "$NEXT_VERSION" <<<"$exe_version" || fail "installed lcowsnap.exe --version says '$exe_version', want $NEXT_VERSION"
