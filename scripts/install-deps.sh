@@ -206,18 +206,35 @@ build_win64() {
     die "x86_64-w64-mingw32-g++-posix missing (run with --native first)"
   add_deb_src
   mkdir -p "$prefix"
-  build_lib leveldb leveldb \
-    -DLEVELDB_BUILD_TESTS=OFF -DLEVELDB_BUILD_BENCHMARKS=OFF -DLEVELDB_INSTALL=ON
-  build_lib msgpack-c msgpack-c \
-    -DMSGPACK_ENABLE_SHARED=OFF -DMSGPACK_ENABLE_STATIC=ON \
-    -DMSGPACK_BUILD_TESTS=OFF -DMSGPACK_BUILD_EXAMPLES=OFF
-  # cmocka 1.1.5 always builds its DLL too; the project links libcmocka-static.a.
-  build_lib cmocka cmocka \
-    -DWITH_STATIC_LIB=ON -DWITH_EXAMPLES=OFF -DUNIT_TESTING=OFF
-  build_lib pcre2 pcre2 \
-    -DBUILD_STATIC_LIBS=ON -DPCRE2_BUILD_PCRE2_8=ON -DPCRE2_BUILD_PCRE2_16=OFF \
-    -DPCRE2_BUILD_PCRE2_32=OFF -DPCRE2_BUILD_PCRE2GREP=OFF -DPCRE2_BUILD_TESTS=OFF \
-    -DPCRE2_SUPPORT_JIT=OFF -DPCRE2_SHOW_REPORT=OFF
+  # Two lanes, one core each: LevelDB is mostly compiling, the other three
+  # are mostly single-threaded configure checks. The prefix's headers and
+  # libraries do not overlap, so the installs cannot collide.
+  local lane_jobs=$(((jobs + 1) / 2))
+  (
+    jobs=$lane_jobs
+    build_lib leveldb leveldb \
+      -DLEVELDB_BUILD_TESTS=OFF -DLEVELDB_BUILD_BENCHMARKS=OFF -DLEVELDB_INSTALL=ON
+  ) &
+  local leveldb_lane=$!
+  (
+    jobs=$lane_jobs
+    build_lib msgpack-c msgpack-c \
+      -DMSGPACK_ENABLE_SHARED=OFF -DMSGPACK_ENABLE_STATIC=ON \
+      -DMSGPACK_BUILD_TESTS=OFF -DMSGPACK_BUILD_EXAMPLES=OFF
+    # cmocka 1.1.5 always builds its DLL too; the project links libcmocka-static.a.
+    build_lib cmocka cmocka \
+      -DWITH_STATIC_LIB=ON -DWITH_EXAMPLES=OFF -DUNIT_TESTING=OFF
+    build_lib pcre2 pcre2 \
+      -DBUILD_STATIC_LIBS=ON -DPCRE2_BUILD_PCRE2_8=ON -DPCRE2_BUILD_PCRE2_16=OFF \
+      -DPCRE2_BUILD_PCRE2_32=OFF -DPCRE2_BUILD_PCRE2GREP=OFF -DPCRE2_BUILD_TESTS=OFF \
+      -DPCRE2_SUPPORT_JIT=OFF -DPCRE2_SHOW_REPORT=OFF
+  ) &
+  local other_lane=$!
+  local rc=0
+  wait $leveldb_lane || rc=1
+  wait $other_lane || rc=1
+  [ $rc = 0 ] || die "the win64 dependency build failed (logs in $log_dir)"
+  say "win64 libraries ready in ${prefix#"$root"/}"
 }
 
 # Several engineers (and CI steps) may run this at once: one at a time.
