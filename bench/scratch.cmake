@@ -1,7 +1,6 @@
 # bench_scratch: create_own cold/warm vs cp --sparse=always, and format vs
-# copy per size. Needs the disk builder (core/scratchdisk*.c).
-file(GLOB lcow_bench_scratch_disk CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/core/scratchdisk*.c)
-if(lcow_bench_scratch_disk AND TARGET lcow_disk)
+# copy per size.
+if(TARGET lcow_disk)
   add_executable(bench_scratch ${CMAKE_CURRENT_LIST_DIR}/bench_scratch.c
                                ${PROJECT_SOURCE_DIR}/core/scratch.c)
   target_link_libraries(bench_scratch PRIVATE lcow_disk lcow_os)

@@ -12,6 +12,7 @@
 #include "os.h"
 #include "scratchdisk.h"
 #include "thread.h"
+#include "vhdx.h"
 
 /* Containerd's unpack prefix (snapshots.UnpackKeyPrefix + "-"). */
 #define EXTRACT_PREFIX "extract-"
@@ -432,25 +433,39 @@ static template_build *find_build(lcow_scratch *sc, const char *final_path)
     return NULL;
 }
 
-/* An existing template must at least be a VHDX file: a truncated or
- * foreign file would be copied into every new container otherwise. */
-static lcow_code check_template(const char *path, lcow_error *err)
+/* An existing template must be a VHDX of the size its name promises: a
+ * truncated, foreign or misnamed file would otherwise be copied into every
+ * new container. Templates the reader cannot fully interpret (a log to
+ * replay, features it does not implement) are used as they are, with a
+ * warning: Windows tools may have made them and Windows can attach them. */
+static lcow_code check_template(const char *path, uint32_t size_gb, lcow_error *err)
 {
     lcow_file *f;
     lcow_code rc = lcow_file_open(path, LCOW_OPEN_READ, &f, err);
     if (rc != LCOW_OK)
         return rc;
-    char sig[8] = {0};
-    size_t got = 0;
-    rc = lcow_file_pread(f, sig, sizeof sig, 0, &got, err);
+    lcow_vhdx_io io = lcow_vhdx_io_file(f);
+    lcow_vhdx_reader *r = NULL;
+    lcow_error e;
+    rc = lcow_vhdx_reader_open(&io, &r, &e);
+    uint64_t virtual_size = rc == LCOW_OK ? lcow_vhdx_reader_info(r)->virtual_size : 0;
+    lcow_vhdx_reader_free(r);
     lcow_file_close(f);
+    if (rc == LCOW_NOT_IMPLEMENTED) {
+        LCOW_LOGW("scratch template %s: not fully checked (%s); using it as it is", path,
+                  e.message);
+        return LCOW_OK;
+    }
     if (rc != LCOW_OK)
-        return rc;
-    if (got != sizeof sig || memcmp(sig, "vhdxfile", 8) != 0)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "scratch template %s is not a VHDX file; remove it and it will be "
-                              "rebuilt",
-                              path);
+                              "scratch template %s is not a usable VHDX file (%s); remove it and "
+                              "it will be rebuilt",
+                              path, e.message);
+    if (virtual_size != (uint64_t)size_gb << 30)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "scratch template %s holds a %llu-byte disk, not %u GiB; remove it "
+                              "and it will be rebuilt",
+                              path, (unsigned long long)virtual_size, (unsigned)size_gb);
     return LCOW_OK;
 }
 
@@ -552,7 +567,7 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
         free(mine->temp_path);
         free(mine);
     } else if (rc == LCOW_OK) {
-        rc = check_template(final_path, err);
+        rc = check_template(final_path, size_gb, err);
     }
     if (rc != LCOW_OK) {
         free(final_path);

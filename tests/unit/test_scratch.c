@@ -103,50 +103,10 @@ static int builds_so_far(void)
     return n;
 }
 
-#ifdef LCOW_TEST_FAKE_DISK_BUILDER
-/* Stand-in for core/scratchdisk*.c until it is in the tree: honours the
- * contract (exclusive create, fsync, nothing left on failure) and writes a
- * VHDX signature, some data and a hole, so copies can be compared. */
-lcow_code lcow_scratch_disk_create(const char *path, const lcow_scratch_disk_options *opts,
-                                   lcow_error *err)
-{
-    lcow_file *f;
-    lcow_code rc = lcow_file_open(
-        path, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f, err);
-    if (rc != LCOW_OK)
-        return rc;
-    char block[4096];
-    memset(block, 0, sizeof block);
-    memcpy(block, "vhdxfile", 8);
-    snprintf(block + 16, sizeof block - 16, "fake disk of %llu bytes",
-             (unsigned long long)opts->size_bytes);
-    rc = lcow_file_pwrite(f, block, sizeof block, 0, err);
-    if (rc == LCOW_OK)
-        rc = lcow_file_pwrite(f, block, sizeof block, 4u << 20, err);
-    if (rc == LCOW_OK)
-        rc = lcow_file_sync(f, err);
-    lcow_file_close(f);
-    if (rc != LCOW_OK)
-        lcow_os_remove(path, NULL);
-    return rc;
-}
-#endif
-
 /* qemu-img check of the VHDX and e2fsck -fn of its raw image (native only;
  * the tools are found by LcowUnitTest.cmake). */
 static void assert_valid_disk(const char *vhdx, uint32_t size_gb)
 {
-#ifdef LCOW_TEST_FAKE_DISK_BUILDER
-    lcow_file *f;
-    assert_int_equal(lcow_file_open(vhdx, LCOW_OPEN_READ, &f, NULL), LCOW_OK);
-    char head[64] = {0}, expect[64];
-    assert_int_equal(lcow_file_pread(f, head, sizeof head, 0, NULL, NULL), LCOW_OK);
-    lcow_file_close(f);
-    snprintf(expect, sizeof expect, "fake disk of %llu bytes", (unsigned long long)size_gb << 30);
-    assert_memory_equal(head, "vhdxfile", 8);
-    assert_string_equal(head + 16, expect);
-    return;
-#endif
 #ifdef _WIN32
     (void)vhdx, (void)size_gb;
 #else
@@ -662,6 +622,22 @@ static void a_foreign_template_is_refused(void **state)
     assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_FAILED_PRECONDITION);
     assert_non_null(strstr(err.message, "scratch_4.vhdx"));
     assert_int_equal(entries_in(snap), 0);
+
+    /* A real VHDX under the wrong size's name is refused too. */
+    char *misnamed = join(fx.root, "scratch_3.vhdx");
+    lcow_scratch_disk_options opts = {.size_bytes = 1ull << 30, .backend = LCOW_SCRATCH_NATIVE};
+    assert_int_equal(lcow_scratch_disk_create(misnamed, &opts, &err), LCOW_OK);
+    plan = own_plan(3, NULL);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "not 3 GiB"));
+    assert_int_equal(entries_in(snap), 0);
+    /* Removed, it is rebuilt. */
+    assert_int_equal(lcow_os_remove(misnamed, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
+    char *disk = join(snap, LCOW_SANDBOX_NAME);
+    assert_valid_disk(disk, 3);
+    free(disk);
+    free(misnamed);
     free(snap);
     free(template_path);
     close_fixture(&fx);
