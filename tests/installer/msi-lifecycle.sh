@@ -89,4 +89,5 @@ log "reinstall finds $layer_name"
 msi_uninstall uninstall2
 [ "$(service_state)" = ABSENT ] || fail "service still registered after the second msiexec /x"
 [ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost on the second uninstall"
+clean_state_dirs # verified kept; leave the shared prefix as we found it
 log "PASS"

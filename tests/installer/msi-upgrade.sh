@@ -67,4 +67,5 @@ wine_run msiexec /x "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\uni
 [ "$(service_state)" = ABSENT ] || fail "service still registered after uninstalling $NEXT_VERSION"
 [ -z "$(installed_product_codes)" ] || fail "a product is still registered: $(installed_product_codes)"
 [ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost on uninstall"
+clean_state_dirs # verified kept; leave the shared prefix as we found it
 log "PASS"
