@@ -10,6 +10,10 @@
 
 #include <cmocka.h>
 
+#ifdef _WIN32
+#include <windows.h>
+#endif
+
 #include "core/errors.h"
 #include "core/os.h"
 #include "core/thread.h"
@@ -427,6 +431,16 @@ static void copy_sparse_keeps_content_and_holes(void **state)
     assert_int_equal(lcow_os_rename(moved, dst, &err), LCOW_OK);
     free(moved);
     free(only);
+#endif
+#ifdef _WIN32
+    /* Windows refuses to attach sparse VHDX files: the copy is a normal file. */
+    {
+        wchar_t wdst[1024];
+        assert_true(MultiByteToWideChar(CP_UTF8, 0, dst, -1, wdst, 1024) > 0);
+        DWORD attrs = GetFileAttributesW(wdst);
+        assert_true(attrs != INVALID_FILE_ATTRIBUTES);
+        assert_false(attrs & FILE_ATTRIBUTE_SPARSE_FILE);
+    }
 #endif
     /* dst is created exclusively. */
     assert_int_equal(lcow_os_copy_sparse(src, dst, &err), LCOW_ALREADY_EXISTS);
