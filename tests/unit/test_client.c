@@ -527,6 +527,56 @@ static void a_slow_request_does_not_block_other_clients(void **state)
     lcow_server_free(server);
 }
 
+typedef struct hog_args {
+    int requests;
+    lcow_code code;
+} hog_args;
+
+/* Pipelines many requests and never reads a response. */
+static void *hog_main(void *arg)
+{
+    hog_args *h = arg;
+    lcow_client *c = NULL;
+    lcow_error err;
+    h->code = lcow_client_connect(address, 2000, &c, &err);
+    if (h->code != LCOW_OK)
+        return NULL;
+    lcow_client_set_call_timeout(c, 3000);
+    static const uint8_t version[] = {0x94, 0x00, 0x01, 0xa7, 'V',  'e', 'r',
+                                      's',  'i',  'o',  'n',  0x91, 0x80};
+    size_t n = (size_t)h->requests * sizeof version;
+    uint8_t *buf = malloc(n);
+    for (int i = 0; i < h->requests; i++)
+        memcpy(buf + (size_t)i * sizeof version, version, sizeof version);
+    /* Blocks once the service stops reading from us, then times out. */
+    h->code = lcow_client_send_raw(c, buf, n, &err);
+    free(buf);
+    lcow_client_close(c);
+    return NULL;
+}
+
+static void a_client_that_never_reads_only_stalls_itself(void **state)
+{
+    lcow_server *server = start(NULL);
+    hog_args hog = {.requests = 400000}; /* ~5 MB of requests, ~25 MB of answers */
+    lcow_thread t;
+    assert_true(lcow_thread_create(&t, hog_main, &hog));
+    sleep_ms(300);
+    lcow_client *c = connect_ok();
+    for (int i = 0; i < 20; i++) {
+        unsigned long long t0 = now_ms();
+        version_still_works(c);
+        if (now_ms() - t0 > 1000)
+            fail_msg("a Version call took %llu ms beside a client that never reads", now_ms() - t0);
+    }
+    lcow_thread_join(t, NULL);
+    /* The hog's write timed out: the service stopped reading from it. */
+    assert_int_equal(hog.code, LCOW_UNAVAILABLE);
+    version_still_works(c);
+    lcow_client_close(c);
+    lcow_server_free(server);
+}
+
 static void stop_finishes_in_flight_requests(void **state)
 {
     lcow_server *server = start(NULL);
@@ -656,6 +706,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(connection_limit_refuses_extra_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_connections_are_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(a_slow_request_does_not_block_other_clients, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_client_that_never_reads_only_stalls_itself, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stop_finishes_in_flight_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(call_timeout_makes_the_connection_unusable, setup,
