@@ -1223,11 +1223,22 @@ static lcow_code create_scratch_impl(lcow_snapshotter *s, const char *path, uint
         };
         rc = lcow_scratch_disk_create(tmp, &o, err);
         if (rc == LCOW_OK) {
-            rc = lcow_os_rename(tmp, path, err);
-            if (rc != LCOW_OK) {
-                lcow_error e;
-                lcow_os_remove(tmp, &e);
+            /* Publish without replacing: a hard link fails if a concurrent
+             * CreateScratch got there first; rename (which replaces) only
+             * where the file system has no hard links. */
+            rc = lcow_os_hardlink(tmp, path, err);
+            if (rc != LCOW_OK && rc != LCOW_ALREADY_EXISTS) {
+                LCOW_LOGD("create scratch: no hard link (%s); renaming", err ? err->message : "");
+                rc = lcow_os_stat(path, &st, err);
+                if (rc == LCOW_OK && st.exists)
+                    rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s already exists", path);
+                if (rc == LCOW_OK)
+                    rc = lcow_os_rename(tmp, path, err);
             }
+            lcow_error e;
+            lcow_code gone = lcow_os_remove(tmp, &e);
+            if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
+                LCOW_LOGW("create scratch: temp file %s left behind: %s", tmp, e.message);
         }
         if (rc == LCOW_OK)
             rc = lcow_os_sync_dir(dir, err);

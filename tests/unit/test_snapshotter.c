@@ -1570,6 +1570,14 @@ static void scratch_creation_blocks_no_one(void **state)
     check(f->s);
 }
 
+static int count_temp(void *ctx, const char *name, bool is_dir)
+{
+    (void)is_dir;
+    if (strstr(name, ".tmp"))
+        (*(int *)ctx)++;
+    return 0;
+}
+
 static void create_scratch_validates_path(void **state)
 {
     fixture *f = *state;
@@ -1589,6 +1597,16 @@ static void create_scratch_validates_path(void **state)
     assert_disk_valid(target);
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 1, 0, &err),
                      LCOW_ALREADY_EXISTS);
+    /* no temp file left next to it, also after a failed build */
+    lcow_os_fault_arm(LCOW_OS_OP_WRITE, 3, LCOW_FAULT_ENOSPC, false);
+    char *second = lcow_path_join(f->root, "second.vhdx");
+    assert_int_not_equal(lcow_snapshotter_create_scratch(f->s, second, 1, 0, &err), LCOW_OK);
+    lcow_os_fault_clear();
+    assert_false(stat_path(second).exists);
+    int temps = 0;
+    ok(lcow_os_list_dir(f->root, count_temp, &temps, &err), &err);
+    assert_int_equal(temps, 0);
+    free(second);
     free(missing_dir);
     free(in_missing);
     free(target);
