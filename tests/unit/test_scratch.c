@@ -567,6 +567,74 @@ static void rename_failure_leaves_no_template_and_next_call_succeeds(void **stat
     close_fixture(&fx);
 }
 
+typedef struct root_listing {
+    int temps, others;
+    bool has_template;
+} root_listing;
+
+static int classify_root_entry(void *ctx, const char *name, bool is_dir)
+{
+    root_listing *l = ctx;
+    if (strcmp(name, "scratch_1.vhdx") == 0)
+        l->has_template = true;
+    else if (strstr(name, "tmp"))
+        l->temps++;
+    else if (!is_dir)
+        l->others++;
+    return 0;
+}
+
+/* SQLite-style: fail every os call of a cold create_own in turn (ENOSPC and
+ * EIO alternately) and check that each failure leaves no temp file, no
+ * sandbox.vhdx, and either no template or a complete one. */
+static void every_failure_of_a_cold_create_leaves_nothing_behind(void **state)
+{
+    fixture fx = open_fixture("fault-walk", NULL, 0);
+    lcow_error err;
+    char *snap = subdir(fx.root, "snap"), *check = subdir(fx.root, "check");
+    char *disk = join(snap, LCOW_SANDBOX_NAME), *check_disk = join(check, LCOW_SANDBOX_NAME);
+    char *template_path = join(fx.root, "scratch_1.vhdx");
+    lcow_scratch_plan plan = own_plan(1, NULL);
+    unsigned nth = 1, failures = 0;
+    for (;; nth++) {
+        lcow_os_remove(template_path, NULL);
+        lcow_os_remove(disk, NULL);
+        lcow_os_fault_clear();
+        assert_true(lcow_os_fault_arm(LCOW_OS_OP_ANY, nth,
+                                      nth % 2 ? LCOW_FAULT_EIO : LCOW_FAULT_ENOSPC, false));
+        lcow_code rc = lcow_scratch_create_own(fx.sc, &plan, snap, &err);
+        unsigned calls = lcow_os_fault_calls(LCOW_OS_OP_ANY);
+        lcow_os_fault_clear();
+        root_listing l = {0};
+        assert_int_equal(lcow_os_list_dir(fx.root, classify_root_entry, &l, NULL), LCOW_OK);
+        if (l.temps)
+            print_message("fault at call %u left a temp file\n", nth);
+        assert_int_equal(l.temps, 0);
+        assert_int_equal(l.others, 0);
+        if (rc != LCOW_OK) {
+            failures++;
+            assert_false(exists(disk));
+        }
+        if (l.has_template) {
+            /* Whatever is published is complete: it is used as is. */
+            assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, check, &err), LCOW_OK);
+            assert_int_equal(lcow_os_remove(check_disk, NULL), LCOW_OK);
+        }
+        if (calls < nth)
+            break; /* the fault never fired: every call has been failed once */
+    }
+    print_message("failed each of %u os calls; %u failures reported\n", nth - 1, failures);
+    assert_true(nth > 5);
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_ALREADY_EXISTS);
+    assert_valid_disk(disk, 1);
+    free(template_path);
+    free(check_disk);
+    free(disk);
+    free(check);
+    free(snap);
+    close_fixture(&fx);
+}
+
 static void stale_temp_files_are_cleaned_up(void **state)
 {
     fixture fx = open_fixture("cleanup", NULL, 0);
@@ -793,6 +861,7 @@ int main(void)
         cmocka_unit_test(sized_templates_live_in_the_location),
         cmocka_unit_test(large_sizes_are_formatted_directly),
         cmocka_unit_test(rename_failure_leaves_no_template_and_next_call_succeeds),
+        cmocka_unit_test(every_failure_of_a_cold_create_leaves_nothing_behind),
         cmocka_unit_test(stale_temp_files_are_cleaned_up),
         cmocka_unit_test(a_foreign_template_is_refused),
         cmocka_unit_test(shared_disk_links_to_the_canonical_file),
