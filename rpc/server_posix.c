@@ -226,7 +226,8 @@ static void adopt_queued(io_loop *loop, int64_t now, bool refuse)
 /* Returns false when the connection must be closed now. */
 static bool conn_read(conn *c, uint8_t *buf)
 {
-    for (int i = 0; i < 4; i++) {
+    /* One chunk per poll round: the loop's other connections come next. */
+    for (;;) {
         ssize_t n = recv(c->fd, buf, READ_CHUNK, 0);
         if (n > 0) {
             lcow_error err;
@@ -237,11 +238,7 @@ static bool conn_read(conn *c, uint8_t *buf)
                 return true;
             }
             /* Answers of requests run inline go out at once. */
-            if (!lcow_session_write(c->session, sock_write, c))
-                return false;
-            if ((size_t)n < READ_CHUNK)
-                return true;
-            continue;
+            return lcow_session_write(c->session, sock_write, c);
         }
         if (n == 0) {
             atomic_store(&c->read_eof, true);
@@ -251,7 +248,6 @@ static bool conn_read(conn *c, uint8_t *buf)
             continue;
         return errno == EAGAIN || errno == EWOULDBLOCK;
     }
-    return true;
 }
 
 static bool conn_idle(conn *c)

@@ -15,6 +15,10 @@
 /* A session runs at most this many jobs before yielding its worker, so one
  * busy pipelining client cannot starve the others. */
 #define SESSION_BATCH 16
+/* Requests one feed may run inline on the I/O thread; the rest of a large
+ * pipelined burst goes to the workers, so one client cannot hold an I/O
+ * thread (and the other connections it serves) for long. */
+#define INLINE_BUDGET 256
 
 typedef struct job {
     struct job *next;
@@ -32,6 +36,7 @@ struct lcow_session {
 
     lcow_frame_reader reader; /* I/O thread only */
     lcow_code feed_code;      /* set by the frame sink on allocation failure */
+    unsigned inline_budget;   /* left for this feed */
 
     lcow_mutex lock; /* guards everything below */
     job *head, *tail;
@@ -280,11 +285,14 @@ static void enqueue(lcow_session *s, job *j)
  * session is queued or running, so order is kept; false = queue it. */
 static bool run_inline(lcow_session *s, job *j)
 {
+    if (s->inline_budget == 0)
+        return false;
     lcow_mutex_lock(&s->lock);
     bool idle = s->pending == 0 && !s->closed;
     lcow_mutex_unlock(&s->lock);
     if (!idle)
         return false;
+    s->inline_budget--;
     if (!lcow_dispatch_respond(s->snapshotter, &j->req, &j->out))
         LCOW_LOGE("rpc: out of memory answering msgid %u", (unsigned)j->req.msgid);
     lcow_mutex_lock(&s->lock);
@@ -324,6 +332,7 @@ static void frame_sink(void *ctx, const lcow_frame_event *ev)
 lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, lcow_error *err)
 {
     s->feed_code = LCOW_OK;
+    s->inline_budget = INLINE_BUDGET;
     lcow_code code = lcow_frame_reader_feed(&s->reader, data, len, frame_sink, s, err);
     if (code == LCOW_OK && s->feed_code != LCOW_OK)
         code = lcow_error_set(err, s->feed_code, "out of memory queueing a request");
