@@ -83,7 +83,8 @@ fuzz: deps-native
 torture: deps-native
 	@cmake --preset native >/dev/null
 	@cmake --build --preset native -j $(JOBS)
-	@ctest --preset native -L torture --no-tests=error
+	@rc=0; ctest --preset native -L torture --no-tests=error || rc=$$?; \
+	cat build/native/reliability-summary.txt 2>/dev/null || true; exit $$rc
 
 clean:
 	rm -rf build/native build/native-asan build/win64 build/fuzz build/release

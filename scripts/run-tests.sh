@@ -29,7 +29,8 @@ for preset in "${presets[@]}"; do
   bdir=$(binary_dir "$preset")
   echo "==== $preset: configure + build ($bdir)"
   # No stale results: .ci/run reports from these files.
-  rm -f "$bdir/ctest-summary.log" "$bdir/Testing/Temporary/LastTest.log"
+  rm -f "$bdir/ctest-summary.log" "$bdir/Testing/Temporary/LastTest.log" \
+    "$bdir/reliability-summary.txt"
   if ! cmake --preset "$preset" >"$root/build/.configure-$preset.log" 2>&1; then
     cat "$root/build/.configure-$preset.log"
     result[$preset]="CONFIGURE FAILED"
@@ -48,6 +49,11 @@ for preset in "${presets[@]}"; do
   # shellcheck disable=SC2086
   ctest --preset "$preset" -j "$jobs" --no-tests=error ${LCOW_CTEST_ARGS:-} 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
+  # One line per reliability campaign (tests/torture), written by the tests.
+  if [ -s "$bdir/reliability-summary.txt" ]; then
+    echo "==== $preset: reliability"
+    cat "$bdir/reliability-summary.txt"
+  fi
   line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
   total=$(sed -nE 's/.* out of ([0-9]+).*/\1/p' <<<"$line")
   failed=$(sed -nE 's/.*, ([0-9]+) tests? failed.*/\1/p' <<<"$line")
