@@ -3,13 +3,16 @@
  * descriptors (handles on Windows) are sampled once a second.
  *
  * Passes when: zero errors (transport or unexpected error codes), every call
- * answered within --max-latency-ms, and the mean RSS and descriptor count of
- * the last --window seconds are within 10% of the first --window seconds.
+ * answered within --max-latency-ms, the mean descriptor count of the last
+ * --window seconds within 10% of the first --window seconds, and the mean RSS
+ * within 10% plus --rss-allowance-kb (see below).
  *
  * POSIX:   soak --exe LCOWSNAP --dir DIR [options]   (starts and stops it)
  *          soak --address SOCK --pid PID [options]
  * Windows: soak.exe --address \\.\pipe\NAME --process-name lcowsnap.exe
- * Options: --clients N --seconds S --window S --max-latency-ms MS --label TEXT */
+ * Options: --clients N --seconds S --window S --max-latency-ms MS --label TEXT
+ *          --rss-allowance-kb KB (growth allowed on top of 10%, default 16384:
+ *          LevelDB's two 4 MiB write buffers and 8 MiB block cache filling) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -291,7 +294,8 @@ static void *client_main(void *arg)
 typedef struct sample {
     double t;
     long rss_kb;
-    long fds; /* handles on Windows */
+    long anon_kb, file_kb; /* Linux: RssAnon, RssFile (LevelDB maps its tables) */
+    long fds;              /* handles on Windows */
 } sample;
 
 #ifdef _WIN32
@@ -343,6 +347,10 @@ static bool take_sample(sample *s)
     while (fgets(line, sizeof line, f))
         if (strncmp(line, "VmRSS:", 6) == 0)
             s->rss_kb = strtol(line + 6, NULL, 10);
+        else if (strncmp(line, "RssAnon:", 8) == 0)
+            s->anon_kb = strtol(line + 8, NULL, 10);
+        else if (strncmp(line, "RssFile:", 8) == 0)
+            s->file_kb = strtol(line + 8, NULL, 10);
     fclose(f);
     snprintf(path, sizeof path, "/proc/%d/fd", (int)g_pid);
     DIR *d = opendir(path);
@@ -363,6 +371,18 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static double window_mean_of(const sample *s, int n, double from, double to, int field)
+{
+    double sum = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (s[i].t >= from && s[i].t < to) {
+            sum += field == 2 ? (double)s[i].anon_kb : (double)s[i].file_kb;
+            k++;
+        }
+    return k ? sum / k : -1;
+}
+
 static double window_mean(const sample *s, int n, double from, double to, bool rss)
 {
     double sum = 0;
@@ -378,6 +398,7 @@ static double window_mean(const sample *s, int n, double from, double to, bool r
 int main(int argc, char **argv)
 {
     unsigned nclients = 64, seconds = 60, window = 10, max_latency_ms = 10000;
+    double rss_allowance_kb = 16384;
     const char *label = "native", *exe = NULL, *dir = NULL, *process = NULL;
     long pid_arg = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -390,6 +411,8 @@ int main(int argc, char **argv)
             window = (unsigned)strtoul(v, NULL, 10);
         else if (!strcmp(a, "--max-latency-ms"))
             max_latency_ms = (unsigned)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--rss-allowance-kb"))
+            rss_allowance_kb = strtod(v, NULL);
         else if (!strcmp(a, "--label"))
             label = v;
         else if (!strcmp(a, "--address"))
@@ -494,8 +517,21 @@ int main(int argc, char **argv)
     double rss_last = window_mean(samples, nsamples, seconds - window + 0.5, seconds + 60, true);
     double fd_first = window_mean(samples, nsamples, 0, window + 0.5, false);
     double fd_last = window_mean(samples, nsamples, seconds - window + 0.5, seconds + 60, false);
-    bool rss_flat = rss_first > 0 && rss_last <= rss_first * 1.10 && rss_last >= rss_first * 0.90;
+    /* LevelDB's memory fills with use: two 4 MiB write buffers (memtable +
+     * the one being flushed) and the 8 MiB block cache of core/metastore.c.
+     * Growth up to that much on top of 10% is the caches warming, not a
+     * leak; anything beyond fails. */
+    bool rss_flat = rss_first > 0 && rss_last <= rss_first * 1.10 + rss_allowance_kb &&
+                    rss_last >= rss_first * 0.90;
     bool fd_flat = fd_first > 0 && fd_last <= fd_first * 1.10 && fd_last >= fd_first * 0.90;
+    bool fd_known = fd_first > 0;
+#ifdef _WIN32
+    /* Wine's GetProcessHandleCount succeeds with 0 for other processes: no
+     * handle count to judge (wine_soak.sh samples the Wine process's Unix
+     * descriptors instead). */
+    if (!fd_known)
+        fd_flat = true;
+#endif
     bool latency_ok = pmax <= max_latency_ms;
     int rc = errors == 0 && latency_ok && rss_flat && fd_flat && sampling_ok && total > 0 ? 0 : 1;
 
@@ -518,20 +554,36 @@ int main(int argc, char **argv)
         fprintf(stderr, "soak: max latency %.1f ms above the %u ms bound\n", pmax, max_latency_ms);
     if (!sampling_ok)
         fprintf(stderr, "soak: could not sample the service process\n");
-    printf("soak %s: per-second samples (t, rss KiB, %s):", label, what);
+    printf("soak %s: per-second samples (t, rss KiB, %s, anon KiB, file KiB):", label, what);
     for (int i = 0; i < nsamples; i++)
-        printf(" %.0f:%ld:%ld", samples[i].t, samples[i].rss_kb, samples[i].fds);
+        printf(" %.0f:%ld:%ld:%ld:%ld", samples[i].t, samples[i].rss_kb, samples[i].fds,
+               samples[i].anon_kb, samples[i].file_kb);
     printf("\n");
     /* tsummary is POSIX-only (torture_util); write the line the same way. */
-    char line[1024];
-    snprintf(line, sizeof line,
-             "torture soak (%s): %s: %u clients x %.0f s: requests %zu (%.0f/s), errors %u; "
-             "latency p50 %.2f ms, p99 %.2f ms, max %.1f ms; RSS first/last %us %.0f/%.0f KiB "
-             "(%+.1f%%), %s %.1f/%.1f (%+.1f%%)",
-             label, rc ? "FAILED" : "ok", nclients, elapsed, total, (double)total / elapsed, errors,
-             p50, p99, pmax, window, rss_first, rss_last,
-             rss_first > 0 ? (rss_last / rss_first - 1) * 100 : 0, what, fd_first, fd_last,
-             fd_first > 0 ? (fd_last / fd_first - 1) * 100 : 0);
+    char line[1400];
+    int used = snprintf(
+        line, sizeof line,
+        "torture soak (%s): %s: %u clients x %.0f s: requests %zu (%.0f/s), errors %u; latency "
+        "p50 %.2f ms, p99 %.2f ms, max %.1f ms; RSS first/last %us %.0f/%.0f KiB (%+.1f%%, "
+        "allowed +10%% + %.0f KiB for LevelDB's buffers and cache)",
+        label, rc ? "FAILED" : "ok", nclients, elapsed, total, (double)total / elapsed, errors, p50,
+        p99, pmax, window, rss_first, rss_last,
+        rss_first > 0 ? (rss_last / rss_first - 1) * 100 : 0, rss_allowance_kb);
+#ifndef _WIN32
+    double anon_first = window_mean_of(samples, nsamples, 0, window + 0.5, 2);
+    double anon_last = window_mean_of(samples, nsamples, seconds - window + 0.5, seconds + 60, 2);
+    double file_first = window_mean_of(samples, nsamples, 0, window + 0.5, 3);
+    double file_last = window_mean_of(samples, nsamples, seconds - window + 0.5, seconds + 60, 3);
+    used += snprintf(line + used, sizeof line - (size_t)used,
+                     " [anon %.0f/%.0f, file-backed %.0f/%.0f]", anon_first, anon_last, file_first,
+                     file_last);
+#endif
+    if (fd_known)
+        snprintf(line + used, sizeof line - (size_t)used, ", %s %.1f/%.1f (%+.1f%%)", what,
+                 fd_first, fd_last, (fd_last / fd_first - 1) * 100);
+    else
+        snprintf(line + used, sizeof line - (size_t)used,
+                 ", handles unavailable (GetProcessHandleCount gives 0 under Wine)");
     printf("%s\n", line);
     const char *file = getenv("LCOW_TORTURE_SUMMARY");
     if (file && *file) {

@@ -31,11 +31,38 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 grep -q "rpc: listening on" "$log" || { echo "service did not come up"; cat "$log"; exit 1; }
+# The Wine process that hosts lcowsnap.exe: its Unix descriptors stand in
+# for the handle count Wine does not report (files, pipes and sockets the
+# service holds are fds of this process or of wineserver on its behalf).
+upid=$(pgrep -f "$name" | head -1)
+(
+    t=0
+    while kill -0 "$upid" 2>/dev/null; do
+        t=$((t + 1))
+        echo "$t $(ls /proc/"$upid"/fd 2>/dev/null | wc -l) $(awk '/VmRSS/ {print $2}' /proc/"$upid"/status 2>/dev/null)"
+        sleep 1
+    done
+) >"$dir/unix-samples.txt" &
+sampler=$!
 summary=${LCOW_TORTURE_SUMMARY:-}
 LCOW_TORTURE_SUMMARY= "${wine[@]}" "$soak_exe" --address "$pipe" --process-name "$name" \
     --clients "$clients" --seconds "$seconds" --window "$window" --max-latency-ms 30000 \
     --label "wine" | tr -d '\r' | tee "$dir/soak.out"
 rc=${PIPESTATUS[0]}
-[ -n "$summary" ] && grep '^torture soak' "$dir/soak.out" >>"$summary"
+kill "$sampler" 2>/dev/null
+wait "$sampler" 2>/dev/null
+# First vs last WINDOW seconds of the soak (the sampler started with it).
+read -r fd_first fd_last < <(awk -v w="$window" -v s="$seconds" '
+    $1 <= w {f += $2; nf++} $1 > s - w && $1 <= s {l += $2; nl++}
+    END {printf "%.1f %.1f\n", nf ? f / nf : -1, nl ? l / nl : -1}' "$dir/unix-samples.txt")
+fd_line="torture soak (wine): Unix fds of the Wine process hosting lcowsnap.exe (pid $upid), first/last ${window}s: $fd_first/$fd_last"
+if awk -v a="$fd_first" -v b="$fd_last" 'BEGIN {exit !(a > 0 && b <= a * 1.10 && b >= a * 0.90)}'; then
+    fd_line="$fd_line (within 10%)"
+else
+    fd_line="$fd_line (NOT within 10%)"
+    rc=1
+fi
+echo "$fd_line"
+[ -n "$summary" ] && { grep '^torture soak' "$dir/soak.out"; echo "$fd_line"; } >>"$summary"
 [ $rc = 0 ] || tail -n 30 "$log"
 exit $rc
