@@ -18,6 +18,15 @@
 #include "core/scratchdisk.h"
 #include "core/thread.h"
 
+/* Builds without LCOW_FAULT_INJECTION (the release preset) have no seam. */
+#define REQUIRE_FAULT_SEAM()                                                                       \
+    do {                                                                                           \
+        if (!lcow_os_fault_arm(LCOW_OS_OP_ANY, 0, LCOW_FAULT_NONE, false)) {                       \
+            print_message("fault injection not compiled in\n");                                    \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /* ---------------------------------------------------------------- helpers */
 
 static char *fresh_dir(const char *name)
@@ -495,6 +504,7 @@ static void set_env(const char *name, const char *value)
  * and their template is still kept. */
 static void large_sizes_are_formatted_directly(void **state)
 {
+    REQUIRE_FAULT_SEAM();
     set_env("LCOW_SCRATCH_FORMAT_FROM_GB", "2");
     fixture fx = open_fixture("own-format", NULL, 0);
     set_env("LCOW_SCRATCH_FORMAT_FROM_GB", NULL);
@@ -534,6 +544,7 @@ static void large_sizes_are_formatted_directly(void **state)
 
 static void rename_failure_leaves_no_template_and_next_call_succeeds(void **state)
 {
+    REQUIRE_FAULT_SEAM();
     fixture fx = open_fixture("own-crash", NULL, 0);
     lcow_error err;
     char *snap = subdir(fx.root, "snap");
@@ -589,6 +600,7 @@ static int classify_root_entry(void *ctx, const char *name, bool is_dir)
  * sandbox.vhdx, and either no template or a complete one. */
 static void every_failure_of_a_cold_create_leaves_nothing_behind(void **state)
 {
+    REQUIRE_FAULT_SEAM();
     fixture fx = open_fixture("fault-walk", NULL, 0);
     lcow_error err;
     char *snap = subdir(fx.root, "snap"), *check = subdir(fx.root, "check");
