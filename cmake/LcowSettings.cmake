@@ -32,6 +32,12 @@ if(LCOW_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+if(LCOW_FUZZ)
+  # Instrument every library for coverage, so libFuzzer sees the code under
+  # test and not only the harness; fuzz targets add -fsanitize=fuzzer.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
+
 # lcow_glob_sources(<out-var> <dir> <pattern>...): the .c files of dir that
 # match the patterns, without the other platform's *_win.c or *_posix.c.
 function(lcow_glob_sources out dir)
