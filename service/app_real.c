@@ -2,6 +2,8 @@
  * lcow_service library and its tests build without lcow_core / lcow_rpc). */
 #include "app.h"
 
+#include <stdlib.h>
+
 #include "core/log.h"
 #include "core/snapshotter.h"
 #include "rpc/server.h"
@@ -16,6 +18,12 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
         .scratch_dir_allow_count = cfg->scratch_dir_allow_count,
         .no_sync = false,
     };
+    if (cfg->scratch_dir_allow_count == 0)
+        LCOW_LOGW("scratch directory allow-list is open: rootfs.location labels and CreateScratch "
+                  "may name any existing absolute directory (only administrators can reach the "
+                  "endpoint); confine them with --scratch-dir-allow DIR");
+    for (size_t i = 0; i < cfg->scratch_dir_allow_count; i++)
+        LCOW_LOGI("scratch directories allowed under %s", cfg->scratch_dir_allow[i]);
     lcow_snapshotter *s = NULL;
     lcow_code code = lcow_snapshotter_open(&sc, &s, err);
     *store = s;
@@ -32,9 +40,29 @@ static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *
         .max_connections = cfg->max_connections,
         .idle_timeout_ms = cfg->idle_timeout_ms,
         .worker_threads = 0,
+        /* A DACL that lets Everyone/Anonymous write is accepted only when the
+         * administrator wrote it with --pipe-sddl; the default never does. */
+        .allow_world_writable_sddl = cfg->pipe_sddl != NULL,
     };
     lcow_server *srv = NULL;
     lcow_code code = lcow_server_start(&sc, store, &srv, err);
+    if (code != LCOW_OK) {
+        *server = NULL;
+        return code;
+    }
+    /* Read the endpoint's access control back from the system: what the
+     * kernel (or Wine) stored is what protects the store, not what we asked. */
+    char *described = NULL;
+    code = lcow_server_verify_security(srv, &described, err);
+    if (code != LCOW_OK) {
+        lcow_server_stop(srv, 0);
+        lcow_server_free(srv);
+        *server = NULL;
+        return code;
+    }
+    LCOW_LOGI("endpoint %s secured: %s", cfg->address ? cfg->address : "(default)",
+              described ? described : "?");
+    free(described);
     *server = srv;
     return code;
 }
