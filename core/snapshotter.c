@@ -743,6 +743,23 @@ static lcow_code validate_create_args(const char *key, const char *parent,
     return rc;
 }
 
+/* Mounts of a snapshot just written, read under the writer lock so that a
+ * concurrent Remove cannot make a successful Prepare report NotFound. Only
+ * an allocation can fail here; the record then stays (as any Prepare whose
+ * reply is lost) and Mounts returns the same list. */
+static lcow_code mounts_of_new(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,
+                               lcow_error *err)
+{
+    if (!mounts)
+        return LCOW_OK;
+    lcow_meta_record rec;
+    lcow_code rc = lcow_metastore_get(s->ms, NULL, key, &rec, err);
+    if (rc == LCOW_OK)
+        rc = build_mounts(s, NULL, &rec, mounts, err);
+    lcow_meta_record_free(&rec);
+    return rc;
+}
+
 static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const char *key,
                                       const char *parent, const lcow_labels *labels,
                                       lcow_mounts *mounts, lcow_error *err)
@@ -790,6 +807,8 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
     if (rc == LCOW_OK && kind == LCOW_KIND_VIEW) {
         /* Views have no files: one step. */
         rc = lcow_metastore_create(s->ms, &req, false, NULL, err);
+        if (rc == LCOW_OK)
+            rc = mounts_of_new(s, key, mounts, err);
         lcow_mutex_unlock(&s->lock);
         goto done;
     }
@@ -832,9 +851,12 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
         rc = check_open(s, err);
     if (rc == LCOW_OK)
         rc = lcow_metastore_create(s->ms, &req, false, NULL, err);
+    bool recorded = rc == LCOW_OK;
+    if (recorded)
+        rc = mounts_of_new(s, key, mounts, err);
     drop_pending(s, key);
     lcow_mutex_unlock(&s->lock);
-    if (rc != LCOW_OK && made_dir) {
+    if (!recorded && made_dir) {
         lcow_error e;
         if (lcow_os_remove_all(dir, &e) != LCOW_OK)
             LCOW_LOGW("prepare %s failed and its directory %s could not be removed (%s); "
@@ -843,13 +865,6 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
     }
 
 done:
-    if (rc == LCOW_OK && mounts) {
-        lcow_meta_record rec;
-        rc = lcow_metastore_get(s->ms, NULL, key, &rec, err);
-        if (rc == LCOW_OK)
-            rc = build_mounts(s, NULL, &rec, mounts, err);
-        lcow_meta_record_free(&rec);
-    }
     free(dir);
     lcow_scratch_plan_free(&plan);
     return rc;
