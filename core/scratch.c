@@ -396,9 +396,12 @@ static bool is_template_temp(const char *name)
     return strncmp(name, "scratch-", 8) == 0 && n > 17 && strcmp(name + n - 9, "-tmp.vhdx") == 0;
 }
 
-static lcow_code remember_location(lcow_scratch *sc, const char *dir)
+/* Records dir for cleanup; *is_new tells whether this process has not used
+ * it before. */
+static lcow_code remember_location(lcow_scratch *sc, const char *dir, bool *is_new)
 {
     lcow_code rc = LCOW_OK;
+    *is_new = false;
     lcow_mutex_lock(&sc->lock);
     bool known = strcmp(dir, sc->root) == 0;
     for (size_t i = 0; i < sc->location_count && !known; i++)
@@ -413,14 +416,17 @@ static lcow_code remember_location(lcow_scratch *sc, const char *dir)
             }
         }
         char *copy = sc->location_count < sc->location_cap ? strdup(dir) : NULL;
-        if (copy)
+        if (copy) {
             sc->locations[sc->location_count++] = copy;
-        else
+            *is_new = true;
+        } else
             rc = LCOW_RESOURCE_EXHAUSTED;
     }
     lcow_mutex_unlock(&sc->lock);
     return rc;
 }
+
+static lcow_code sweep_dir(lcow_scratch *sc, const char *dir, lcow_error *err);
 
 static template_build *find_build(lcow_scratch *sc, const char *final_path)
 {
@@ -520,9 +526,17 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
     char *final_path = lcow_path_join(dir, name);
     if (!final_path)
         return oom(err, "scratch template");
-    if (strcmp(dir, sc->root) != 0 && remember_location(sc, dir) != LCOW_OK) {
+    bool new_location = false;
+    if (strcmp(dir, sc->root) != 0 && remember_location(sc, dir, &new_location) != LCOW_OK) {
         free(final_path);
         return oom(err, "scratch template");
+    }
+    if (new_location) {
+        /* Crash leftovers of an earlier run in this location: the root is
+         * swept at open, a location only once this process uses it. */
+        lcow_error e;
+        if (sweep_dir(sc, dir, &e) != LCOW_OK)
+            LCOW_LOGW("scratch location %s: stale temp files not removed (%s)", dir, e.message);
     }
     lcow_code rc = LCOW_OK;
     template_build *mine = NULL;

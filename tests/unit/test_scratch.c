@@ -652,11 +652,17 @@ static void stale_temp_files_are_cleaned_up(void **state)
     fixture fx = open_fixture("cleanup", NULL, 0);
     lcow_error err;
     char *cache = subdir(fx.root, "cache");
+    /* A crash leftover in a location is removed when the location is first
+     * used by this process. */
+    char *leftover = join(cache, ".scratch_1.vhdx.tmp-1-1");
+    write_file(leftover, "partial");
     /* Use the location once so the module knows to sweep it. */
     char *snap = subdir(fx.root, "snap");
     lcow_scratch_plan plan = own_plan(1, cache);
     assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
     lcow_scratch_plan_free(&plan);
+    assert_false(exists(leftover));
+    free(leftover);
 
     const char *stale[] = {".scratch.vhdx.tmp-1700000000123456789-0", ".scratch_8.vhdx.tmp-1-2",
                            "scratch-123456789-tmp.vhdx"};
