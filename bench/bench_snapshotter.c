@@ -13,6 +13,7 @@
  * Usage: bench_snapshotter [--sizes 1000,10000] [--ops 200] [--dir DIR]
  * Prints a Markdown table (the one in docs/performance.md). */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,15 +112,28 @@ static leveldb_t *raw_open(const char *path, double *open_us)
 
 static const char raw_value[140] = "record-of-about-the-same-size-as-a-view-with-one-label";
 
+/* LCOW_BENCH_RAW_INDEXES=1 (diagnostic): the raw store also gets three
+ * index-sized entries per record, as the snapshotter's has (id map, child
+ * index, client-key index), to see how much of the walk gap is layout. */
 static void raw_populate(leveldb_t *db, size_t n)
 {
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
     leveldb_writebatch_t *b = leveldb_writebatch_create();
-    char key[64];
+    const char *with_indexes = getenv("LCOW_BENCH_RAW_INDEXES");
+    bool indexes = with_indexes && *with_indexes == '1';
+    char key[64], ik[64];
     char *e = NULL;
     for (size_t i = 0; i < n; i++) {
         int kl = snprintf(key, sizeof key, "s/default/%zu/pop-%08zu", i, i);
         leveldb_writebatch_put(b, key, (size_t)kl, raw_value, sizeof raw_value);
+        if (indexes) {
+            int il = snprintf(ik, sizeof ik, "i/%08zu", i);
+            leveldb_writebatch_put(b, ik, (size_t)il, key + 2, (size_t)kl - 2);
+            il = snprintf(ik, sizeof ik, "c/0000001%08zu", i);
+            leveldb_writebatch_put(b, ik, (size_t)il, key + 2, (size_t)kl - 2);
+            il = snprintf(ik, sizeof ik, "k/default%c%zu/pop-%08zu", 0, i, i);
+            leveldb_writebatch_put(b, ik, (size_t)il, "", 0);
+        }
         if (i % 1000 == 999 || i + 1 == n) {
             leveldb_write(db, wo, b, &e);
             leveldb_writebatch_clear(b);
