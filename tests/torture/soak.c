@@ -371,6 +371,7 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+#ifndef _WIN32
 static double window_mean_of(const sample *s, int n, double from, double to, int field)
 {
     double sum = 0;
@@ -382,6 +383,7 @@ static double window_mean_of(const sample *s, int n, double from, double to, int
         }
     return k ? sum / k : -1;
 }
+#endif
 
 static double window_mean(const sample *s, int n, double from, double to, bool rss)
 {
