@@ -443,7 +443,7 @@ static lcow_code layout_groups(fs *f, lcow_error *err)
     if (rc)
         return rc;
     for (unsigned i = 0; i < LPF_BLOCKS && !rc; i++) {
-        uint64_t b;
+        uint64_t b = 0;
         rc = new_block(f, i ? f->lpf_block + i : 0, &b, err);
         if (!rc && i == 0)
             f->lpf_block = b;

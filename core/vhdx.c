@@ -912,8 +912,8 @@ lcow_code lcow_vhdx_reader_read(lcow_vhdx_reader *r, uint64_t off, void *buf, si
         size_t n = len;
         if (n > r->info.block_size - in_block)
             n = (size_t)(r->info.block_size - in_block);
-        lcow_vhdx_block_state st;
-        uint64_t foff;
+        lcow_vhdx_block_state st = LCOW_VHDX_BLOCK_NOT_PRESENT;
+        uint64_t foff = 0;
         lcow_code rc = lcow_vhdx_reader_block(r, block, &st, &foff, err);
         if (rc)
             return rc;
