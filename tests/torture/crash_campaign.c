@@ -512,6 +512,66 @@ static int verify(client_state *cs, int nclients, lcow_client *cl, stats *st)
     return bad ? -1 : 0;
 }
 
+/* --self-test: the verification must catch a wrong model. Each tamper is
+ * applied to a copy of the clients' state and must make verify fail. */
+static unsigned g_tampers, g_tampers_caught;
+
+static void tamper_check(client_state *cs, int n, lcow_client *cl, const char *what,
+                         void (*tamper)(client_state *c))
+{
+    static client_state saved[MAX_CLIENTS];
+    int ci = -1;
+    for (int i = 0; i < n && ci < 0; i++)
+        if (cs[i].count > 0)
+            ci = i;
+    if (ci < 0)
+        return;
+    memcpy(saved, cs, sizeof saved[0] * (size_t)n);
+    tamper(&cs[ci]);
+    stats st = {0};
+    int rc = verify(cs, n, cl, &st);
+    g_tampers++;
+    g_tampers_caught += rc != 0;
+    printf("  self-test: %s -> %s%s%s\n", what, rc ? "detected: " : "NOT detected",
+           rc ? g_failure : "", "");
+    memcpy(cs, saved, sizeof saved[0] * (size_t)n);
+    atomic_store(&g_failed, 0);
+    g_failure[0] = '\0';
+}
+
+static void tamper_labels(client_state *c)
+{
+    strcat(c->snaps[0].labels, "torture/phantom=1\n");
+}
+
+static void tamper_phantom(client_state *c)
+{
+    snap *s = &c->snaps[c->count++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->key, sizeof s->key, "%s/1/never-created", c->ns);
+    s->kind = LCOW_KIND_COMMITTED;
+    s->acked = true;
+}
+
+static void tamper_forget(client_state *c)
+{
+    c->count--; /* the service has a snapshot no call made */
+}
+
+static void tamper_kind(client_state *c)
+{
+    c->snaps[0].kind =
+        c->snaps[0].kind == LCOW_KIND_COMMITTED ? LCOW_KIND_ACTIVE : LCOW_KIND_COMMITTED;
+}
+
+static void self_test(client_state *cs, int n, lcow_client *cl)
+{
+    tamper_check(cs, n, cl, "labels of an acknowledged snapshot differ", tamper_labels);
+    tamper_check(cs, n, cl, "an acknowledged snapshot is missing", tamper_phantom);
+    tamper_check(cs, n, cl, "an unrequested snapshot is visible", tamper_forget);
+    tamper_check(cs, n, cl, "a snapshot has the wrong kind", tamper_kind);
+}
+
 /* ------------------------------------------------------------ main loop */
 
 typedef struct checked {
@@ -552,6 +612,7 @@ int main(int argc, char **argv)
 {
     const char *exe = NULL, *dir = NULL;
     unsigned kills = 20, nclients = 4;
+    bool selftest = false;
     uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--exe"))
@@ -562,6 +623,8 @@ int main(int argc, char **argv)
             kills = (unsigned)strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--clients"))
             nclients = (unsigned)strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--self-test"))
+            selftest = strcmp(argv[i + 1], "0") != 0;
         else if (!strcmp(argv[i], "--seed"))
             seed = strtoull(argv[i + 1], NULL, 10);
     }
@@ -680,6 +743,8 @@ int main(int argc, char **argv)
         } else {
             if (verify(cs, (int)nclients, cl, &st) == 0 && lcow_client_cleanup(cl, &err) != LCOW_OK)
                 failf("Cleanup after restart: %s %s", lcow_code_name(err.code), err.message);
+            if (selftest && !atomic_load(&g_failed))
+                self_test(cs, (int)nclients, cl);
             lcow_client_close(cl);
         }
         int status = tsvc_stop(&svc, SIGTERM, 20000);
@@ -735,5 +800,12 @@ int main(int argc, char **argv)
              st.kill_remove, st.kill_commit, st.kill_other, st.kill_idle, st.ops, st.disks_checked,
              st.restarts, secs);
     tstrv_free(ck.paths, ck.n);
+    if (selftest) {
+        tsummary("torture crash self-test: %s: %u of %u wrong models detected",
+                 g_tampers_caught == g_tampers && g_tampers > 0 ? "ok" : "FAILED", g_tampers_caught,
+                 g_tampers);
+        if (g_tampers_caught != g_tampers || g_tampers == 0)
+            rc = 1;
+    }
     return rc;
 }
