@@ -13,6 +13,7 @@
 #include <wchar.h>
 
 #include "log.h"
+#include "win_str.h"
 
 /* Paths at least this long get the \\?\ prefix (CreateDirectoryW's limit is
  * MAX_PATH - 12 = 248). */
@@ -22,34 +23,6 @@ struct lcow_file {
     HANDLE h;
     char *path;
 };
-
-/* ---- strings ---- */
-
-static wchar_t *utf8_to_wide(const char *s)
-{
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0)
-        return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
-        free(w);
-        return NULL;
-    }
-    return w;
-}
-
-static char *wide_to_utf8(const wchar_t *w)
-{
-    int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, NULL, 0, NULL, NULL);
-    if (n <= 0)
-        return NULL;
-    char *s = malloc((size_t)n);
-    if (s && WideCharToMultiByte(CP_UTF8, 0, w, -1, s, n, NULL, NULL) != n) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
 
 bool lcow_path_is_absolute(const char *path)
 {
@@ -66,7 +39,7 @@ bool lcow_path_is_absolute(const char *path)
  * Relative paths stay relative. NULL on invalid UTF-8 or no memory. */
 static wchar_t *to_wide_path(const char *path)
 {
-    wchar_t *w = utf8_to_wide(path);
+    wchar_t *w = lcow_utf8_to_wide(path);
     if (!w)
         return NULL;
     for (wchar_t *p = w; *p; p++)
@@ -142,7 +115,7 @@ static void win32_message(DWORD e, char *out, size_t size)
     while (n > 0 &&
            (buf[n - 1] == L'\n' || buf[n - 1] == L'\r' || buf[n - 1] == L' ' || buf[n - 1] == L'.'))
         buf[--n] = 0;
-    char *s = n ? wide_to_utf8(buf) : NULL;
+    char *s = n ? lcow_wide_to_utf8(buf) : NULL;
     if (s)
         snprintf(out, size, "%s (error %lu)", s, (unsigned long)e);
     else
@@ -200,7 +173,7 @@ static lcow_code realpath_by_parent(const char *path, char **out, lcow_error *er
                               "realpath %s: the final path is too long for this host", path);
     }
     *slash = 0;
-    char *parent = wide_to_utf8(w), *name = wide_to_utf8(slash + 1);
+    char *parent = lcow_wide_to_utf8(w), *name = lcow_wide_to_utf8(slash + 1);
     free(w);
     char *resolved = NULL;
     lcow_code rc = parent && name ? lcow_os_realpath(parent, &resolved, err)
@@ -260,7 +233,7 @@ lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err)
         return win_fail(err, e ? e : ERROR_MORE_DATA, "realpath", path);
     }
     strip_verbatim_prefix(final);
-    *out = wide_to_utf8(final);
+    *out = lcow_wide_to_utf8(final);
     free(final);
     if (!*out)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "realpath %s: out of memory", path);
@@ -515,7 +488,7 @@ lcow_code lcow_os_mkdir_all(const char *path, lcow_error *err)
             DWORD attrs = GetFileAttributesW(w);
             /* Existing components (and roots refusing with access denied) are fine. */
             if (attrs == INVALID_FILE_ATTRIBUTES) {
-                char *part = wide_to_utf8(w);
+                char *part = lcow_wide_to_utf8(w);
                 rc = win_fail(err, e, "mkdir", part ? part : path);
                 free(part);
                 free(w);
@@ -698,7 +671,7 @@ lcow_code lcow_os_list_dir(const char *dir, lcow_dir_fn fn, void *ctx, lcow_erro
     do {
         if (dot_or_dotdot(fd.cFileName))
             continue;
-        char *name = wide_to_utf8(fd.cFileName);
+        char *name = lcow_wide_to_utf8(fd.cFileName);
         if (!name) {
             FindClose(find);
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "list %s: out of memory", dir);

@@ -12,6 +12,8 @@
 #include <windows.h>
 #include <virtdisk.h>
 
+#include "win_str.h"
+
 /* CREATE_VIRTUAL_DISK_PARAMETERS Version2 as in the Windows SDK. mingw-w64
  * 10 omits PhysicalSectorSizeInBytes, which shifts every later field and
  * makes the struct 8 bytes short of what virtdisk reads. */
@@ -85,19 +87,6 @@ static bool virtdisk_loaded(void)
     return virtdisk.load_error == 0;
 }
 
-static wchar_t *utf8_to_wide(const char *s)
-{
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0)
-        return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
-        free(w);
-        w = NULL;
-    }
-    return w;
-}
-
 static lcow_code win_fail(lcow_error *err, DWORD code, const char *what)
 {
     lcow_code c = LCOW_INTERNAL;
@@ -118,7 +107,7 @@ static lcow_code sys_create(void *ctx, const char *path, const lcow_vdisk_params
 {
     if (!virtdisk_loaded())
         return win_fail(err, virtdisk.load_error, "loading virtdisk.dll");
-    wchar_t *wpath = utf8_to_wide(path);
+    wchar_t *wpath = lcow_utf8_to_wide(path);
     if (!wpath)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "path is not valid UTF-8");
     VIRTUAL_STORAGE_TYPE type = {VIRTUAL_STORAGE_TYPE_DEVICE_VHDX, vendor_microsoft};
@@ -219,7 +208,7 @@ static void sys_close(void *ctx, void *disk)
 
 static lcow_code sys_remove(void *ctx, const char *path, lcow_error *err)
 {
-    wchar_t *wpath = utf8_to_wide(path);
+    wchar_t *wpath = lcow_utf8_to_wide(path);
     if (!wpath)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "path is not valid UTF-8");
     BOOL ok = DeleteFileW(wpath);

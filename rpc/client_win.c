@@ -9,6 +9,8 @@
 
 #include <windows.h>
 
+#include "../core/win_str.h"
+
 struct lcow_transport {
     HANDLE pipe;
     HANDLE event;
@@ -24,24 +26,11 @@ unsigned long long lcow_transport_now_ms(void)
     return GetTickCount64();
 }
 
-static wchar_t *to_wide(const char *s)
-{
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0)
-        return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) <= 0) {
-        free(w);
-        w = NULL;
-    }
-    return w;
-}
-
 lcow_code lcow_transport_connect(const char *address, unsigned timeout_ms, lcow_transport **out,
                                  lcow_error *err)
 {
     *out = NULL;
-    wchar_t *name = to_wide(address);
+    wchar_t *name = lcow_utf8_to_wide(address);
     if (!name)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "pipe name is not valid UTF-8");
     ULONGLONG deadline = GetTickCount64() + timeout_ms;

@@ -16,6 +16,7 @@
 
 #include "../core/log.h"
 #include "../core/thread.h"
+#include "../core/win_str.h"
 #include "session.h"
 
 #define PENDING_INSTANCES 4
@@ -68,34 +69,6 @@ struct lcow_server {
     HANDLE first_instance; /* handed to the I/O thread as its first listener */
 };
 
-/* ---- UTF-8 / UTF-16 ------------------------------------------------------- */
-
-static wchar_t *to_wide(const char *s)
-{
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0)
-        return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) <= 0) {
-        free(w);
-        w = NULL;
-    }
-    return w;
-}
-
-static char *to_utf8(const wchar_t *w)
-{
-    int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, NULL, 0, NULL, NULL);
-    if (n <= 0)
-        return NULL;
-    char *s = malloc((size_t)n);
-    if (s && WideCharToMultiByte(CP_UTF8, 0, w, -1, s, n, NULL, NULL) <= 0) {
-        free(s);
-        s = NULL;
-    }
-    return s;
-}
-
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -114,7 +87,7 @@ static char *dacl_sddl(PSECURITY_DESCRIPTOR sd)
     if (!ConvertSecurityDescriptorToStringSecurityDescriptorW(
             sd, SDDL_REVISION_1, DACL_SECURITY_INFORMATION, &str, NULL))
         return NULL;
-    char *utf8 = to_utf8(str);
+    char *utf8 = lcow_wide_to_utf8(str);
     LocalFree(str);
     return utf8;
 }
@@ -156,7 +129,7 @@ static bool grants_world_write(PSECURITY_DESCRIPTOR sd)
 static lcow_code build_security(lcow_server *server, const char *sddl, bool allow_world,
                                 lcow_error *err)
 {
-    wchar_t *wsddl = to_wide(sddl);
+    wchar_t *wsddl = lcow_utf8_to_wide(sddl);
     if (!wsddl)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "pipe SDDL is not valid UTF-8");
     BOOL ok = ConvertStringSecurityDescriptorToSecurityDescriptorW(wsddl, SDDL_REVISION_1,
@@ -591,7 +564,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     atomic_init(&server->stopped, false);
     server->snapshotter = snapshotter;
     server->address = dup_str(address);
-    server->pipe_name = to_wide(address);
+    server->pipe_name = lcow_utf8_to_wide(address);
     server->max_frame_bytes =
         config && config->max_frame_bytes ? config->max_frame_bytes : (4u << 20);
     server->max_connections = config && config->max_connections ? config->max_connections : 256;
