@@ -125,6 +125,12 @@ static inline const char *tool(const char *env)
 
 /* Runs a shell command, stdout+stderr captured into *out (malloc'd, may be
  * NULL); returns the exit status, -1 if it could not run. */
+#ifdef __MINGW32__
+static inline int run_cmd(char **out, const char *fmt, ...)
+    __attribute__((format(gnu_printf, 2, 3)));
+#else
+static inline int run_cmd(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#endif
 static inline int run_cmd(char **out, const char *fmt, ...)
 {
     char cmd[4096], capture[4200];
