@@ -790,15 +790,15 @@ int main(int argc, char **argv)
                 g_failure, svc.log);
         rc = 1;
     }
-    tsummary("torture crash: %s: kills survived %u/%u, acknowledged commits checked %u "
+    tsummary("torture crash%s: %s: kills survived %u/%u, acknowledged commits checked %u "
              "(acknowledged states %u), unacknowledged calls resolved applied %u / not applied "
              "%u, kills during scratch creation %u, during Remove %u, during Commit %u, other "
              "call %u, idle %u; %u client calls; %u disks passed qemu-img check; %u service "
              "starts; %.1f s",
-             rc ? "FAILED" : "ok", rc ? st.kills - 1 : st.kills, kills, st.acked_commits_checked,
-             st.acked_checked, st.uncertain_applied, st.uncertain_not_applied, st.kill_scratch,
-             st.kill_remove, st.kill_commit, st.kill_other, st.kill_idle, st.ops, st.disks_checked,
-             st.restarts, secs);
+             selftest ? " (self-test run)" : "", rc ? "FAILED" : "ok", rc ? st.kills - 1 : st.kills,
+             kills, st.acked_commits_checked, st.acked_checked, st.uncertain_applied,
+             st.uncertain_not_applied, st.kill_scratch, st.kill_remove, st.kill_commit,
+             st.kill_other, st.kill_idle, st.ops, st.disks_checked, st.restarts, secs);
     tstrv_free(ck.paths, ck.n);
     if (selftest) {
         tsummary("torture crash self-test: %s: %u of %u wrong models detected",
