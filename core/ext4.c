@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "byteorder.h"
 #include "crc32c.h"
 
 /* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
@@ -47,18 +48,6 @@
 #define BG_INODE_ZEROED 0x4u
 
 #define EXTENTS_FL 0x80000u
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* ---- used-block set: sorted, merged [start, end) spans ---- */
 
@@ -510,122 +499,124 @@ static void group_desc(const fs *f, uint64_t g, uint8_t *d)
 {
     const group *gd = &f->groups[g];
     memset(d, 0, DESC_SIZE);
-    put32(d + 0x00, (uint32_t)gd->block_bitmap);
-    put32(d + 0x04, (uint32_t)gd->inode_bitmap);
-    put32(d + 0x08, (uint32_t)gd->inode_table);
-    put16(d + 0x0c, (uint16_t)gd->free_blocks);
-    put16(d + 0x0e, (uint16_t)gd->free_inodes);
-    put16(d + 0x10, gd->used_dirs);
-    put16(d + 0x12, gd->flags);
-    put16(d + 0x18, (uint16_t)gd->block_bitmap_csum);
-    put16(d + 0x1a, (uint16_t)gd->inode_bitmap_csum);
-    put16(d + 0x1c, (uint16_t)gd->itable_unused);
-    put32(d + 0x20, (uint32_t)(gd->block_bitmap >> 32));
-    put32(d + 0x24, (uint32_t)(gd->inode_bitmap >> 32));
-    put32(d + 0x28, (uint32_t)(gd->inode_table >> 32));
-    put16(d + 0x2c, (uint16_t)(gd->free_blocks >> 16));
-    put16(d + 0x2e, (uint16_t)(gd->free_inodes >> 16));
-    put16(d + 0x32, (uint16_t)(gd->itable_unused >> 16));
-    put16(d + 0x38, (uint16_t)(gd->block_bitmap_csum >> 16));
-    put16(d + 0x3a, (uint16_t)(gd->inode_bitmap_csum >> 16));
+    lcow_le_put32(d + 0x00, (uint32_t)gd->block_bitmap);
+    lcow_le_put32(d + 0x04, (uint32_t)gd->inode_bitmap);
+    lcow_le_put32(d + 0x08, (uint32_t)gd->inode_table);
+    lcow_le_put16(d + 0x0c, (uint16_t)gd->free_blocks);
+    lcow_le_put16(d + 0x0e, (uint16_t)gd->free_inodes);
+    lcow_le_put16(d + 0x10, gd->used_dirs);
+    lcow_le_put16(d + 0x12, gd->flags);
+    lcow_le_put16(d + 0x18, (uint16_t)gd->block_bitmap_csum);
+    lcow_le_put16(d + 0x1a, (uint16_t)gd->inode_bitmap_csum);
+    lcow_le_put16(d + 0x1c, (uint16_t)gd->itable_unused);
+    lcow_le_put32(d + 0x20, (uint32_t)(gd->block_bitmap >> 32));
+    lcow_le_put32(d + 0x24, (uint32_t)(gd->inode_bitmap >> 32));
+    lcow_le_put32(d + 0x28, (uint32_t)(gd->inode_table >> 32));
+    lcow_le_put16(d + 0x2c, (uint16_t)(gd->free_blocks >> 16));
+    lcow_le_put16(d + 0x2e, (uint16_t)(gd->free_inodes >> 16));
+    lcow_le_put16(d + 0x32, (uint16_t)(gd->itable_unused >> 16));
+    lcow_le_put16(d + 0x38, (uint16_t)(gd->block_bitmap_csum >> 16));
+    lcow_le_put16(d + 0x3a, (uint16_t)(gd->inode_bitmap_csum >> 16));
     uint8_t le_group[4];
-    put32(le_group, (uint32_t)g);
+    lcow_le_put32(le_group, (uint32_t)g);
     uint32_t crc = lcow_crc32c_update(f->csum_seed, le_group, 4);
     crc = lcow_crc32c_update(crc, d, DESC_SIZE);
-    put16(d + 0x1e, (uint16_t)crc);
+    lcow_le_put16(d + 0x1e, (uint16_t)crc);
 }
 
 static void superblock(const fs *f, uint64_t g, uint8_t *sb)
 {
     const lcow_ext4_layout *L = &f->L;
     memset(sb, 0, 1024);
-    put32(sb + 0x00, L->inode_count);
-    put32(sb + 0x04, (uint32_t)L->block_count);
-    put32(sb + 0x08, (uint32_t)L->reserved_blocks);
-    put32(sb + 0x0c, (uint32_t)L->free_blocks);
-    put32(sb + 0x10, L->free_inodes);
-    put32(sb + 0x14, 0); /* first data block */
-    put32(sb + 0x18, LOG_BLOCK);
-    put32(sb + 0x1c, LOG_BLOCK);
-    put32(sb + 0x20, f->blocks_per_group);
-    put32(sb + 0x24, f->blocks_per_group);
-    put32(sb + 0x28, L->inodes_per_group);
-    put32(sb + 0x30, f->now); /* wtime */
-    put16(sb + 0x36, 0xffff); /* max mount count -1: no periodic fsck */
-    put16(sb + 0x38, 0xef53); /* magic */
+    lcow_le_put32(sb + 0x00, L->inode_count);
+    lcow_le_put32(sb + 0x04, (uint32_t)L->block_count);
+    lcow_le_put32(sb + 0x08, (uint32_t)L->reserved_blocks);
+    lcow_le_put32(sb + 0x0c, (uint32_t)L->free_blocks);
+    lcow_le_put32(sb + 0x10, L->free_inodes);
+    lcow_le_put32(sb + 0x14, 0); /* first data block */
+    lcow_le_put32(sb + 0x18, LOG_BLOCK);
+    lcow_le_put32(sb + 0x1c, LOG_BLOCK);
+    lcow_le_put32(sb + 0x20, f->blocks_per_group);
+    lcow_le_put32(sb + 0x24, f->blocks_per_group);
+    lcow_le_put32(sb + 0x28, L->inodes_per_group);
+    lcow_le_put32(sb + 0x30, f->now); /* wtime */
+    lcow_le_put16(sb + 0x36, 0xffff); /* max mount count -1: no periodic fsck */
+    lcow_le_put16(sb + 0x38, 0xef53); /* magic */
     /* State clean in the primary; libext2fs writes backups with the valid
      * bit cleared, so a backup used for recovery forces a full check. */
-    put16(sb + 0x3a, g == 0 ? 1 : 0);
-    put16(sb + 0x3c, 1);      /* errors: continue */
-    put32(sb + 0x40, f->now); /* lastcheck */
-    put32(sb + 0x4c, 1);      /* dynamic revision */
-    put32(sb + 0x54, FIRST_INO);
-    put16(sb + 0x58, INODE_SIZE);
-    put16(sb + 0x5a, (uint16_t)g); /* block group of this copy */
-    put32(sb + 0x5c, COMPAT_EXT_ATTR | COMPAT_DIR_INDEX | COMPAT_SPARSE_SUPER2);
-    put32(sb + 0x60, INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG);
-    put32(sb + 0x64, RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_HUGE_FILE |
-                         RO_COMPAT_DIR_NLINK | RO_COMPAT_EXTRA_ISIZE | RO_COMPAT_METADATA_CSUM);
+    lcow_le_put16(sb + 0x3a, g == 0 ? 1 : 0);
+    lcow_le_put16(sb + 0x3c, 1);      /* errors: continue */
+    lcow_le_put32(sb + 0x40, f->now); /* lastcheck */
+    lcow_le_put32(sb + 0x4c, 1);      /* dynamic revision */
+    lcow_le_put32(sb + 0x54, FIRST_INO);
+    lcow_le_put16(sb + 0x58, INODE_SIZE);
+    lcow_le_put16(sb + 0x5a, (uint16_t)g); /* block group of this copy */
+    lcow_le_put32(sb + 0x5c, COMPAT_EXT_ATTR | COMPAT_DIR_INDEX | COMPAT_SPARSE_SUPER2);
+    lcow_le_put32(sb + 0x60,
+                  INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG);
+    lcow_le_put32(sb + 0x64, RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_HUGE_FILE |
+                                 RO_COMPAT_DIR_NLINK | RO_COMPAT_EXTRA_ISIZE |
+                                 RO_COMPAT_METADATA_CSUM);
     memcpy(sb + 0x68, f->uuid, 16);
     memcpy(sb + 0xec, f->hash_seed, 16);
     sb[0xfc] = 1; /* default hash: half_md4 */
-    put16(sb + 0xfe, DESC_SIZE);
-    put32(sb + 0x100, 0x0c);   /* default mount options: user_xattr acl */
-    put32(sb + 0x108, f->now); /* mkfs time */
-    put32(sb + 0x150, (uint32_t)(L->block_count >> 32));
-    put32(sb + 0x154, (uint32_t)(L->reserved_blocks >> 32));
-    put32(sb + 0x158, (uint32_t)(L->free_blocks >> 32));
-    put16(sb + 0x15c, EXTRA_ISIZE);
-    put16(sb + 0x15e, EXTRA_ISIZE);
-    put32(sb + 0x160, 1); /* signed directory hash (x86 char) */
+    lcow_le_put16(sb + 0xfe, DESC_SIZE);
+    lcow_le_put32(sb + 0x100, 0x0c);   /* default mount options: user_xattr acl */
+    lcow_le_put32(sb + 0x108, f->now); /* mkfs time */
+    lcow_le_put32(sb + 0x150, (uint32_t)(L->block_count >> 32));
+    lcow_le_put32(sb + 0x154, (uint32_t)(L->reserved_blocks >> 32));
+    lcow_le_put32(sb + 0x158, (uint32_t)(L->free_blocks >> 32));
+    lcow_le_put16(sb + 0x15c, EXTRA_ISIZE);
+    lcow_le_put16(sb + 0x15e, EXTRA_ISIZE);
+    lcow_le_put32(sb + 0x160, 1); /* signed directory hash (x86 char) */
     sb[0x174] = LOG_GROUPS_PER_FLEX;
     sb[0x175] = 1; /* checksum type crc32c */
     uint64_t kib = (f->bytes_written >> 10) + 1;
-    put32(sb + 0x178, (uint32_t)kib);
-    put32(sb + 0x17c, (uint32_t)(kib >> 32));
-    put32(sb + 0x248, (uint32_t)L->overhead_blocks);
-    put32(sb + 0x24c, L->backup_groups[0]);
-    put32(sb + 0x250, L->backup_groups[1]);
-    put32(sb + 0x3fc, lcow_crc32c_update(0xffffffffu, sb, 0x3fc));
+    lcow_le_put32(sb + 0x178, (uint32_t)kib);
+    lcow_le_put32(sb + 0x17c, (uint32_t)(kib >> 32));
+    lcow_le_put32(sb + 0x248, (uint32_t)L->overhead_blocks);
+    lcow_le_put32(sb + 0x24c, L->backup_groups[0]);
+    lcow_le_put32(sb + 0x250, L->backup_groups[1]);
+    lcow_le_put32(sb + 0x3fc, lcow_crc32c_update(0xffffffffu, sb, 0x3fc));
 }
 
 static void inode_checksum(const fs *f, uint32_t ino, uint8_t *in, bool has_hi)
 {
     uint8_t le[4];
-    put32(le, ino);
+    lcow_le_put32(le, ino);
     uint32_t crc = lcow_crc32c_update(f->csum_seed, le, 4);
     crc = lcow_crc32c_update(crc, in + 0x64, 4); /* generation */
-    put16(in + 0x7c, 0);
+    lcow_le_put16(in + 0x7c, 0);
     if (has_hi)
-        put16(in + 0x82, 0);
+        lcow_le_put16(in + 0x82, 0);
     crc = lcow_crc32c_update(crc, in, INODE_SIZE);
-    put16(in + 0x7c, (uint16_t)crc);
+    lcow_le_put16(in + 0x7c, (uint16_t)crc);
     if (has_hi)
-        put16(in + 0x82, (uint16_t)(crc >> 16));
+        lcow_le_put16(in + 0x82, (uint16_t)(crc >> 16));
 }
 
 static void dir_inode(const fs *f, uint8_t *in, uint16_t mode, uint16_t links, uint64_t block,
                       uint32_t nblocks)
 {
-    put16(in + 0x00, mode);
-    put32(in + 0x04, nblocks * BLOCK_SIZE);
-    put32(in + 0x08, f->now);
-    put32(in + 0x0c, f->now);
-    put32(in + 0x10, f->now);
-    put16(in + 0x1a, links);
-    put32(in + 0x1c, nblocks * (BLOCK_SIZE / 512));
-    put32(in + 0x20, EXTENTS_FL);
+    lcow_le_put16(in + 0x00, mode);
+    lcow_le_put32(in + 0x04, nblocks * BLOCK_SIZE);
+    lcow_le_put32(in + 0x08, f->now);
+    lcow_le_put32(in + 0x0c, f->now);
+    lcow_le_put32(in + 0x10, f->now);
+    lcow_le_put16(in + 0x1a, links);
+    lcow_le_put32(in + 0x1c, nblocks * (BLOCK_SIZE / 512));
+    lcow_le_put32(in + 0x20, EXTENTS_FL);
     uint8_t *eh = in + 0x28; /* extent header + one extent in i_block */
-    put16(eh + 0, 0xf30a);
-    put16(eh + 2, 1);
-    put16(eh + 4, 4);
-    put16(eh + 6, 0);
-    put32(eh + 12, 0); /* first logical block */
-    put16(eh + 16, (uint16_t)nblocks);
-    put16(eh + 18, (uint16_t)(block >> 32));
-    put32(eh + 20, (uint32_t)block);
-    put16(in + 0x80, EXTRA_ISIZE);
-    put32(in + 0x90, f->now); /* crtime */
+    lcow_le_put16(eh + 0, 0xf30a);
+    lcow_le_put16(eh + 2, 1);
+    lcow_le_put16(eh + 4, 4);
+    lcow_le_put16(eh + 6, 0);
+    lcow_le_put32(eh + 12, 0); /* first logical block */
+    lcow_le_put16(eh + 16, (uint16_t)nblocks);
+    lcow_le_put16(eh + 18, (uint16_t)(block >> 32));
+    lcow_le_put32(eh + 20, (uint32_t)block);
+    lcow_le_put16(in + 0x80, EXTRA_ISIZE);
+    lcow_le_put32(in + 0x90, f->now); /* crtime */
 }
 
 static void inode_table_block(const fs *f, uint8_t *buf)
@@ -636,9 +627,9 @@ static void inode_table_block(const fs *f, uint8_t *buf)
     for (uint32_t ino = 1; ino < FIRST_INO; ino++) {
         uint8_t *in = buf + (ino - 1) * INODE_SIZE;
         if (ino == 1) { /* bad-blocks inode: times only */
-            put32(in + 0x08, f->now);
-            put32(in + 0x0c, f->now);
-            put32(in + 0x10, f->now);
+            lcow_le_put32(in + 0x08, f->now);
+            lcow_le_put32(in + 0x0c, f->now);
+            lcow_le_put32(in + 0x10, f->now);
         }
         if (ino != ROOT_INO)
             inode_checksum(f, ino, in, false);
@@ -654,8 +645,8 @@ static void inode_table_block(const fs *f, uint8_t *buf)
 static uint8_t *dirent(uint8_t *p, uint32_t ino, uint16_t rec_len, const char *name)
 {
     size_t len = strlen(name);
-    put32(p, ino);
-    put16(p + 4, rec_len);
+    lcow_le_put32(p, ino);
+    lcow_le_put16(p + 4, rec_len);
     p[6] = (uint8_t)len;
     p[7] = ino ? 2 : 0; /* directory */
     memcpy(p + 8, name, len);
@@ -677,14 +668,14 @@ static void dir_block(const fs *f, uint32_t ino, unsigned index, uint8_t *buf)
         dirent(buf, 0, usable, "");
     }
     uint8_t *t = buf + usable; /* ext4_dir_entry_tail */
-    put16(t + 4, tail);
+    lcow_le_put16(t + 4, tail);
     t[7] = 0xde;
     uint8_t le[4], gen[4] = {0};
-    put32(le, ino);
+    lcow_le_put32(le, ino);
     uint32_t crc = lcow_crc32c_update(f->csum_seed, le, 4);
     crc = lcow_crc32c_update(crc, gen, 4);
     crc = lcow_crc32c_update(crc, buf, usable);
-    put32(t + 8, crc);
+    lcow_le_put32(t + 8, crc);
 }
 
 /* ---- writing ---- */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "blocksink.h"
+#include "byteorder.h"
 #include "crc32c.h"
 
 /* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
@@ -54,39 +55,6 @@ static const uint8_t GUID_PHYSICAL_SECTOR[16] = {0xc7, 0x48, 0xa3, 0xcd, 0x5d, 0
                                                  0x9c, 0xc9, 0xe9, 0x88, 0x52, 0x51, 0xc5, 0x56};
 static const uint8_t GUID_PARENT_LOCATOR[16] = {0x2d, 0x5f, 0xd3, 0xa8, 0x0b, 0xb3, 0x4d, 0x45,
                                                 0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c};
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
-}
 
 static bool is_pow2(uint64_t v)
 {
@@ -416,7 +384,7 @@ static lcow_code write_bat(lcow_vhdx_writer *w, lcow_error *err)
                     entry = absent;
             }
             any |= entry != 0;
-            put64(piece + k * 8, entry);
+            lcow_le_put64(piece + k * 8, entry);
         }
         if (any)
             rc = w->io.pwrite(w->io.ctx, piece, (size_t)count * 8, BAT_OFFSET + first * 8, err);
@@ -443,21 +411,21 @@ static lcow_code write_metadata(lcow_vhdx_writer *w, lcow_error *err)
         {GUID_PHYSICAL_SECTOR, META_TABLE_SIZE + 36, 4, 0x6},
     };
     const size_t n = sizeof items / sizeof items[0];
-    put16(buf + 10, (uint16_t)n);
+    lcow_le_put16(buf + 10, (uint16_t)n);
     for (size_t i = 0; i < n; i++) {
         uint8_t *e = buf + 32 + 32 * i;
         memcpy(e, items[i].guid, 16);
-        put32(e + 16, items[i].offset);
-        put32(e + 20, items[i].length);
-        put32(e + 24, items[i].flags);
+        lcow_le_put32(e + 16, items[i].offset);
+        lcow_le_put32(e + 20, items[i].length);
+        lcow_le_put32(e + 24, items[i].flags);
     }
     uint8_t *v = buf + META_TABLE_SIZE;
-    put32(v + 0, w->p.block_size);
-    put32(v + 4, 0); /* LeaveBlocksAllocated = 0, HasParent = 0 */
-    put64(v + 8, w->p.virtual_size);
+    lcow_le_put32(v + 0, w->p.block_size);
+    lcow_le_put32(v + 4, 0); /* LeaveBlocksAllocated = 0, HasParent = 0 */
+    lcow_le_put64(v + 8, w->p.virtual_size);
     memcpy(v + 16, w->p.disk_id, 16);
-    put32(v + 32, w->p.logical_sector_size);
-    put32(v + 36, w->p.physical_sector_size);
+    lcow_le_put32(v + 32, w->p.logical_sector_size);
+    lcow_le_put32(v + 36, w->p.physical_sector_size);
     lcow_code rc = w->io.pwrite(w->io.ctx, buf, META_TABLE_SIZE + 40, META_OFFSET, err);
     return rc ? WRAP(rc, "vhdx: metadata") : LCOW_OK;
 }
@@ -470,16 +438,16 @@ static lcow_code write_header_section(lcow_vhdx_writer *w, lcow_error *err)
     lcow_code rc;
     /* Region tables first, identical copies. */
     memcpy(buf, "regi", 4);
-    put32(buf + 8, 2);
+    lcow_le_put32(buf + 8, 2);
     memcpy(buf + 16, GUID_BAT, 16);
-    put64(buf + 32, BAT_OFFSET);
-    put32(buf + 40, (uint32_t)w->bat_length);
-    put32(buf + 44, 1);
+    lcow_le_put64(buf + 32, BAT_OFFSET);
+    lcow_le_put32(buf + 40, (uint32_t)w->bat_length);
+    lcow_le_put32(buf + 44, 1);
     memcpy(buf + 48, GUID_METADATA, 16);
-    put64(buf + 64, META_OFFSET);
-    put32(buf + 72, META_LENGTH);
-    put32(buf + 76, 1);
-    put32(buf + 4, lcow_crc32c(buf, REGION_SIZE));
+    lcow_le_put64(buf + 64, META_OFFSET);
+    lcow_le_put32(buf + 72, META_LENGTH);
+    lcow_le_put32(buf + 76, 1);
+    lcow_le_put32(buf + 4, lcow_crc32c(buf, REGION_SIZE));
     if ((rc = w->io.pwrite(w->io.ctx, buf, REGION_SIZE, REGION1_OFFSET, err)) ||
         (rc = w->io.pwrite(w->io.ctx, buf, REGION_SIZE, REGION2_OFFSET, err)))
         goto out;
@@ -489,7 +457,7 @@ static lcow_code write_header_section(lcow_vhdx_writer *w, lcow_error *err)
     memcpy(buf, "vhdxfile", 8);
     static const char creator[] = "lcowsnap " LCOW_VERSION;
     for (size_t i = 0; creator[i] && i < 255; i++)
-        put16(buf + 8 + 2 * i, (uint8_t)creator[i]);
+        lcow_le_put16(buf + 8 + 2 * i, (uint8_t)creator[i]);
     if ((rc = w->io.pwrite(w->io.ctx, buf, 8 + 512, 0, err)))
         goto out;
 
@@ -498,15 +466,15 @@ static lcow_code write_header_section(lcow_vhdx_writer *w, lcow_error *err)
     for (int h = 0; h < 2; h++) {
         memset(buf, 0, HEADER_SIZE);
         memcpy(buf, "head", 4);
-        put64(buf + 8, (uint64_t)h + 1);
+        lcow_le_put64(buf + 8, (uint64_t)h + 1);
         memcpy(buf + 16, w->p.file_write_guid, 16);
         memcpy(buf + 32, w->p.data_write_guid, 16);
         /* LogGuid (48) stays zero: no log to replay. */
-        put16(buf + 64, 0);
-        put16(buf + 66, 1);
-        put32(buf + 68, LOG_LENGTH);
-        put64(buf + 72, LOG_OFFSET);
-        put32(buf + 4, lcow_crc32c(buf, HEADER_SIZE));
+        lcow_le_put16(buf + 64, 0);
+        lcow_le_put16(buf + 66, 1);
+        lcow_le_put32(buf + 68, LOG_LENGTH);
+        lcow_le_put64(buf + 72, LOG_OFFSET);
+        lcow_le_put32(buf + 4, lcow_crc32c(buf, HEADER_SIZE));
         if ((rc = w->io.pwrite(w->io.ctx, buf, HEADER_SIZE, h ? HEADER2_OFFSET : HEADER1_OFFSET,
                                err)))
             goto out;
@@ -590,7 +558,7 @@ static bool header_valid(const uint8_t *h)
 {
     if (memcmp(h, "head", 4) != 0)
         return false;
-    uint32_t stored = get32(h + 4);
+    uint32_t stored = lcow_le_get32(h + 4);
     uint8_t copy[HEADER_SIZE];
     memcpy(copy, h, HEADER_SIZE);
     memset(copy + 4, 0, 4);
@@ -601,11 +569,11 @@ static bool region_table_valid(uint8_t *t)
 {
     if (memcmp(t, "regi", 4) != 0)
         return false;
-    uint32_t stored = get32(t + 4);
+    uint32_t stored = lcow_le_get32(t + 4);
     memset(t + 4, 0, 4);
     uint32_t crc = lcow_crc32c(t, REGION_SIZE);
-    put32(t + 4, stored);
-    return crc == stored && get32(t + 8) <= REGION_MAX_ENTRIES;
+    lcow_le_put32(t + 4, stored);
+    return crc == stored && lcow_le_get32(t + 8) <= REGION_MAX_ENTRIES;
 }
 
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
@@ -626,7 +594,7 @@ static lcow_code read_headers(lcow_vhdx_reader *r, lcow_error *err)
         return rc;
     size_t n = 0;
     for (size_t i = 0; i < 256 && n + 1 < sizeof r->info.creator; i++) {
-        uint16_t c = get16(creator + 2 * i);
+        uint16_t c = lcow_le_get16(creator + 2 * i);
         if (!c)
             break;
         r->info.creator[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
@@ -644,7 +612,7 @@ static lcow_code read_headers(lcow_vhdx_reader *r, lcow_error *err)
     }
     int cur;
     if (valid[0] && valid[1]) {
-        uint64_t s0 = get64(h[0] + 8), s1 = get64(h[1] + 8);
+        uint64_t s0 = lcow_le_get64(h[0] + 8), s1 = lcow_le_get64(h[1] + 8);
         if (s0 == s1 && memcmp(h[0], h[1], HEADER_SIZE) != 0)
             return bad(err, "both headers have the same sequence number but differ");
         cur = s1 > s0 ? 1 : 0;
@@ -655,16 +623,16 @@ static lcow_code read_headers(lcow_vhdx_reader *r, lcow_error *err)
     }
     const uint8_t *hd = h[cur];
     r->info.current_header = cur + 1;
-    r->info.sequence_number = get64(hd + 8);
-    if (get16(hd + 66) != 1)
+    r->info.sequence_number = lcow_le_get64(hd + 8);
+    if (lcow_le_get16(hd + 66) != 1)
         return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "vhdx: header version %u is not 1",
-                              get16(hd + 66));
+                              lcow_le_get16(hd + 66));
     if (memcmp(hd + 48, zero_guid, 16) != 0)
         return lcow_error_set(err, LCOW_NOT_IMPLEMENTED,
                               "vhdx: the file has a log to replay (LogGuid set); open it once "
                               "with Hyper-V or qemu to replay it");
-    r->log_length = get32(hd + 68);
-    r->log_offset = get64(hd + 72);
+    r->log_length = lcow_le_get32(hd + 68);
+    r->log_offset = lcow_le_get64(hd + 72);
     if (r->log_length % MiB || r->log_offset % MiB)
         return bad(err, "log offset or length is not a multiple of 1 MiB");
     return LCOW_OK;
@@ -681,12 +649,12 @@ static lcow_code read_regions(lcow_vhdx_reader *r, lcow_error *err)
     if (!rc && !region_table_valid(t))
         rc = bad(err, "no valid region table (bad signature, CRC-32C or entry count)");
     bool have_bat = false, have_meta = false;
-    uint32_t count = rc ? 0 : get32(t + 8);
+    uint32_t count = rc ? 0 : lcow_le_get32(t + 8);
     for (uint32_t i = 0; i < count && !rc; i++) {
         const uint8_t *e = t + 16 + 32 * i;
-        uint64_t off = get64(e + 16);
-        uint32_t len = get32(e + 24);
-        uint32_t required = get32(e + 28) & 1;
+        uint64_t off = lcow_le_get64(e + 16);
+        uint32_t len = lcow_le_get32(e + 24);
+        uint32_t required = lcow_le_get32(e + 28) & 1;
         bool is_bat = memcmp(e, GUID_BAT, 16) == 0, is_meta = memcmp(e, GUID_METADATA, 16) == 0;
         if (!is_bat && !is_meta) {
             if (required)
@@ -731,7 +699,7 @@ static lcow_code read_metadata(lcow_vhdx_reader *r, lcow_error *err)
         read_exact(r, t, META_TABLE_SIZE, r->info.metadata_offset, "metadata table", err);
     if (!rc && memcmp(t, "metadata", 8) != 0)
         rc = bad(err, "metadata table signature is not \"metadata\"");
-    uint16_t count = rc ? 0 : get16(t + 10);
+    uint16_t count = rc ? 0 : lcow_le_get16(t + 10);
     if (!rc && count > META_MAX_ENTRIES)
         rc = bad(err, "metadata table has more than 2047 entries");
     enum { FP, VS, ID, LS, PS, NITEMS };
@@ -742,7 +710,8 @@ static lcow_code read_metadata(lcow_vhdx_reader *r, lcow_error *err)
     bool seen[NITEMS] = {false};
     for (uint16_t i = 0; i < count && !rc; i++) {
         const uint8_t *e = t + 32 + 32 * (size_t)i;
-        uint32_t off = get32(e + 16), len = get32(e + 20), flags = get32(e + 24);
+        uint32_t off = lcow_le_get32(e + 16), len = lcow_le_get32(e + 20),
+                 flags = lcow_le_get32(e + 24);
         bool required = flags & 0x4;
         if (len == 0) {
             if (off != 0)
@@ -787,16 +756,16 @@ static lcow_code read_metadata(lcow_vhdx_reader *r, lcow_error *err)
             return bad(err, "a required metadata item (file parameters, virtual size, disk id "
                             "or sector sizes) is missing");
     lcow_vhdx_info *in = &r->info;
-    in->block_size = get32(values[FP]);
-    uint32_t fp_flags = get32(values[FP] + 4);
+    in->block_size = lcow_le_get32(values[FP]);
+    uint32_t fp_flags = lcow_le_get32(values[FP] + 4);
     in->leave_blocks_allocated = fp_flags & 1;
     if (fp_flags & 2)
         return lcow_error_set(err, LCOW_NOT_IMPLEMENTED,
                               "vhdx: differencing disks (HasParent) are not supported");
-    in->virtual_size = get64(values[VS]);
+    in->virtual_size = lcow_le_get64(values[VS]);
     memcpy(in->disk_id, values[ID], 16);
-    in->logical_sector_size = get32(values[LS]);
-    in->physical_sector_size = get32(values[PS]);
+    in->logical_sector_size = lcow_le_get32(values[LS]);
+    in->physical_sector_size = lcow_le_get32(values[PS]);
     if (!is_pow2(in->block_size) || in->block_size < LCOW_VHDX_MIN_BLOCK ||
         in->block_size > LCOW_VHDX_MAX_BLOCK)
         return bad(err, "block size is not a power of two between 1 and 256 MiB");
@@ -862,7 +831,7 @@ static lcow_code bat_entry(lcow_vhdx_reader *r, uint64_t idx, uint64_t *entry, l
         if (rc)
             return rc;
         for (uint64_t i = 0; i < count; i++)
-            r->bat_cache[i] = get64(raw + i * 8);
+            r->bat_cache[i] = lcow_le_get64(raw + i * 8);
         r->bat_cache_first = first;
     }
     *entry = r->bat_cache[idx - first];
