@@ -278,6 +278,23 @@ static bool encode_record(const lcow_meta_record *rec, buf *b)
     return !b->failed;
 }
 
+/* The fixed-width fields after the format byte, in encode_record's order;
+ * shared by decode_record and decode_record_arena. */
+static void decode_fixed_fields(reader *r, lcow_meta_record *rec)
+{
+    rec->kind = (lcow_kind)rd_u8(r);
+    rec->scratch = (lcow_meta_scratch)rd_u8(r);
+    rec->id = rd_u64(r);
+    rec->parent_id = rd_u64(r);
+    rec->disk_id = rd_u64(r);
+    rec->created.sec = (int64_t)rd_u64(r);
+    rec->created.nsec = rd_u32(r);
+    rec->updated.sec = (int64_t)rd_u64(r);
+    rec->updated.nsec = rd_u32(r);
+    rec->usage.size = (int64_t)rd_u64(r);
+    rec->usage.inodes = (int64_t)rd_u64(r);
+}
+
 static lcow_code decode_record(const char *key, size_t key_len, const char *val, size_t len,
                                lcow_meta_record *rec, lcow_error *err)
 {
@@ -287,17 +304,7 @@ static lcow_code decode_record(const char *key, size_t key_len, const char *val,
     if (!r.bad && format != RECORD_FORMAT)
         return lcow_error_set(err, LCOW_INTERNAL, "snapshot record %.*s: unknown format %u",
                               (int)key_len, key, format);
-    rec->kind = (lcow_kind)rd_u8(&r);
-    rec->scratch = (lcow_meta_scratch)rd_u8(&r);
-    rec->id = rd_u64(&r);
-    rec->parent_id = rd_u64(&r);
-    rec->disk_id = rd_u64(&r);
-    rec->created.sec = (int64_t)rd_u64(&r);
-    rec->created.nsec = rd_u32(&r);
-    rec->updated.sec = (int64_t)rd_u64(&r);
-    rec->updated.nsec = rd_u32(&r);
-    rec->usage.size = (int64_t)rd_u64(&r);
-    rec->usage.inodes = (int64_t)rd_u64(&r);
+    decode_fixed_fields(&r, rec);
     rec->parent = rd_str(&r);
     uint32_t count = rd_u32(&r);
     if (!r.bad && count > 0) {
@@ -868,17 +875,7 @@ static bool decode_record_arena(const char *key, size_t key_len, const char *val
     reader r = {(const unsigned char *)val, len, false};
     if (rd_u8(&r) != RECORD_FORMAT)
         return false;
-    rec->kind = (lcow_kind)rd_u8(&r);
-    rec->scratch = (lcow_meta_scratch)rd_u8(&r);
-    rec->id = rd_u64(&r);
-    rec->parent_id = rd_u64(&r);
-    rec->disk_id = rd_u64(&r);
-    rec->created.sec = (int64_t)rd_u64(&r);
-    rec->created.nsec = rd_u32(&r);
-    rec->updated.sec = (int64_t)rd_u64(&r);
-    rec->updated.nsec = rd_u32(&r);
-    rec->usage.size = (int64_t)rd_u64(&r);
-    rec->usage.inodes = (int64_t)rd_u64(&r);
+    decode_fixed_fields(&r, rec);
 #define ARENA_STR(dst)                                                                             \
     do {                                                                                           \
         uint32_t n_ = rd_u32(&r);                                                                  \
