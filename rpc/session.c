@@ -68,6 +68,21 @@ static void free_job(job *j)
     free(j);
 }
 
+/* Appends s to the pool's ready queue and wakes a worker; the queue holds
+ * the reference the caller took when s was scheduled. */
+static void pool_enqueue(lcow_rpc_pool *pool, lcow_session *s)
+{
+    lcow_mutex_lock(&pool->lock);
+    s->next_ready = NULL;
+    if (pool->tail)
+        pool->tail->next_ready = s;
+    else
+        pool->head = s;
+    pool->tail = s;
+    lcow_cond_signal(&pool->wake);
+    lcow_mutex_unlock(&pool->lock);
+}
+
 static void run_session(lcow_rpc_pool *pool, lcow_session *s)
 {
     for (int n = 0;; n++) {
@@ -79,15 +94,7 @@ static void run_session(lcow_rpc_pool *pool, lcow_session *s)
                 s->scheduled = false;
             lcow_mutex_unlock(&s->lock);
             if (requeue) {
-                lcow_mutex_lock(&pool->lock);
-                s->next_ready = NULL;
-                if (pool->tail)
-                    pool->tail->next_ready = s;
-                else
-                    pool->head = s;
-                pool->tail = s;
-                lcow_cond_signal(&pool->wake);
-                lcow_mutex_unlock(&pool->lock);
+                pool_enqueue(pool, s);
             } else {
                 lcow_session_unref(s);
             }
@@ -269,15 +276,7 @@ static void enqueue(lcow_session *s, job *j)
     atomic_fetch_add(&pool->inflight, 1);
     if (schedule) {
         lcow_session_ref(s);
-        lcow_mutex_lock(&pool->lock);
-        s->next_ready = NULL;
-        if (pool->tail)
-            pool->tail->next_ready = s;
-        else
-            pool->head = s;
-        pool->tail = s;
-        lcow_cond_signal(&pool->wake);
-        lcow_mutex_unlock(&pool->lock);
+        pool_enqueue(pool, s);
     }
 }
 
