@@ -34,10 +34,10 @@ lcow_code lcow_scratch_disk_create(const char *path, const lcow_scratch_disk_opt
 ]=])
     set(lcow_core_test_extra ${CMAKE_CURRENT_BINARY_DIR}/core_scratchdisk_stub.c)
   endif()
-  lcow_unit_test(NAME test_metastore SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_metastore.c
+  lcow_unit_test(NAME test_metastore SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_metastore.c ${CMAKE_CURRENT_LIST_DIR}/test_util.c
                  LIBS lcow_core LABELS core)
   lcow_unit_test(NAME test_snapshotter
-                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_snapshotter.c ${lcow_core_test_extra}
+                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_snapshotter.c ${CMAKE_CURRENT_LIST_DIR}/test_util.c ${lcow_core_test_extra}
                  LIBS lcow_core LABELS core TIMEOUT 900)
   if(lcow_core_test_extra)
     target_compile_definitions(test_snapshotter PRIVATE LCOW_TEST_FAKE_DISK_BUILDER)

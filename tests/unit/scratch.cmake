@@ -4,6 +4,7 @@
 # lcow_disk.
 if(TARGET lcow_disk)
   lcow_unit_test(NAME test_scratch
-                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_scratch.c ${PROJECT_SOURCE_DIR}/core/scratch.c
+                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_scratch.c ${CMAKE_CURRENT_LIST_DIR}/test_util.c
+                         ${PROJECT_SOURCE_DIR}/core/scratch.c
                  LIBS lcow_disk lcow_os LABELS scratch TIMEOUT 900)
 endif()

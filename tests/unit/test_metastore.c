@@ -13,17 +13,7 @@
 #include "core/metastore.h"
 #include "core/os.h"
 #include "core/scratch.h" /* lcow_key_split: the index must split keys the same way */
-
-static char *test_dir(const char *name)
-{
-    const char *base = getenv("LCOW_TEST_TMP");
-    assert_non_null(base);
-    char *dir = lcow_path_join(base, name);
-    lcow_error err;
-    assert_int_equal(lcow_os_remove_all(dir, &err), LCOW_OK);
-    assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_OK);
-    return dir;
-}
+#include "unit/test_util.h"
 
 typedef struct fixture {
     char *dir;
@@ -37,7 +27,7 @@ static int setup(void **state)
     char name[64];
     static int n;
     snprintf(name, sizeof name, "ms%d", n++);
-    f->dir = test_dir(name);
+    f->dir = test_fresh_dir(name);
     f->db = lcow_path_join(f->dir, "meta");
     lcow_error err;
     assert_int_equal(lcow_metastore_open(f->db, NULL, &f->ms, &err), LCOW_OK);

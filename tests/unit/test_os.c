@@ -17,6 +17,7 @@
 #include "core/errors.h"
 #include "core/os.h"
 #include "core/thread.h"
+#include "unit/test_util.h"
 
 /* Builds without LCOW_FAULT_INJECTION (the release preset) have no seam. */
 #define REQUIRE_FAULT_SEAM()                                                                       \
@@ -26,17 +27,6 @@
             skip();                                                                                \
         }                                                                                          \
     } while (0)
-
-/* A fresh, empty directory per test: <LCOW_TEST_TMP>/<name>. */
-static char *fresh_dir(const char *name)
-{
-    const char *base = getenv("LCOW_TEST_TMP");
-    assert_non_null(base);
-    char *dir = lcow_path_join(base, name);
-    assert_int_equal(lcow_os_remove_all(dir, NULL), LCOW_OK);
-    assert_int_equal(lcow_os_mkdir_all(dir, NULL), LCOW_OK);
-    return dir;
-}
 
 static void write_file(const char *path, const char *text)
 {
@@ -105,7 +95,7 @@ static void paths_join_and_classify(void **state)
 
 static void files_read_write_size_truncate(void **state)
 {
-    char *dir = fresh_dir("files");
+    char *dir = test_fresh_dir("files");
     char *path = lcow_path_join(dir, "f.bin");
     lcow_file *f;
     lcow_error err;
@@ -161,7 +151,7 @@ static void files_read_write_size_truncate(void **state)
 
 static void directories_create_rename_remove(void **state)
 {
-    char *dir = fresh_dir("dirs");
+    char *dir = test_fresh_dir("dirs");
     lcow_error err;
     char *a = lcow_path_join(dir, "a");
     char *abc = lcow_path_join(dir, "a" LCOW_PATH_SEP_STR "b" LCOW_PATH_SEP_STR "c");
@@ -245,7 +235,7 @@ static int count_entry(void *ctx, const char *name, bool is_dir)
 
 static void list_dir_reports_entries_and_stops(void **state)
 {
-    char *dir = fresh_dir("list");
+    char *dir = test_fresh_dir("list");
     lcow_error err;
     char *names[] = {"f1", "f2", "f3"};
     for (int i = 0; i < 3; i++) {
@@ -272,7 +262,7 @@ static void list_dir_reports_entries_and_stops(void **state)
 
 static void links_and_realpath(void **state)
 {
-    char *dir = fresh_dir("links");
+    char *dir = test_fresh_dir("links");
     lcow_error err;
     char *real_dir;
     assert_int_equal(lcow_os_realpath(dir, &real_dir, &err), LCOW_OK);
@@ -319,7 +309,7 @@ static void links_and_realpath(void **state)
     assert_null(resolved);
 
     /* remove_all removes links, never what they point at. */
-    char *outside = fresh_dir("links-outside");
+    char *outside = test_fresh_dir("links-outside");
     char *keep = lcow_path_join(outside, "keep");
     write_file(keep, "k");
     char *link_to_outside = lcow_path_join(sub, "out");
@@ -344,7 +334,7 @@ static void links_and_realpath(void **state)
 
 static void usage_counts_blocks_and_hard_links_once(void **state)
 {
-    char *dir = fresh_dir("usage");
+    char *dir = test_fresh_dir("usage");
     lcow_error err;
     int64_t bytes0, inodes0;
     assert_int_equal(lcow_os_usage(dir, &bytes0, &inodes0, &err), LCOW_OK);
@@ -424,7 +414,7 @@ static void assert_same_content(const char *a, const char *b)
 
 static void copy_sparse_keeps_content_and_holes(void **state)
 {
-    char *dir = fresh_dir("copy");
+    char *dir = test_fresh_dir("copy");
     lcow_error err;
     uint64_t size;
     char *src = make_sparse_source(dir, &size);
@@ -434,7 +424,7 @@ static void copy_sparse_keeps_content_and_holes(void **state)
 #ifndef _WIN32
     /* Only the three data blocks are allocated (Windows copies into a
      * non-sparse file on purpose: sparse VHDX files cannot be attached). */
-    char *only = fresh_dir("copy-usage");
+    char *only = test_fresh_dir("copy-usage");
     char *moved = lcow_path_join(only, "dst.img");
     assert_int_equal(lcow_os_rename(dst, moved, &err), LCOW_OK);
     int64_t bytes, inodes;
@@ -477,7 +467,7 @@ static void copy_sparse_keeps_content_and_holes(void **state)
 /* Paths beyond MAX_PATH (the \\?\ prefix on Windows) and non-ASCII names. */
 static void long_and_unicode_paths_work(void **state)
 {
-    char *dir = fresh_dir("long");
+    char *dir = test_fresh_dir("long");
     lcow_error err;
     char *deep = strdup(dir);
     for (int i = 0; i < 12; i++) {
@@ -520,7 +510,7 @@ static void long_and_unicode_paths_work(void **state)
 static void fault_fires_on_nth_call_once(void **state)
 {
     REQUIRE_FAULT_SEAM();
-    char *dir = fresh_dir("fault-nth");
+    char *dir = test_fresh_dir("fault-nth");
     char *a = lcow_path_join(dir, "a"), *b = lcow_path_join(dir, "b");
     write_file(a, "a");
     lcow_error err;
@@ -570,7 +560,7 @@ static void fault_fires_on_nth_call_once(void **state)
 static void every_operation_can_fail(void **state)
 {
     REQUIRE_FAULT_SEAM();
-    char *dir = fresh_dir("fault-each");
+    char *dir = test_fresh_dir("fault-each");
     char *file = lcow_path_join(dir, "f"), *other = lcow_path_join(dir, "g");
     write_file(file, "data");
     lcow_error err;
@@ -663,7 +653,7 @@ static void *sync_many(void *arg)
 static void fault_counters_are_thread_safe(void **state)
 {
     REQUIRE_FAULT_SEAM();
-    char *dir = fresh_dir("fault-threads");
+    char *dir = test_fresh_dir("fault-threads");
     lcow_os_fault_clear();
     fault_race r = {.dir = dir};
     lcow_mutex_init(&r.lock);

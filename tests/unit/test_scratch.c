@@ -17,6 +17,7 @@
 #include "core/scratch.h"
 #include "core/scratchdisk.h"
 #include "core/thread.h"
+#include "unit/test_util.h"
 
 /* Builds without LCOW_FAULT_INJECTION (the release preset) have no seam. */
 #define REQUIRE_FAULT_SEAM()                                                                       \
@@ -31,11 +32,7 @@
 
 static char *fresh_dir(const char *name)
 {
-    const char *base = getenv("LCOW_TEST_TMP");
-    assert_non_null(base);
-    char *dir = lcow_path_join(base, name);
-    assert_int_equal(lcow_os_remove_all(dir, NULL), LCOW_OK);
-    assert_int_equal(lcow_os_mkdir_all(dir, NULL), LCOW_OK);
+    char *dir = test_fresh_dir(name);
     /* Canonical, so paths compare equal to what the module resolves. */
     char *real;
     assert_int_equal(lcow_os_realpath(dir, &real, NULL), LCOW_OK);

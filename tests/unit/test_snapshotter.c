@@ -16,6 +16,7 @@
 #include "core/snapshotter.h"
 #include "core/snapshotter_internal.h"
 #include "core/thread.h"
+#include "unit/test_util.h"
 
 #define GC_ROOT "containerd.io/gc.root"
 
@@ -23,17 +24,6 @@ typedef struct fixture {
     char *root;
     lcow_snapshotter *s;
 } fixture;
-
-static char *fresh_root(const char *name)
-{
-    const char *base = getenv("LCOW_TEST_TMP");
-    assert_non_null(base);
-    char *dir = lcow_path_join(base, name);
-    lcow_error err;
-    assert_int_equal(lcow_os_remove_all(dir, &err), LCOW_OK);
-    assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_OK);
-    return dir;
-}
 
 static lcow_snapshotter *open_at(const char *root)
 {
@@ -52,7 +42,7 @@ static int setup(void **state)
     char name[32];
     snprintf(name, sizeof name, "sn%d", n++);
     fixture *f = calloc(1, sizeof *f);
-    f->root = fresh_root(name);
+    f->root = test_fresh_dir(name);
     f->s = open_at(f->root);
     *state = f;
     return 0;
