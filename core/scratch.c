@@ -459,11 +459,15 @@ static lcow_code check_template(const char *path, uint32_t size_gb, lcow_error *
                   e.message);
         return LCOW_OK;
     }
-    if (rc != LCOW_OK)
+    /* The reader reports a malformed file as InvalidArgument; anything else
+     * is the I/O underneath (EIO, ENOSPC...) and keeps its own code. */
+    if (rc == LCOW_INVALID_ARGUMENT)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                               "scratch template %s is not a usable VHDX file (%s); remove it and "
                               "it will be rebuilt",
                               path, e.message);
+    if (rc != LCOW_OK)
+        return lcow_error_set(err, rc, "reading scratch template %s: %s", path, e.message);
     if (virtual_size != (uint64_t)size_gb << 30)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                               "scratch template %s holds a %llu-byte disk, not %u GiB; remove it "

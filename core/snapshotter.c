@@ -1255,8 +1255,18 @@ static lcow_code create_scratch_impl(lcow_snapshotter *s, const char *path, uint
             if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
                 LCOW_LOGW("create scratch: temp file %s left behind: %s", tmp, e.message);
         }
-        if (rc == LCOW_OK)
+        if (rc == LCOW_OK) {
             rc = lcow_os_sync_dir(dir, err);
+            /* The disk is ours (published exclusively above): a call that
+             * fails must not leave it behind for a retry to trip over. */
+            if (rc != LCOW_OK) {
+                lcow_error e;
+                lcow_code gone = lcow_os_remove(path, &e);
+                if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
+                    LCOW_LOGW("create scratch: %s left behind after a failed sync: %s", path,
+                              e.message);
+            }
+        }
     }
     free(tmp);
     free(dir);

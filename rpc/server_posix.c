@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -565,6 +566,26 @@ lcow_code lcow_server_verify_security(const lcow_server *server, char **descript
     if ((st.st_mode & 07777) != 0660)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s has mode %04o, expected 0660",
                               server->address, (unsigned)(st.st_mode & 07777));
+    /* A world-writable directory lets any local user unlink the socket and
+     * put their own in its place, whatever the socket's own mode. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", server->address);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct stat dst;
+    if (stat(dir, &dst) != 0)
+        return lcow_error_set(err, LCOW_UNAVAILABLE, "%s: %s", dir, strerror(errno));
+    if (dst.st_mode & S_IWOTH)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "the socket's directory %s is world-writable (mode %04o): any local "
+                              "user could replace the socket; use a directory only the service "
+                              "account can write",
+                              dir, (unsigned)(dst.st_mode & 07777));
     if (description) {
         *description = malloc(16);
         if (*description)
