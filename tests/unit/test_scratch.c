@@ -19,15 +19,6 @@
 #include "core/thread.h"
 #include "unit/test_util.h"
 
-/* Builds without LCOW_FAULT_INJECTION (the release preset) have no seam. */
-#define REQUIRE_FAULT_SEAM()                                                                       \
-    do {                                                                                           \
-        if (!lcow_os_fault_arm(LCOW_OS_OP_ANY, 0, LCOW_FAULT_NONE, false)) {                       \
-            print_message("fault injection not compiled in\n");                                    \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* ---------------------------------------------------------------- helpers */
 
 static char *fresh_dir(const char *name)

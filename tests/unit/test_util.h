@@ -3,6 +3,16 @@
 #ifndef LCOW_TESTS_UNIT_TEST_UTIL_H
 #define LCOW_TESTS_UNIT_TEST_UTIL_H
 
+/* Skips the running test in builds without LCOW_FAULT_INJECTION (the release
+ * preset), which have no core/os fault seam. Needs core/os.h. */
+#define REQUIRE_FAULT_SEAM()                                                                       \
+    do {                                                                                           \
+        if (!lcow_os_fault_arm(LCOW_OS_OP_ANY, 0, LCOW_FAULT_NONE, false)) {                       \
+            print_message("fault injection not compiled in\n");                                    \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 /* A fresh, empty directory per test: <LCOW_TEST_TMP>/<name>, malloc'd.
  * Whatever a previous run left there is removed first. */
 char *test_fresh_dir(const char *name);
