@@ -7,14 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _WIN32
-#include <windows.h>
-#else
-#include <time.h>
-#endif
-
 #include "core/snapshotter.h"
 #include "core/thread.h"
+#include "unit/test_util.h"
 
 #define FAKE_MAX 8192
 
@@ -23,16 +18,6 @@ struct lcow_snapshotter {
     size_t count;
     lcow_info items[FAKE_MAX]; /* sorted by name */
 };
-
-static void sleep_ms(unsigned ms)
-{
-#ifdef _WIN32
-    Sleep(ms);
-#else
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-#endif
-}
 
 lcow_snapshotter *fake_core_new(void)
 {
@@ -252,7 +237,7 @@ lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usag
                                  lcow_error *err)
 {
     if (strncmp(key, "sleep:", 6) == 0) {
-        sleep_ms((unsigned)atoi(key + 6));
+        test_sleep_ms((unsigned)atoi(key + 6));
         usage->size = usage->inodes = 0;
         return LCOW_OK;
     }

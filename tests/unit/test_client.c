@@ -25,6 +25,7 @@
 #include "core/thread.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
+#include "unit/test_util.h"
 
 lcow_snapshotter *fake_core_new(void);
 void fake_core_free(lcow_snapshotter *s);
@@ -41,16 +42,6 @@ static unsigned long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
-#endif
-}
-
-static void sleep_ms(unsigned ms)
-{
-#ifdef _WIN32
-    Sleep(ms);
-#else
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 #endif
 }
 
@@ -462,7 +453,7 @@ static void connection_limit_refuses_extra_clients(void **state)
     }
     version_still_works(a);
     lcow_client_close(b);
-    sleep_ms(200); /* the server notices b is gone */
+    test_sleep_ms(200); /* the server notices b is gone */
     lcow_client *c = connect_ok();
     version_still_works(c);
     lcow_client_close(c);
@@ -476,7 +467,7 @@ static void idle_connections_are_closed(void **state)
     lcow_server *server = start(&cfg);
     lcow_client *c = connect_ok();
     version_still_works(c);
-    sleep_ms(1500);
+    test_sleep_ms(1500);
     lcow_result v;
     lcow_error err;
     assert_int_equal(lcow_client_version(c, &v, &err), LCOW_UNAVAILABLE);
@@ -512,7 +503,7 @@ static void a_slow_request_does_not_block_other_clients(void **state)
     slow_args slow = {"sleep:1500"};
     lcow_thread t;
     assert_true(lcow_thread_create(&t, slow_request, &slow));
-    sleep_ms(100);
+    test_sleep_ms(100);
     lcow_client *c = connect_ok();
     unsigned long long t0 = now_ms();
     for (int i = 0; i < 10; i++)
@@ -563,7 +554,7 @@ static void a_client_that_never_reads_only_stalls_itself(void **state)
     hog = (hog_args){.requests = 400000}; /* ~5 MB of requests, ~25 MB of answers */
     lcow_thread t;
     assert_true(lcow_thread_create(&t, hog_main, &hog));
-    sleep_ms(300);
+    test_sleep_ms(300);
     lcow_client *c = connect_ok();
     for (int i = 0; i < 20; i++) {
         unsigned long long t0 = now_ms();
@@ -587,7 +578,7 @@ static void stop_finishes_in_flight_requests(void **state)
     assert_true(lcow_thread_create(&t, slow_request, &slow));
     /* Wait until the request is executing (slow under Wine). */
     for (int i = 0; i < 150 && lcow_server_inflight(server) == 0; i++)
-        sleep_ms(10);
+        test_sleep_ms(10);
     assert_int_equal(lcow_server_inflight(server), 1);
     lcow_server_stop(server, 5000);
     lcow_thread_join(t, NULL);

@@ -6,6 +6,12 @@
 
 #include <cmocka.h>
 
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <time.h>
+#endif
+
 #include "core/errors.h"
 #include "core/os.h"
 #include "unit/test_util.h"
@@ -19,4 +25,14 @@ char *test_fresh_dir(const char *name)
     assert_int_equal(lcow_os_remove_all(dir, &err), LCOW_OK);
     assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_OK);
     return dir;
+}
+
+void test_sleep_ms(unsigned ms)
+{
+#ifdef _WIN32
+    Sleep(ms);
+#else
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+#endif
 }

@@ -17,4 +17,7 @@
  * Whatever a previous run left there is removed first. */
 char *test_fresh_dir(const char *name);
 
+/* Sleeps at least ms milliseconds. */
+void test_sleep_ms(unsigned ms);
+
 #endif
