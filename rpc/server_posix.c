@@ -429,6 +429,32 @@ static unsigned default_workers(void)
     return n < 4 ? 4 : n;
 }
 
+/* A world-writable directory lets any local user unlink the socket and put
+ * their own in its place, whatever the socket's own mode: refuse it before
+ * binding, so the socket never appears there. */
+static lcow_code check_socket_dir(const char *address, lcow_error *err)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", address);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct stat dst;
+    if (stat(dir, &dst) != 0)
+        return lcow_error_set(err, LCOW_UNAVAILABLE, "%s: %s", dir, strerror(errno));
+    if (dst.st_mode & S_IWOTH)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "the socket's directory %s is world-writable (mode %04o): any local "
+                              "user could replace the socket; use a directory only the service "
+                              "account can write",
+                              dir, (unsigned)(dst.st_mode & 07777));
+    return LCOW_OK;
+}
+
 lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *snapshotter,
                             lcow_server **out, lcow_error *err)
 {
@@ -467,7 +493,9 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
         code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
         goto fail;
     }
-    code = prepare_address(config->address, err);
+    code = check_socket_dir(config->address, err);
+    if (code == LCOW_OK)
+        code = prepare_address(config->address, err);
     if (code != LCOW_OK)
         goto fail;
     server->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -560,32 +588,16 @@ lcow_code lcow_server_verify_security(const lcow_server *server, char **descript
 {
     if (description)
         *description = NULL;
+    lcow_code code;
     struct stat st;
     if (lstat(server->address, &st) != 0)
         return lcow_error_set(err, LCOW_UNAVAILABLE, "%s: %s", server->address, strerror(errno));
     if ((st.st_mode & 07777) != 0660)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s has mode %04o, expected 0660",
                               server->address, (unsigned)(st.st_mode & 07777));
-    /* A world-writable directory lets any local user unlink the socket and
-     * put their own in its place, whatever the socket's own mode. */
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", server->address);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    struct stat dst;
-    if (stat(dir, &dst) != 0)
-        return lcow_error_set(err, LCOW_UNAVAILABLE, "%s: %s", dir, strerror(errno));
-    if (dst.st_mode & S_IWOTH)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "the socket's directory %s is world-writable (mode %04o): any local "
-                              "user could replace the socket; use a directory only the service "
-                              "account can write",
-                              dir, (unsigned)(dst.st_mode & 07777));
+    code = check_socket_dir(server->address, err);
+    if (code != LCOW_OK)
+        return code;
     if (description) {
         *description = malloc(16);
         if (*description)
