@@ -99,6 +99,21 @@ static int env_int(const char *name, int def)
     return v && atoi(v) > 0 ? atoi(v) : def;
 }
 
+/* One "X vs cp" table: the cp row, then the warm and cold rows. */
+static void print_vs_cp(const char *warm_label, stats w, int runs, const char *cold_label, stats c,
+                        int cold_runs, stats r)
+{
+    printf("| operation | runs | median ms | p99 ms | vs cp median | vs cp p99 |\n");
+    printf("|---|---|---|---|---|---|\n");
+    printf(
+        "| `cp --sparse=always` of the template (no fsync) | %d | %.2f | %.2f | 1.00x | 1.00x |\n",
+        runs, r.median, r.p99);
+    printf("| %s | %d | %.2f | %.2f | %.2fx | %.2fx |\n", warm_label, runs, w.median, w.p99,
+           w.median / r.median, w.p99 / r.p99);
+    printf("| %s | %d | %.2f | %.2f | %.2fx | %.2fx |\n", cold_label, cold_runs, c.median, c.p99,
+           c.median / r.median, c.p99 / r.p99);
+}
+
 int main(void)
 {
     lcow_log_set_level(LCOW_LOG_WARN);
@@ -151,16 +166,9 @@ int main(void)
     printf("### create_own, 20 GiB scratch (template %.1f MiB long, %.1f MiB allocated; the copy "
            "allocates %.1f MiB)\n\n",
            (double)st.size / 1048576.0, (double)tpl_alloc / 1048576.0, (double)alloc / 1048576.0);
-    printf("| operation | runs | median ms | p99 ms | vs cp median | vs cp p99 |\n");
-    printf("|---|---|---|---|---|---|\n");
-    printf(
-        "| `cp --sparse=always` of the template (no fsync) | %d | %.2f | %.2f | 1.00x | 1.00x |\n",
-        runs, r.median, r.p99);
-    printf(
-        "| create_own warm (template cached; copy + fsync) | %d | %.2f | %.2f | %.2fx | %.2fx |\n",
-        runs, w.median, w.p99, w.median / r.median, w.p99 / r.p99);
-    printf("| create_own cold (build template + copy) | %d | %.2f | %.2f | %.2fx | %.2fx |\n\n",
-           cold_runs, c.median, c.p99, c.median / r.median, c.p99 / r.p99);
+    print_vs_cp("create_own warm (template cached; copy + fsync)", w, runs,
+                "create_own cold (build template + copy)", c, cold_runs, r);
+    printf("\n");
 
     /* 2. per size: format directly vs copy the template. */
     const char *sizes_env = getenv("LCOW_BENCH_SIZES");
@@ -241,15 +249,8 @@ int main(void)
     lcow_snapshotter_free(snapshotter);
     c = summarize(cold, cold_runs), w = summarize(warm, runs), r = summarize(cp, runs);
     printf("\n### Prepare of a container snapshot (20 GiB scratch), through the snapshotter\n\n");
-    printf("| operation | runs | median ms | p99 ms | vs cp median | vs cp p99 |\n");
-    printf("|---|---|---|---|---|---|\n");
-    printf(
-        "| `cp --sparse=always` of the template (no fsync) | %d | %.2f | %.2f | 1.00x | 1.00x |\n",
-        runs, r.median, r.p99);
-    printf("| Prepare warm (template cached) | %d | %.2f | %.2f | %.2fx | %.2fx |\n", runs,
-           w.median, w.p99, w.median / r.median, w.p99 / r.p99);
-    printf("| Prepare cold (template built first) | %d | %.2f | %.2f | %.2fx | %.2fx |\n",
-           cold_runs, c.median, c.p99, c.median / r.median, c.p99 / r.p99);
+    print_vs_cp("Prepare warm (template cached)", w, runs, "Prepare cold (template built first)", c,
+                cold_runs, r);
     free(store_template);
     free(store);
 
