@@ -1,7 +1,11 @@
 /* bench_rpc: RPC round trips over the Unix socket transport, beside a bare
  * echo over the same transport in the same run.
  *
- *   bench_rpc [--duration S] [--clients 1,8,32] [--soak S] [--dir DIR]
+ *   bench_rpc [--duration S] [--clients 1,8,32] [--only echo,stat,prepare,direct]
+ *             [--rounds N] [--soak S] [--dir DIR]
+ *
+ * Each cell runs for S seconds in all (default 3), split into N rounds
+ * (default 5) in which the scenarios take turns.
  *
  * For each client count: (1) echo: a request-sized frame written to an echo
  * server and read back (the transport's floor); (2) Stat of one snapshot
@@ -9,8 +13,19 @@
  * (an "extract-" key, so no scratch disk: metadata, a directory and two
  * synced LevelDB batches). Each prints ops/s, p50, p99, errors and RSS.
  * --soak S then runs Stat with 8 clients for S seconds and reports RSS every
- * 10 s (flat memory = no leak per request). Linux only. */
+ * 10 s (flat memory = no leak per request). Linux only.
+ *
+ * With one client the round trip is dominated by where the scheduler puts
+ * the two threads (waking a thread on an idle CPU costs about 20 us on this
+ * VM, a switch on the same CPU a few), and it places an echo pair and an
+ * RPC pair differently from run to run. So the 1-client cells are also run
+ * with the placement fixed for both sides: "apart" pins the server's
+ * threads (echo server, lcowsnap's accept/reader/worker threads) to CPU 0
+ * and the client to CPU 1; "one CPU" pins everything to CPU 0. */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -180,7 +195,41 @@ static lcow_snapshotter *direct_store;
 static char rpc_address[512], echo_address[512];
 static msgpack_sbuffer stat_request; /* the bytes the echo client sends */
 
+/* ---- thread placement (1-client cells) ----------------------------------- */
+
+typedef enum placement { PL_FREE, PL_APART, PL_ONE_CPU } placement;
+static const char *const placement_names[] = {"free", "apart", "one CPU"};
+
+/* Pins every thread of the process (cpu < 0: lets them run anywhere). */
+static void pin_all_threads(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long i = 0; i < cpus && i < CPU_SETSIZE; i++) {
+        if (cpu < 0 || i == cpu)
+            CPU_SET((int)i, &set);
+    }
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.' && sched_setaffinity(atoi(e->d_name), sizeof set, &set) != 0)
+            perror("sched_setaffinity");
+    }
+    if (d)
+        closedir(d);
+}
+
+static void pin_self(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
 typedef struct client_args {
+    int pin_cpu; /* -1: not pinned */
     scenario sc;
     int index;
     uint64_t deadline_ns;
@@ -192,6 +241,8 @@ typedef struct client_args {
 static void *client_main(void *arg)
 {
     client_args *a = arg;
+    if (a->pin_cpu >= 0)
+        pin_self(a->pin_cpu);
     lcow_client *c = NULL;
     int fd = -1;
     lcow_error err;
@@ -256,20 +307,38 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+/* What the rounds of one table cell add up to. */
+typedef struct cell {
+    hist h;
+    uint64_t ops, errors;
+    double seconds;
+} cell;
+
 typedef struct run_result {
     double ops_per_s, p50_us, p99_us;
     uint64_t errors;
 } run_result;
 
-static run_result run(scenario sc, int clients, double seconds, hist *hists)
+/* One round: `clients` client threads for `seconds`, added to *acc. */
+static void run(scenario sc, int clients, double seconds, hist *hists, placement pl, cell *acc)
 {
+    /* Server-side threads of a connection start on accept, so they inherit
+     * the placement only if it is set before connecting and kept. */
+    if (pl != PL_FREE)
+        pin_all_threads(0);
     client_args args[MAX_CLIENTS];
     lcow_thread threads[MAX_CLIENTS];
     uint64_t start = now_ns();
     uint64_t deadline = start + (uint64_t)(seconds * 1e9);
     for (int i = 0; i < clients; i++) {
         memset(&hists[i], 0, sizeof hists[i]);
-        args[i] = (client_args){.sc = sc, .index = i, .deadline_ns = deadline, .h = &hists[i]};
+        args[i] = (client_args){.pin_cpu = pl == PL_APART     ? 1
+                                           : pl == PL_ONE_CPU ? 0
+                                                              : -1,
+                                .sc = sc,
+                                .index = i,
+                                .deadline_ns = deadline,
+                                .h = &hists[i]};
         static unsigned round;
         if (sc == SC_PREPARE_COMMIT)
             args[i].index = (int)(round++ * MAX_CLIENTS + (unsigned)i);
@@ -278,25 +347,29 @@ static run_result run(scenario sc, int clients, double seconds, hist *hists)
             exit(1);
         }
     }
-    run_result r = {0};
-    hist *total = &hists[MAX_CLIENTS];
-    memset(total, 0, sizeof *total);
-    uint64_t ops = 0;
     for (int i = 0; i < clients; i++) {
         lcow_thread_join(threads[i], NULL);
-        ops += args[i].ops;
-        r.errors += args[i].errors;
+        acc->ops += args[i].ops;
+        acc->errors += args[i].errors;
         if (args[i].errors)
             fprintf(stderr, "  client %d: %" PRIu64 " errors, last: %s\n", i, args[i].errors,
                     args[i].last_error);
         for (size_t b = 0; b < HIST_BUCKETS; b++)
-            total->bucket[b] += hists[i].bucket[b];
-        total->count += hists[i].count;
+            acc->h.bucket[b] += hists[i].bucket[b];
+        acc->h.count += hists[i].count;
     }
-    double elapsed = (double)(now_ns() - start) / 1e9;
-    r.ops_per_s = (double)ops / elapsed;
-    r.p50_us = hist_percentile(total, 0.50);
-    r.p99_us = hist_percentile(total, 0.99);
+    acc->seconds += (double)(now_ns() - start) / 1e9;
+    if (pl != PL_FREE)
+        pin_all_threads(-1);
+}
+
+static run_result cell_result(const cell *c)
+{
+    run_result r = {0};
+    r.ops_per_s = c->seconds > 0 ? (double)c->ops / c->seconds : 0;
+    r.p50_us = hist_percentile(&c->h, 0.50);
+    r.p99_us = hist_percentile(&c->h, 0.99);
+    r.errors = c->errors;
     return r;
 }
 
@@ -321,8 +394,11 @@ static int parse_clients(const char *s, int *out)
 int main(int argc, char **argv)
 {
     double duration = 3;
+    int rounds = 5;
     double soak = 0;
     int counts[8] = {1, 8, 32}, ncounts = 3;
+    const char *only = NULL; /* comma-separated scenario list, all when NULL */
+    static const char *const short_names[] = {"echo", "stat", "prepare", "direct"};
     const char *dir = getenv("LCOW_BENCH_TMP") ? getenv("LCOW_BENCH_TMP") : "./bench-tmp";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--duration") == 0 && i + 1 < argc)
@@ -333,8 +409,14 @@ int main(int argc, char **argv)
             ncounts = parse_clients(argv[++i], counts);
         else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
             dir = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            rounds = atoi(argv[++i]) > 0 ? atoi(argv[i]) : 1;
         else {
-            fprintf(stderr, "usage: %s [--duration S] [--clients 1,8,32] [--soak S] [--dir DIR]\n",
+            fprintf(stderr,
+                    "usage: %s [--duration S] [--clients 1,8,32] "
+                    "[--only echo,stat,prepare,direct] [--rounds N] [--soak S] [--dir DIR]\n",
                     argv[0]);
             return 2;
         }
@@ -387,20 +469,53 @@ int main(int argc, char **argv)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     printf("bench_rpc: Unix socket, %ld CPUs, %.0f s per cell, server worker threads default\n\n",
            cpus, duration);
-    printf("| operation | clients | ops/s | p50 us | p99 us | p50 / echo p50 | errors | RSS "
-           "MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| operation | clients | placement | ops/s | p50 us | p99 us | p50 / echo p50 | errors "
+           "| RSS MiB |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
     uint64_t total_errors = 0;
-    for (int k = 0; k < ncounts; k++) {
-        double echo_p50 = 0;
-        for (int sc = SC_ECHO; sc <= SC_STAT_DIRECT; sc++) {
-            run_result r = run((scenario)sc, counts[k], duration, hists);
-            if (sc == SC_ECHO)
-                echo_p50 = r.p50_us;
-            total_errors += r.errors;
-            printf("| %s | %d | %.0f | %.1f | %.1f | %.2f | %" PRIu64 " | %.1f |\n",
-                   scenario_names[sc], counts[k], r.ops_per_s, r.p50_us, r.p99_us,
-                   echo_p50 > 0 ? r.p50_us / echo_p50 : 0.0, r.errors, rss_kib() / 1024.0);
-            fflush(stdout);
+    cell *cells = malloc(4 * sizeof *cells);
+    if (!cells)
+        return 1;
+    double echo_p50_of[8] = {0};
+    /* First the echo and Stat cells, taking turns in short rounds so each
+     * sees the same mix of thread placements and machine noise; then the
+     * cells that write (whose LevelDB compactions would otherwise run
+     * during later Stat rounds) and the in-process reference. */
+    for (int phase = 0; phase < 2; phase++) {
+        for (int k = 0; k < ncounts; k++) {
+            int placements = phase == 0 && counts[k] == 1 && cpus >= 2 ? 3 : 1;
+            for (int pl = PL_FREE; pl < placements; pl++) {
+                memset(cells, 0, 4 * sizeof *cells);
+                int first = phase == 0 ? SC_ECHO : SC_PREPARE_COMMIT;
+                int last = phase == 0 ? SC_STAT : SC_STAT_DIRECT;
+                int n = phase == 0 ? rounds : 1;
+                for (int round = 0; round < n; round++) {
+                    for (int sc = first; sc <= last; sc++) {
+                        if (only && !strstr(only, short_names[sc]))
+                            continue;
+                        run((scenario)sc, counts[k], duration / n, hists, (placement)pl,
+                            &cells[sc]);
+                    }
+                }
+                for (int sc = first; sc <= last; sc++) {
+                    if (cells[sc].h.count == 0 && cells[sc].errors == 0)
+                        continue;
+                    run_result r = cell_result(&cells[sc]);
+                    double echo_p50 = pl == PL_FREE            ? echo_p50_of[k]
+                                      : cells[SC_ECHO].h.count ? cell_result(&cells[SC_ECHO]).p50_us
+                                                               : 0;
+                    if (sc == SC_ECHO) {
+                        echo_p50 = r.p50_us;
+                        if (pl == PL_FREE)
+                            echo_p50_of[k] = r.p50_us;
+                    }
+                    total_errors += r.errors;
+                    printf("| %s | %d | %s | %.0f | %.1f | %.1f | %.2f | %" PRIu64 " | %.1f |\n",
+                           scenario_names[sc], counts[k], placement_names[pl], r.ops_per_s,
+                           r.p50_us, r.p99_us, echo_p50 > 0 ? r.p50_us / echo_p50 : 0.0, r.errors,
+                           rss_kib() / 1024.0);
+                }
+                fflush(stdout);
+            }
         }
     }
     if (soak > 0) {
@@ -408,7 +523,9 @@ int main(int argc, char **argv)
         long first = -1;
         for (double done = 0; done < soak; done += 10) {
             double slice = soak - done < 10 ? soak - done : 10;
-            run_result r = run(SC_STAT, 8, slice, hists);
+            memset(cells, 0, sizeof *cells);
+            run(SC_STAT, 8, slice, hists, PL_FREE, cells);
+            run_result r = cell_result(cells);
             total_errors += r.errors;
             long rss = rss_kib();
             if (first < 0)
@@ -425,6 +542,7 @@ int main(int argc, char **argv)
     lcow_server_free(server);
     lcow_snapshotter_free(store);
     free(hists);
+    free(cells);
     msgpack_sbuffer_destroy(&stat_request);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", abs);
     if (system(cmd) != 0)

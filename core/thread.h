@@ -6,6 +6,7 @@
 #define LCOW_THREAD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Large and aligned enough for pthread_mutex_t / pthread_cond_t (glibc: 40 /
@@ -43,8 +44,14 @@ void lcow_cond_wait(lcow_cond *c, lcow_mutex *m);
 void lcow_cond_signal(lcow_cond *c);
 void lcow_cond_broadcast(lcow_cond *c);
 
-/* Starts fn(arg) on a new thread; false if the thread could not be created. */
+/* Starts fn(arg) on a new thread; false if the thread could not be created.
+ * On POSIX the thread starts with every signal blocked, so SIGINT/SIGTERM
+ * reach the thread that waits for them (the main thread) and never one
+ * blocked in a system call of its own. */
 bool lcow_thread_create(lcow_thread *t, lcow_thread_fn fn, void *arg);
+/* The same for a thread nobody joins (its resources go when fn returns),
+ * with a stack of stack_bytes (0 = the platform default). */
+bool lcow_thread_start_detached(lcow_thread_fn fn, void *arg, size_t stack_bytes);
 /* Waits for t and frees it; stores fn's return value in *result if non-NULL. */
 void lcow_thread_join(lcow_thread t, void **result);
 

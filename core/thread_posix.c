@@ -2,6 +2,7 @@
 #include "thread.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -68,17 +69,41 @@ void lcow_cond_broadcast(lcow_cond *c)
     pthread_cond_broadcast(COND(c));
 }
 
+/* pthread_create with every signal blocked in the new thread. */
+static int create_blocked(pthread_t *id, const pthread_attr_t *attr, lcow_thread_fn fn, void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(id, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 bool lcow_thread_create(lcow_thread *t, lcow_thread_fn fn, void *arg)
 {
     struct lcow_thread_handle *h = malloc(sizeof *h);
     if (!h)
         return false;
-    if (pthread_create(&h->id, NULL, fn, arg) != 0) {
+    if (create_blocked(&h->id, NULL, fn, arg) != 0) {
         free(h);
         return false;
     }
     *t = h;
     return true;
+}
+
+bool lcow_thread_start_detached(lcow_thread_fn fn, void *arg, size_t stack_bytes)
+{
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return false;
+    pthread_t id;
+    bool ok = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+              (stack_bytes == 0 || pthread_attr_setstacksize(&attr, stack_bytes) == 0) &&
+              create_blocked(&id, &attr, fn, arg) == 0;
+    pthread_attr_destroy(&attr);
+    return ok;
 }
 
 void lcow_thread_join(lcow_thread t, void **result)

@@ -88,6 +88,34 @@ bool lcow_thread_create(lcow_thread *t, lcow_thread_fn fn, void *arg)
     return true;
 }
 
+/* The trampoline frees the handle struct of a detached thread. */
+static unsigned __stdcall detached_trampoline(void *arg)
+{
+    struct lcow_thread_handle *h = arg;
+    lcow_thread_fn fn = h->fn;
+    void *fn_arg = h->arg;
+    free(h);
+    fn(fn_arg);
+    return 0;
+}
+
+bool lcow_thread_start_detached(lcow_thread_fn fn, void *arg, size_t stack_bytes)
+{
+    struct lcow_thread_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return false;
+    h->fn = fn;
+    h->arg = arg;
+    uintptr_t th = _beginthreadex(NULL, (unsigned)stack_bytes, detached_trampoline, h,
+                                  STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+    if (th == 0) {
+        free(h);
+        return false;
+    }
+    CloseHandle((HANDLE)th);
+    return true;
+}
+
 void lcow_thread_join(lcow_thread t, void **result)
 {
     WaitForSingleObject(t->h, INFINITE);

@@ -9,6 +9,7 @@
 #include <msgpack.h>
 
 #include "client_transport.h"
+#include "frame.h"
 
 #define CLIENT_READ_CHUNK 65536
 
@@ -114,14 +115,16 @@ lcow_code lcow_client_send(lcow_client *c, lcow_method method, const lcow_params
     return lcow_client_send_raw(c, c->sbuf.data, c->sbuf.size, err);
 }
 
-/* Reads the next complete msgpack object into *unpacked. */
-static lcow_code read_object(lcow_client *c, msgpack_unpacked *unpacked, lcow_error *err)
+/* Reads the next complete msgpack object into *object, valid until
+ * lcow_unpacker_recycle(&c->unpacker). */
+static lcow_code read_object(lcow_client *c, msgpack_object *object, lcow_error *err)
 {
     unsigned long long deadline = 0;
     if (c->call_timeout_ms)
         deadline = lcow_transport_now_ms() + c->call_timeout_ms;
+    bool first_read = true; /* the whole timeout is left: no clock read */
     for (;;) {
-        msgpack_unpack_return ret = msgpack_unpacker_next(&c->unpacker, unpacked);
+        msgpack_unpack_return ret = lcow_unpacker_next(&c->unpacker, object);
         if (ret == MSGPACK_UNPACK_SUCCESS)
             return LCOW_OK;
         if (ret != MSGPACK_UNPACK_CONTINUE) {
@@ -133,8 +136,8 @@ static lcow_code read_object(lcow_client *c, msgpack_unpacked *unpacked, lcow_er
                            LCOW_CLIENT_MAX_RESPONSE_BYTES);
             return fail(c, err);
         }
-        unsigned timeout = 0;
-        if (deadline) {
+        unsigned timeout = c->call_timeout_ms;
+        if (deadline && !first_read) {
             unsigned long long now = lcow_transport_now_ms();
             if (now >= deadline) {
                 lcow_error_set(err, LCOW_UNAVAILABLE, "no response within %u ms",
@@ -143,6 +146,7 @@ static lcow_code read_object(lcow_client *c, msgpack_unpacked *unpacked, lcow_er
             }
             timeout = (unsigned)(deadline - now);
         }
+        first_read = false;
         if (!msgpack_unpacker_reserve_buffer(&c->unpacker, CLIENT_READ_CHUNK)) {
             lcow_error_set(err, LCOW_UNAVAILABLE, "out of memory reading a response");
             return fail(c, err);
@@ -164,22 +168,21 @@ lcow_code lcow_client_receive(lcow_client *c, lcow_method method, uint32_t *msgi
     lcow_code code = check_usable(c, err);
     if (code != LCOW_OK)
         return code;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-    code = read_object(c, &unpacked, err);
+    msgpack_object object;
+    code = read_object(c, &object, err);
     if (code == LCOW_OK) {
         bool has_msgid = false;
         uint32_t id = 0;
         lcow_error decode_err;
-        if (lcow_proto_decode_response(&unpacked.data, method, &has_msgid, &id, call_err, result,
+        if (lcow_proto_decode_response(&object, method, &has_msgid, &id, call_err, result,
                                        &decode_err) != LCOW_OK) {
             lcow_error_set(err, LCOW_UNAVAILABLE, "bad response: %s", decode_err.message);
             code = fail(c, err);
         } else if (msgid) {
             *msgid = has_msgid ? id : 0;
         }
+        lcow_unpacker_recycle(&c->unpacker);
     }
-    msgpack_unpacked_destroy(&unpacked);
     return code;
 }
 
@@ -189,15 +192,14 @@ lcow_code lcow_client_receive_raw(lcow_client *c, bool *has_msgid, uint32_t *msg
     lcow_code code = check_usable(c, err);
     if (code != LCOW_OK)
         return code;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init(&unpacked);
-    code = read_object(c, &unpacked, err);
+    msgpack_object object;
+    code = read_object(c, &object, err);
     if (code == LCOW_OK) {
         lcow_result ignored;
         lcow_error decode_err;
         /* Version has no required params; the result map is not checked
          * for errors, and for successes only its shape matters here. */
-        msgpack_object *o = &unpacked.data;
+        msgpack_object *o = &object;
         if (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 &&
             o->via.array.ptr[2].type == MSGPACK_OBJECT_NIL) {
             lcow_error_clear(call_err);
@@ -210,8 +212,8 @@ lcow_code lcow_client_receive_raw(lcow_client *c, bool *has_msgid, uint32_t *msg
         } else {
             lcow_result_free(&ignored);
         }
+        lcow_unpacker_recycle(&c->unpacker);
     }
-    msgpack_unpacked_destroy(&unpacked);
     return code;
 }
 

@@ -1,4 +1,5 @@
-/* Client transport over a Unix socket, with poll()-based timeouts. */
+/* Client transport over a Unix socket: send() with poll() when the socket
+ * is full, blocking recv() with SO_RCVTIMEO for the call timeout. */
 #include "client_transport.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 
 struct lcow_transport {
     int fd;
+    unsigned rcv_timeout_ms; /* SO_RCVTIMEO now on the socket; 0 = none */
 };
 
 const char *lcow_transport_default_address(void)
@@ -48,6 +50,7 @@ lcow_code lcow_transport_connect(const char *address, unsigned timeout_ms, lcow_
                 return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
             }
             t->fd = fd;
+            t->rcv_timeout_ms = 0;
             *out = t;
             return LCOW_OK;
         }
@@ -82,7 +85,7 @@ lcow_code lcow_transport_write(lcow_transport *t, const void *data, size_t len, 
                                lcow_error *err)
 {
     const char *p = data;
-    unsigned long long deadline = lcow_transport_now_ms() + timeout_ms;
+    unsigned long long deadline = 0; /* set the first time the socket is full */
     while (len > 0) {
         ssize_t n = send(t->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
@@ -97,6 +100,8 @@ lcow_code lcow_transport_write(lcow_transport *t, const void *data, size_t len, 
         unsigned left = 0;
         if (timeout_ms) {
             unsigned long long now = lcow_transport_now_ms();
+            if (!deadline)
+                deadline = now + timeout_ms;
             if (now >= deadline)
                 return lcow_error_set(err, LCOW_UNAVAILABLE, "send: timed out after %u ms",
                                       timeout_ms);
@@ -109,17 +114,34 @@ lcow_code lcow_transport_write(lcow_transport *t, const void *data, size_t len, 
     return LCOW_OK;
 }
 
+/* Makes a blocking recv() give up after about timeout_ms (0 = never). The
+ * option stays set between calls: each call's remaining time is nearly the
+ * same, so it is only changed when it would wait noticeably too long. */
+static lcow_code set_recv_timeout(lcow_transport *t, unsigned timeout_ms, lcow_error *err)
+{
+    unsigned cur = t->rcv_timeout_ms;
+    if (cur == timeout_ms ||
+        (timeout_ms && cur && cur >= timeout_ms && cur - timeout_ms <= timeout_ms / 16 + 1))
+        return LCOW_OK;
+    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
+    if (setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+        return lcow_error_set(err, LCOW_UNAVAILABLE, "setsockopt(SO_RCVTIMEO): %s",
+                              strerror(errno));
+    t->rcv_timeout_ms = timeout_ms;
+    return LCOW_OK;
+}
+
 lcow_code lcow_transport_read(lcow_transport *t, void *buf, size_t cap, size_t *got,
                               unsigned timeout_ms, lcow_error *err)
 {
     *got = 0;
-    /* Wait first: a response is rarely there already, and poll + recv is
-     * one system call less than recv (EAGAIN) + poll + recv. */
-    lcow_code code = wait_fd(t->fd, POLLIN, timeout_ms, "recv", err);
+    /* A blocking recv() with SO_RCVTIMEO: one system call per response,
+     * where poll + recv takes two. */
+    lcow_code code = set_recv_timeout(t, timeout_ms, err);
     if (code != LCOW_OK)
         return code;
     for (;;) {
-        ssize_t n = recv(t->fd, buf, cap, MSG_DONTWAIT);
+        ssize_t n = recv(t->fd, buf, cap, 0);
         if (n > 0) {
             *got = (size_t)n;
             return LCOW_OK;
@@ -128,11 +150,9 @@ lcow_code lcow_transport_read(lcow_transport *t, void *buf, size_t cap, size_t *
             return lcow_error_set(err, LCOW_UNAVAILABLE, "connection closed by the service");
         if (errno == EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return lcow_error_set(err, LCOW_UNAVAILABLE, "recv: %s", strerror(errno));
-        code = wait_fd(t->fd, POLLIN, timeout_ms, "recv", err);
-        if (code != LCOW_OK)
-            return code;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return lcow_error_set(err, LCOW_UNAVAILABLE, "recv: timed out after %u ms", timeout_ms);
+        return lcow_error_set(err, LCOW_UNAVAILABLE, "recv: %s", strerror(errno));
     }
 }
 

@@ -261,6 +261,30 @@ bool lcow_frame_peek_msgid(const uint8_t *p, size_t len, uint32_t *msgid)
     return true;
 }
 
+msgpack_unpack_return lcow_unpacker_next(msgpack_unpacker *unpacker, msgpack_object *out)
+{
+    int ret = msgpack_unpacker_execute(unpacker);
+    if (ret < 0)
+        return (msgpack_unpack_return)ret;
+    if (ret == 0)
+        return MSGPACK_UNPACK_CONTINUE;
+    *out = msgpack_unpacker_data(unpacker);
+    return MSGPACK_UNPACK_SUCCESS;
+}
+
+void lcow_unpacker_recycle(msgpack_unpacker *unpacker)
+{
+    if (unpacker->z) {
+        /* Strings of the object point into the buffer: the flush moves that
+         * reference to the zone, and clearing the zone drops it again, so
+         * the buffer is free for reuse. If the flush fails (no memory) the
+         * unpacker simply takes a new buffer next time. */
+        (void)msgpack_unpacker_flush_zone(unpacker);
+        msgpack_zone_clear(unpacker->z);
+    }
+    msgpack_unpacker_reset(unpacker);
+}
+
 bool lcow_frame_reader_init(lcow_frame_reader *reader, size_t max_frame_bytes)
 {
     memset(reader, 0, sizeof *reader);
@@ -342,24 +366,22 @@ lcow_code lcow_frame_reader_feed(lcow_frame_reader *reader, const uint8_t *data,
         }
         if (st == LCOW_SCAN_DONE) {
             if (!reader->discarding) {
-                msgpack_unpacked unpacked;
-                msgpack_unpacked_init(&unpacked);
-                msgpack_unpack_return ret = msgpack_unpacker_next(&reader->unpacker, &unpacked);
+                msgpack_object object;
+                msgpack_unpack_return ret = lcow_unpacker_next(&reader->unpacker, &object);
                 if (ret == MSGPACK_UNPACK_SUCCESS) {
-                    lcow_frame_event ev = {.object = &unpacked.data};
+                    lcow_frame_event ev = {.object = &object};
                     sink(ctx, &ev);
+                    lcow_unpacker_recycle(&reader->unpacker);
                 } else {
                     /* Nesting deeper than msgpack-c's stack, or no memory:
                      * the frame is skipped, the stream stays in sync. */
                     emit_error(reader, sink, ctx, LCOW_INVALID_ARGUMENT,
                                "malformed msgpack (nesting deeper than 32 levels?)");
                     if (!reset_unpacker(reader)) {
-                        msgpack_unpacked_destroy(&unpacked);
                         reader->broken = true;
                         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
                     }
                 }
-                msgpack_unpacked_destroy(&unpacked);
             }
             reader->discarding = false;
             reader->discarded = 0;

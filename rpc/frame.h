@@ -77,6 +77,13 @@ typedef struct lcow_frame_reader {
     bool broken;        /* unrecoverable; feed fails from now on */
 } lcow_frame_reader;
 
+/* msgpack_unpacker_next without a fresh zone per object: *out stays valid
+ * until lcow_unpacker_recycle, which clears the zone (keeping its first
+ * chunk) and lets the unpacker reuse its buffer, so a steady stream of small
+ * messages allocates nothing. Returns SUCCESS, CONTINUE or an error. */
+msgpack_unpack_return lcow_unpacker_next(msgpack_unpacker *unpacker, msgpack_object *out);
+void lcow_unpacker_recycle(msgpack_unpacker *unpacker);
+
 bool lcow_frame_reader_init(lcow_frame_reader *reader, size_t max_frame_bytes);
 void lcow_frame_reader_destroy(lcow_frame_reader *reader);
 

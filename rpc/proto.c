@@ -379,8 +379,7 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
                               lcow_error *err)
 {
     char *at = (char *)base + f->offset;
-    char what[64];
-    snprintf(what, sizeof what, "%s", f->name);
+    const char *what = f->name;
     switch (f->type) {
     case FT_STR:
         return dup_str(v, what, (char **)at, err);
@@ -450,20 +449,27 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
     return lcow_error_set(err, LCOW_INTERNAL, "unknown field type");
 }
 
+/* Errors name a map "<owner> <part>" ("Stat params"), formatted only when
+ * there is an error. */
+#define MAP_NAME "%s%s%s"
+#define MAP_NAME_ARGS owner, *part ? " " : "", part
+
 /* Decodes a map against a field table: unknown keys are ignored. */
 static lcow_code decode_map(const field_spec *fields, size_t count, const msgpack_object *map,
-                            void *base, const char *what, lcow_error *err)
+                            void *base, const char *owner, const char *part, lcow_error *err)
 {
     if (map->type != MSGPACK_OBJECT_MAP)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: expected a map", what);
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, MAP_NAME ": expected a map",
+                              MAP_NAME_ARGS);
     uint32_t seen = 0;
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *k = &map->via.map.ptr[i].key, *v = &map->via.map.ptr[i].val;
         if (!is_str(k))
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: map key is not a string", what);
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, MAP_NAME ": map key is not a string",
+                                  MAP_NAME_ARGS);
         if (!lcow_utf8_valid(k->via.str.ptr, k->via.str.size))
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: map key is not valid UTF-8",
-                                  what);
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  MAP_NAME ": map key is not valid UTF-8", MAP_NAME_ARGS);
         size_t f = 0;
         while (f < count && !(strlen(fields[f].name) == k->via.str.size &&
                               memcmp(fields[f].name, k->via.str.ptr, k->via.str.size) == 0))
@@ -471,13 +477,13 @@ static lcow_code decode_map(const field_spec *fields, size_t count, const msgpac
         if (f == count)
             continue; /* unknown extra field: ignored */
         if (seen & (1u << f))
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: duplicate field \"%s\"", what,
-                                  fields[f].name);
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, MAP_NAME ": duplicate field \"%s\"",
+                                  MAP_NAME_ARGS, fields[f].name);
         seen |= 1u << f;
         if (v->type == MSGPACK_OBJECT_NIL) {
             if (fields[f].required)
-                return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: field \"%s\" is nil", what,
-                                      fields[f].name);
+                return lcow_error_set(err, LCOW_INVALID_ARGUMENT, MAP_NAME ": field \"%s\" is nil",
+                                      MAP_NAME_ARGS, fields[f].name);
             seen &= ~(1u << f);
             continue;
         }
@@ -487,8 +493,9 @@ static lcow_code decode_map(const field_spec *fields, size_t count, const msgpac
     }
     for (size_t f = 0; f < count; f++) {
         if (fields[f].required && !(seen & (1u << f)))
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: missing required field \"%s\"",
-                                  what, fields[f].name);
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  MAP_NAME ": missing required field \"%s\"", MAP_NAME_ARGS,
+                                  fields[f].name);
     }
     return LCOW_OK;
 }
@@ -501,13 +508,12 @@ lcow_code lcow_proto_decode_params(lcow_method method, const msgpack_object *par
     if (params->type != MSGPACK_OBJECT_ARRAY || params->via.array.size > 1)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "%s: params must be an array holding one map", m->name);
-    char what[64];
-    snprintf(what, sizeof what, "%s params", m->name);
     if (params->via.array.size == 0) {
         msgpack_object empty = {.type = MSGPACK_OBJECT_MAP};
-        return decode_map(m->params, m->param_count, &empty, out, what, err);
+        return decode_map(m->params, m->param_count, &empty, out, m->name, "params", err);
     }
-    return decode_map(m->params, m->param_count, &params->via.array.ptr[0], out, what, err);
+    return decode_map(m->params, m->param_count, &params->via.array.ptr[0], out, m->name, "params",
+                      err);
 }
 
 static bool read_msgid(const msgpack_object *o, uint32_t *msgid)
@@ -750,7 +756,7 @@ lcow_code lcow_proto_decode_response(const msgpack_object *obj, lcow_method meth
             {"message", FT_STR, true, sizeof(char *)},
         };
         char *fields[2] = {NULL, NULL};
-        lcow_code code = decode_map(error_fields, 2, &el[2], fields, "error", err);
+        lcow_code code = decode_map(error_fields, 2, &el[2], fields, "error", "", err);
         if (code == LCOW_OK) {
             lcow_code remote = lcow_code_from_name(fields[0]);
             if (remote == LCOW_OK)
@@ -764,9 +770,7 @@ lcow_code lcow_proto_decode_response(const msgpack_object *obj, lcow_method meth
     const method_desc *m = &methods[method];
     if (el[3].type != MSGPACK_OBJECT_MAP)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s result: expected a map", m->name);
-    char what[64];
-    snprintf(what, sizeof what, "%s result", m->name);
-    lcow_code code = decode_map(m->result, m->result_count, &el[3], result, what, err);
+    lcow_code code = decode_map(m->result, m->result_count, &el[3], result, m->name, "result", err);
     if (code != LCOW_OK)
         lcow_result_free(result);
     return code;

@@ -1,9 +1,17 @@
-/* MessagePack-RPC server on a Unix socket: one poll() loop per CPU (up to
- * MAX_LOOPS) over its share of the connections, loop 0 also accepting and
- * handing new connections out round-robin; the worker pool of session.c
- * for the requests. Workers write responses directly when the socket has
- * room and wake the connection's loop (self-pipe) only when output is left
- * over. Point reads run on the loop itself (see dispatch.h). */
+/* MessagePack-RPC server on a Unix socket.
+ *
+ * One thread accepts (poll() on the listening socket and a wake pipe) and
+ * gives every connection its own reader thread (small stack, detached).
+ * A reader blocks in recv() while its connection has nothing in flight, so
+ * a request wakes exactly the thread that serves it: on this VM a cross-CPU
+ * wake-up of a shared poll loop costs more than the whole Stat, and a
+ * shared loop re-arms every connection's wait queue on each poll() (see
+ * docs/performance.md, "RPC"). Point reads (Stat, Mounts, Version) run on
+ * the reader itself; everything else goes to the worker pool of session.c,
+ * whose workers write the response directly when the socket has room.
+ * While requests of a connection are queued or output is left over, its
+ * reader waits in poll() on the socket and an eventfd the workers signal;
+ * a client that does not read its responses only stalls its own reader. */
 #include "server.h"
 
 #include <errno.h>
@@ -11,8 +19,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,37 +38,21 @@
  * only stalls itself. */
 #define CONN_MAX_PENDING 128
 #define CONN_MAX_OUTPUT ((size_t)8 << 20)
-#define READ_CHUNK 65536
-#define MAX_LOOPS 4
-#define ADOPT_MAX 64
-
-typedef struct io_loop io_loop;
+/* Per reader; larger frames arrive in several reads. */
+#define READ_CHUNK 32768
+/* Readers run the frame decoder, msgpack and inline LevelDB reads. */
+#define READER_STACK ((size_t)256 << 10)
 
 typedef struct conn {
-    struct conn *prev, *next; /* its loop's list */
-    io_loop *loop;
-    int fd;
-    lcow_session *session;
-    int64_t last_activity_ms;
-    atomic_bool read_eof;
-    bool broken; /* stream cannot be resynchronised */
-    atomic_bool paused;
-} conn;
-
-/* One I/O thread. Its connection list is touched only by its thread; new
- * connections arrive through the adopt queue. */
-struct io_loop {
+    struct conn *prev, *next; /* the server's list (server->lock) */
     lcow_server *server;
-    unsigned index;
-    int wake_fds[2];
-    lcow_thread thread;
-    bool started;
-    conn *conns;
-    unsigned conn_count;
-    lcow_mutex adopt_lock;
-    int adopt_fds[ADOPT_MAX];
-    size_t adopt_count;
-};
+    int fd;
+    int wake_fd;           /* eventfd: a worker finished something */
+    atomic_bool waiting;   /* the reader is in poll() and wants wake-ups */
+    lcow_session *session; /* holds the last reference to this struct */
+    bool read_eof;
+    bool broken; /* stream cannot be resynchronised */
+} conn;
 
 struct lcow_server {
     lcow_snapshotter *snapshotter;
@@ -70,13 +64,16 @@ struct lcow_server {
     int listen_fd;
     dev_t sock_dev;
     ino_t sock_ino;
-    io_loop loops[MAX_LOOPS];
-    unsigned loop_count;
-    unsigned next_loop;
-    atomic_uint conn_total;
+    int wake_fds[2]; /* wakes the accept thread */
+    lcow_thread accept_thread;
+    bool accept_started;
+    lcow_mutex lock; /* guards conns, readers */
+    lcow_cond readers_done;
+    conn *conns;
+    unsigned readers; /* reader threads alive; a reader owns one connection */
     atomic_bool stopping;
     atomic_bool stopped;
-    unsigned drain_ms;
+    atomic_llong drain_deadline_ms;
 };
 
 static int64_t now_ms(void)
@@ -86,11 +83,11 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void wake_io(io_loop *loop)
+static void signal_fd(int fd)
 {
-    char byte = 1;
-    ssize_t n = write(loop->wake_fds[1], &byte, 1);
-    (void)n; /* a full pipe already means "wake up" */
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof one);
+    (void)n; /* a saturated eventfd or full pipe already means "wake up" */
 }
 
 static long sock_write(void *ctx, const char *data, size_t len)
@@ -108,152 +105,227 @@ static long sock_write(void *ctx, const char *data, size_t len)
     }
 }
 
-/* Worker thread: a response is ready. */
+/* Worker thread: a job of this connection finished. Its response goes out
+ * now if the socket has room; the reader is woken when it waits for jobs
+ * or for room to write the rest. */
 static void conn_notify(void *transport)
 {
     conn *c = transport;
-    bool ok = lcow_session_write(c->session, sock_write, c);
-    if (!ok || lcow_session_output_bytes(c->session) > 0 || atomic_load(&c->paused) ||
-        atomic_load(&c->read_eof) || atomic_load(&c->loop->server->stopping))
-        wake_io(c->loop);
+    if (!lcow_session_write(c->session, sock_write, c))
+        shutdown(c->fd, SHUT_RDWR); /* the reader sees the error and closes */
+    if (atomic_load(&c->waiting))
+        signal_fd(c->wake_fd);
 }
 
 static void conn_destroy(void *transport)
 {
     conn *c = transport;
     close(c->fd);
+    close(c->wake_fd);
     free(c);
 }
 
 static const lcow_session_ops conn_ops = {conn_notify, conn_destroy};
 
-static void conn_close(io_loop *loop, conn *c, const char *why)
-{
-    LCOW_LOGD("rpc: closing connection fd %d: %s", c->fd, why);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        loop->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    loop->conn_count--;
-    atomic_fetch_sub(&loop->server->conn_total, 1);
-    shutdown(c->fd, SHUT_RDWR);
-    lcow_session_close(c->session);
-    lcow_session_unref(c->session); /* conn_destroy closes the fd when workers are done */
-}
+typedef enum read_outcome { READ_OK, READ_TIMED_OUT, READ_FAILED } read_outcome;
 
-/* Makes fd a connection of this loop (its thread only). */
-static void adopt(io_loop *loop, int fd, int64_t now)
+/* Reader thread: feeds what arrived and writes the answers of requests run
+ * inline. READ_TIMED_OUT: a blocking recv() waited the whole idle timeout
+ * (SO_RCVTIMEO) for nothing; READ_FAILED: close the connection now. */
+static read_outcome conn_read(conn *c, uint8_t *buf, bool blocking)
 {
-    lcow_server *server = loop->server;
-    conn *c = calloc(1, sizeof *c);
-    if (c) {
-        c->loop = loop;
-        c->fd = fd;
-        c->last_activity_ms = now;
-        atomic_init(&c->paused, false);
-        atomic_init(&c->read_eof, false);
-        c->session = lcow_session_create(server->pool, server->snapshotter, server->max_frame_bytes,
-                                         &conn_ops, c);
-    }
-    if (!c || !c->session) {
-        LCOW_LOGE("rpc: out of memory accepting a connection");
-        free(c);
-        close(fd);
-        atomic_fetch_sub(&server->conn_total, 1);
-        return;
-    }
-    c->next = loop->conns;
-    if (loop->conns)
-        loop->conns->prev = c;
-    loop->conns = c;
-    loop->conn_count++;
-}
-
-/* Loop 0: accepts and deals connections out to the loops in turn. */
-static void accept_connections(io_loop *loop0, int64_t now)
-{
-    lcow_server *server = loop0->server;
-    for (int i = 0; i < 64; i++) {
-        int fd = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-                LCOW_LOGW("rpc: accept on %s: %s", server->address, strerror(errno));
-            return;
-        }
-        unsigned open = atomic_load(&server->conn_total);
-        if (open >= server->max_connections) {
-            LCOW_LOGW("rpc: refusing a connection: %u connections open (limit)", open);
-            close(fd);
-            continue;
-        }
-        atomic_fetch_add(&server->conn_total, 1);
-        io_loop *target = &server->loops[server->next_loop++ % server->loop_count];
-        bool queued = false;
-        if (target != loop0) {
-            lcow_mutex_lock(&target->adopt_lock);
-            if (target->adopt_count < ADOPT_MAX) {
-                target->adopt_fds[target->adopt_count++] = fd;
-                queued = true;
-            }
-            lcow_mutex_unlock(&target->adopt_lock);
-        }
-        if (queued)
-            wake_io(target);
-        else
-            adopt(loop0, fd, now);
-    }
-}
-
-static void adopt_queued(io_loop *loop, int64_t now, bool refuse)
-{
-    int fds[ADOPT_MAX];
-    lcow_mutex_lock(&loop->adopt_lock);
-    size_t n = loop->adopt_count;
-    memcpy(fds, loop->adopt_fds, n * sizeof fds[0]);
-    loop->adopt_count = 0;
-    lcow_mutex_unlock(&loop->adopt_lock);
-    for (size_t i = 0; i < n; i++) {
-        if (refuse) {
-            close(fds[i]);
-            atomic_fetch_sub(&loop->server->conn_total, 1);
-        } else {
-            adopt(loop, fds[i], now);
-        }
-    }
-}
-
-/* Returns false when the connection must be closed now. */
-static bool conn_read(conn *c, uint8_t *buf)
-{
-    /* One chunk per poll round: the loop's other connections come next. */
     for (;;) {
-        ssize_t n = recv(c->fd, buf, READ_CHUNK, 0);
+        ssize_t n = recv(c->fd, buf, READ_CHUNK, blocking ? 0 : MSG_DONTWAIT);
         if (n > 0) {
             lcow_error err;
             lcow_error_clear(&err);
             if (lcow_session_feed(c->session, buf, (size_t)n, &err) != LCOW_OK) {
                 LCOW_LOGW("rpc: connection fd %d: %s; closing it", c->fd, err.message);
                 c->broken = true;
-                return true;
             }
-            /* Answers of requests run inline go out at once. */
-            return lcow_session_write(c->session, sock_write, c);
+            return lcow_session_write(c->session, sock_write, c) ? READ_OK : READ_FAILED;
         }
         if (n == 0) {
-            atomic_store(&c->read_eof, true);
-            return true;
+            c->read_eof = true;
+            return READ_OK;
         }
         if (errno == EINTR)
             continue;
-        return errno == EAGAIN || errno == EWOULDBLOCK;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return blocking ? READ_TIMED_OUT : READ_OK;
+        return READ_FAILED;
     }
 }
 
-static bool conn_idle(conn *c)
+/* Waits in poll() for the socket or a worker; returns false to close. */
+static bool conn_wait(conn *c, uint8_t *buf, bool reading, bool has_output, int timeout_ms)
 {
-    return lcow_session_pending(c->session) == 0 && lcow_session_output_bytes(c->session) == 0;
+    struct pollfd p[2] = {
+        {c->fd, (short)((reading ? POLLIN : 0) | (has_output ? POLLOUT : 0)), 0},
+        {c->wake_fd, POLLIN, 0},
+    };
+    int ready = poll(p, 2, timeout_ms);
+    atomic_store(&c->waiting, false);
+    if (ready < 0)
+        return errno == EINTR;
+    if (p[1].revents & POLLIN) {
+        uint64_t count;
+        ssize_t n = read(c->wake_fd, &count, sizeof count);
+        (void)n;
+    }
+    short rev = p[0].revents;
+    if (rev & POLLIN)
+        return conn_read(c, buf, false) != READ_FAILED;
+    if (rev & (POLLHUP | POLLERR | POLLNVAL))
+        return false; /* peer gone while we were not reading */
+    if (rev & POLLOUT)
+        return lcow_session_write(c->session, sock_write, c);
+    return true;
+}
+
+static void conn_close(conn *c, const char *why)
+{
+    lcow_server *server = c->server;
+    LCOW_LOGD("rpc: closing connection fd %d: %s", c->fd, why);
+    lcow_mutex_lock(&server->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        server->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    lcow_mutex_unlock(&server->lock);
+    shutdown(c->fd, SHUT_RDWR);
+    lcow_session_close(c->session);
+    lcow_session_unref(c->session); /* conn_destroy closes the fds when workers are done */
+}
+
+static void *conn_main(void *arg)
+{
+    conn *c = arg;
+    lcow_server *server = c->server;
+    uint8_t *buf = malloc(READ_CHUNK);
+    const char *why = "out of memory";
+    /* The idle timeout, for the blocking recv(). */
+    struct timeval tv = {(time_t)(server->idle_timeout_ms / 1000),
+                         (suseconds_t)(server->idle_timeout_ms % 1000) * 1000};
+    if (buf && setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+        why = "setsockopt(SO_RCVTIMEO) failed";
+    else if (buf)
+        why = NULL;
+    while (!why) {
+        bool stopping = atomic_load(&server->stopping);
+        size_t pending = lcow_session_pending(c->session);
+        size_t output = lcow_session_output_bytes(c->session);
+        bool reading = !stopping && !c->read_eof && !c->broken && pending < CONN_MAX_PENDING &&
+                       output < CONN_MAX_OUTPUT;
+        if (pending == 0 && output == 0) {
+            if (!reading) {
+                why = c->broken ? "stream broken" : stopping ? "server stopping" : "end of stream";
+                break;
+            }
+            /* Nothing in flight: only the client can give us work, and a
+             * recv() that times out means it gave none for the idle timeout. */
+            read_outcome got = conn_read(c, buf, true);
+            if (got == READ_FAILED)
+                why = "read/write error or hang-up";
+            else if (got == READ_TIMED_OUT && !atomic_load(&server->stopping))
+                why = "idle timeout";
+            continue;
+        }
+        int timeout = 1000;
+        if (stopping) {
+            int64_t left = atomic_load(&server->drain_deadline_ms) - now_ms();
+            if (left <= 0) {
+                why = "server stopping (drain time over)";
+                break;
+            }
+            timeout = left < timeout ? (int)left : timeout;
+        }
+        /* Say we wait before looking again, so a worker that finishes in
+         * between sees it and signals (no lost wake-up). */
+        atomic_store(&c->waiting, true);
+        pending = lcow_session_pending(c->session);
+        output = lcow_session_output_bytes(c->session);
+        if (pending == 0 && output == 0) {
+            atomic_store(&c->waiting, false);
+            continue;
+        }
+        reading = reading && pending < CONN_MAX_PENDING && output < CONN_MAX_OUTPUT;
+        if (!conn_wait(c, buf, reading, output > 0, timeout))
+            why = "read/write error or hang-up";
+    }
+    free(buf);
+    conn_close(c, why);
+    lcow_mutex_lock(&server->lock);
+    server->readers--;
+    lcow_cond_broadcast(&server->readers_done);
+    lcow_mutex_unlock(&server->lock);
+    return NULL;
+}
+
+/* Accept thread: a connection gets a session and its reader. */
+static void start_connection(lcow_server *server, int fd)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        LCOW_LOGE("rpc: out of memory accepting a connection");
+        close(fd);
+        return;
+    }
+    c->server = server;
+    c->fd = fd;
+    atomic_init(&c->waiting, false);
+    c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->wake_fd >= 0)
+        c->session = lcow_session_create(server->pool, server->snapshotter, server->max_frame_bytes,
+                                         &conn_ops, c);
+    if (!c->session) {
+        LCOW_LOGE("rpc: cannot set up a connection: %s",
+                  c->wake_fd < 0 ? strerror(errno) : "out of memory");
+        if (c->wake_fd >= 0)
+            close(c->wake_fd);
+        close(fd);
+        free(c);
+        return;
+    }
+    lcow_mutex_lock(&server->lock);
+    c->next = server->conns;
+    if (server->conns)
+        server->conns->prev = c;
+    server->conns = c;
+    server->readers++;
+    lcow_mutex_unlock(&server->lock);
+
+    if (!lcow_thread_start_detached(conn_main, c, READER_STACK)) {
+        LCOW_LOGE("rpc: cannot start a reader thread; closing the connection");
+        conn_close(c, "no reader thread");
+        lcow_mutex_lock(&server->lock);
+        server->readers--;
+        lcow_cond_broadcast(&server->readers_done);
+        lcow_mutex_unlock(&server->lock);
+    }
+}
+
+static void accept_connections(lcow_server *server)
+{
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(server->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                LCOW_LOGW("rpc: accept on %s: %s", server->address, strerror(errno));
+            return;
+        }
+        lcow_mutex_lock(&server->lock);
+        unsigned open = server->readers;
+        lcow_mutex_unlock(&server->lock);
+        if (open >= server->max_connections) {
+            LCOW_LOGW("rpc: refusing a connection: %u connections open (limit)", open);
+            close(fd);
+            continue;
+        }
+        start_connection(server, fd);
+    }
 }
 
 static void close_listener(lcow_server *server)
@@ -269,125 +341,20 @@ static void close_listener(lcow_server *server)
         unlink(server->address);
 }
 
-static void *io_main(void *arg)
+static void *accept_main(void *arg)
 {
-    io_loop *loop = arg;
-    lcow_server *server = loop->server;
-    bool accepting = loop->index == 0;
-    uint8_t *buf = malloc(READ_CHUNK);
-    struct pollfd *fds = NULL;
-    conn **polled = NULL;
-    size_t fds_cap = 0;
-    int64_t drain_deadline = -1;
-    if (!buf) {
-        LCOW_LOGE("rpc: out of memory in the I/O thread");
-        return NULL;
-    }
-    for (;;) {
-        int64_t now = now_ms();
-        bool stopping = atomic_load(&server->stopping);
-        if (stopping && drain_deadline < 0) {
-            if (accepting)
-                close_listener(server);
-            drain_deadline = now + server->drain_ms;
-        }
-        adopt_queued(loop, now, stopping);
-        if (stopping) {
-            bool drained = true;
-            for (conn *c = loop->conns; c && drained; c = c->next)
-                drained = conn_idle(c);
-            if (drained || now >= drain_deadline)
-                break;
-        }
-        size_t need = 2 + loop->conn_count;
-        if (need > fds_cap) {
-            size_t cap = need * 2;
-            struct pollfd *nf = realloc(fds, cap * sizeof *nf);
-            conn **np = nf ? realloc(polled, cap * sizeof *np) : NULL;
-            if (nf)
-                fds = nf;
-            if (!np) {
-                LCOW_LOGE("rpc: out of memory in the I/O thread");
-                break;
-            }
-            polled = np;
-            fds_cap = cap;
-        }
-        size_t nfds = 0;
-        fds[nfds++] = (struct pollfd){loop->wake_fds[0], POLLIN, 0};
-        size_t listen_index = (size_t)-1;
-        if (accepting && server->listen_fd >= 0) {
-            listen_index = nfds;
-            fds[nfds++] = (struct pollfd){server->listen_fd, POLLIN, 0};
-        }
-        int timeout = stopping ? 50 : 1000;
-        size_t first_conn = nfds;
-        for (conn *c = loop->conns; c; c = c->next) {
-            size_t pending = lcow_session_pending(c->session);
-            size_t output = lcow_session_output_bytes(c->session);
-            bool reading = !stopping && !atomic_load(&c->read_eof) && !c->broken &&
-                           pending < CONN_MAX_PENDING && output < CONN_MAX_OUTPUT;
-            atomic_store(&c->paused, !reading);
-            short events = (short)((reading ? POLLIN : 0) | (output > 0 ? POLLOUT : 0));
-            polled[nfds] = c;
-            fds[nfds++] = (struct pollfd){c->fd, events, 0};
-            if (!stopping && pending == 0 && output == 0) {
-                int64_t left = c->last_activity_ms + server->idle_timeout_ms - now;
-                if (left < timeout)
-                    timeout = left < 0 ? 0 : (int)left;
-            }
-        }
-        int ready = poll(fds, nfds, timeout);
+    lcow_server *server = arg;
+    while (!atomic_load(&server->stopping)) {
+        struct pollfd p[2] = {{server->wake_fds[0], POLLIN, 0}, {server->listen_fd, POLLIN, 0}};
+        int ready = poll(p, 2, 1000);
         if (ready < 0 && errno != EINTR) {
             LCOW_LOGE("rpc: poll: %s", strerror(errno));
             break;
         }
-        now = now_ms();
-        if (ready > 0 && (fds[0].revents & POLLIN)) {
-            char drain[256];
-            while (read(loop->wake_fds[0], drain, sizeof drain) > 0) {
-            }
-        }
-        for (size_t i = first_conn; ready > 0 && i < nfds; i++) {
-            conn *c = polled[i];
-            short rev = fds[i].revents;
-            if (!rev)
-                continue;
-            bool keep = true;
-            if (rev & POLLIN) {
-                keep = conn_read(c, buf);
-                c->last_activity_ms = now;
-            } else if (rev & (POLLHUP | POLLERR | POLLNVAL)) {
-                keep = false; /* peer gone while we were not reading */
-            }
-            if (keep && (rev & POLLOUT)) {
-                keep = lcow_session_write(c->session, sock_write, c);
-                c->last_activity_ms = now;
-            }
-            if (!keep)
-                conn_close(loop, c, "read/write error or hang-up");
-        }
-        if (listen_index != (size_t)-1 && ready > 0 && (fds[listen_index].revents & POLLIN))
-            accept_connections(loop, now);
-        /* Finished connections and idle ones. */
-        for (conn *c = loop->conns, *next; c; c = next) {
-            next = c->next;
-            if (!conn_idle(c))
-                continue;
-            if (atomic_load(&c->read_eof) || c->broken)
-                conn_close(loop, c, c->broken ? "stream broken" : "end of stream");
-            else if (!stopping && now - c->last_activity_ms >= server->idle_timeout_ms)
-                conn_close(loop, c, "idle timeout");
-        }
+        if (ready > 0 && (p[1].revents & POLLIN))
+            accept_connections(server);
     }
-    if (accepting)
-        close_listener(server);
-    adopt_queued(loop, now_ms(), true);
-    while (loop->conns)
-        conn_close(loop, loop->conns, "server stopping");
-    free(fds);
-    free(polled);
-    free(buf);
+    close_listener(server);
     return NULL;
 }
 
@@ -472,15 +439,10 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     if (!server)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     server->listen_fd = -1;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    server->loop_count = cpus < 1 ? 1 : cpus > MAX_LOOPS ? MAX_LOOPS : (unsigned)cpus;
-    for (unsigned i = 0; i < MAX_LOOPS; i++) {
-        server->loops[i].server = server;
-        server->loops[i].index = i;
-        server->loops[i].wake_fds[0] = server->loops[i].wake_fds[1] = -1;
-        lcow_mutex_init(&server->loops[i].adopt_lock);
-    }
-    atomic_init(&server->conn_total, 0);
+    server->wake_fds[0] = server->wake_fds[1] = -1;
+    lcow_mutex_init(&server->lock);
+    lcow_cond_init(&server->readers_done);
+    atomic_init(&server->drain_deadline_ms, 0);
     server->snapshotter = snapshotter;
     server->address = strdup(config->address);
     server->max_frame_bytes = config->max_frame_bytes ? config->max_frame_bytes : (4u << 20);
@@ -523,11 +485,9 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
                               strerror(errno));
         goto fail_unlink;
     }
-    for (unsigned i = 0; i < server->loop_count; i++) {
-        if (pipe2(server->loops[i].wake_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-            code = lcow_error_set(err, LCOW_UNAVAILABLE, "pipe: %s", strerror(errno));
-            goto fail_unlink;
-        }
+    if (pipe2(server->wake_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        code = lcow_error_set(err, LCOW_UNAVAILABLE, "pipe: %s", strerror(errno));
+        goto fail_unlink;
     }
     server->pool = lcow_rpc_pool_create(
         config->worker_threads ? config->worker_threads : default_workers(), err);
@@ -535,14 +495,11 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
         code = err ? err->code : LCOW_RESOURCE_EXHAUSTED;
         goto fail_unlink;
     }
-    for (unsigned i = 0; i < server->loop_count; i++) {
-        io_loop *loop = &server->loops[i];
-        if (!lcow_thread_create(&loop->thread, io_main, loop)) {
-            code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "cannot start I/O thread %u", i);
-            goto fail_unlink;
-        }
-        loop->started = true;
+    if (!lcow_thread_create(&server->accept_thread, accept_main, server)) {
+        code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "cannot start the accept thread");
+        goto fail_unlink;
     }
+    server->accept_started = true;
     LCOW_LOGI("rpc: listening on %s", config->address);
     *out = server;
     return LCOW_OK;
@@ -558,21 +515,25 @@ void lcow_server_stop(lcow_server *server, unsigned drain_ms)
 {
     if (!server || atomic_exchange(&server->stopped, true))
         return;
-    server->drain_ms = drain_ms;
+    atomic_store(&server->drain_deadline_ms, now_ms() + drain_ms);
     atomic_store(&server->stopping, true);
-    bool started = server->loops[0].started;
-    for (unsigned i = 0; i < server->loop_count; i++) {
-        io_loop *loop = &server->loops[i];
-        if (loop->started) {
-            wake_io(loop);
-            lcow_thread_join(loop->thread, NULL);
-            loop->started = false;
-        }
-    }
-    if (!started) {
+    if (!server->accept_started) {
         lcow_rpc_pool_shutdown(server->pool);
         return; /* never started */
     }
+    signal_fd(server->wake_fds[1]);
+    lcow_thread_join(server->accept_thread, NULL);
+    server->accept_started = false;
+    /* Readers blocked in recv() see end of stream; the others wake up. Each
+     * answers what it has in flight (until the drain deadline) and closes. */
+    lcow_mutex_lock(&server->lock);
+    for (conn *c = server->conns; c; c = c->next) {
+        shutdown(c->fd, SHUT_RD);
+        signal_fd(c->wake_fd);
+    }
+    while (server->readers > 0)
+        lcow_cond_wait(&server->readers_done, &server->lock);
+    lcow_mutex_unlock(&server->lock);
     /* Workers still in a core call are waited for: the store closes after. */
     lcow_rpc_pool_shutdown(server->pool);
     LCOW_LOGI("rpc: stopped listening on %s", server->address);
@@ -612,13 +573,12 @@ void lcow_server_free(lcow_server *server)
         return;
     lcow_server_stop(server, 0);
     lcow_rpc_pool_free(server->pool);
-    for (unsigned i = 0; i < MAX_LOOPS; i++) {
-        for (int k = 0; k < 2; k++) {
-            if (server->loops[i].wake_fds[k] >= 0)
-                close(server->loops[i].wake_fds[k]);
-        }
-        lcow_mutex_destroy(&server->loops[i].adopt_lock);
+    for (int k = 0; k < 2; k++) {
+        if (server->wake_fds[k] >= 0)
+            close(server->wake_fds[k]);
     }
+    lcow_cond_destroy(&server->readers_done);
+    lcow_mutex_destroy(&server->lock);
     free(server->address);
     free(server);
 }

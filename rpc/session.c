@@ -37,6 +37,7 @@ struct lcow_session {
     lcow_frame_reader reader; /* I/O thread only */
     lcow_code feed_code;      /* set by the frame sink on allocation failure */
     unsigned inline_budget;   /* left for this feed */
+    msgpack_sbuffer scratch;  /* answers of inline requests, reused */
 
     lcow_mutex lock; /* guards everything below */
     job *head, *tail;
@@ -229,6 +230,7 @@ lcow_session *lcow_session_create(lcow_rpc_pool *pool, lcow_snapshotter *snapsho
     atomic_init(&s->refs, 1);
     lcow_mutex_init(&s->lock);
     msgpack_sbuffer_init(&s->out);
+    msgpack_sbuffer_init(&s->scratch);
     return s;
 }
 
@@ -244,6 +246,7 @@ void lcow_session_unref(lcow_session *s)
     lcow_session_close(s);
     lcow_frame_reader_destroy(&s->reader);
     msgpack_sbuffer_destroy(&s->out);
+    msgpack_sbuffer_destroy(&s->scratch);
     lcow_mutex_destroy(&s->lock);
     const lcow_session_ops *ops = s->ops;
     void *transport = s->transport;
@@ -281,8 +284,9 @@ static void enqueue(lcow_session *s, job *j)
 }
 
 /* Runs a cheap request on the calling (I/O) thread when nothing of this
- * session is queued or running, so order is kept; false = queue it. */
-static bool run_inline(lcow_session *s, job *j)
+ * session is queued or running, so order is kept; false = queue it. No
+ * allocation on this path beyond what decoding and the core call need. */
+static bool run_inline(lcow_session *s, const lcow_request *req)
 {
     if (s->inline_budget == 0)
         return false;
@@ -292,38 +296,55 @@ static bool run_inline(lcow_session *s, job *j)
     if (!idle)
         return false;
     s->inline_budget--;
-    if (!lcow_dispatch_respond(s->snapshotter, &j->req, &j->out))
-        LCOW_LOGE("rpc: out of memory answering msgid %u", (unsigned)j->req.msgid);
+    s->scratch.size = 0;
+    if (!lcow_dispatch_respond(s->snapshotter, req, &s->scratch))
+        LCOW_LOGE("rpc: out of memory answering msgid %u", (unsigned)req->msgid);
     lcow_mutex_lock(&s->lock);
-    if (!s->closed && j->out.size > 0)
-        msgpack_sbuffer_write(&s->out, j->out.data, j->out.size);
+    if (!s->closed && s->scratch.size > 0)
+        msgpack_sbuffer_write(&s->out, s->scratch.data, s->scratch.size);
     lcow_mutex_unlock(&s->lock);
-    free_job(j);
+    if (s->scratch.alloc > (64u << 10)) {
+        /* A large answer (a long Walk page): give the memory back. */
+        msgpack_sbuffer_destroy(&s->scratch);
+        msgpack_sbuffer_init(&s->scratch);
+    }
     return true;
 }
 
 static void frame_sink(void *ctx, const lcow_frame_event *ev)
 {
     lcow_session *s = ctx;
+    lcow_request req;
+    bool decoded = false, has_msgid = ev->has_msgid;
+    uint32_t msgid = ev->msgid;
+    lcow_code code = ev->code;
+    const char *message = ev->message;
+    lcow_error err;
+    lcow_error_clear(&err);
+    if (ev->object) {
+        has_msgid = false;
+        code = lcow_proto_decode_request(ev->object, &req, &has_msgid, &err);
+        decoded = code == LCOW_OK;
+        msgid = req.msgid;
+        message = err.message;
+        if (decoded && lcow_dispatch_runs_inline(req.method) && run_inline(s, &req)) {
+            lcow_params_free(&req.params);
+            return;
+        }
+    }
     job *j = calloc(1, sizeof *j);
     if (!j) {
+        if (decoded)
+            lcow_params_free(&req.params);
         s->feed_code = LCOW_RESOURCE_EXHAUSTED;
         return;
     }
     msgpack_sbuffer_init(&j->out);
-    if (ev->object) {
-        bool has_msgid = false;
-        lcow_error err;
-        lcow_error_clear(&err);
-        lcow_code code = lcow_proto_decode_request(ev->object, &j->req, &has_msgid, &err);
-        if (code == LCOW_OK)
-            j->decoded = true;
-        else
-            lcow_dispatch_error(&j->out, has_msgid, j->req.msgid, code, err.message);
-        if (j->decoded && lcow_dispatch_runs_inline(j->req.method) && run_inline(s, j))
-            return;
+    if (decoded) {
+        j->decoded = true;
+        j->req = req; /* the job owns the params now */
     } else {
-        lcow_dispatch_error(&j->out, ev->has_msgid, ev->msgid, ev->code, ev->message);
+        lcow_dispatch_error(&j->out, has_msgid, msgid, code, message);
     }
     enqueue(s, j);
 }

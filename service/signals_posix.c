@@ -40,7 +40,10 @@ lcow_code lcow_shutdown_init(lcow_error *err)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    /* No SA_RESTART: the wait below must return from read() with EINTR, as
+     * ThreadSanitizer runs a handler only when the interrupted call returns
+     * (every other thread blocks these signals, see core/thread.h). */
+    sa.sa_flags = 0;
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
         return lcow_error_set(err, LCOW_INTERNAL, "sigaction: %s", strerror(errno));
     /* A client that disconnects mid-write must not kill the service. */
