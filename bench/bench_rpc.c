@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/os.h"
 #include "core/snapshotter.h"
 #include "core/thread.h"
 #include "rpc/client.h"
@@ -421,6 +422,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    lcow_os_tune_allocator(); /* as the service does */
     lcow_log_set_level(LCOW_LOG_WARN);
     char work[512], root[600], cmd[700];
     snprintf(work, sizeof work, "%s/bench_rpc-%d", dir, (int)getpid());

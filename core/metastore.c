@@ -592,8 +592,12 @@ lcow_code lcow_metastore_open(const char *path, const lcow_metastore_options *op
     ms->id_reserve = opts && opts->id_reserve ? opts->id_reserve : 1024;
     ms->options = leveldb_options_create();
     leveldb_options_set_create_if_missing(ms->options, 1);
-    ms->cache = leveldb_cache_create_lru(opts && opts->cache_bytes ? opts->cache_bytes : 8u << 20);
+    ms->cache = leveldb_cache_create_lru(opts && opts->cache_bytes ? opts->cache_bytes
+                                                                   : LCOW_METASTORE_CACHE_BYTES);
     leveldb_options_set_cache(ms->options, ms->cache);
+    leveldb_options_set_write_buffer_size(ms->options, opts && opts->write_buffer_bytes
+                                                           ? opts->write_buffer_bytes
+                                                           : LCOW_METASTORE_WRITE_BUFFER_BYTES);
     ms->bloom = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(ms->options, ms->bloom);
     ms->read_latest = leveldb_readoptions_create();

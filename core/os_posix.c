@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,4 +607,12 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
                               dst, strerror(e));
     }
     return LCOW_OK;
+}
+
+void lcow_os_tune_allocator(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
 }

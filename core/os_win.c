@@ -1057,3 +1057,8 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
     free(wd);
     return LCOW_OK;
 }
+
+void lcow_os_tune_allocator(void)
+{
+    /* The Windows heap uses the low-fragmentation heap by default. */
+}

@@ -2,6 +2,7 @@
  * to lcow_service_main with the real store and RPC server. */
 #include <stdlib.h>
 
+#include "../core/os.h"
 #include "app.h"
 
 #ifdef _WIN32
@@ -13,6 +14,7 @@
 
 int main(void)
 {
+    lcow_os_tune_allocator();
     /* The CRT's argv is in the ANSI code page; take the UTF-16 command line. */
     int argc = 0;
     wchar_t **wargv = CommandLineToArgvW(GetCommandLineW(), &argc);
@@ -36,6 +38,7 @@ int main(void)
 #else
 int main(int argc, char **argv)
 {
+    lcow_os_tune_allocator();
     return lcow_service_main(argc, argv, &lcow_app_real_ops);
 }
 #endif
