@@ -66,13 +66,14 @@ typedef struct lcow_meta_disk {
     bool retained;
 } lcow_meta_disk;
 
-/* Small on purpose: records are a few hundred bytes, the OS page cache
- * holds the tables, and a block cache or memtable that fills for minutes is
- * memory growth a soak cannot tell from a leak. 8 MiB / 4 MiB (LevelDB's
- * defaults) kept RSS climbing for 4+ minutes of the soak; these reach their
- * plateau in under a minute, for 0.9 us more per random Stat at 100k
- * snapshots (docs/reliability.md, docs/performance.md). */
-#define LCOW_METASTORE_CACHE_BYTES ((size_t)2 << 20)
+/* Smaller than LevelDB's 8 MiB cache / 4 MiB write buffer on purpose:
+ * records are a few hundred bytes, the OS page cache holds the tables, and
+ * a cache that fills for minutes (with blocks of tables compaction already
+ * replaced) is memory growth a soak cannot tell from a leak; with 8 / 4 MiB
+ * RSS climbed for 4+ minutes of the 10-minute soak. 2 MiB of cache made a
+ * random Stat at 100k snapshots 1.86x a raw get (goal 1.8x); 4 MiB keeps it
+ * at 1.74x (docs/performance.md, docs/reliability.md). */
+#define LCOW_METASTORE_CACHE_BYTES ((size_t)4 << 20)
 #define LCOW_METASTORE_WRITE_BUFFER_BYTES ((size_t)1 << 20)
 
 typedef struct lcow_metastore_options {

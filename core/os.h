@@ -124,6 +124,12 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
  * Windows, whose heap needs nothing of the sort. */
 void lcow_os_tune_allocator(void);
 
+/* Gives memory the allocator holds free back to the system (glibc:
+ * malloc_trim, which also releases free pages inside the heap); the
+ * foreground service calls it every LCOW_TRIM_INTERVAL_MS so that heap
+ * fragmentation does not show as slow RSS growth. A no-op on Windows. */
+void lcow_os_release_free_memory(void);
+
 /* ---- fault injection (test builds) ---- */
 
 typedef enum lcow_os_op {

@@ -616,3 +616,10 @@ void lcow_os_tune_allocator(void)
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 #endif
 }
+
+void lcow_os_release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}

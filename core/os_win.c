@@ -1062,3 +1062,8 @@ void lcow_os_tune_allocator(void)
 {
     /* The Windows heap uses the low-fragmentation heap by default. */
 }
+
+void lcow_os_release_free_memory(void)
+{
+    /* The Windows heap decommits free memory by itself. */
+}

@@ -200,6 +200,15 @@ static void conn_close(conn *c, const char *why)
     lcow_session_unref(c->session); /* conn_destroy closes the fds when workers are done */
 }
 
+/* A reader thread is done (or never started): lcow_server_stop may go on. */
+static void reader_gone(lcow_server *server)
+{
+    lcow_mutex_lock(&server->lock);
+    server->readers--;
+    lcow_cond_broadcast(&server->readers_done);
+    lcow_mutex_unlock(&server->lock);
+}
+
 static void *conn_main(void *arg)
 {
     conn *c = arg;
@@ -257,10 +266,7 @@ static void *conn_main(void *arg)
     }
     free(buf);
     conn_close(c, why);
-    lcow_mutex_lock(&server->lock);
-    server->readers--;
-    lcow_cond_broadcast(&server->readers_done);
-    lcow_mutex_unlock(&server->lock);
+    reader_gone(server);
     return NULL;
 }
 
@@ -300,10 +306,7 @@ static void start_connection(lcow_server *server, int fd)
     if (!lcow_thread_start_detached(conn_main, c, READER_STACK)) {
         LCOW_LOGE("rpc: cannot start a reader thread; closing the connection");
         conn_close(c, "no reader thread");
-        lcow_mutex_lock(&server->lock);
-        server->readers--;
-        lcow_cond_broadcast(&server->readers_done);
-        lcow_mutex_unlock(&server->lock);
+        reader_gone(server);
     }
 }
 

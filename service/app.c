@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "../core/os.h"
 #include "logging.h"
 #include "shutdown.h"
 
@@ -89,7 +90,9 @@ int lcow_run_foreground(lcow_svc_config *cfg, const lcow_app_ops *ops)
     lcow_log_event(LCOW_EVENT_STARTED, LCOW_LOG_INFO,
                    "lcowsnap %s in the foreground, root %s, listening on %s", LCOW_VERSION,
                    cfg->root, cfg->address);
-    const char *reason = lcow_shutdown_wait();
+    const char *reason;
+    while ((reason = lcow_shutdown_wait_for(LCOW_TRIM_INTERVAL_MS)) == NULL)
+        lcow_os_release_free_memory();
     lcow_log_event(LCOW_EVENT_STOPPING, LCOW_LOG_INFO,
                    "%s received: no new clients on %s; waiting up to %u s for %u in-flight "
                    "requests",

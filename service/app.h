@@ -12,6 +12,8 @@
 /* How long a stop waits for in-flight requests before closing connections;
  * below the registered preshutdown timeout so the store still closes. */
 #define LCOW_DRAIN_MS 20000u
+/* How often the foreground service gives free heap memory back (POSIX). */
+#define LCOW_TRIM_INTERVAL_MS 10000u
 
 typedef struct lcow_app_ops {
     void *ctx;

@@ -40,9 +40,10 @@ lcow_code lcow_shutdown_init(lcow_error *err)
     return LCOW_OK;
 }
 
-const char *lcow_shutdown_wait(void)
+static const char *wait_ms(DWORD timeout_ms)
 {
-    WaitForSingleObject(request_event, INFINITE);
+    if (WaitForSingleObject(request_event, timeout_ms) == WAIT_TIMEOUT)
+        return NULL;
     switch (request_kind) {
     case CTRL_C_EVENT:
         return "Ctrl+C";
@@ -57,6 +58,16 @@ const char *lcow_shutdown_wait(void)
     default:
         return "shutdown request";
     }
+}
+
+const char *lcow_shutdown_wait(void)
+{
+    return wait_ms(INFINITE);
+}
+
+const char *lcow_shutdown_wait_for(unsigned timeout_ms)
+{
+    return wait_ms(timeout_ms >= INFINITE ? INFINITE - 1 : timeout_ms);
 }
 
 void lcow_shutdown_request(void)

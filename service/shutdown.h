@@ -13,6 +13,8 @@ lcow_code lcow_shutdown_init(lcow_error *err);
 /* Blocks until a shutdown is requested; returns what asked for it
  * ("SIGTERM", "Ctrl+C", "console close", ...). */
 const char *lcow_shutdown_wait(void);
+/* The same, giving up after timeout_ms: NULL when no request came. */
+const char *lcow_shutdown_wait_for(unsigned timeout_ms);
 /* Requests a shutdown from any thread (tests, internal fatal errors). */
 void lcow_shutdown_request(void);
 /* The graceful shutdown has finished: a pending console close may proceed. */

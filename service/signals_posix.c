@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,7 +42,7 @@ lcow_code lcow_shutdown_init(lcow_error *err)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    /* No SA_RESTART: the wait below must return from read() with EINTR, as
+    /* No SA_RESTART: the wait below must return from poll() with EINTR, as
      * ThreadSanitizer runs a handler only when the interrupted call returns
      * (every other thread blocks these signals, see core/thread.h). */
     sa.sa_flags = 0;
@@ -51,10 +53,19 @@ lcow_code lcow_shutdown_init(lcow_error *err)
     return LCOW_OK;
 }
 
-const char *lcow_shutdown_wait(void)
+static const char *wait_ms(int timeout_ms)
 {
     unsigned char byte = 0;
     for (;;) {
+        struct pollfd p = {pipe_fds[0], POLLIN, 0};
+        int ready = poll(&p, 1, timeout_ms);
+        if (ready == 0)
+            return NULL;
+        if (ready < 0) {
+            if (errno == EINTR)
+                continue; /* the handler has written the pipe: look again */
+            return "shutdown pipe failed";
+        }
         ssize_t n = read(pipe_fds[0], &byte, 1);
         if (n == 1)
             break;
@@ -70,6 +81,16 @@ const char *lcow_shutdown_wait(void)
     default:
         return "shutdown request";
     }
+}
+
+const char *lcow_shutdown_wait(void)
+{
+    return wait_ms(-1);
+}
+
+const char *lcow_shutdown_wait_for(unsigned timeout_ms)
+{
+    return wait_ms(timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms);
 }
 
 void lcow_shutdown_request(void)

@@ -11,9 +11,9 @@
  *          soak --address SOCK --pid PID [options]
  * Windows: soak.exe --address \\.\pipe\NAME --process-name lcowsnap.exe
  * Options: --clients N --seconds S --window S --max-latency-ms MS --label TEXT
- *          --rss-allowance-kb KB (growth allowed on top of 10%, default 4096:
+ *          --rss-allowance-kb KB (growth allowed on top of 10%, default 6144:
  *          what fills after start by design, LevelDB's 1 MiB memtable (two
- *          during a flush) and 2 MiB block cache, core/metastore.h) */
+ *          during a flush) and 4 MiB block cache, core/metastore.h) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -401,7 +401,7 @@ static double window_mean(const sample *s, int n, double from, double to, bool r
 int main(int argc, char **argv)
 {
     unsigned nclients = 64, seconds = 60, window = 10, max_latency_ms = 10000;
-    double rss_allowance_kb = 4096;
+    double rss_allowance_kb = 6144;
     const char *label = "native", *exe = NULL, *dir = NULL, *process = NULL;
     long pid_arg = 0;
     for (int i = 1; i + 1 < argc; i += 2) {

@@ -544,6 +544,20 @@ static void foreground_startup_failures_map_to_exit_codes(void **state)
     lcow_config_free(&cfg);
 }
 
+/* The foreground loop wakes up on its own (to give memory back) and still
+ * sees a request. */
+static void shutdown_wait_for_times_out_then_sees_a_request(void **state)
+{
+    lcow_error err;
+    assert_int_equal(lcow_shutdown_init(&err), LCOW_OK);
+    assert_null(lcow_shutdown_wait_for(30));
+    lcow_shutdown_request();
+    const char *reason = lcow_shutdown_wait_for(5000);
+    assert_non_null(reason);
+    assert_string_equal(reason, "shutdown request");
+    lcow_shutdown_cleanup();
+}
+
 #ifndef _WIN32
 #include <signal.h>
 
@@ -608,6 +622,7 @@ int main(void)
         cmocka_unit_test(foreground_drains_then_closes),
         cmocka_unit_test(foreground_startup_failures_map_to_exit_codes),
         cmocka_unit_test(service_main_exit_codes),
+        cmocka_unit_test(shutdown_wait_for_times_out_then_sees_a_request),
 #ifndef _WIN32
         cmocka_unit_test(sigterm_and_sigint_request_a_shutdown),
 #endif
