@@ -118,9 +118,10 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
 /* Sets the allocator up for a long-running service with many threads: on
  * glibc at most 2 malloc arenas (one per connection thread would each keep
  * its own high-water mark) and a fixed 256 KiB mmap threshold (the dynamic
- * one rises after large frees and then keeps big buffers in the heap). RSS
- * of a 10-minute soak went from +85% to a plateau within the first minute
- * (docs/reliability.md). Call once, before starting threads; a no-op on
+ * one rises after large frees and then keeps big buffers in the heap).
+ * Together with smaller LevelDB caches and lcow_os_release_free_memory it
+ * turned a soak's RSS from climbing for 10 minutes into a plateau after
+ * start-up (docs/reliability.md). Call once, before starting threads; a no-op on
  * Windows, whose heap needs nothing of the sort. */
 void lcow_os_tune_allocator(void);
 
