@@ -41,6 +41,24 @@ function Test-Administrator {
     return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
 }
 
+# A stopped service's process can run for a moment after reaching Stopped (it
+# closes its store and exits); until then its exe is mapped and cannot be
+# overwritten. Wait until the file opens for writing (or is absent), at most
+# $Seconds; the MSI does the same with lcowsnap-msi-wait.exe.
+function Wait-FileReleased([string]$Path, [int]$Seconds = 30) {
+    for ($i = 0; $i -lt $Seconds * 10; $i++) {
+        if (-not (Test-Path -LiteralPath $Path)) { return }
+        try {
+            $stream = [System.IO.File]::Open($Path, 'Open', 'Write', 'ReadWrite, Delete')
+            $stream.Close()
+            return
+        } catch [System.IO.IOException] {
+            Start-Sleep -Milliseconds 100
+        }
+    }
+    Write-Host "install.ps1: $Path is still in use after $Seconds s; copying over it may fail." -ForegroundColor Yellow
+}
+
 if (-not (Test-Administrator)) {
     Write-Host 'install.ps1: administrator rights are required to install a service.' -ForegroundColor Red
     Write-Host 'Open PowerShell with "Run as administrator" and run this script again.' -ForegroundColor Red
@@ -93,6 +111,7 @@ if ($null -ne $existing) {
     }
 }
 
+Wait-FileReleased (Join-Path $InstallDir 'lcowsnap.exe')
 Write-Host "Copying binaries to $InstallDir"
 New-Item -ItemType Directory -Force -Path $InstallDir | Out-Null
 foreach ($name in $payload) {

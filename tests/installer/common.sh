@@ -161,3 +161,27 @@ cleanup_installs() {
   fi
   rm -rf "$INSTALL_DIR"
 }
+
+# A process that keeps an exe's image mapped, as a stopping service's process does
+# until it has exited: the exe run in the foreground on its own root and pipe.
+# start_exe_holder WINDOWS-EXE ROOT-DIR(Linux) PIPE; sets HOLDER_PID (the Wine process).
+HOLDER_PID=
+start_exe_holder() {
+  local exe=$1 root=$2 pipe=$3 i
+  mkdir -p "$root"
+  "$WINE" "$exe" --root "$(winpath "$root")" --address "$pipe" >"$root.log" 2>&1 &
+  HOLDER_PID=$!
+  for i in $(seq 1 100); do
+    grep -q "listening on" "$root.log" 2>/dev/null && return 0
+    kill -0 "$HOLDER_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  cat "$root.log" >&2
+  fail "the holder ($exe on $pipe) did not start"
+}
+stop_exe_holder() { # SIGTERM: Wine ends the process; the image mapping goes with it
+  [ -n "$HOLDER_PID" ] || return 0
+  kill -TERM "$HOLDER_PID" 2>/dev/null
+  wait "$HOLDER_PID" 2>/dev/null
+  HOLDER_PID=
+}

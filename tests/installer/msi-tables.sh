@@ -24,7 +24,7 @@ field() { rows "$1" | awk -F '\t' -v key="$2" -v n="$3" '$1 == key { print $n; f
 
 tables=$(msiinfo tables "$MSI" | tr -d '\r')
 for table in ServiceInstall ServiceControl File Component Directory Upgrade CustomAction \
-  InstallExecuteSequence Property; do
+  InstallExecuteSequence Property Binary; do
   grep -qx "$table" <<<"$tables" || fail "table $table missing from msiinfo tables"
 done
 
@@ -120,6 +120,23 @@ for action in LcowFailureActions LcowFailureFlag LcowDelayedAutoStart; do
 done
 field CustomAction LcowFailureActions 4 | grep -qx "failure $SERVICE reset= 86400 actions= restart/5000/restart/10000//0" ||
   fail "failure actions command is $(field CustomAction LcowFailureActions 4)"
+# The wait for the stopped service's exe (lcowsnap-msi-wait.exe from the Binary table):
+# after StopServices, before DeleteServices and the file actions, on install and
+# uninstall alike; type 2 (exe in Binary) + 64 (return ignored) + deferred + no
+# impersonation; it waits on the installed lcowsnap.exe.
+[ "$(seq StopServices)" -lt "$(seq LcowWaitForExeRelease)" ] &&
+  [ "$(seq LcowWaitForExeRelease)" -lt "$(seq DeleteServices)" ] &&
+  [ "$(seq LcowWaitForExeRelease)" -lt "$(seq RemoveFiles)" ] &&
+  [ "$(seq LcowWaitForExeRelease)" -lt "$(seq InstallFiles)" ] ||
+  fail "LcowWaitForExeRelease is not between StopServices and DeleteServices/RemoveFiles/InstallFiles"
+[ -z "$(field InstallExecuteSequence LcowWaitForExeRelease 2)" ] || fail "LcowWaitForExeRelease has a condition"
+[ "$(field CustomAction LcowWaitForExeRelease 2)" = 3138 ] ||
+  fail "LcowWaitForExeRelease has type $(field CustomAction LcowWaitForExeRelease 2), want 3138"
+binary=$(field CustomAction LcowWaitForExeRelease 3)
+rows Binary | awk -F '\t' -v b="$binary" '$1 == b { ok = 1 } END { exit !ok }' ||
+  fail "LcowWaitForExeRelease names Binary '$binary', which the Binary table lacks"
+[ "$(field CustomAction LcowWaitForExeRelease 4)" = '"[INSTALLDIR]lcowsnap.exe" 30000' ] ||
+  fail "LcowWaitForExeRelease command line is '$(field CustomAction LcowWaitForExeRelease 4)'"
 field CustomAction LcowSetScPath 4 | grep -qx '\[System64Folder\]sc.exe' || fail "sc.exe path custom action changed"
 
 # The zip: one folder with both exes, README.md, LICENSE and the two scripts.

@@ -4,6 +4,11 @@
 # with the version bumped, made by installer_build_next_version) is installed over it.
 # Afterwards: one product, one service entry, the N+1 binary is what runs (its
 # --version and the Version RPC both say N+1), and the snapshot is still there.
+# During the N+1 install a second process keeps the installed lcowsnap.exe mapped for
+# HOLD_S seconds, standing in for a stopped service whose process has not exited yet
+# (what happens on a loaded host): the MSI's wait step (LcowWaitForExeRelease) must
+# let the file copy wait for it; without that step the copy finds the exe busy,
+# Wine's msiexec schedules it for a reboot, exits 3010 and N stays on disk.
 TEST_NAME=installer_msi_upgrade
 . "$(dirname "$0")/common.sh"
 skip_unless_built
@@ -22,7 +27,7 @@ layer_name="upgrade/2/layer-$run_id"
 
 take_service_lock
 require_no_service
-trap cleanup_installs EXIT
+trap 'stop_exe_holder; cleanup_installs' EXIT
 clean_state_dirs
 
 log "install version $LCOW_VERSION"
@@ -37,9 +42,29 @@ out=$(ctl prepare "$layer_key") || fail "prepare: $out"
 out=$(ctl commit "$layer_name" "$layer_key") || fail "commit: $out"
 find_state_dir
 
+HOLD_S=${LCOW_UPGRADE_HOLD_S:-4}
+rm -rf "$LOGDIR/holder" "$LOGDIR/holder.log"
+start_exe_holder "$INSTALLED_SVC" "$LOGDIR/holder" '\\.\pipe\lcowsnap-upgrade-holder'
+log "a second lcowsnap.exe process holds the installed exe for ${HOLD_S} s into the upgrade"
+(
+  sleep "$HOLD_S"
+  kill -TERM "$HOLDER_PID" 2>/dev/null
+) &
+releaser=$!
+
 log "install version $NEXT_VERSION over it"
-wine_run msiexec /i "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n1.log" >/dev/null ||
-  fail "msiexec /i $(basename "$NEXT_MSI") failed; log: $LOGDIR/install-n1.log"
+started=$SECONDS
+rc=0
+wine_run msiexec /i "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n1.log" >/dev/null || rc=$?
+wait "$releaser"
+stop_exe_holder
+[ "$rc" -eq 0 ] || {
+  tr -d '\0\r' <"$LOGDIR/install-n1.log" | grep -a -E 'Return value [03]|error|Error|reboot' | tail -15 >&2
+  fail "msiexec /i $(basename "$NEXT_MSI") exited $rc (194 is 3010, ERROR_SUCCESS_REBOOT_REQUIRED, cut to 8 bits: a file was in use and is replaced only at reboot); log: $LOGDIR/install-n1.log"
+}
+log "msiexec /i took $((SECONDS - started)) s with the exe held for ${HOLD_S} s"
+grep -aq 'Action start .*LcowWaitForExeRelease' <(tr -d '\0' <"$LOGDIR/install-n1.log") ||
+  fail "the N+1 install did not run LcowWaitForExeRelease"
 grep -aq 'Action start .*RemoveExistingProducts' "$LOGDIR/install-n1.log" ||
   fail "the N+1 install did not run RemoveExistingProducts"
 expect_running_after_install
