@@ -16,7 +16,9 @@ command -v msiinfo >/dev/null || fail "msiinfo not installed (Debian package msi
 cache=$(mktemp -d)
 trap 'rm -rf "$cache"' EXIT
 rows() {
-  [ -f "$cache/$1" ] || msiinfo export "$MSI" "$1" | tr -d '\r' | tail -n +4 >"$cache/$1"
+  # (in the scratch directory: exporting a table with streams, Binary, also writes
+  # the streams to ./Binary/)
+  [ -f "$cache/$1" ] || (cd "$cache" && msiinfo export "$MSI" "$1") | tr -d '\r' | tail -n +4 >"$cache/$1"
   cat "$cache/$1"
 }
 # field TABLE KEYCOLUMN-VALUE N: column N of the row whose first column is the key.
