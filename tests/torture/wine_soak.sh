@@ -1,12 +1,13 @@
 #!/bin/bash
-# wine_soak.sh DIR LCOWSNAP.EXE SOAK.EXE CLIENTS SECONDS WINDOW WINE...
+# wine_soak.sh DIR LCOWSNAP.EXE SOAK.EXE CLIENTS SECONDS WINDOW WARMUP WINE...
 # Soak of the Windows build under Wine: lcowsnap.exe (copied to a unique
 # name, so soak.exe finds exactly this process among the prefix's others)
 # on a named pipe, soak.exe with CLIENTS clients for SECONDS, sampling the
-# service's handle count and working set. Stops the service with SIGINT.
+# service's handle count and working set; the first window judged starts
+# after WARMUP seconds (soak --warmup). Stops the service with SIGINT.
 set -u
-dir=$1 svc_exe=$2 soak_exe=$3 clients=$4 seconds=$5 window=$6
-shift 6
+dir=$1 svc_exe=$2 soak_exe=$3 clients=$4 seconds=$5 window=$6 warmup=$7
+shift 7
 wine=("$@")
 rm -rf "$dir" && mkdir -p "$dir" || exit 1
 name=lcowsnap-soak-$$.exe
@@ -31,9 +32,11 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 grep -q "rpc: listening on" "$log" || { echo "service did not come up"; cat "$log"; exit 1; }
-# The Wine process that hosts lcowsnap.exe: its Unix descriptors stand in
-# for the handle count Wine does not report (files, pipes and sockets the
-# service holds are fds of this process or of wineserver on its behalf).
+# soak.exe judges the service's Windows handle count (from the system handle
+# table: Wine's GetProcessHandleCount gives 0). As a second view, the Unix
+# descriptors of the Wine process hosting lcowsnap.exe are sampled here too
+# (files, pipes and sockets the service holds are fds of this process or of
+# wineserver on its behalf) and must also stay within 10%.
 upid=$(pgrep -f "$name" | head -1)
 (
     t=0
@@ -46,16 +49,18 @@ upid=$(pgrep -f "$name" | head -1)
 sampler=$!
 summary=${LCOW_TORTURE_SUMMARY:-}
 LCOW_TORTURE_SUMMARY= "${wine[@]}" "$soak_exe" --address "$pipe" --process-name "$name" \
-    --clients "$clients" --seconds "$seconds" --window "$window" --max-latency-ms 30000 \
+    --clients "$clients" --seconds "$seconds" --window "$window" --warmup "$warmup" \
+    --max-latency-ms 30000 \
     --label "wine" | tr -d '\r' | tee "$dir/soak.out"
 rc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null
 wait "$sampler" 2>/dev/null
-# First vs last WINDOW seconds of the soak (the sampler started with it).
-read -r fd_first fd_last < <(awk -v w="$window" -v s="$seconds" '
-    $1 <= w {f += $2; nf++} $1 > s - w && $1 <= s {l += $2; nl++}
+# First WINDOW seconds after the warm-up vs the last WINDOW seconds (the
+# sampler started with the soak).
+read -r fd_first fd_last < <(awk -v w="$window" -v s="$seconds" -v u="$warmup" '
+    $1 > u && $1 <= u + w {f += $2; nf++} $1 > s - w && $1 <= s {l += $2; nl++}
     END {printf "%.1f %.1f\n", nf ? f / nf : -1, nl ? l / nl : -1}' "$dir/unix-samples.txt")
-fd_line="torture soak (wine): Unix fds of the Wine process hosting lcowsnap.exe (pid $upid), first/last ${window}s: $fd_first/$fd_last"
+fd_line="torture soak (wine): Unix fds of the Wine process hosting lcowsnap.exe (pid $upid), first (after ${warmup}s)/last ${window}s: $fd_first/$fd_last"
 if awk -v a="$fd_first" -v b="$fd_last" 'BEGIN {exit !(a > 0 && b <= a * 1.10 && b >= a * 0.90)}'; then
     fd_line="$fd_line (within 10%)"
 else
