@@ -32,11 +32,12 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 grep -q "rpc: listening on" "$log" || { echo "service did not come up"; cat "$log"; exit 1; }
-# soak.exe judges the service's Windows handle count (from the system handle
-# table: Wine's GetProcessHandleCount gives 0). As a second view, the Unix
-# descriptors of the Wine process hosting lcowsnap.exe are sampled here too
-# (files, pipes and sockets the service holds are fds of this process or of
-# wineserver on its behalf) and must also stay within 10%.
+# soak.exe judges the service's Windows handles (from the system handle table:
+# Wine's GetProcessHandleCount gives 0). As a second view, printed but not
+# judged, the Unix descriptors of the Wine process hosting lcowsnap.exe are
+# sampled here (files and sockets Wine opened on its behalf): about 40 of them,
+# so the few files an in-flight call holds move them by 10% (41 -> 45 seen
+# with the handles flat), too coarse to judge.
 upid=$(pgrep -f "$name" | head -1)
 (
     t=0
@@ -62,10 +63,9 @@ read -r fd_first fd_last < <(awk -v w="$window" -v s="$seconds" -v u="$warmup" '
     END {printf "%.1f %.1f\n", nf ? f / nf : -1, nl ? l / nl : -1}' "$dir/unix-samples.txt")
 fd_line="torture soak (wine): Unix fds of the Wine process hosting lcowsnap.exe (pid $upid), first (after ${warmup}s)/last ${window}s: $fd_first/$fd_last"
 if awk -v a="$fd_first" -v b="$fd_last" 'BEGIN {exit !(a > 0 && b <= a * 1.10 && b >= a * 0.90)}'; then
-    fd_line="$fd_line (within 10%)"
+    fd_line="$fd_line (within 10%; informational)"
 else
-    fd_line="$fd_line (NOT within 10%)"
-    rc=1
+    fd_line="$fd_line (moved more than 10%; informational, the handle count above is judged)"
 fi
 echo "$fd_line"
 [ -n "$summary" ] && { grep '^torture soak' "$dir/soak.out"; echo "$fd_line"; } >>"$summary"
