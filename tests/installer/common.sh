@@ -179,7 +179,20 @@ start_exe_holder() {
   cat "$root.log" >&2
   fail "the holder ($exe on $pipe) did not start"
 }
-stop_exe_holder() { # SIGTERM: Wine ends the process; the image mapping goes with it
+# stop_exe_holder_after SECONDS: let the holder go SECONDS from now, in the background.
+RELEASER_PID=
+stop_exe_holder_after() {
+  (
+    sleep "$1"
+    kill -TERM "$HOLDER_PID" 2>/dev/null
+  ) &
+  RELEASER_PID=$!
+}
+# SIGTERM: Wine ends the process; the image mapping goes with it. A pending
+# stop_exe_holder_after runs out first.
+stop_exe_holder() {
+  [ -z "$RELEASER_PID" ] || wait "$RELEASER_PID" 2>/dev/null
+  RELEASER_PID=
   [ -n "$HOLDER_PID" ] || return 0
   kill -TERM "$HOLDER_PID" 2>/dev/null
   wait "$HOLDER_PID" 2>/dev/null

@@ -46,17 +46,12 @@ HOLD_S=${LCOW_UPGRADE_HOLD_S:-4}
 rm -rf "$LOGDIR/holder" "$LOGDIR/holder.log"
 start_exe_holder "$INSTALLED_SVC" "$LOGDIR/holder" '\\.\pipe\lcowsnap-upgrade-holder'
 log "a second lcowsnap.exe process holds the installed exe for ${HOLD_S} s into the upgrade"
-(
-  sleep "$HOLD_S"
-  kill -TERM "$HOLDER_PID" 2>/dev/null
-) &
-releaser=$!
+stop_exe_holder_after "$HOLD_S"
 
 log "install version $NEXT_VERSION over it"
 started=$SECONDS
 rc=0
 wine_run msiexec /i "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n1.log" >/dev/null || rc=$?
-wait "$releaser"
 stop_exe_holder
 [ "$rc" -eq 0 ] || {
   tr -d '\0\r' <"$LOGDIR/install-n1.log" | grep -a -E 'Return value [03]|error|Error|reboot' | tail -15 >&2

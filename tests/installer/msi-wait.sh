@@ -43,16 +43,11 @@ elapsed=$(($(ms_now) - t0))
 log "held throughout: exit 1 after $elapsed ms: $out"
 
 # Released 2 s in: the wait must end then, not at its 30 s timeout.
-(
-  sleep 2
-  kill -TERM "$HOLDER_PID" 2>/dev/null
-) &
-releaser=$!
+stop_exe_holder_after 2
 t0=$(ms_now)
 rc=0
 out=$(waitrun "$held" 30000) || rc=$?
 elapsed=$(($(ms_now) - t0))
-wait "$releaser"
 stop_exe_holder
 [ "$rc" -eq 0 ] || fail "released after 2 s: exit $rc, want 0: $out"
 [ "$elapsed" -ge 1500 ] || fail "released after 2 s: returned after $elapsed ms, while the exe was still held"
