@@ -38,10 +38,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/os.h"
+#include "core/base/log.h"
+#include "core/os/os.h"
 #include "core/snapshotter.h"
-#include "core/thread.h"
+#include "core/os/thread.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
 

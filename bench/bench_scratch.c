@@ -21,11 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/errors.h"
-#include "core/log.h"
-#include "core/os.h"
+#include "core/base/errors.h"
+#include "core/base/log.h"
+#include "core/os/os.h"
 #include "core/scratch.h"
-#include "core/scratchdisk.h"
+#include "core/disk/scratchdisk.h"
 #include "core/snapshotter.h"
 
 static double now_ms(void)

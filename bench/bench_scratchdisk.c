@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/scratchdisk.h"
+#include "core/disk/scratchdisk.h"
 
 #define GiB (1ull << 30)
 

@@ -21,9 +21,9 @@
 
 #include <leveldb/c.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "core/metastore.h"
-#include "core/os.h"
+#include "core/os/os.h"
 #include "core/snapshotter.h"
 
 static double now_us(void)

@@ -1,7 +1,5 @@
 # bench_rpc: Stat and Prepare/Commit round trips with 1, 8, 32 clients beside
 # a bare echo over the same Unix socket transport (docs/performance.md, RPC).
-if(TARGET lcow_rpc AND TARGET lcow_core AND TARGET lcow_client)
-  add_executable(bench_rpc ${CMAKE_CURRENT_LIST_DIR}/bench_rpc.c)
-  target_link_libraries(bench_rpc PRIVATE lcow_rpc lcow_client lcow_core)
-  target_include_directories(bench_rpc PRIVATE ${PROJECT_SOURCE_DIR})
-endif()
+add_executable(bench_rpc ${CMAKE_CURRENT_LIST_DIR}/bench_rpc.c)
+target_link_libraries(bench_rpc PRIVATE lcow_rpc lcow_client lcow_core)
+target_include_directories(bench_rpc PRIVATE ${PROJECT_SOURCE_DIR})

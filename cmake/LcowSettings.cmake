@@ -37,20 +37,3 @@ if(LCOW_FUZZ)
   # test and not only the harness; fuzz targets add -fsanitize=fuzzer.
   add_compile_options(-fsanitize=fuzzer-no-link)
 endif()
-
-# lcow_glob_sources(<out-var> <dir> <pattern>...): the .c files of dir that
-# match the patterns, without the other platform's *_win.c or *_posix.c.
-function(lcow_glob_sources out dir)
-  set(result)
-  foreach(pattern IN LISTS ARGN)
-    file(GLOB found CONFIGURE_DEPENDS ${dir}/${pattern})
-    list(APPEND result ${found})
-  endforeach()
-  if(WIN32)
-    list(FILTER result EXCLUDE REGEX "_posix\\.c$")
-  else()
-    list(FILTER result EXCLUDE REGEX "_win\\.c$")
-  endif()
-  list(REMOVE_DUPLICATES result)
-  set(${out} ${result} PARENT_SCOPE)
-endfunction()

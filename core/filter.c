@@ -9,7 +9,7 @@
  * position, and a match that hits a limit counts as "no match". Compiled
  * patterns and the match context are read-only after parsing; every match
  * call uses its own match data, which makes matching thread-safe. */
-#include "filter.h"
+#include "core/filter.h"
 
 #include <stdarg.h>
 #include <stdint.h>

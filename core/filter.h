@@ -11,8 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "errors.h"
-#include "types.h"
+#include "core/base/errors.h"
+#include "core/base/types.h"
 
 typedef struct lcow_filter lcow_filter;
 

@@ -1,7 +1,7 @@
 /* LevelDB schema for snapshot metadata. The layout is in metastore.h and
  * docs/storage.md; every mutation below builds one write batch and writes it
  * with sync (unless the store was opened for unsynced bulk population). */
-#include "metastore.h"
+#include "core/metastore.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 
 #include <leveldb/c.h>
 
-#include "log.h"
+#include "core/base/log.h"
 
 struct lcow_metastore {
     leveldb_t *db;

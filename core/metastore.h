@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "errors.h"
-#include "types.h"
+#include "core/base/errors.h"
+#include "core/base/types.h"
 
 #define LCOW_METASTORE_SCHEMA 1u
 

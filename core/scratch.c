@@ -1,18 +1,18 @@
 /* LCOW scratch policy, file side: label rules, the per-size template cache
  * and sandbox.vhdx creation. The metadata side (owner lookup, sharing
  * reference counts) lives in the snapshotter. */
-#include "scratch.h"
+#include "core/scratch.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "os.h"
-#include "scratchdisk.h"
-#include "thread.h"
-#include "vhdx.h"
+#include "core/base/log.h"
+#include "core/os/os.h"
+#include "core/disk/scratchdisk.h"
+#include "core/os/thread.h"
+#include "core/disk/vhdx.h"
 
 /* Containerd's unpack prefix (snapshots.UnpackKeyPrefix + "-"). */
 #define EXTRACT_PREFIX "extract-"

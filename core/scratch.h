@@ -11,9 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "errors.h"
-#include "snapshotter.h"
-#include "types.h"
+#include "core/base/errors.h"
+#include "core/snapshotter.h"
+#include "core/base/types.h"
 
 #define LCOW_LABEL_SIZE_GB "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb"
 #define LCOW_LABEL_LOCATION "containerd.io/snapshot/io.microsoft.container.storage.rootfs.location"

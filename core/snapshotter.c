@@ -6,7 +6,7 @@
  * in-memory reservations (keys being prepared). Slow file work (mkdir +
  * scratch creation, rm -r, usage walks) runs outside it; readers use
  * LevelDB snapshots and never take it. */
-#include "snapshotter.h"
+#include "core/snapshotter.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -15,14 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "filter.h"
-#include "log.h"
-#include "metastore.h"
-#include "os.h"
-#include "scratch.h"
-#include "scratchdisk.h"
-#include "snapshotter_internal.h"
-#include "thread.h"
+#include "core/filter.h"
+#include "core/base/log.h"
+#include "core/metastore.h"
+#include "core/os/os.h"
+#include "core/scratch.h"
+#include "core/disk/scratchdisk.h"
+#include "core/snapshotter_internal.h"
+#include "core/os/thread.h"
 
 /* A Prepare between its two phases: the key is reserved, its directory is
  * being built, its parent and shared disk must not go away. */

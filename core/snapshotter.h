@@ -4,7 +4,7 @@
  * Prepare), view (read-only, from View) and committed (from Commit of an
  * active; the only kind that can be a parent). Every mutation is one synced
  * LevelDB write batch; a failed call changes nothing. Errors use the
- * containerd categories of core/errors.h, in containerd's evaluation order
+ * containerd categories of core/base/errors.h, in containerd's evaluation order
  * (see docs and ../shared/reference/containerd-snapshotter-semantics.md).
  *
  * All functions are thread-safe. Readers (stat, walk, mounts, usage) read a
@@ -12,7 +12,7 @@
  * creation, directory deletion) runs outside the metadata lock.
  *
  * Outputs (lcow_info, lcow_mounts, ...) are filled by the callee and released
- * by the caller with the matching *_free of core/types.h. */
+ * by the caller with the matching *_free of core/base/types.h. */
 #ifndef LCOW_SNAPSHOTTER_H
 #define LCOW_SNAPSHOTTER_H
 
@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "errors.h"
-#include "types.h"
+#include "core/base/errors.h"
+#include "core/base/types.h"
 
 typedef struct lcow_snapshotter lcow_snapshotter;
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "snapshotter.h"
+#include "core/snapshotter.h"
 
 /* <root>/snapshots/<id>, malloc'd. */
 char *lcow_snapshotter_dir_of(const lcow_snapshotter *s, uint64_t id);

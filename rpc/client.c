@@ -1,6 +1,6 @@
 /* Client library: request encoding, response decoding, deadlines. The bytes
  * travel through client_posix.c / client_win.c. */
-#include "client.h"
+#include "rpc/client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +8,8 @@
 
 #include <msgpack.h>
 
-#include "client_transport.h"
-#include "frame.h"
+#include "rpc/client_transport.h"
+#include "rpc/frame.h"
 
 #define CLIENT_READ_CHUNK 65536
 

@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/errors.h"
-#include "../core/types.h"
-#include "proto.h"
+#include "core/base/errors.h"
+#include "core/base/types.h"
+#include "rpc/proto.h"
 
 typedef struct lcow_client lcow_client;
 

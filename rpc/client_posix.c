@@ -1,6 +1,6 @@
 /* Client transport over a Unix socket: send() with poll() when the socket
  * is full, blocking recv() with SO_RCVTIMEO for the call timeout. */
-#include "client_transport.h"
+#include "rpc/client_transport.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "../core/errors.h"
+#include "core/base/errors.h"
 
 typedef struct lcow_transport lcow_transport;
 

@@ -1,7 +1,7 @@
 /* Client transport over a named pipe: overlapped I/O so every read and
  * write can time out (CancelIoEx on expiry); WaitNamedPipeW while all
  * server instances are busy. */
-#include "client_transport.h"
+#include "rpc/client_transport.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include <windows.h>
 
-#include "../core/win_str.h"
+#include "core/os/win_str.h"
 
 struct lcow_transport {
     HANDLE pipe;

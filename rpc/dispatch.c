@@ -1,10 +1,10 @@
 /* Method table and handlers: decoded params -> core/snapshotter.h calls. */
-#include "dispatch.h"
+#include "rpc/dispatch.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/log.h"
+#include "core/base/log.h"
 
 typedef lcow_code (*handler_fn)(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
                                 lcow_error *err);

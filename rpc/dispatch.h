@@ -6,8 +6,8 @@
 
 #include <msgpack.h>
 
-#include "../core/snapshotter.h"
-#include "proto.h"
+#include "core/snapshotter.h"
+#include "rpc/proto.h"
 
 /* Runs a decoded request against the snapshotter. On LCOW_OK result holds
  * the method's result (free with lcow_result_free); otherwise err holds the

@@ -1,6 +1,6 @@
 /* Framing: a resumable msgpack scanner plus msgpack-c's streaming unpacker.
  * See frame.h for the contract. */
-#include "frame.h"
+#include "rpc/frame.h"
 
 #include <stdio.h>
 #include <string.h>

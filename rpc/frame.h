@@ -18,7 +18,7 @@
 
 #include <msgpack.h>
 
-#include "../core/errors.h"
+#include "core/base/errors.h"
 
 #define LCOW_FRAME_DEFAULT_MAX_BYTES ((size_t)4 << 20)
 /* Upper bound of msgpack objects in one frame (each costs the unpacker a

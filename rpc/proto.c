@@ -1,6 +1,6 @@
 /* Protocol v1 codec: field tables per method and one generic walker.
  * See proto.h for the rules. */
-#include "proto.h"
+#include "rpc/proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>

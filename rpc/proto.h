@@ -20,8 +20,8 @@
 
 #include <msgpack.h>
 
-#include "../core/errors.h"
-#include "../core/types.h"
+#include "core/base/errors.h"
+#include "core/base/types.h"
 
 #define LCOW_PROTOCOL_VERSION 1
 #define LCOW_SNAPSHOTTER_NAME "windows-lcow"

@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../core/errors.h"
-#include "../core/snapshotter.h"
+#include "core/base/errors.h"
+#include "core/snapshotter.h"
 
 typedef struct lcow_server lcow_server;
 

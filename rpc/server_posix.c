@@ -12,7 +12,7 @@
  * While requests of a connection are queued or output is left over, its
  * reader waits in poll() on the socket and an eventfd the workers signal;
  * a client that does not read its responses only stalls its own reader. */
-#include "server.h"
+#include "rpc/server.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -29,9 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/log.h"
-#include "../core/thread.h"
-#include "session.h"
+#include "core/base/log.h"
+#include "core/os/thread.h"
+#include "rpc/session.h"
 
 /* Stop reading from a connection while this many of its requests wait, or
  * this much output is unsent: a client that does not read its responses

@@ -4,7 +4,7 @@
  * worker pool of session.c for the requests (workers post a completion
  * packet when output is ready). The pipe's security descriptor comes from
  * SDDL and is read back with GetSecurityInfo at startup. */
-#include "server.h"
+#include "rpc/server.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -14,10 +14,10 @@
 #include <aclapi.h>
 #include <sddl.h>
 
-#include "../core/log.h"
-#include "../core/thread.h"
-#include "../core/win_str.h"
-#include "session.h"
+#include "core/base/log.h"
+#include "core/os/thread.h"
+#include "core/os/win_str.h"
+#include "rpc/session.h"
 
 #define PENDING_INSTANCES 4
 #define PIPE_BUFFER_BYTES 65536

@@ -1,16 +1,16 @@
 /* Sessions (per-connection request queues) and the worker pool that runs
  * them. See session.h. */
-#include "session.h"
+#include "rpc/session.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/log.h"
-#include "../core/thread.h"
-#include "dispatch.h"
-#include "frame.h"
-#include "proto.h"
+#include "core/base/log.h"
+#include "core/os/thread.h"
+#include "rpc/dispatch.h"
+#include "rpc/frame.h"
+#include "rpc/proto.h"
 
 /* A session runs at most this many jobs before yielding its worker, so one
  * busy pipelining client cannot starve the others. */

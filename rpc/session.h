@@ -15,8 +15,8 @@
 
 #include <msgpack.h>
 
-#include "../core/errors.h"
-#include "../core/snapshotter.h"
+#include "core/base/errors.h"
+#include "core/snapshotter.h"
 
 typedef struct lcow_session lcow_session;
 typedef struct lcow_rpc_pool lcow_rpc_pool;

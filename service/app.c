@@ -1,10 +1,10 @@
-#include "app.h"
+#include "service/app.h"
 
 #include <stdio.h>
 
-#include "../core/os.h"
-#include "logging.h"
-#include "shutdown.h"
+#include "core/os/os.h"
+#include "service/logging.h"
+#include "service/shutdown.h"
 
 void lcow_app_init(lcow_app *app, const lcow_app_ops *ops, const lcow_svc_config *cfg)
 {

@@ -7,7 +7,7 @@
 #ifndef LCOW_SERVICE_APP_H
 #define LCOW_SERVICE_APP_H
 
-#include "config.h"
+#include "service/config.h"
 
 /* How long a stop waits for in-flight requests before closing connections;
  * below the registered preshutdown timeout so the store still closes. */

@@ -1,10 +1,10 @@
 /* The ops of app.h bound to the real store and RPC server (exe only, so the
  * lcow_service library and its tests build without lcow_core / lcow_rpc). */
-#include "app.h"
+#include "service/app.h"
 
 #include <stdlib.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "core/snapshotter.h"
 #include "rpc/server.h"
 

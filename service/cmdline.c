@@ -1,4 +1,4 @@
-#include "cmdline.h"
+#include "service/cmdline.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "config.h"
+#include "service/config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform.h"
+#include "service/platform.h"
 #include "rpc/server.h"
 
 #ifdef _WIN32

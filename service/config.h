@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/errors.h"
-#include "core/log.h"
+#include "core/base/errors.h"
+#include "core/base/log.h"
 #include "core/snapshotter.h"
 
 typedef enum lcow_svc_mode {

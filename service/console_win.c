@@ -2,7 +2,7 @@
  * handler runs on its own thread; for a close/logoff/shutdown event Windows
  * ends the process when the handler returns, so it waits (bounded) for the
  * drain to finish first. */
-#include "shutdown.h"
+#include "service/shutdown.h"
 
 #include <windows.h>
 

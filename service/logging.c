@@ -1,10 +1,10 @@
-#include "logging.h"
+#include "service/logging.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "platform.h"
+#include "service/platform.h"
 
 static struct {
     FILE *file;

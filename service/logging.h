@@ -1,4 +1,4 @@
-/* Where lcow_log lines end up: the sinks behind core/log.h's seam.
+/* Where lcow_log lines end up: the sinks behind core/base/log.h's seam.
  *
  * - stderr in the foreground,
  * - --log-file on both platforms (appended, one line per message, flushed),
@@ -13,8 +13,8 @@
 
 #include <stdbool.h>
 
-#include "core/errors.h"
-#include "core/log.h"
+#include "core/base/errors.h"
+#include "core/base/log.h"
 
 /* Lifecycle events that have their own message in the Event Log; ordinary
  * lines use LCOW_EVENT_LINE (one message per severity). */
@@ -35,7 +35,7 @@ typedef struct lcow_logging_options {
     const char *event_source; /* NULL: no Event Log (always NULL off Windows) */
 } lcow_logging_options;
 
-/* Installs the sinks as core/log.h's sink. Fails (and installs nothing) when
+/* Installs the sinks as core/base/log.h's sink. Fails (and installs nothing) when
  * the log file cannot be opened. */
 lcow_code lcow_logging_start(const lcow_logging_options *opts, lcow_error *err);
 /* Flushes and closes the sinks; lcow_log goes back to plain stderr. */

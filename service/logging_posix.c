@@ -1,5 +1,5 @@
 /* No Event Log off Windows: the service logs to stderr and --log-file. */
-#include "logging.h"
+#include "service/logging.h"
 
 lcow_code lcow_eventlog_open(const char *source, lcow_eventlog **out, lcow_error *err)
 {

@@ -2,15 +2,15 @@
  * to lcow_service_main with the real store and RPC server. */
 #include <stdlib.h>
 
-#include "../core/os.h"
-#include "app.h"
+#include "core/os/os.h"
+#include "service/app.h"
 
 #ifdef _WIN32
 #include <windows.h>
 
 #include <shellapi.h>
 
-#include "win_util.h"
+#include "service/win_util.h"
 
 int main(void)
 {

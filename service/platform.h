@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "core/errors.h"
+#include "core/base/errors.h"
 
 /* "/x" on POSIX; "C:\x", "C:/x", "\\server\share", "\\?\..." on Windows. */
 bool lcow_svc_path_is_absolute(const char *path);

@@ -1,10 +1,10 @@
-#include "platform.h"
+#include "service/platform.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
 
-#include "win_util.h"
+#include "service/win_util.h"
 
 void lcow_win_error_text(DWORD code, char *buf, size_t size)
 {

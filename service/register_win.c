@@ -6,16 +6,16 @@
  * Setting the failure-actions flag is the one step that only warns: Wine
  * rejects it (and stores no failure actions at all), and the service works
  * without it. */
-#include "scm.h"
+#include "service/scm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmdline.h"
-#include "logging.h"
-#include "svcapi.h"
-#include "win_util.h"
+#include "service/cmdline.h"
+#include "service/logging.h"
+#include "service/svcapi.h"
+#include "service/win_util.h"
 
 #define STOP_WAIT_MS 30000u
 #define STOP_POLL_MS 250u

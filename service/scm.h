@@ -3,7 +3,7 @@
 #ifndef LCOW_SERVICE_SCM_H
 #define LCOW_SERVICE_SCM_H
 
-#include "app.h"
+#include "service/app.h"
 
 /* --run-service: connects to the SCM with StartServiceCtrlDispatcherW and
  * runs ServiceMain: START_PENDING (with checkpoints) while the store opens

@@ -6,15 +6,15 @@
  * all take the same path: signal the stop event, then ServiceMain drains
  * and closes the store. (Wine never delivers SHUTDOWN/PRESHUTDOWN; the unit
  * tests deliver them through the fake svcapi table.) */
-#include "scm.h"
+#include "service/scm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "logging.h"
-#include "svcapi.h"
-#include "win_util.h"
+#include "service/logging.h"
+#include "service/svcapi.h"
+#include "service/win_util.h"
 
 #define CHECKPOINT_INTERVAL_MS 1000u
 #define WAIT_HINT_MS 5000u

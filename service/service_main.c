@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "app.h"
-#include "logging.h"
-#include "scm.h"
+#include "service/app.h"
+#include "service/logging.h"
+#include "service/scm.h"
 
 static bool wants_run_service(int argc, char **argv)
 {

@@ -6,7 +6,7 @@
 #ifndef LCOW_SERVICE_SHUTDOWN_H
 #define LCOW_SERVICE_SHUTDOWN_H
 
-#include "core/errors.h"
+#include "core/base/errors.h"
 
 /* Installs the handlers; call before any thread starts. */
 lcow_code lcow_shutdown_init(lcow_error *err);

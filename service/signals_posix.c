@@ -1,6 +1,6 @@
 /* SIGINT / SIGTERM -> graceful shutdown, through a self-pipe so the handler
  * only does async-signal-safe work. */
-#include "shutdown.h"
+#include "service/shutdown.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,7 +44,7 @@ lcow_code lcow_shutdown_init(lcow_error *err)
     sigemptyset(&sa.sa_mask);
     /* No SA_RESTART: the wait below must return from poll() with EINTR, as
      * ThreadSanitizer runs a handler only when the interrupted call returns
-     * (every other thread blocks these signals, see core/thread.h). */
+     * (every other thread blocks these signals, see core/os/thread.h). */
     sa.sa_flags = 0;
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
         return lcow_error_set(err, LCOW_INTERNAL, "sigaction: %s", strerror(errno));

@@ -1,4 +1,4 @@
-#include "svcapi.h"
+#include "service/svcapi.h"
 
 static const lcow_svcapi real_api = {
     .OpenSCManagerW = OpenSCManagerW,

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/errors.h"
-#include "core/types.h"
+#include "core/base/errors.h"
+#include "core/base/types.h"
 #include "rpc/client.h"
 #include "rpc/proto.h"
 

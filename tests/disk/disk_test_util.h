@@ -14,8 +14,8 @@
 #include <sys/wait.h>
 #endif
 
-#include "core/os.h"
-#include "core/vhdx.h"
+#include "core/os/os.h"
+#include "core/disk/vhdx.h"
 
 /* ---- memory io: a growable buffer ---- */
 

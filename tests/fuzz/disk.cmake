@@ -6,10 +6,8 @@
 # lcow_disk) so that -fsanitize=fuzzer instruments them: the libraries are
 # built without coverage instrumentation, and libFuzzer would otherwise only
 # see the harness's own edges.
-if(TARGET lcow_disk)
-  lcow_fuzz_target(NAME fuzz_vhdx_reader
-                   SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_vhdx_reader.c
-                           ${PROJECT_SOURCE_DIR}/core/vhdx.c ${PROJECT_SOURCE_DIR}/core/crc32c.c
-                           ${PROJECT_SOURCE_DIR}/core/blocksink_posix.c
-                   CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/vhdx LIBS lcow_os)
-endif()
+lcow_fuzz_target(NAME fuzz_vhdx_reader
+                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_vhdx_reader.c
+                         ${PROJECT_SOURCE_DIR}/core/disk/vhdx.c ${PROJECT_SOURCE_DIR}/core/disk/crc32c.c
+                         ${PROJECT_SOURCE_DIR}/core/disk/blocksink_posix.c
+                 CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/vhdx LIBS lcow_os)

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/crc32c.h"
-#include "core/vhdx.h"
+#include "core/disk/crc32c.h"
+#include "core/disk/vhdx.h"
 
 #define PAGE (64u * 1024u)
 #define MAX_PAGES 256u

@@ -21,7 +21,7 @@
 #include <sddl.h>
 #endif
 
-#include "core/thread.h"
+#include "core/os/thread.h"
 #include "rpc/client.h"
 
 static const char *address;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "core/scratch.h"
 #include "core/snapshotter.h"
 #include "torture_util.h"

@@ -34,8 +34,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/os.h"
+#include "core/base/log.h"
+#include "core/os/os.h"
 #include "core/scratch.h"
 #include "core/snapshotter.h"
 #include "rpc/client.h"

@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "core/scratch.h"
-#include "core/thread.h"
+#include "core/os/thread.h"
 #include "rpc/client.h"
 
 #ifdef _WIN32

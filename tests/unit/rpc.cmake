@@ -7,9 +7,8 @@ lcow_unit_test(NAME test_dispatch
                LIBS lcow_rpc_proto)
 # Client + server transport in one process over the platform's real
 # transport, with the in-memory fake core (rpc_fake_core.c).
-lcow_glob_sources(rpc_transport_sources ${PROJECT_SOURCE_DIR}/rpc dispatch.c session.c server_*.c)
 lcow_unit_test(NAME test_client
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_client.c ${CMAKE_CURRENT_LIST_DIR}/rpc_fake_core.c
                        ${CMAKE_CURRENT_LIST_DIR}/test_util.c
-                       ${rpc_transport_sources}
+                       ${LCOW_RPC_SERVER_SOURCES}
                LIBS lcow_client lcow_os TIMEOUT 300)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/snapshotter.h"
-#include "core/thread.h"
+#include "core/os/thread.h"
 #include "unit/test_util.h"
 
 #define FAKE_MAX 8192

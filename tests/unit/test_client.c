@@ -22,7 +22,7 @@
 #include <unistd.h>
 #endif
 
-#include "core/thread.h"
+#include "core/os/thread.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
 #include "unit/test_util.h"

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "core/crc32c.h"
+#include "core/disk/crc32c.h"
 
 static void standard_check_value(void **state)
 {

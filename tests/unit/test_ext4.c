@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "core/blocksink.h"
-#include "core/crc32c.h"
-#include "core/ext4.h"
+#include "core/disk/blocksink.h"
+#include "core/disk/crc32c.h"
+#include "core/disk/ext4.h"
 #include "disk/disk_test_util.h"
 #ifndef _WIN32
 #include <fcntl.h>

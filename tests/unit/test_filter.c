@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "core/errors.h"
+#include "core/base/errors.h"
 #include "core/filter.h"
-#include "core/types.h"
+#include "core/base/types.h"
 
 #define GC_ROOT "containerd.io/gc.root"
 

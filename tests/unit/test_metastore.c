@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "core/metastore.h"
-#include "core/os.h"
+#include "core/os/os.h"
 #include "core/scratch.h" /* lcow_key_split: the index must split keys the same way */
 #include "unit/test_util.h"
 

@@ -18,9 +18,9 @@
 #include <windows.h>
 #endif
 
-#include "core/errors.h"
-#include "core/os.h"
-#include "core/thread.h"
+#include "core/base/errors.h"
+#include "core/os/os.h"
+#include "core/os/thread.h"
 #include "unit/test_util.h"
 
 static void write_file(const char *path, const char *text)

@@ -11,12 +11,12 @@
 
 #include <cmocka.h>
 
-#include "core/errors.h"
-#include "core/log.h"
-#include "core/os.h"
+#include "core/base/errors.h"
+#include "core/base/log.h"
+#include "core/os/os.h"
 #include "core/scratch.h"
-#include "core/scratchdisk.h"
-#include "core/thread.h"
+#include "core/disk/scratchdisk.h"
+#include "core/os/thread.h"
 #include "unit/test_util.h"
 
 /* ---------------------------------------------------------------- helpers */

@@ -14,11 +14,11 @@
 
 #include <cmocka.h>
 
-#include "core/blocksink.h"
-#include "core/ext4.h"
-#include "core/log.h"
-#include "core/scratchdisk.h"
-#include "core/vhdx.h"
+#include "core/disk/blocksink.h"
+#include "core/disk/ext4.h"
+#include "core/base/log.h"
+#include "core/disk/scratchdisk.h"
+#include "core/disk/vhdx.h"
 #include "disk/disk_test_util.h"
 
 #define MiB (1ull << 20)

@@ -12,10 +12,10 @@
 #include <cmocka.h>
 
 #include "core/metastore.h"
-#include "core/os.h"
+#include "core/os/os.h"
 #include "core/snapshotter.h"
 #include "core/snapshotter_internal.h"
-#include "core/thread.h"
+#include "core/os/thread.h"
 #include "unit/test_util.h"
 
 #define GC_ROOT "containerd.io/gc.root"
@@ -1345,7 +1345,7 @@ static void assert_disk_valid(const char *path)
     lcow_file_close(fh);
     assert_int_equal(got, 8);
     assert_memory_equal(sig, "vhdxfile", 8);
-#if !defined(LCOW_TEST_FAKE_DISK_BUILDER) && !defined(_WIN32)
+#if !defined(_WIN32)
     const char *qemu = getenv("LCOW_QEMU_IMG");
     if (qemu && *qemu) {
         char cmd[4096];

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "core/errors.h"
-#include "core/types.h"
+#include "core/base/errors.h"
+#include "core/base/types.h"
 
 static void labels_stay_sorted_and_drop_empty_values(void **state)
 {

@@ -12,8 +12,8 @@
 #include <time.h>
 #endif
 
-#include "core/errors.h"
-#include "core/os.h"
+#include "core/base/errors.h"
+#include "core/os/os.h"
 #include "unit/test_util.h"
 
 char *test_fresh_dir(const char *name)

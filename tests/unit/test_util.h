@@ -4,7 +4,7 @@
 #define LCOW_TESTS_UNIT_TEST_UTIL_H
 
 /* Skips the running test in builds without LCOW_FAULT_INJECTION (the release
- * preset), which have no core/os fault seam. Needs core/os.h. */
+ * preset), which have no core/os fault seam. Needs core/os/os.h. */
 #define REQUIRE_FAULT_SEAM()                                                                       \
     do {                                                                                           \
         if (!lcow_os_fault_arm(LCOW_OS_OP_ANY, 0, LCOW_FAULT_NONE, false)) {                       \

@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "core/blocksink.h"
-#include "core/vdisk.h"
+#include "core/disk/blocksink.h"
+#include "core/disk/vdisk.h"
 
 #define GiB (1ull << 30)
 

@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
-#include "core/blocksink.h"
-#include "core/crc32c.h"
-#include "core/vhdx.h"
+#include "core/disk/blocksink.h"
+#include "core/disk/crc32c.h"
+#include "core/disk/vhdx.h"
 #include "disk/disk_test_util.h"
 
 #define MiB (1024ull * 1024)

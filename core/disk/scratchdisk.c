@@ -1,0 +1,125 @@
+/* lcow_scratch_disk_create: option checks, backend choice, and the native
+ * backend (VHDX writer + ext4 formatter, no VM, no virtdisk). */
+#include "core/disk/scratchdisk.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "core/disk/blocksink.h"
+#include "core/disk/ext4.h"
+#include "core/base/log.h"
+#include "core/os/os.h"
+#include "core/disk/vdisk.h"
+#include "core/disk/vhdx.h"
+
+/* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
+ * NULL err into LCOW_INTERNAL. */
+#define WRAP(rc, ...) (lcow_error_wrap(err, __VA_ARGS__), (rc))
+
+static lcow_code check_options(const lcow_scratch_disk_options *in, lcow_scratch_disk_options *o,
+                               lcow_error *err)
+{
+    *o = *in;
+    if (!o->block_size_bytes)
+        o->block_size_bytes = LCOW_SCRATCH_DEFAULT_BLOCK_MB << 20;
+    if (!o->logical_sector_size)
+        o->logical_sector_size = 512;
+    if (!o->physical_sector_size)
+        o->physical_sector_size = 4096;
+    if (o->size_bytes < LCOW_EXT4_MIN_SIZE || o->size_bytes > LCOW_EXT4_MAX_SIZE ||
+        o->size_bytes % 4096)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "scratch disk size %llu is not a multiple of 4 KiB between 1 GiB "
+                              "and 64 TiB",
+                              (unsigned long long)o->size_bytes);
+    lcow_vhdx_params p = {.virtual_size = o->size_bytes,
+                          .block_size = o->block_size_bytes,
+                          .logical_sector_size = o->logical_sector_size,
+                          .physical_sector_size = o->physical_sector_size};
+    lcow_vhdx_params checked;
+    lcow_code rc = lcow_vhdx_params_normalize(&p, &checked, err);
+    if (rc)
+        return WRAP(rc, "scratch disk");
+    if (o->backend != LCOW_SCRATCH_AUTO && o->backend != LCOW_SCRATCH_NATIVE &&
+        o->backend != LCOW_SCRATCH_VIRTDISK)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "unknown scratch backend %d",
+                              (int)o->backend);
+    return LCOW_OK;
+}
+
+static lcow_code create_native(const char *path, const lcow_scratch_disk_options *o,
+                               lcow_error *err)
+{
+    lcow_file *f = NULL;
+    lcow_code rc = lcow_file_open(
+        path, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f, err);
+    if (rc)
+        return rc;
+    lcow_vhdx_io io = lcow_vhdx_io_file(f);
+    lcow_vhdx_params p = {.virtual_size = o->size_bytes,
+                          .block_size = o->block_size_bytes,
+                          .logical_sector_size = o->logical_sector_size,
+                          .physical_sector_size = o->physical_sector_size};
+    lcow_vhdx_writer *w = NULL;
+    lcow_block_sink *sink = NULL;
+    if (!(rc = lcow_vhdx_writer_create(&io, &p, &w, err)) &&
+        !(rc = lcow_block_sink_vhdx(w, o->size_bytes, true, &sink, err)) &&
+        !(rc = lcow_ext4_format(sink, NULL, NULL, err)))
+        rc = lcow_block_sink_finish(sink, err);
+    lcow_block_sink_free(sink);
+    lcow_vhdx_writer_free(w);
+    lcow_file_close(f);
+    if (rc) {
+        lcow_error rerr;
+        if (lcow_os_remove(path, &rerr))
+            LCOW_LOGW("scratch disk: cleanup: %s", rerr.message);
+        return WRAP(rc, "create scratch disk %s", path);
+    }
+    return LCOW_OK;
+}
+
+static lcow_code create_virtdisk(const char *path, const lcow_scratch_disk_options *o,
+                                 lcow_error *err)
+{
+    lcow_vdisk_params p = {o->size_bytes, o->block_size_bytes, o->logical_sector_size,
+                           o->physical_sector_size};
+    return lcow_vdisk_create_scratch(lcow_vdisk_system(), path, &p, err);
+}
+
+lcow_code lcow_scratch_disk_create(const char *path, const lcow_scratch_disk_options *opts,
+                                   lcow_error *err)
+{
+    lcow_scratch_disk_options o;
+    lcow_code rc = check_options(opts, &o, err);
+    if (rc)
+        return rc;
+    char why[160];
+    switch (o.backend) {
+    case LCOW_SCRATCH_NATIVE:
+        return create_native(path, &o, err);
+    case LCOW_SCRATCH_VIRTDISK:
+        if (!lcow_vdisk_usable(why, sizeof why))
+            return lcow_error_set(err, LCOW_NOT_IMPLEMENTED,
+                                  "scratch backend virtdisk is unavailable: %s", why);
+        return create_virtdisk(path, &o, err);
+    default:
+        break;
+    }
+    /* auto: virtdisk where it works, else the native writer. One log line per
+     * process explains the choice. */
+    static atomic_bool logged;
+    if (!lcow_vdisk_usable(why, sizeof why)) {
+        if (!atomic_exchange(&logged, true))
+            LCOW_LOGI("scratch disks: virtdisk unavailable (%s); using the native VHDX writer",
+                      why);
+        return create_native(path, &o, err);
+    }
+    rc = create_virtdisk(path, &o, err);
+    if (rc == LCOW_UNAVAILABLE) {
+        /* e.g. no privilege to attach: the native writer needs none. */
+        LCOW_LOGW("scratch disks: virtdisk failed (%s); using the native VHDX writer",
+                  err ? err->message : "unavailable");
+        return create_native(path, &o, err);
+    }
+    return rc;
+}

@@ -1,0 +1,33 @@
+/* One call that makes a formatted LCOW scratch disk: a dynamic VHDX holding
+ * an empty ext4 filesystem equivalent to hcsshim's
+ *   mkfs.ext4 -q -E lazy_itable_init=0,nodiscard -O ^has_journal,sparse_super2,^resize_inode
+ * built in-process (no utility VM). Backends: the native VHDX writer
+ * (core/vhdx + core/ext4) everywhere, or on Windows the virtdisk API
+ * (core/disk/vdisk_win.c) with the formatter writing through the disk handle. */
+#ifndef LCOW_SCRATCHDISK_H
+#define LCOW_SCRATCHDISK_H
+
+#include <stdint.h>
+
+#include "core/base/errors.h"
+#include "core/snapshotter.h" /* lcow_scratch_backend */
+
+#define LCOW_SCRATCH_DEFAULT_GB 20u
+#define LCOW_SCRATCH_MAX_GB 65536u
+#define LCOW_SCRATCH_DEFAULT_BLOCK_MB 1u
+
+typedef struct lcow_scratch_disk_options {
+    uint64_t size_bytes;           /* virtual size; 1 GiB .. 64 TiB */
+    uint32_t block_size_bytes;     /* 0 = 1 MiB; power of two, 1..256 MiB */
+    uint32_t logical_sector_size;  /* 0 = 512 */
+    uint32_t physical_sector_size; /* 0 = 4096 */
+    lcow_scratch_backend backend;  /* AUTO picks virtdisk only where it works */
+} lcow_scratch_disk_options;
+
+/* Creates path, which must not exist, writes the whole disk, fsyncs it. On
+ * failure nothing is left at path. Callers that publish the file under a
+ * final name create it under a temp name and rename it. */
+lcow_code lcow_scratch_disk_create(const char *path, const lcow_scratch_disk_options *opts,
+                                   lcow_error *err);
+
+#endif

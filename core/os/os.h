@@ -1,0 +1,172 @@
+/* Per-platform file operations: the only place core/ touches the OS file
+ * system. os_posix.c and os_win.c implement it; Windows converts UTF-8 paths
+ * to UTF-16 and calls only W functions (with the \\?\ prefix for long paths).
+ *
+ * Every operation that can fail passes through the fault-injection seam
+ * (lcow_os_fault_*), compiled in when LCOW_FAULT_INJECTION is defined (test
+ * builds), so tests can make the Nth call of an operation fail with ENOSPC,
+ * EIO or a rename failure and prove the store stays consistent.
+ *
+ * Errors: a missing path is LCOW_NOT_FOUND, an existing one where a new one is
+ * required LCOW_ALREADY_EXISTS, a full disk LCOW_RESOURCE_EXHAUSTED, anything
+ * else LCOW_INTERNAL; the message names the operation, the path and the OS
+ * error text. */
+#ifndef LCOW_OS_H
+#define LCOW_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base/errors.h"
+
+#ifdef _WIN32
+#define LCOW_PATH_SEP '\\'
+#define LCOW_PATH_SEP_STR "\\"
+#else
+#define LCOW_PATH_SEP '/'
+#define LCOW_PATH_SEP_STR "/"
+#endif
+
+/* ---- paths (pure string functions, no I/O) ---- */
+
+/* Joins a and b with the platform separator; returns malloc'd string. */
+char *lcow_path_join(const char *a, const char *b);
+/* True for "/x" on POSIX and "C:\x", "C:/x", "\\server\share", "\\?\..." on Windows. */
+bool lcow_path_is_absolute(const char *path);
+/* Absolute path of an existing path with links and ".." resolved (realpath /
+ * GetFinalPathNameByHandleW); malloc'd. */
+lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err);
+
+/* ---- files ---- */
+
+typedef struct lcow_file lcow_file;
+
+enum {
+    LCOW_OPEN_READ = 1 << 0,
+    LCOW_OPEN_WRITE = 1 << 1,
+    LCOW_OPEN_CREATE = 1 << 2,    /* create if missing */
+    LCOW_OPEN_EXCLUSIVE = 1 << 3, /* with CREATE: fail with ALREADY_EXISTS if present */
+    LCOW_OPEN_TRUNCATE = 1 << 4,
+};
+
+lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_error *err);
+/* Full-length positional I/O: short transfers are retried; reading past EOF
+ * returns the bytes available in *got (may be NULL when the caller needs all). */
+lcow_code lcow_file_pread(lcow_file *f, void *buf, size_t len, uint64_t off, size_t *got,
+                          lcow_error *err);
+lcow_code lcow_file_pwrite(lcow_file *f, const void *buf, size_t len, uint64_t off,
+                           lcow_error *err);
+lcow_code lcow_file_size(lcow_file *f, uint64_t *size, lcow_error *err);
+/* Sets the file length (extends with zeros, never marks the file sparse). */
+lcow_code lcow_file_truncate(lcow_file *f, uint64_t size, lcow_error *err);
+lcow_code lcow_file_sync(lcow_file *f, lcow_error *err);
+/* Closes and frees; NULL is a no-op. Errors at close are logged, not returned. */
+void lcow_file_close(lcow_file *f);
+
+/* ---- directories and names ---- */
+
+typedef struct lcow_stat {
+    bool exists;
+    bool is_dir;
+    bool is_link; /* the path itself is a symbolic link (lstat) */
+    uint64_t size;
+} lcow_stat;
+
+/* lstat-like: a missing path is not an error (st->exists = false). */
+lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err);
+/* Creates one directory; ALREADY_EXISTS if anything is at path. */
+lcow_code lcow_os_mkdir(const char *path, lcow_error *err);
+/* Creates path and missing parents; an existing directory is success. */
+lcow_code lcow_os_mkdir_all(const char *path, lcow_error *err);
+/* Atomic rename within one volume, replacing a file target. */
+lcow_code lcow_os_rename(const char *from, const char *to, lcow_error *err);
+/* Removes one file or empty directory; missing is NOT_FOUND. */
+lcow_code lcow_os_remove(const char *path, lcow_error *err);
+/* Removes a tree (links are removed, never followed); missing is success. */
+lcow_code lcow_os_remove_all(const char *path, lcow_error *err);
+/* Makes the directory entry changes inside dir durable (fsync of the
+ * directory on POSIX; a no-op on Windows, where NTFS metadata is journaled). */
+lcow_code lcow_os_sync_dir(const char *dir, lcow_error *err);
+
+/* Calls fn for every entry name in dir except "." and "..". A non-zero return
+ * from fn stops the listing and is returned as LCOW_OK. */
+typedef int (*lcow_dir_fn)(void *ctx, const char *name, bool is_dir);
+lcow_code lcow_os_list_dir(const char *dir, lcow_dir_fn fn, void *ctx, lcow_error *err);
+
+/* ---- links ---- */
+
+/* Symbolic link at link_path pointing at target (absolute). On Windows
+ * CreateSymbolicLinkW (file link); NOT_IMPLEMENTED where the privilege or the
+ * file system is missing, so callers can fall back to a hard link. */
+lcow_code lcow_os_symlink(const char *target, const char *link_path, lcow_error *err);
+lcow_code lcow_os_hardlink(const char *existing, const char *link_path, lcow_error *err);
+
+/* ---- space ---- */
+
+/* Disk usage of a tree: allocated bytes and number of inodes (files, dirs,
+ * links), each hard-linked inode counted once, links never followed. */
+lcow_code lcow_os_usage(const char *path, int64_t *bytes, int64_t *inodes, lcow_error *err);
+
+/* Copies src to a new file dst (created exclusively), keeping holes: only
+ * allocated ranges are copied (SEEK_DATA/SEEK_HOLE or copy_file_range on
+ * Linux; allocated-range query on Windows). The copy is fsynced. */
+lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err);
+
+/* ---- process ---- */
+
+/* Sets the allocator up for a long-running service with many threads: on
+ * glibc at most 2 malloc arenas (one per connection thread would each keep
+ * its own high-water mark) and a fixed 256 KiB mmap threshold (the dynamic
+ * one rises after large frees and then keeps big buffers in the heap).
+ * Together with smaller LevelDB caches and lcow_os_release_free_memory it
+ * turned a soak's RSS from climbing for 10 minutes into a plateau after
+ * start-up (docs/reliability.md). Call once, before starting threads; a no-op on
+ * Windows, whose heap needs nothing of the sort. */
+void lcow_os_tune_allocator(void);
+
+/* Gives memory the allocator holds free back to the system (glibc:
+ * malloc_trim, which also releases free pages inside the heap); the
+ * foreground service calls it every LCOW_TRIM_INTERVAL_MS so that heap
+ * fragmentation does not show as slow RSS growth. A no-op on Windows. */
+void lcow_os_release_free_memory(void);
+
+/* ---- fault injection (test builds) ---- */
+
+typedef enum lcow_os_op {
+    LCOW_OS_OP_OPEN,
+    LCOW_OS_OP_READ,
+    LCOW_OS_OP_WRITE,
+    LCOW_OS_OP_TRUNCATE,
+    LCOW_OS_OP_SYNC,
+    LCOW_OS_OP_MKDIR,
+    LCOW_OS_OP_RENAME,
+    LCOW_OS_OP_REMOVE,
+    LCOW_OS_OP_LIST,
+    LCOW_OS_OP_LINK,
+    LCOW_OS_OP_COPY,
+    LCOW_OS_OP_COUNT,
+    LCOW_OS_OP_ANY = LCOW_OS_OP_COUNT,
+} lcow_os_op;
+
+typedef enum lcow_os_fault {
+    LCOW_FAULT_NONE = 0,
+    LCOW_FAULT_ENOSPC, /* -> LCOW_RESOURCE_EXHAUSTED */
+    LCOW_FAULT_EIO,    /* -> LCOW_INTERNAL */
+    LCOW_FAULT_EACCES, /* e.g. rename refused because a VM holds the file */
+} lcow_os_fault;
+
+/* Arms a fault: the nth (1-based) call of op from now on fails with fault;
+ * nth == 0 disarms. With persistent, every call from the nth on fails.
+ * Always declared; without LCOW_FAULT_INJECTION it returns false and does nothing. */
+bool lcow_os_fault_arm(lcow_os_op op, unsigned nth, lcow_os_fault fault, bool persistent);
+void lcow_os_fault_clear(void);
+/* Number of calls of op seen since the last clear (counted only when
+ * fault injection is compiled in). */
+unsigned lcow_os_fault_calls(lcow_os_op op);
+/* Parses "op:nth:fault[:persist]" (e.g. "rename:1:eio") as given in the
+ * LCOW_FAULT environment variable of test builds. */
+bool lcow_os_fault_parse(const char *spec);
+const char *lcow_os_op_name(lcow_os_op op);
+
+#endif

@@ -1,0 +1,625 @@
+/* core/os on POSIX (Linux): the development and CI build. */
+#include "core/os/os_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "core/base/log.h"
+
+struct lcow_file {
+    int fd;
+    char *path;
+};
+
+static lcow_code code_of_errno(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return LCOW_NOT_FOUND;
+    case EEXIST:
+        return LCOW_ALREADY_EXISTS;
+    case ENOSPC:
+    case EDQUOT:
+        return LCOW_RESOURCE_EXHAUSTED;
+    default:
+        return LCOW_INTERNAL;
+    }
+}
+
+/* Fills err from errno: "<op> <path>: <strerror>". */
+static lcow_code os_fail(lcow_error *err, int e, const char *op, const char *path)
+{
+    return lcow_error_set(err, code_of_errno(e), "%s %s: %s", op, path, strerror(e));
+}
+
+bool lcow_path_is_absolute(const char *path)
+{
+    return path && path[0] == '/';
+}
+
+lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err)
+{
+    *out = NULL;
+    char *r = realpath(path, NULL);
+    if (!r)
+        return os_fail(err, errno, "realpath", path);
+    *out = r;
+    return LCOW_OK;
+}
+
+/* ---- files ---- */
+
+lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_error *err)
+{
+    *out = NULL;
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_OPEN, path, err);
+    if (rc)
+        return rc;
+    int oflags = O_CLOEXEC;
+    if ((flags & LCOW_OPEN_READ) && (flags & LCOW_OPEN_WRITE))
+        oflags |= O_RDWR;
+    else if (flags & LCOW_OPEN_WRITE)
+        oflags |= O_WRONLY;
+    else
+        oflags |= O_RDONLY;
+    if (flags & LCOW_OPEN_CREATE)
+        oflags |= O_CREAT;
+    if ((flags & LCOW_OPEN_CREATE) && (flags & LCOW_OPEN_EXCLUSIVE))
+        oflags |= O_EXCL;
+    if (flags & LCOW_OPEN_TRUNCATE)
+        oflags |= O_TRUNC;
+    lcow_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", path);
+    }
+    do
+        f->fd = open(path, oflags, 0644);
+    while (f->fd < 0 && errno == EINTR);
+    if (f->fd < 0) {
+        int e = errno;
+        free(f->path);
+        free(f);
+        return os_fail(err, e, "open", path);
+    }
+    *out = f;
+    return LCOW_OK;
+}
+
+lcow_code lcow_file_pread(lcow_file *f, void *buf, size_t len, uint64_t off, size_t *got,
+                          lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_READ, f->path, err);
+    if (rc)
+        return rc;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(f->fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return os_fail(err, errno, "read", f->path);
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    if (got)
+        *got = done;
+    else if (done < len)
+        return lcow_error_set(err, LCOW_INTERNAL,
+                              "read %s: short read at offset %llu (%zu of %zu bytes)", f->path,
+                              (unsigned long long)off, done, len);
+    return LCOW_OK;
+}
+
+lcow_code lcow_file_pwrite(lcow_file *f, const void *buf, size_t len, uint64_t off, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_WRITE, f->path, err);
+    if (rc)
+        return rc;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(f->fd, (const char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return os_fail(err, errno, "write", f->path);
+        }
+        done += (size_t)n;
+    }
+    return LCOW_OK;
+}
+
+lcow_code lcow_file_size(lcow_file *f, uint64_t *size, lcow_error *err)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) != 0)
+        return os_fail(err, errno, "stat", f->path);
+    *size = (uint64_t)st.st_size;
+    return LCOW_OK;
+}
+
+lcow_code lcow_file_truncate(lcow_file *f, uint64_t size, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_TRUNCATE, f->path, err);
+    if (rc)
+        return rc;
+    if (ftruncate(f->fd, (off_t)size) != 0)
+        return os_fail(err, errno, "truncate", f->path);
+    return LCOW_OK;
+}
+
+lcow_code lcow_file_sync(lcow_file *f, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_SYNC, f->path, err);
+    if (rc)
+        return rc;
+    if (fsync(f->fd) != 0)
+        return os_fail(err, errno, "fsync", f->path);
+    return LCOW_OK;
+}
+
+void lcow_file_close(lcow_file *f)
+{
+    if (!f)
+        return;
+    if (close(f->fd) != 0)
+        LCOW_LOGW("close %s: %s", f->path, strerror(errno));
+    free(f->path);
+    free(f);
+}
+
+/* ---- directories and names ---- */
+
+lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err)
+{
+    memset(st, 0, sizeof *st);
+    struct stat s;
+    if (lstat(path, &s) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return LCOW_OK;
+        return os_fail(err, errno, "stat", path);
+    }
+    st->exists = true;
+    st->is_dir = S_ISDIR(s.st_mode);
+    st->is_link = S_ISLNK(s.st_mode);
+    st->size = (uint64_t)s.st_size;
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_mkdir(const char *path, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_MKDIR, path, err);
+    if (rc)
+        return rc;
+    if (mkdir(path, 0755) != 0)
+        return os_fail(err, errno, "mkdir", path);
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_mkdir_all(const char *path, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_MKDIR, path, err);
+    if (rc)
+        return rc;
+    char *buf = strdup(path);
+    if (!buf)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "mkdir %s: out of memory", path);
+    size_t len = strlen(buf);
+    /* Create each prefix ending before a separator, then the whole path. */
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        if (buf[i - 1] == '/')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            rc = os_fail(err, errno, "mkdir", buf);
+            free(buf);
+            return rc;
+        }
+        buf[i] = saved;
+    }
+    free(buf);
+    struct stat s;
+    if (stat(path, &s) != 0)
+        return os_fail(err, errno, "mkdir", path);
+    if (!S_ISDIR(s.st_mode))
+        return lcow_error_set(err, LCOW_ALREADY_EXISTS, "mkdir %s: exists and is not a directory",
+                              path);
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_rename(const char *from, const char *to, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_RENAME, from, err);
+    if (rc)
+        return rc;
+    if (rename(from, to) != 0) {
+        int e = errno;
+        return lcow_error_set(err, code_of_errno(e), "rename %s -> %s: %s", from, to, strerror(e));
+    }
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_remove(const char *path, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_REMOVE, path, err);
+    if (rc)
+        return rc;
+    struct stat s;
+    if (lstat(path, &s) != 0)
+        return os_fail(err, errno, "remove", path);
+    if ((S_ISDIR(s.st_mode) ? rmdir(path) : unlink(path)) != 0)
+        return os_fail(err, errno, "remove", path);
+    return LCOW_OK;
+}
+
+static lcow_code remove_tree(const char *path, lcow_error *err)
+{
+    struct stat s;
+    if (lstat(path, &s) != 0) {
+        if (errno == ENOENT)
+            return LCOW_OK;
+        return os_fail(err, errno, "remove", path);
+    }
+    if (!S_ISDIR(s.st_mode)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return os_fail(err, errno, "remove", path);
+        return LCOW_OK;
+    }
+    DIR *d = opendir(path);
+    if (!d)
+        return os_fail(err, errno, "opendir", path);
+    lcow_code rc = LCOW_OK;
+    struct dirent *de;
+    /* Collect nothing: removing entries while reading is fine on Linux since
+     * readdir never returns an entry twice; removed ones simply vanish. */
+    while (rc == LCOW_OK && (errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *child = lcow_path_join(path, de->d_name);
+        if (!child) {
+            rc = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "remove %s: out of memory", path);
+            break;
+        }
+        rc = remove_tree(child, err);
+        free(child);
+    }
+    if (rc == LCOW_OK && !de && errno != 0)
+        rc = os_fail(err, errno, "readdir", path);
+    closedir(d);
+    if (rc == LCOW_OK && rmdir(path) != 0 && errno != ENOENT)
+        rc = os_fail(err, errno, "rmdir", path);
+    return rc;
+}
+
+lcow_code lcow_os_remove_all(const char *path, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_REMOVE, path, err);
+    if (rc)
+        return rc;
+    return remove_tree(path, err);
+}
+
+lcow_code lcow_os_sync_dir(const char *dir, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_SYNC, dir, err);
+    if (rc)
+        return rc;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return os_fail(err, errno, "open directory", dir);
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        rc = os_fail(err, errno, "fsync directory", dir);
+        close(fd);
+        return rc;
+    }
+    close(fd);
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_list_dir(const char *dir, lcow_dir_fn fn, void *ctx, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LIST, dir, err);
+    if (rc)
+        return rc;
+    DIR *d = opendir(dir);
+    if (!d)
+        return os_fail(err, errno, "list", dir);
+    struct dirent *de;
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        bool is_dir;
+        if (de->d_type != DT_UNKNOWN) {
+            is_dir = de->d_type == DT_DIR;
+        } else {
+            struct stat s;
+            is_dir =
+                fstatat(dirfd(d), de->d_name, &s, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(s.st_mode);
+        }
+        if (fn(ctx, de->d_name, is_dir) != 0) {
+            closedir(d);
+            return LCOW_OK;
+        }
+    }
+    if (errno != 0)
+        rc = os_fail(err, errno, "list", dir);
+    closedir(d);
+    return rc;
+}
+
+/* ---- links ---- */
+
+lcow_code lcow_os_symlink(const char *target, const char *link_path, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LINK, link_path, err);
+    if (rc)
+        return rc;
+    if (symlink(target, link_path) != 0) {
+        int e = errno;
+        /* File systems without symlinks (vfat, some FUSE) say EPERM. */
+        lcow_code code = e == EPERM || e == ENOSYS ? LCOW_NOT_IMPLEMENTED : code_of_errno(e);
+        return lcow_error_set(err, code, "symlink %s -> %s: %s", link_path, target, strerror(e));
+    }
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_hardlink(const char *existing, const char *link_path, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LINK, link_path, err);
+    if (rc)
+        return rc;
+    if (link(existing, link_path) != 0) {
+        int e = errno;
+        return lcow_error_set(err, code_of_errno(e), "hard link %s -> %s: %s", link_path, existing,
+                              strerror(e));
+    }
+    return LCOW_OK;
+}
+
+/* ---- space ---- */
+
+typedef struct inode_set {
+    size_t count, cap;
+    struct inode_id {
+        dev_t dev;
+        ino_t ino;
+    } * items;
+} inode_set;
+
+/* Adds (dev, ino); returns 1 if new, 0 if seen, -1 on allocation failure. */
+static int inode_set_add(inode_set *set, dev_t dev, ino_t ino)
+{
+    for (size_t i = 0; i < set->count; i++)
+        if (set->items[i].dev == dev && set->items[i].ino == ino)
+            return 0;
+    if (set->count == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 16;
+        void *p = realloc(set->items, cap * sizeof *set->items);
+        if (!p)
+            return -1;
+        set->items = p;
+        set->cap = cap;
+    }
+    set->items[set->count].dev = dev;
+    set->items[set->count].ino = ino;
+    set->count++;
+    return 1;
+}
+
+static lcow_code usage_walk(const char *path, inode_set *links, int64_t *bytes, int64_t *inodes,
+                            lcow_error *err)
+{
+    struct stat s;
+    if (lstat(path, &s) != 0)
+        return os_fail(err, errno, "usage", path);
+    /* Hard-linked files are counted once (shared scratch disks linked in). */
+    if (!S_ISDIR(s.st_mode) && s.st_nlink > 1) {
+        int added = inode_set_add(links, s.st_dev, s.st_ino);
+        if (added < 0)
+            return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "usage %s: out of memory", path);
+        if (added == 0)
+            return LCOW_OK;
+    }
+    *bytes += (int64_t)s.st_blocks * 512;
+    *inodes += 1;
+    if (!S_ISDIR(s.st_mode))
+        return LCOW_OK;
+    DIR *d = opendir(path);
+    if (!d)
+        return os_fail(err, errno, "usage", path);
+    lcow_code rc = LCOW_OK;
+    struct dirent *de;
+    while (rc == LCOW_OK && (errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *child = lcow_path_join(path, de->d_name);
+        if (!child) {
+            rc = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "usage %s: out of memory", path);
+            break;
+        }
+        rc = usage_walk(child, links, bytes, inodes, err);
+        free(child);
+    }
+    if (rc == LCOW_OK && !de && errno != 0)
+        rc = os_fail(err, errno, "usage", path);
+    closedir(d);
+    return rc;
+}
+
+lcow_code lcow_os_usage(const char *path, int64_t *bytes, int64_t *inodes, lcow_error *err)
+{
+    *bytes = 0;
+    *inodes = 0;
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LIST, path, err);
+    if (rc)
+        return rc;
+    inode_set links = {0};
+    int64_t b = 0, n = 0;
+    rc = usage_walk(path, &links, &b, &n, err);
+    free(links.items);
+    if (rc == LCOW_OK) {
+        *bytes = b;
+        *inodes = n;
+    }
+    return rc;
+}
+
+/* Copies [off, end) of in to out with copy_file_range (in-kernel, reflinks
+ * where the file system can), falling back to read/write. */
+static int copy_range(int in, int out, off_t off, off_t end, char *buf, size_t bufsize,
+                      bool *use_cfr)
+{
+    while (off < end) {
+        size_t want = (size_t)(end - off);
+        if (*use_cfr) {
+            loff_t ioff = off, ooff = off;
+            ssize_t n = copy_file_range(in, &ioff, out, &ooff, want, 0);
+            if (n > 0) {
+                off += n;
+                continue;
+            }
+            if (n == 0)
+                return EIO; /* source shrank under us */
+            if (errno == EINTR)
+                continue;
+            if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+                return errno;
+            *use_cfr = false;
+        }
+        if (want > bufsize)
+            want = bufsize;
+        ssize_t n = pread(in, buf, want, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return EIO;
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = pwrite(out, buf + done, (size_t)(n - done), off + done);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return errno;
+            }
+            done += w;
+        }
+        off += n;
+    }
+    return 0;
+}
+
+/* Walks the data segments of in (SEEK_DATA/SEEK_HOLE) and copies each one;
+ * without hole support the whole file is one data segment. */
+static int copy_data_segments(int in, int out, off_t size)
+{
+    enum { BUF = 1 << 20 };
+    char *buf = malloc(BUF);
+    if (!buf)
+        return ENOMEM;
+    bool use_cfr = true;
+    int e = 0;
+    off_t pos = 0;
+    while (pos < size) {
+        off_t data = lseek(in, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO)
+                break; /* only a hole remains */
+            if (errno == EINVAL || errno == EOPNOTSUPP) {
+                e = copy_range(in, out, pos, size, buf, BUF, &use_cfr);
+                break;
+            }
+            e = errno;
+            break;
+        }
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0) {
+            e = errno;
+            break;
+        }
+        if (hole > size)
+            hole = size;
+        e = copy_range(in, out, data, hole, buf, BUF, &use_cfr);
+        if (e)
+            break;
+        pos = hole;
+    }
+    free(buf);
+    return e;
+}
+
+lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst, err);
+    if (rc)
+        return rc;
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return os_fail(err, errno, "copy: open source", src);
+    struct stat s;
+    if (fstat(in, &s) != 0) {
+        rc = os_fail(err, errno, "copy: stat source", src);
+        close(in);
+        return rc;
+    }
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        rc = os_fail(err, errno, "copy: create", dst);
+        close(in);
+        return rc;
+    }
+    const char *step = "truncate";
+    int e = ftruncate(out, s.st_size) != 0 ? errno : 0;
+    if (!e) {
+        step = "copy data to";
+        e = copy_data_segments(in, out, s.st_size);
+    }
+    if (!e) {
+        step = "fsync";
+        e = fsync(out) != 0 ? errno : 0;
+    }
+    close(in);
+    if (close(out) != 0 && !e) {
+        step = "close";
+        e = errno;
+    }
+    if (e) {
+        unlink(dst); /* a failed copy leaves nothing behind */
+        return lcow_error_set(err, code_of_errno(e), "copy %s -> %s: %s %s: %s", src, dst, step,
+                              dst, strerror(e));
+    }
+    return LCOW_OK;
+}
+
+void lcow_os_tune_allocator(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
+}
+
+void lcow_os_release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
