@@ -278,6 +278,20 @@ static lcow_code decode_time(const msgpack_object *o, const char *what, lcow_tim
     return LCOW_OK;
 }
 
+/* containerd's metadata layer calls Update with its zero Kind, which a client
+ * sends as "" or by its name "unknown" (KindUnknown, any case): like an absent
+ * or nil kind it means "no kind" and is ignored; only a non-empty name that is
+ * no kind at all is refused. */
+static bool is_zero_kind(const char *kind)
+{
+    if (kind[0] == '\0')
+        return true;
+    const char *want = "unknown";
+    while (*kind && *want && (*kind | 0x20) == *want)
+        kind++, want++;
+    return *kind == '\0' && *want == '\0';
+}
+
 lcow_code lcow_proto_decode_info(const msgpack_object *o, lcow_info *info, bool name_required,
                                  lcow_error *err)
 {
@@ -318,7 +332,7 @@ lcow_code lcow_proto_decode_info(const msgpack_object *o, lcow_info *info, bool 
             code = dup_str(v, "info.kind", &kind, err);
             if (code == LCOW_OK) {
                 info->kind = lcow_kind_parse(kind);
-                if (info->kind == LCOW_KIND_UNKNOWN)
+                if (info->kind == LCOW_KIND_UNKNOWN && !is_zero_kind(kind))
                     code =
                         lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                                        "info.kind: \"%s\" is not active, view or committed", kind);

@@ -128,6 +128,17 @@ def every_method():
     check(up["labels"] == {"py/label": "1", "py/new": "x"}, f"Update labels {up['labels']}")
     check(up["created"] == st["created"], "Update changed created")
     expect_error(c, "Update", {"info": info, "fieldpaths": ["kind"]}, "InvalidArgument")
+    # containerd's metadata layer sends Update with no kind (Go's zero Kind):
+    # absent, nil, "" and "Unknown" are ignored; a non-empty unknown name is not.
+    for n, kind in enumerate([None, "", "Unknown", "absent"]):
+        upd = {"name": "py/layer", "labels": {f"py/nokind{n}": "y"}}
+        if kind != "absent":
+            upd["kind"] = kind
+        up = ok(c, "Update", {"info": upd, "fieldpaths": [f"labels.py/nokind{n}"]})["info"]
+        check(up["kind"] == "committed" and up["labels"].get(f"py/nokind{n}") == "y",
+              f"Update with kind {kind!r}: {up}")
+    expect_error(c, "Update", {"info": {"name": "py/layer", "kind": "frozen"}},
+                 "InvalidArgument")
 
     u = ok(c, "Usage", {"key": "py/c"})
     check(set(u) == {"size", "inodes"} and u["size"] >= 0, f"Usage {u}")

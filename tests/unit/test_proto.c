@@ -370,6 +370,77 @@ static void strict_decoding_refuses_bad_params(void **state)
     expect_params_error("Walk", filters_not_strings, LCOW_INVALID_ARGUMENT, "expected a string");
 }
 
+/* containerd's metadata layer calls Update without a kind (Go's zero Kind):
+ * absent, nil, "" and "unknown" (KindUnknown's name, any case) are all "no
+ * kind" and are ignored; a non-empty name that is no kind is still refused. */
+static void update_without_kind_is_accepted(void **state)
+{
+    (void)state;
+    enum { ABSENT, NIL, STR };
+    static const struct {
+        int form;
+        const char *kind;
+        lcow_kind want;
+    } cases[] = {{ABSENT, NULL, LCOW_KIND_UNKNOWN},   {NIL, NULL, LCOW_KIND_UNKNOWN},
+                 {STR, "", LCOW_KIND_UNKNOWN},        {STR, "unknown", LCOW_KIND_UNKNOWN},
+                 {STR, "Unknown", LCOW_KIND_UNKNOWN}, {STR, "Committed", LCOW_KIND_COMMITTED}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        packed p;
+        packed_init(&p);
+        request_head(&p, "Update");
+        msgpack_pack_map(&p.pk, 2);
+        pstr(&p, "info");
+        msgpack_pack_map(&p.pk, cases[i].form == ABSENT ? 2 : 3);
+        pstr(&p, "name");
+        pstr(&p, "a");
+        pstr(&p, "labels");
+        msgpack_pack_map(&p.pk, 1);
+        pstr(&p, "l");
+        pstr(&p, "v");
+        if (cases[i].form != ABSENT) {
+            pstr(&p, "kind");
+            if (cases[i].form == NIL)
+                msgpack_pack_nil(&p.pk);
+            else
+                pstr(&p, cases[i].kind);
+        }
+        pstr(&p, "fieldpaths");
+        msgpack_pack_array(&p.pk, 1);
+        pstr(&p, "labels.l");
+        lcow_request req;
+        bool has_msgid;
+        lcow_error err;
+        lcow_code code = decode(&p, &req, &has_msgid, &err);
+        if (code != LCOW_OK)
+            fail_msg("case %zu (kind %s): %s", i, cases[i].kind ? cases[i].kind : "absent/nil",
+                     err.message);
+        assert_int_equal(req.method, LCOW_METHOD_UPDATE);
+        assert_true(req.params.has_info);
+        assert_string_equal(req.params.info.name, "a");
+        assert_int_equal(req.params.info.kind, cases[i].want);
+        assert_string_equal(lcow_labels_get(&req.params.info.labels, "l"), "v");
+        lcow_params_free(&req.params);
+    }
+}
+
+static void info_kind_typo(packed *p)
+{
+    msgpack_pack_map(&p->pk, 1);
+    pstr(p, "info");
+    msgpack_pack_map(&p->pk, 2);
+    pstr(p, "name");
+    pstr(p, "a");
+    pstr(p, "kind");
+    pstr(p, "unknowns");
+}
+
+static void update_refuses_a_non_empty_unknown_kind(void **state)
+{
+    (void)state;
+    expect_params_error("Update", info_kind_typo, LCOW_INVALID_ARGUMENT,
+                        "\"unknowns\" is not active, view or committed");
+}
+
 static void request_shape_errors_keep_the_msgid_when_readable(void **state)
 {
     lcow_request req;
@@ -797,6 +868,8 @@ int main(void)
         cmocka_unit_test(unknown_extra_fields_are_ignored),
         cmocka_unit_test(empty_params_array_is_an_empty_map),
         cmocka_unit_test(strict_decoding_refuses_bad_params),
+        cmocka_unit_test(update_without_kind_is_accepted),
+        cmocka_unit_test(update_refuses_a_non_empty_unknown_kind),
         cmocka_unit_test(request_shape_errors_keep_the_msgid_when_readable),
         cmocka_unit_test(results_round_trip),
         cmocka_unit_test(errors_round_trip_with_and_without_msgid),
