@@ -6,28 +6,28 @@
 
 #include <nettle/sha2.h>
 
-_Static_assert(sizeof(struct sha256_ctx) <= sizeof(((lcow_sha256 *)0)->u.storage),
+_Static_assert(sizeof(struct sha256_ctx) <= sizeof(((lcow_sha256_ctx *)0)->u.storage),
                "lcow_sha256 storage too small for nettle's sha256_ctx");
-_Static_assert(alignof(struct sha256_ctx) <= alignof(lcow_sha256),
+_Static_assert(alignof(struct sha256_ctx) <= alignof(lcow_sha256_ctx),
                "lcow_sha256 storage not aligned enough for nettle's sha256_ctx");
 
-static struct sha256_ctx *ctx_of(lcow_sha256 *s)
+static struct sha256_ctx *ctx_of(lcow_sha256_ctx *s)
 {
     return (struct sha256_ctx *)(void *)s->u.storage;
 }
 
-void lcow_sha256_init(lcow_sha256 *s)
+void lcow_sha256_init(lcow_sha256_ctx *s)
 {
     sha256_init(ctx_of(s));
 }
 
-void lcow_sha256_update(lcow_sha256 *s, const void *data, size_t len)
+void lcow_sha256_update(lcow_sha256_ctx *s, const void *data, size_t len)
 {
     if (len)
         sha256_update(ctx_of(s), len, data);
 }
 
-void lcow_sha256_final(lcow_sha256 *s, uint8_t out[LCOW_SHA256_SIZE])
+void lcow_sha256_final(lcow_sha256_ctx *s, uint8_t out[LCOW_SHA256_SIZE])
 {
     /* nettle's digest function resets the context to its initial state. */
     sha256_digest(ctx_of(s), LCOW_SHA256_SIZE, out);
@@ -35,7 +35,7 @@ void lcow_sha256_final(lcow_sha256 *s, uint8_t out[LCOW_SHA256_SIZE])
 
 void lcow_sha256(const void *data, size_t len, uint8_t out[LCOW_SHA256_SIZE])
 {
-    lcow_sha256 s;
+    lcow_sha256_ctx s;
     lcow_sha256_init(&s);
     lcow_sha256_update(&s, data, len);
     lcow_sha256_final(&s, out);
@@ -67,8 +67,7 @@ static int hex_value(char c)
     return -1;
 }
 
-lcow_code lcow_sha256_parse_digest(const char *text, uint8_t out[LCOW_SHA256_SIZE],
-                                   lcow_error *err)
+lcow_code lcow_sha256_parse_digest(const char *text, uint8_t out[LCOW_SHA256_SIZE], lcow_error *err)
 {
     if (!text)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "digest missing");

@@ -24,18 +24,18 @@
  * (checked at compile time in sha256.c), so callers can embed it and copy
  * it (a copy continues independently: that is how a common prefix such as
  * dm-verity's salt is hashed once). */
-typedef struct lcow_sha256 {
+typedef struct lcow_sha256_ctx {
     union {
         uint64_t align;
         uint8_t storage[128];
     } u;
-} lcow_sha256;
+} lcow_sha256_ctx;
 
-void lcow_sha256_init(lcow_sha256 *s);
-void lcow_sha256_update(lcow_sha256 *s, const void *data, size_t len);
+void lcow_sha256_init(lcow_sha256_ctx *s);
+void lcow_sha256_update(lcow_sha256_ctx *s, const void *data, size_t len);
 /* Writes the digest of everything passed to update since init and leaves s
  * initialised again (ready for a new message). */
-void lcow_sha256_final(lcow_sha256 *s, uint8_t out[LCOW_SHA256_SIZE]);
+void lcow_sha256_final(lcow_sha256_ctx *s, uint8_t out[LCOW_SHA256_SIZE]);
 
 /* One shot: out = SHA-256(data[0..len)). */
 void lcow_sha256(const void *data, size_t len, uint8_t out[LCOW_SHA256_SIZE]);

@@ -97,7 +97,8 @@ lcow_code lcow_verity_hasher_create(const lcow_verity_options *opts, lcow_verity
  * content. The data is not referenced after the call returns. Its shape fits
  * the ext4 writer's on_final callback (ctx = the hasher). Errors:
  * INVALID_ARGUMENT for a bad range, FAILED_PRECONDITION after finish,
- * RESOURCE_EXHAUSTED when level-0 memory cannot be had. */
+ * RESOURCE_EXHAUSTED when level-0 memory cannot be had (threaded: from
+ * finish, since the worker meets it). */
 lcow_code lcow_verity_hasher_feed(lcow_verity_hasher *h, uint64_t offset, const void *data,
                                   size_t len, lcow_error *err);
 
