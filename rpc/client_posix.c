@@ -2,6 +2,8 @@
  * is full, blocking recv() with SO_RCVTIMEO for the call timeout. */
 #include "rpc/client_transport.h"
 
+#include "core/os/unixsock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -33,17 +35,12 @@ lcow_code lcow_transport_connect(const char *address, unsigned timeout_ms, lcow_
                                  lcow_error *err)
 {
     *out = NULL;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    size_t len = strlen(address);
-    if (len >= sizeof sa.sun_path)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "socket path %s is too long", address);
-    memcpy(sa.sun_path, address, len + 1);
     unsigned long long deadline = lcow_transport_now_ms() + timeout_ms;
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return lcow_error_set(err, LCOW_UNAVAILABLE, "socket: %s", strerror(errno));
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        if (lcow_os_unix_connect(fd, address) == 0) { /* any path length */
             lcow_transport *t = malloc(sizeof *t);
             if (!t) {
                 close(fd);

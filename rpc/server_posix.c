@@ -31,6 +31,7 @@
 
 #include "core/base/log.h"
 #include "core/os/thread.h"
+#include "core/os/unixsock.h"
 #include "rpc/session.h"
 
 /* Stop reading from a connection while this many of its requests wait, or
@@ -375,9 +376,7 @@ static lcow_code prepare_address(const char *path, lcow_error *err)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return lcow_error_set(err, LCOW_UNAVAILABLE, "socket: %s", strerror(errno));
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    int rc = lcow_os_unix_connect(fd, path);
     int saved = errno;
     close(fd);
     if (rc == 0)
@@ -431,13 +430,6 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     *out = NULL;
     if (!config || !config->address || !config->address[0])
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "server address is empty");
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    size_t len = strlen(config->address);
-    if (len >= sizeof sa.sun_path)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "socket path %s is longer than %zu bytes",
-                              config->address, sizeof sa.sun_path - 1);
-    memcpy(sa.sun_path, config->address, len + 1);
-
     lcow_server *server = calloc(1, sizeof *server);
     if (!server)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
@@ -468,7 +460,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
         code = lcow_error_set(err, LCOW_UNAVAILABLE, "socket: %s", strerror(errno));
         goto fail;
     }
-    if (bind(server->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (lcow_os_unix_bind(server->listen_fd, config->address) != 0) { /* any path length */
         code = lcow_error_set(err, errno == EADDRINUSE ? LCOW_ALREADY_EXISTS : LCOW_UNAVAILABLE,
                               "bind %s: %s", config->address, strerror(errno));
         close(server->listen_fd);

@@ -8,6 +8,7 @@
 
 #include "service/platform.h"
 #include "rpc/server.h"
+#include "core/os/unixsock.h"
 
 #ifdef _WIN32
 #define LCOW_ON_WINDOWS 1
@@ -390,11 +391,15 @@ static lcow_code normalize_paths(lcow_svc_config *cfg, lcow_error *err)
                                       "--address: '%s' is not a local pipe name like "
                                       "\\\\.\\pipe\\lcowsnap",
                                       cfg->address);
-        } else if (strlen(cfg->address) >= 108) {
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                  "--address: socket path '%s' is longer than the 107 bytes a "
-                                  "Unix socket allows",
-                                  cfg->address);
+        } else {
+            /* A path of any length works (core/os/unixsock.h); the name must fit. */
+            const char *name = strrchr(cfg->address, '/');
+            name = name ? name + 1 : cfg->address;
+            if (strlen(name) > LCOW_UNIX_NAME_MAX)
+                return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                      "--address: the socket's file name '%s' is longer than %d "
+                                      "bytes; use a shorter name (the directory may be any length)",
+                                      name, LCOW_UNIX_NAME_MAX);
         }
     }
     return LCOW_OK;
@@ -428,11 +433,6 @@ lcow_code lcow_config_validate(lcow_svc_config *cfg, int *exit_code, lcow_error 
         }
         if (!cfg->address)
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
-        if (!LCOW_ON_WINDOWS && strlen(cfg->address) >= 108)
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                  "the default socket path '%s' is longer than the 107 bytes a "
-                                  "Unix socket allows; pass a shorter --address",
-                                  cfg->address);
     } else if (!LCOW_ON_WINDOWS && !lcow_svc_path_is_absolute(cfg->address)) {
         char *cwd = lcow_svc_cwd();
         size_t len = (cwd ? strlen(cwd) : 0) + strlen(cfg->address) + 2;

@@ -23,6 +23,11 @@
 #endif
 
 #include "core/os/thread.h"
+#ifndef _WIN32
+#include <errno.h>
+
+#include "core/os/unixsock.h"
+#endif
 #include "rpc/client.h"
 #include "rpc/server.h"
 #include "unit/test_util.h"
@@ -665,9 +670,7 @@ static void a_stale_socket_file_is_replaced(void **state)
 {
     next_address();
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", address);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(lcow_os_unix_bind(fd, address), 0); /* the checkout may be deep */
     close(fd); /* a socket file nobody listens on */
     lcow_server_config cfg = {.address = address};
     lcow_server *server = NULL;
@@ -685,6 +688,53 @@ static void a_stale_socket_file_is_replaced(void **state)
     assert_int_equal(lcow_server_start(&cfg, store, &server, &err), LCOW_ALREADY_EXISTS);
     assert_int_equal(access(address, F_OK), 0);
     unlink(address);
+}
+
+/* sun_path holds 107 bytes; the server and the client reach a deeper socket
+ * through a handle on its directory (core/os/unixsock.h): a deep checkout or
+ * --root works (issue 14 item 11). Stale-socket takeover, serving, refusing a
+ * second server and removal on stop all work at that depth. */
+static void a_socket_path_of_any_length_is_served(void **state)
+{
+    const char *tmp = getenv("LCOW_TEST_TMP");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/%0160d", tmp ? tmp : "/tmp", (int)getpid());
+    mkdir(dir, 0700);
+    snprintf(address, sizeof address, "%s/deep.sock", dir);
+    assert_true(strlen(address) > 170);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(lcow_os_unix_bind(fd, address), 0);
+    close(fd); /* a stale socket file at the deep path */
+    struct stat st;
+    assert_int_equal(lstat(address, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+
+    lcow_server_config cfg = {.address = address};
+    lcow_server *server = NULL, *second = NULL;
+    lcow_error err;
+    if (lcow_server_start(&cfg, store, &server, &err) != LCOW_OK)
+        fail_msg("server start at a %zu-byte path: %s", strlen(address), err.message);
+    assert_int_equal(lstat(address, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+    lcow_client *c = connect_ok();
+    version_still_works(c);
+    assert_int_equal(lcow_server_start(&cfg, store, &second, &err), LCOW_ALREADY_EXISTS);
+    version_still_works(c);
+    lcow_client_close(c);
+    lcow_server_free(server);
+    assert_int_not_equal(access(address, F_OK), 0); /* removed on stop */
+
+    /* Only the file name must fit. */
+    char name[LCOW_UNIX_NAME_MAX + 2];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    snprintf(address, sizeof address, "%s/%s", dir, name);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    errno = 0;
+    assert_int_equal(lcow_os_unix_bind(fd, address), -1);
+    assert_int_equal(errno, ENAMETOOLONG);
+    close(fd);
+    rmdir(dir);
 }
 #endif
 
@@ -709,6 +759,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(endpoint_security_is_read_back, setup, teardown),
 #ifndef _WIN32
         cmocka_unit_test_setup_teardown(a_stale_socket_file_is_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_socket_path_of_any_length_is_served, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
