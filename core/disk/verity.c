@@ -616,17 +616,19 @@ lcow_code lcow_verity_hash_file(lcow_file *f, uint64_t data_bytes, lcow_verity_h
 {
     if (out)
         *out = NULL;
-    if (data_bytes == 0) {
-        lcow_code rc = lcow_file_size(f, &data_bytes, err);
-        if (rc)
-            return rc;
-    }
-    if (data_bytes == 0 || data_bytes % BLOCK)
+    uint64_t file_bytes;
+    lcow_code rc = lcow_file_size(f, &file_bytes, err);
+    if (rc)
+        return rc;
+    if (data_bytes == 0)
+        data_bytes = file_bytes;
+    if (data_bytes == 0 || data_bytes % BLOCK || data_bytes > file_bytes)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "dm-verity: %llu bytes is not a non-zero multiple of 4096",
-                              (unsigned long long)data_bytes);
+                              "dm-verity: %llu bytes of a %llu-byte file is not a non-zero "
+                              "multiple of 4096 within it",
+                              (unsigned long long)data_bytes, (unsigned long long)file_bytes);
     lcow_verity_hasher *h;
-    lcow_code rc = lcow_verity_hasher_create(NULL, &h, err);
+    rc = lcow_verity_hasher_create(NULL, &h, err);
     if (rc)
         return rc;
     uint8_t *buf = malloc(SLOT_BYTES);

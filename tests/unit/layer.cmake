@@ -1,0 +1,61 @@
+# Layer import formats: the dm-verity hash tree (core/disk/verity), the fixed
+# VHD footer (core/disk/vhd), SHA-256 (core/disk/sha256) and the layer blob
+# reader (core/layer/blob).
+#
+# Fixture layer_golden (tests/layer/make-golden.sh, run natively in both
+# builds) writes the golden tars and tar2ext4-ref's images of them; the win64
+# tests read them under Wine through LCOW_GOLDEN_DIR. Without ../shared the
+# fixture says so and the tests skip those cases. Native runs also get the
+# Linux tools the tests compare against (veritysetup, gzip, zstd, sha256sum);
+# under Wine, test_verity exports its images and tests/layer/check-verity.sh
+# has veritysetup verify them.
+if(NOT TARGET lcow_layer)
+  return()
+endif()
+
+set(LCOW_SHARED_DIR "${PROJECT_SOURCE_DIR}/../shared" CACHE PATH
+    "Reference tools and data (tar2ext4-ref, make_layers.py, golden.json)")
+set(layer_golden ${CMAKE_BINARY_DIR}/test-tmp/layer-golden)
+add_test(NAME layer_golden_fixture
+         COMMAND sh ${PROJECT_SOURCE_DIR}/tests/layer/make-golden.sh ${LCOW_SHARED_DIR} ${layer_golden})
+set_tests_properties(layer_golden_fixture PROPERTIES FIXTURES_SETUP layer_golden
+                                                     LABELS "unit;layer" TIMEOUT 300)
+if(WIN32)
+  string(REPLACE "/" "\\" layer_golden_env "Z:${layer_golden}")
+else()
+  set(layer_golden_env ${layer_golden})
+endif()
+
+find_program(LCOW_VERITYSETUP veritysetup PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
+set(LCOW_TEST_ENV "LCOW_GOLDEN_DIR=${layer_golden_env}")
+if(NOT WIN32)
+  foreach(t VERITYSETUP)
+    if(LCOW_${t})
+      list(APPEND LCOW_TEST_ENV "LCOW_${t}=${LCOW_${t}}")
+    endif()
+  endforeach()
+  foreach(t gzip zstd sha256sum)
+    find_program(LCOW_TOOL_${t} ${t})
+    string(TOUPPER ${t} upper)
+    if(LCOW_TOOL_${t})
+      list(APPEND LCOW_TEST_ENV "LCOW_${upper}=${LCOW_TOOL_${t}}")
+    endif()
+  endforeach()
+endif()
+set(LCOW_TEST_FIXTURE layer_golden)
+foreach(t verity vhd blob)
+  lcow_unit_test(NAME test_${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c
+                 LIBS lcow_layer lcow_disk LABELS layer)
+endforeach()
+unset(LCOW_TEST_ENV)
+unset(LCOW_TEST_FIXTURE)
+
+# What test_verity wrote (natively and under Wine), verified by veritysetup.
+if(LCOW_VERITYSETUP)
+  set_tests_properties(test_verity PROPERTIES FIXTURES_SETUP layer_verity_export)
+  add_test(NAME test_verity_exported
+           COMMAND sh ${PROJECT_SOURCE_DIR}/tests/layer/check-verity.sh
+                   ${CMAKE_BINARY_DIR}/test-tmp/test_verity/export ${LCOW_VERITYSETUP})
+  set_tests_properties(test_verity_exported PROPERTIES FIXTURES_REQUIRED layer_verity_export
+                                                       LABELS "unit;layer" TIMEOUT 300)
+endif()
