@@ -330,6 +330,46 @@ static void sharing_needs_reuse_true_and_an_owner(void **state)
     close_fixture(&fx);
 }
 
+/* In a deep tree the refusal still names the label (cause) and
+ * --scratch-dir-allow (remedy): a long path used to push the remedy past the
+ * end of the fixed-size error message (issue 14 item 11). */
+static void allow_list_errors_keep_the_remedy_in_a_deep_tree(void **state)
+{
+    char *base = fresh_dir("allow-deep");
+    char seg[61];
+    memset(seg, 'd', sizeof seg - 1);
+    seg[sizeof seg - 1] = '\0';
+    char *deep = join(base, seg), *t;
+    for (int i = 0; i < 3; i++) {
+        t = join(deep, seg);
+        free(deep);
+        deep = t;
+    }
+    char *allowed = subdir(deep, "allowed");
+    char *outside = subdir(deep, "outside");
+    assert_true(strlen(outside) > 250);
+    const char *allow[] = {allowed};
+    lcow_scratch *sc;
+    lcow_error err;
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, allow, 1, &sc, &err), LCOW_OK);
+    lcow_scratch_plan plan;
+    assert_int_equal(
+        plan_with(sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, outside, &plan, &err),
+        LCOW_INVALID_ARGUMENT);
+    if (!strstr(err.message, "--scratch-dir-allow") || !strstr(err.message, LCOW_LABEL_LOCATION))
+        fail_msg("the refusal lost its cause or remedy: %s", err.message);
+    char *target = join(outside, "sandbox.vhdx");
+    assert_int_equal(lcow_scratch_path_allowed(sc, target, &err), LCOW_INVALID_ARGUMENT);
+    if (!strstr(err.message, "--scratch-dir-allow"))
+        fail_msg("the refusal lost its remedy: %s", err.message);
+    lcow_scratch_free(sc);
+    free(target);
+    free(outside);
+    free(allowed);
+    free(deep);
+    free(base);
+}
+
 static void allow_list_confines_locations(void **state)
 {
     char *base = fresh_dir("allow");
@@ -863,6 +903,7 @@ int main(void)
         cmocka_unit_test(location_label_must_be_an_existing_absolute_directory),
         cmocka_unit_test(sharing_needs_reuse_true_and_an_owner),
         cmocka_unit_test(allow_list_confines_locations),
+        cmocka_unit_test(allow_list_errors_keep_the_remedy_in_a_deep_tree),
         cmocka_unit_test(default_template_is_built_once_then_copied),
         cmocka_unit_test(sized_templates_live_in_the_location),
         cmocka_unit_test(large_sizes_are_formatted_directly),

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -67,6 +68,47 @@ static void errors_carry_code_and_wrapped_message(void **state)
     assert_int_equal(lcow_error_set(NULL, LCOW_INTERNAL, "x"), LCOW_INTERNAL);
 }
 
+/* A message longer than the record keeps its cause (head) and its remedy
+ * (tail) whatever the path length, and stays valid UTF-8: the middle, where
+ * the paths are, is cut (issue 14 item 11: a 150-character checkout lost the
+ * --scratch-dir-allow hint). */
+static void long_messages_keep_cause_and_remedy(void **state)
+{
+    static const char remedy[] = "is outside every --scratch-dir-allow directory";
+    for (size_t len = 480; len < 1600; len += 97) {
+        char *path = malloc(len + 1);
+        assert_non_null(path);
+        path[0] = '/';
+        for (size_t i = 1; i < len; i++) /* "é" (2 bytes) and ASCII, cut anywhere */
+            path[i] = (i % 3 == 0) ? 'a' : (i % 3 == 1 ? '\xc3' : '\xa9');
+        if (path[len - 1] == '\xc3')
+            path[len - 1] = 'a';
+        path[len] = '\0';
+        assert_true(lcow_utf8_valid(path, len));
+        lcow_error err;
+        assert_int_equal(lcow_error_set(&err, LCOW_INVALID_ARGUMENT, "label %s: %s %s", "x.location",
+                                        path, remedy),
+                         LCOW_INVALID_ARGUMENT);
+        size_t n = strlen(err.message);
+        assert_true(n < LCOW_ERROR_MESSAGE_MAX);
+        assert_true(strncmp(err.message, "label x.location: /", 19) == 0);
+        assert_string_equal(err.message + n - (sizeof remedy - 1), remedy);
+        assert_non_null(strstr(err.message, "[...]"));
+        assert_true(lcow_utf8_valid(err.message, n));
+
+        lcow_error_wrap(&err, "prepare %s", path); /* a long context too */
+        n = strlen(err.message);
+        assert_true(n < LCOW_ERROR_MESSAGE_MAX);
+        assert_true(strncmp(err.message, "prepare /", 9) == 0);
+        assert_string_equal(err.message + n - (sizeof remedy - 1), remedy);
+        assert_true(lcow_utf8_valid(err.message, n));
+        free(path);
+    }
+    lcow_error err; /* a message that fits is unchanged */
+    lcow_error_set(&err, LCOW_NOT_FOUND, "%s", "short");
+    assert_string_equal(err.message, "short");
+}
+
 static void time_is_monotone_enough(void **state)
 {
     lcow_time a = lcow_time_now(), b = lcow_time_now();
@@ -82,6 +124,7 @@ int main(void)
         cmocka_unit_test(kinds_parse_case_insensitively),
         cmocka_unit_test(utf8_validation_rejects_bad_sequences),
         cmocka_unit_test(errors_carry_code_and_wrapped_message),
+        cmocka_unit_test(long_messages_keep_cause_and_remedy),
         cmocka_unit_test(time_is_monotone_enough),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
