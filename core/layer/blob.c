@@ -289,7 +289,8 @@ static lcow_code decode_gzip(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, 
         *done = true;
         return LCOW_OK;
     }
-    if (b->in_len >= 2 && b->in[0] == 0x1f && b->in[1] == 0x8b) {
+    if (b->in[0] == 0x1f && (b->in_len < 2 || b->in[1] == 0x8b)) {
+        /* another member (a lone 0x1f at the end is one cut short) */
         inflateReset(&b->zs);
         return LCOW_OK;
     }

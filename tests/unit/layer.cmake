@@ -44,7 +44,8 @@ if(NOT WIN32)
 endif()
 set(LCOW_TEST_FIXTURE layer_golden)
 foreach(t verity vhd blob)
-  lcow_unit_test(NAME test_${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c
+  lcow_unit_test(NAME test_${t}
+                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c ${CMAKE_CURRENT_LIST_DIR}/test_util.c
                  LIBS lcow_layer lcow_disk LABELS layer)
 endforeach()
 unset(LCOW_TEST_ENV)
