@@ -8,8 +8,11 @@
 # "@PID@" in ADDRESS and in SERVICE/TEST arguments is replaced by this
 # script's pid, so concurrent runs never share an endpoint; "@ADDRESS@" by
 # the address; "@SDDL@" by $LCOW_IT_SDDL_BARS with '|' read as ';' (CMake
-# cannot pass semicolons), also exported as LCOW_IT_SDDL. The service log is
-# printed when anything fails.
+# cannot pass semicolons), also exported as LCOW_IT_SDDL. "@SOCKDIR@" in
+# ADDRESS is a short private directory (mktemp -d /tmp/lcow.XXXXXX, mode 0700,
+# removed at exit): a Unix socket there is reachable by any client whatever
+# the checkout's depth (sun_path holds 107 bytes). The service log is printed
+# when anything fails.
 set -u
 if [ -n "${LCOW_IT_SDDL_BARS:-}" ]; then
     export LCOW_IT_SDDL=${LCOW_IT_SDDL_BARS//|/;}
@@ -17,6 +20,11 @@ fi
 sddl=${LCOW_IT_SDDL:-}
 host_root=$1 address=${2//@PID@/$$}
 shift 2
+if [[ $address == *@SOCKDIR@* ]]; then
+    sockdir=$(mktemp -d /tmp/lcow.XXXXXX) || exit 1
+    trap 'rm -rf "$sockdir"' EXIT
+    address=${address//@SOCKDIR@/$sockdir}
+fi
 [ "$1" = "--" ] || { echo "usage: $0 HOST_ROOT ADDRESS -- CTL... -- SERVICE... -- TEST..." >&2; exit 2; }
 shift
 ctl=() service=() test=()

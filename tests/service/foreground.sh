@@ -13,10 +13,12 @@ fail() {
   for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
   exit 1
 }
+SOCKDIR=
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   sleep 0.5
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  [ -z "$SOCKDIR" ] || rm -rf "$SOCKDIR"
 }
 trap cleanup EXIT
 
@@ -33,7 +35,9 @@ else
   RUN=("$LCOWSNAP_EXE")
   ctl() { "$LCOWSNAPCTL_EXE" "$@"; }
   path() { printf '%s' "$1"; }
-  ADDRESS="$WORK/lcowsnap.sock"
+  # Sockets in a short private directory: any checkout depth (sun_path: 107 bytes).
+  SOCKDIR=$(mktemp -d /tmp/lcow.XXXXXX)
+  ADDRESS="$SOCKDIR/lcowsnap.sock"
   STOP_SIGNAL=TERM
   STOP_TEXT="SIGTERM received"
 fi
@@ -88,7 +92,7 @@ expect_exit 5 "is in use by another process" --root "$(path "$WORK/b")" --addres
 if [ "${LCOW_UNDER_WINE:-0}" = 1 ]; then
   OTHER="\\\\.\\pipe\\lcowsnap-fg2-$$"
 else
-  OTHER="$WORK/other.sock"
+  OTHER="$SOCKDIR/other.sock"
 fi
 expect_exit 4 "opening the snapshot store in" --root "$(path "$WORK/a")" --address "$OTHER"
 stop_last
