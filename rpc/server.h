@@ -14,15 +14,26 @@
 
 typedef struct lcow_server lcow_server;
 
+/* Defaults of the config fields left 0, for both transports (resolved in
+ * server_common.c; the service's flags start from these). */
+#define LCOW_SERVER_DEFAULT_MAX_FRAME_BYTES ((size_t)4 << 20)
+#define LCOW_SERVER_DEFAULT_MAX_CONNECTIONS 256u
+#define LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS 300000u
+/* Per connection: no more requests are read while this many of its requests
+ * are queued or running, or this much of its output is unsent, so a client
+ * that does not read its responses only stalls itself. */
+#define LCOW_SERVER_CONN_MAX_PENDING 128u
+#define LCOW_SERVER_CONN_MAX_OUTPUT ((size_t)8 << 20)
+
 typedef struct lcow_server_config {
     /* Pipe name (\\.\pipe\lcowsnap) on Windows, socket path on POSIX. */
     const char *address;
     /* Windows only: SDDL of the pipe; NULL = D:P(A;;GA;;;SY)(A;;GA;;;BA). */
     const char *pipe_sddl;
-    size_t max_frame_bytes;   /* 0 = default 4 MiB */
-    unsigned max_connections; /* 0 = default 256 */
-    unsigned idle_timeout_ms; /* 0 = default 300000 (5 min) */
-    unsigned worker_threads;  /* 0 = default (2 x CPUs, at least 4) */
+    size_t max_frame_bytes;   /* 0 = LCOW_SERVER_DEFAULT_MAX_FRAME_BYTES (4 MiB) */
+    unsigned max_connections; /* 0 = LCOW_SERVER_DEFAULT_MAX_CONNECTIONS (256) */
+    unsigned idle_timeout_ms; /* 0 = LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS (5 min) */
+    unsigned worker_threads;  /* 0 = 2 x CPUs, at least 4 */
     /* Windows only: accept a pipe_sddl that grants write access to Everyone
      * (WD) or Anonymous (AN); refused otherwise. */
     bool allow_world_writable_sddl;

@@ -32,13 +32,9 @@
 #include "core/base/log.h"
 #include "core/os/thread.h"
 #include "core/os/unixsock.h"
+#include "rpc/server_common.h"
 #include "rpc/session.h"
 
-/* Stop reading from a connection while this many of its requests wait, or
- * this much output is unsent: a client that does not read its responses
- * only stalls itself. */
-#define CONN_MAX_PENDING 128
-#define CONN_MAX_OUTPUT ((size_t)8 << 20)
 /* Per reader; larger frames arrive in several reads. */
 #define READ_CHUNK 32768
 /* Readers run the frame decoder, msgpack and inline LevelDB reads. */
@@ -58,9 +54,7 @@ typedef struct conn {
 struct lcow_server {
     lcow_snapshotter *snapshotter;
     char *address;
-    size_t max_frame_bytes;
-    unsigned max_connections;
-    unsigned idle_timeout_ms;
+    lcow_server_settings settings;
     lcow_rpc_pool *pool;
     int listen_fd;
     dev_t sock_dev;
@@ -217,8 +211,8 @@ static void *conn_main(void *arg)
     uint8_t *buf = malloc(READ_CHUNK);
     const char *why = "out of memory";
     /* The idle timeout, for the blocking recv(). */
-    struct timeval tv = {(time_t)(server->idle_timeout_ms / 1000),
-                         (suseconds_t)(server->idle_timeout_ms % 1000) * 1000};
+    struct timeval tv = {(time_t)(server->settings.idle_timeout_ms / 1000),
+                         (suseconds_t)(server->settings.idle_timeout_ms % 1000) * 1000};
     if (buf && setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
         why = "setsockopt(SO_RCVTIMEO) failed";
     else if (buf)
@@ -227,8 +221,9 @@ static void *conn_main(void *arg)
         bool stopping = atomic_load(&server->stopping);
         size_t pending = lcow_session_pending(c->session);
         size_t output = lcow_session_output_bytes(c->session);
-        bool reading = !stopping && !c->read_eof && !c->broken && pending < CONN_MAX_PENDING &&
-                       output < CONN_MAX_OUTPUT;
+        bool reading = !stopping && !c->read_eof && !c->broken &&
+                       pending < server->settings.conn_max_pending &&
+                       output < server->settings.conn_max_output;
         if (pending == 0 && output == 0) {
             if (!reading) {
                 why = c->broken ? "stream broken" : stopping ? "server stopping" : "end of stream";
@@ -261,7 +256,8 @@ static void *conn_main(void *arg)
             atomic_store(&c->waiting, false);
             continue;
         }
-        reading = reading && pending < CONN_MAX_PENDING && output < CONN_MAX_OUTPUT;
+        reading = reading && pending < server->settings.conn_max_pending &&
+                  output < server->settings.conn_max_output;
         if (!conn_wait(c, buf, reading, output > 0, timeout))
             why = "read/write error or hang-up";
     }
@@ -285,8 +281,8 @@ static void start_connection(lcow_server *server, int fd)
     atomic_init(&c->waiting, false);
     c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (c->wake_fd >= 0)
-        c->session = lcow_session_create(server->pool, server->snapshotter, server->max_frame_bytes,
-                                         &conn_ops, c);
+        c->session = lcow_session_create(server->pool, server->snapshotter,
+                                         server->settings.max_frame_bytes, &conn_ops, c);
     if (!c->session) {
         LCOW_LOGE("rpc: cannot set up a connection: %s",
                   c->wake_fd < 0 ? strerror(errno) : "out of memory");
@@ -323,7 +319,7 @@ static void accept_connections(lcow_server *server)
         lcow_mutex_lock(&server->lock);
         unsigned open = server->readers;
         lcow_mutex_unlock(&server->lock);
-        if (open >= server->max_connections) {
+        if (open >= server->settings.max_connections) {
             LCOW_LOGW("rpc: refusing a connection: %u connections open (limit)", open);
             close(fd);
             continue;
@@ -391,13 +387,6 @@ static lcow_code prepare_address(const char *path, lcow_error *err)
     return LCOW_OK;
 }
 
-static unsigned default_workers(void)
-{
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned n = cpus > 0 ? (unsigned)cpus * 2 : 4;
-    return n < 4 ? 4 : n;
-}
-
 /* A world-writable directory lets any local user unlink the socket and put
  * their own in its place, whatever the socket's own mode: refuse it before
  * binding, so the socket never appears there. */
@@ -440,9 +429,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     atomic_init(&server->drain_deadline_ms, 0);
     server->snapshotter = snapshotter;
     server->address = strdup(config->address);
-    server->max_frame_bytes = config->max_frame_bytes ? config->max_frame_bytes : (4u << 20);
-    server->max_connections = config->max_connections ? config->max_connections : 256;
-    server->idle_timeout_ms = config->idle_timeout_ms ? config->idle_timeout_ms : 300000;
+    lcow_server_settings_resolve(config, &server->settings);
     atomic_init(&server->stopping, false);
     atomic_init(&server->stopped, false);
     lcow_code code = LCOW_OK;
@@ -484,8 +471,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
         code = lcow_error_set(err, LCOW_UNAVAILABLE, "pipe: %s", strerror(errno));
         goto fail_unlink;
     }
-    server->pool = lcow_rpc_pool_create(
-        config->worker_threads ? config->worker_threads : default_workers(), err);
+    server->pool = lcow_rpc_pool_create(server->settings.worker_threads, err);
     if (!server->pool) {
         code = err ? err->code : LCOW_RESOURCE_EXHAUSTED;
         goto fail_unlink;

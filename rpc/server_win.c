@@ -17,13 +17,12 @@
 #include "core/base/log.h"
 #include "core/os/thread.h"
 #include "core/os/win_str.h"
+#include "rpc/server_common.h"
 #include "rpc/session.h"
 
 #define PENDING_INSTANCES 4
 #define PIPE_BUFFER_BYTES 65536
 #define READ_CHUNK 65536
-#define CONN_MAX_PENDING 128
-#define CONN_MAX_OUTPUT ((size_t)8 << 20)
 /* Bound on waiting for cancelled I/O to complete while stopping. */
 #define CANCEL_WAIT_MS 5000
 
@@ -53,9 +52,7 @@ struct lcow_server {
     char *sddl_readback; /* as read back from the first instance */
     PSECURITY_DESCRIPTOR sd;
     SECURITY_ATTRIBUTES sa;
-    size_t max_frame_bytes;
-    unsigned max_connections;
-    unsigned idle_timeout_ms;
+    lcow_server_settings settings;
     HANDLE iocp;
     lcow_rpc_pool *pool;
     lcow_thread io_thread;
@@ -300,8 +297,8 @@ static void start_read(lcow_server *server, conn *c)
     if (c->closing || c->read_pending || c->read_eof || c->broken || c->state != CONN_CONNECTED)
         return;
     bool allowed = !atomic_load(&server->stopping) &&
-                   lcow_session_pending(c->session) < CONN_MAX_PENDING &&
-                   lcow_session_output_bytes(c->session) < CONN_MAX_OUTPUT;
+                   lcow_session_pending(c->session) < server->settings.conn_max_pending &&
+                   lcow_session_output_bytes(c->session) < server->settings.conn_max_output;
     atomic_store(&c->paused, !allowed);
     if (!allowed)
         return;
@@ -365,8 +362,8 @@ static bool add_listener(lcow_server *server, HANDLE pipe)
         c->state = CONN_LISTENING;
         atomic_init(&c->paused, false);
         msgpack_sbuffer_init(&c->writing);
-        c->session = lcow_session_create(server->pool, server->snapshotter, server->max_frame_bytes,
-                                         &conn_ops, c);
+        c->session = lcow_session_create(server->pool, server->snapshotter,
+                                         server->settings.max_frame_bytes, &conn_ops, c);
     }
     if (!c || !c->session || !CreateIoCompletionPort(pipe, server->iocp, (ULONG_PTR)c, 0)) {
         LCOW_LOGE("rpc: cannot set up a pipe instance");
@@ -408,7 +405,7 @@ static void on_connect(lcow_server *server, conn *c, BOOL ok)
     }
     if (!ok && GetLastError() != ERROR_PIPE_CONNECTED) {
         conn_close(server, c, "ConnectNamedPipe failed");
-    } else if (server->connected > server->max_connections) {
+    } else if (server->connected > server->settings.max_connections) {
         LCOW_LOGW("rpc: refusing a connection: %u connections open (limit)", server->connected - 1);
         conn_close(server, c, "connection limit");
     } else {
@@ -528,7 +525,7 @@ static void *io_main(void *arg)
             for (conn *c = server->conns, *next; c; c = next) {
                 next = c->next;
                 if (c->state == CONN_CONNECTED && !c->closing && conn_idle(c) &&
-                    now - c->last_activity >= server->idle_timeout_ms)
+                    now - c->last_activity >= server->settings.idle_timeout_ms)
                     conn_close(server, c, "idle timeout");
             }
         }
@@ -539,14 +536,6 @@ static void *io_main(void *arg)
 }
 
 /* ---- public API ------------------------------------------------------------ */
-
-static unsigned default_workers(void)
-{
-    SYSTEM_INFO si;
-    GetSystemInfo(&si);
-    unsigned n = si.dwNumberOfProcessors * 2;
-    return n < 4 ? 4 : n;
-}
 
 lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *snapshotter,
                             lcow_server **out, lcow_error *err)
@@ -565,10 +554,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     server->snapshotter = snapshotter;
     server->address = dup_str(address);
     server->pipe_name = lcow_utf8_to_wide(address);
-    server->max_frame_bytes =
-        config && config->max_frame_bytes ? config->max_frame_bytes : (4u << 20);
-    server->max_connections = config && config->max_connections ? config->max_connections : 256;
-    server->idle_timeout_ms = config && config->idle_timeout_ms ? config->idle_timeout_ms : 300000;
+    lcow_server_settings_resolve(config, &server->settings);
     lcow_code code = LCOW_OK;
     if (!server->address || !server->pipe_name) {
         code = lcow_error_set(err, LCOW_INVALID_ARGUMENT, "pipe name is not valid UTF-8");
@@ -606,8 +592,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
                               (unsigned long)GetLastError());
         goto fail;
     }
-    server->pool = lcow_rpc_pool_create(
-        config && config->worker_threads ? config->worker_threads : default_workers(), err);
+    server->pool = lcow_rpc_pool_create(server->settings.worker_threads, err);
     if (!server->pool) {
         code = err ? err->code : LCOW_RESOURCE_EXHAUSTED;
         goto fail;

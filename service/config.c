@@ -301,9 +301,9 @@ lcow_code lcow_config_parse(lcow_svc_config *cfg, int argc, char **argv, lcow_er
     cfg->mode = LCOW_MODE_FOREGROUND;
     cfg->log_level = LCOW_LOG_INFO;
     cfg->scratch_backend = LCOW_SCRATCH_AUTO;
-    cfg->max_frame_bytes = LCOW_DEFAULT_MAX_FRAME_BYTES;
-    cfg->max_connections = LCOW_DEFAULT_MAX_CONNECTIONS;
-    cfg->idle_timeout_ms = LCOW_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->max_frame_bytes = LCOW_SERVER_DEFAULT_MAX_FRAME_BYTES;
+    cfg->max_connections = LCOW_SERVER_DEFAULT_MAX_CONNECTIONS;
+    cfg->idle_timeout_ms = LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->service_name = strdup(LCOW_DEFAULT_SERVICE_NAME);
     if (!cfg->service_name)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");

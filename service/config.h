@@ -24,9 +24,6 @@ typedef enum lcow_svc_mode {
 } lcow_svc_mode;
 
 #define LCOW_DEFAULT_SERVICE_NAME "lcowsnap"
-#define LCOW_DEFAULT_MAX_FRAME_BYTES (4u * 1024u * 1024u)
-#define LCOW_DEFAULT_MAX_CONNECTIONS 256u
-#define LCOW_DEFAULT_IDLE_TIMEOUT_MS 300000u
 
 /* Service-specific exit codes (also the process exit status in the
  * foreground), so `sc query` (SERVICE_EXIT_CODE) and shells show why

@@ -55,4 +55,7 @@ bool lcow_thread_start_detached(lcow_thread_fn fn, void *arg, size_t stack_bytes
 /* Waits for t and frees it; stores fn's return value in *result if non-NULL. */
 void lcow_thread_join(lcow_thread t, void **result);
 
+/* Processors online (at least 1). */
+unsigned lcow_thread_cpu_count(void);
+
 #endif

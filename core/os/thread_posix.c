@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(lcow_mutex), "lcow_mutex too small");
 _Static_assert(sizeof(pthread_cond_t) <= sizeof(lcow_cond), "lcow_cond too small");
@@ -113,4 +114,10 @@ void lcow_thread_join(lcow_thread t, void **result)
     if (result)
         *result = r;
     free(t);
+}
+
+unsigned lcow_thread_cpu_count(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
 }

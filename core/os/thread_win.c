@@ -124,3 +124,10 @@ void lcow_thread_join(lcow_thread t, void **result)
         *result = t->result;
     free(t);
 }
+
+unsigned lcow_thread_cpu_count(void)
+{
+    SYSTEM_INFO si;
+    GetSystemInfo(&si);
+    return si.dwNumberOfProcessors > 0 ? (unsigned)si.dwNumberOfProcessors : 1;
+}
