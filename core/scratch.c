@@ -3,6 +3,7 @@
  * reference counts) lives in the snapshotter. */
 #include "core/scratch.h"
 
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -476,9 +477,120 @@ static lcow_code check_template(const char *path, uint32_t size_gb, lcow_error *
     return LCOW_OK;
 }
 
-/* Builds final_path through a temp file in the same directory: formatted,
- * fsynced (by lcow_scratch_disk_create), renamed into place, directory
- * synced. On failure the temp file is gone and final_path untouched. */
+/* ------------------------------------------------------------ build and publish */
+
+/* A build in sc->builds: get_template waits for one of the same final path,
+ * and cleanup leaves its temp file alone. Caller holds sc->lock. */
+static template_build *build_register(lcow_scratch *sc, const char *final_path)
+{
+    template_build *b = calloc(1, sizeof *b);
+    if (!b || !(b->final_path = strdup(final_path))) {
+        free(b);
+        return NULL;
+    }
+    b->next = sc->builds;
+    sc->builds = b;
+    return b;
+}
+
+static void build_unregister(lcow_scratch *sc, template_build *b)
+{
+    lcow_mutex_lock(&sc->lock);
+    for (template_build **p = &sc->builds; *p; p = &(*p)->next) {
+        if (*p == b) {
+            *p = b->next;
+            break;
+        }
+    }
+    lcow_cond_broadcast(&sc->build_done);
+    lcow_mutex_unlock(&sc->lock);
+    free(b->final_path);
+    free(b->temp_path);
+    free(b);
+}
+
+/* Publishes temp as final_path without replacing anything: a hard link
+ * fails if someone got there first; rename (which replaces) only where the
+ * file system has no hard links, after a check. */
+static lcow_code publish_exclusive(const char *temp, const char *final_path, lcow_error *err)
+{
+    lcow_code rc = lcow_os_hardlink(temp, final_path, err);
+    if (rc != LCOW_OK && rc != LCOW_ALREADY_EXISTS) {
+        LCOW_LOGD("scratch disk %s: no hard link (%s); renaming", final_path,
+                  err ? err->message : "");
+        lcow_stat st;
+        rc = lcow_os_stat(final_path, &st, err);
+        if (rc == LCOW_OK && st.exists)
+            rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s already exists", final_path);
+        if (rc == LCOW_OK)
+            rc = lcow_os_rename(temp, final_path, err);
+    }
+    return rc;
+}
+
+/* The one way a scratch disk file reaches its name (templates and
+ * CreateScratch): the disk opts describes is built at a temp name next to
+ * b->final_path (the file `name` in dir), ".<name>.tmp-<unique>", formatted
+ * and fsynced by lcow_scratch_disk_create; then published and dir synced.
+ * b is registered (build_register) and names the temp while it exists, so
+ * cleanup leaves it alone.
+ *
+ * exclusive: never replace an existing final_path (publish_exclusive), and
+ * a failure after publishing removes the file again, so a retry does not
+ * trip over it. Otherwise rename over final_path (templates, whose names the
+ * build registry guards), and a failed directory sync keeps the complete
+ * file: only its durability is in doubt. On failure no temp file is left. */
+static lcow_code build_and_publish(lcow_scratch *sc, const char *dir, const char *name,
+                                   const lcow_scratch_disk_options *opts, bool exclusive,
+                                   template_build *b, lcow_error *err)
+{
+    size_t temp_len = strlen(name) + 64;
+    char *temp_name = malloc(temp_len);
+    if (!temp_name)
+        return oom(err, "scratch disk");
+    lcow_code rc = LCOW_ALREADY_EXISTS;
+    for (int attempt = 0; attempt < 8 && rc == LCOW_ALREADY_EXISTS; attempt++) {
+        lcow_time now = lcow_time_now();
+        snprintf(temp_name, temp_len, ".%s" TEMP_MARK "%lld%09u-%u", name, (long long)now.sec,
+                 (unsigned)now.nsec, atomic_fetch_add(&sc->temp_seq, 1));
+        char *temp = lcow_path_join(dir, temp_name);
+        if (!temp) {
+            free(temp_name);
+            return oom(err, "scratch disk");
+        }
+        lcow_mutex_lock(&sc->lock);
+        free(b->temp_path);
+        b->temp_path = temp;
+        lcow_mutex_unlock(&sc->lock);
+        rc = lcow_scratch_disk_create(temp, opts, err);
+    }
+    free(temp_name);
+    if (rc != LCOW_OK)
+        return rc; /* lcow_scratch_disk_create leaves nothing behind */
+    rc = exclusive ? publish_exclusive(b->temp_path, b->final_path, err)
+                   : lcow_os_rename(b->temp_path, b->final_path, err);
+    /* A rename took the temp name away; a hard link or a failure left it. */
+    if (exclusive || rc != LCOW_OK) {
+        lcow_error e;
+        lcow_code gone = lcow_os_remove(b->temp_path, &e);
+        if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
+            LCOW_LOGW("scratch disk temp file %s left behind: %s", b->temp_path, e.message);
+    }
+    if (rc != LCOW_OK)
+        return rc;
+    rc = lcow_os_sync_dir(dir, err);
+    if (rc != LCOW_OK && exclusive) {
+        lcow_error e;
+        lcow_code gone = lcow_os_remove(b->final_path, &e);
+        if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
+            LCOW_LOGW("scratch disk %s left behind after a failed sync: %s", b->final_path,
+                      e.message);
+    }
+    return rc;
+}
+
+/* Builds the template final_path (b) in dir. On failure final_path is
+ * untouched (or complete, when only the directory sync failed). */
 static lcow_code build_template(lcow_scratch *sc, const char *dir, const char *name,
                                 uint32_t size_gb, template_build *b, lcow_error *err)
 {
@@ -486,35 +598,10 @@ static lcow_code build_template(lcow_scratch *sc, const char *dir, const char *n
         .size_bytes = (uint64_t)size_gb << 30,
         .backend = sc->backend,
     };
-    lcow_code rc = LCOW_ALREADY_EXISTS;
-    for (int attempt = 0; attempt < 8 && rc == LCOW_ALREADY_EXISTS; attempt++) {
-        lcow_time now = lcow_time_now();
-        char temp_name[128];
-        snprintf(temp_name, sizeof temp_name, ".%s" TEMP_MARK "%lld%09u-%u", name,
-                 (long long)now.sec, (unsigned)now.nsec, atomic_fetch_add(&sc->temp_seq, 1));
-        char *temp = lcow_path_join(dir, temp_name);
-        if (!temp)
-            return oom(err, "scratch template");
-        lcow_mutex_lock(&sc->lock);
-        free(b->temp_path);
-        b->temp_path = temp; /* cleanup skips it while we build */
-        lcow_mutex_unlock(&sc->lock);
-        rc = lcow_scratch_disk_create(temp, &opts, err);
-    }
+    lcow_code rc = build_and_publish(sc, dir, name, &opts, false, b, err);
     if (rc != LCOW_OK)
         return lcow_error_wrap(err, "build scratch template %s (%u GiB)", b->final_path,
                                (unsigned)size_gb);
-    rc = lcow_os_rename(b->temp_path, b->final_path, err);
-    if (rc != LCOW_OK) {
-        lcow_error e;
-        if (lcow_os_remove(b->temp_path, &e) != LCOW_OK)
-            LCOW_LOGW("scratch template temp file %s not removed (%s); cleanup will remove it",
-                      b->temp_path, e.message);
-        return lcow_error_wrap(err, "publish scratch template");
-    }
-    rc = lcow_os_sync_dir(dir, err);
-    if (rc != LCOW_OK)
-        return rc; /* the template is complete; only its durability is in doubt */
     LCOW_LOGI("built scratch template %s (%u GiB)", b->final_path, (unsigned)size_gb);
     return LCOW_OK;
 }
@@ -554,33 +641,15 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
         rc = lcow_os_stat(final_path, &st, err);
         if (rc != LCOW_OK || st.exists)
             break;
-        mine = calloc(1, sizeof *mine);
-        if (!mine || !(mine->final_path = strdup(final_path))) {
-            free(mine);
-            mine = NULL;
+        if (!(mine = build_register(sc, final_path)))
             rc = oom(err, "scratch template");
-            break;
-        }
-        mine->next = sc->builds;
-        sc->builds = mine;
         break;
     }
     lcow_mutex_unlock(&sc->lock);
 
     if (rc == LCOW_OK && mine) {
         rc = build_template(sc, dir, name, size_gb, mine, err);
-        lcow_mutex_lock(&sc->lock);
-        for (template_build **p = &sc->builds; *p; p = &(*p)->next) {
-            if (*p == mine) {
-                *p = mine->next;
-                break;
-            }
-        }
-        lcow_cond_broadcast(&sc->build_done);
-        lcow_mutex_unlock(&sc->lock);
-        free(mine->final_path);
-        free(mine->temp_path);
-        free(mine);
+        build_unregister(sc, mine);
     } else if (rc == LCOW_OK) {
         rc = check_template(final_path, size_gb, err);
     }
@@ -624,6 +693,73 @@ lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *pla
     }
     free(template_path);
     free(dst);
+    return rc;
+}
+
+lcow_code lcow_scratch_create_at(lcow_scratch *sc, const char *path, uint32_t size_gb,
+                                 uint32_t block_size_mb, lcow_error *err)
+{
+    if (!path || !lcow_path_is_absolute(path))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "scratch path must be absolute (got \"%s\")", path ? path : "");
+    if (size_gb == 0)
+        size_gb = LCOW_SCRATCH_DEFAULT_GB;
+    if (size_gb > LCOW_SCRATCH_MAX_GB)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "scratch size %" PRIu32 " GiB is out of range (1..%u)", size_gb,
+                              LCOW_SCRATCH_MAX_GB);
+    if (block_size_mb == 0)
+        block_size_mb = LCOW_SCRATCH_DEFAULT_BLOCK_MB;
+    if (block_size_mb > 256 || (block_size_mb & (block_size_mb - 1)) != 0)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "block size %" PRIu32 " MiB must be a power of two in 1..256",
+                              block_size_mb);
+    lcow_code rc = lcow_scratch_path_allowed(sc, path, err);
+    if (rc != LCOW_OK)
+        return rc;
+
+    /* The directory part: everything before the last separator. */
+    size_t n = strlen(path), cut = n;
+    while (cut > 0 && !is_sep(path[cut - 1]))
+        cut--;
+    if (cut == 0 || cut == n)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "scratch path %s names no file", path);
+    char *dir = malloc(cut + 1);
+    if (!dir)
+        return oom(err, "create scratch");
+    memcpy(dir, path, cut);
+    dir[cut] = '\0';
+    if (cut > 1 && is_sep(dir[cut - 1]) && dir[cut - 2] != ':')
+        dir[cut - 1] = '\0';
+
+    lcow_stat st;
+    rc = lcow_os_stat(dir, &st, err);
+    if (rc == LCOW_OK && (!st.exists || !st.is_dir))
+        rc = lcow_error_set(err, LCOW_NOT_FOUND, "directory %s of scratch path %s does not exist",
+                            dir, path);
+    if (rc == LCOW_OK)
+        rc = lcow_os_stat(path, &st, err);
+    if (rc == LCOW_OK && st.exists)
+        rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s already exists", path);
+    template_build *b = NULL;
+    if (rc == LCOW_OK) {
+        lcow_mutex_lock(&sc->lock);
+        b = build_register(sc, path);
+        lcow_mutex_unlock(&sc->lock);
+        if (!b)
+            rc = oom(err, "create scratch");
+    }
+    if (rc == LCOW_OK) {
+        lcow_scratch_disk_options o = {
+            .size_bytes = (uint64_t)size_gb << 30,
+            .block_size_bytes = block_size_mb << 20,
+            .backend = sc->backend,
+        };
+        rc = build_and_publish(sc, dir, path + cut, &o, true, b, err);
+    }
+    if (b)
+        build_unregister(sc, b);
+    free(dir);
     return rc;
 }
 

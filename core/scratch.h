@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "core/base/errors.h"
-#include "core/snapshotter.h"
 #include "core/base/types.h"
+#include "core/disk/scratchdisk.h" /* lcow_scratch_backend */
 
 #define LCOW_LABEL_SIZE_GB "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb"
 #define LCOW_LABEL_LOCATION "containerd.io/snapshot/io.microsoft.container.storage.rootfs.location"
@@ -70,6 +70,16 @@ lcow_code lcow_scratch_path_allowed(lcow_scratch *sc, const char *path, lcow_err
  * without holding the metadata lock. On failure nothing is left behind. */
 lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *plan,
                                   const char *snapshot_dir, lcow_error *err);
+
+/* CreateScratch (runhcs's standalone scratch): a formatted ext4 scratch VHDX
+ * of size_gb GiB (0 = 20, at most LCOW_SCRATCH_MAX_GB) with block_size_mb
+ * MiB blocks (0 = 1; a power of two up to 256) at path, which must be
+ * absolute, allowed by the allow list, not exist yet and lie in an existing
+ * directory. Built with the configured backend at a temp name next to path
+ * and published without replacing anything (the build-and-publish step of
+ * the templates). On failure nothing is left behind. */
+lcow_code lcow_scratch_create_at(lcow_scratch *sc, const char *path, uint32_t size_gb,
+                                 uint32_t block_size_mb, lcow_error *err);
 
 /* MODE_SHARED: makes <snapshot_dir>/sandbox.vhdx a symbolic link to
  * owner_disk (falling back to a hard link, logged, where symlinks are not

@@ -20,7 +20,6 @@
 #include "core/metastore.h"
 #include "core/os/os.h"
 #include "core/scratch.h"
-#include "core/disk/scratchdisk.h"
 #include "core/snapshotter_internal.h"
 #include "core/os/thread.h"
 
@@ -47,7 +46,6 @@ struct lcow_snapshotter {
      * lock): Cleanup leaves <id> and rm-<id> of these to it. */
     uint64_t *discarding;
     size_t discarding_count, discarding_cap;
-    atomic_uint_fast64_t temp_seq;
     bool no_scratch;
     /* Calls in progress; close waits for them to drain. */
     atomic_uint inflight;
@@ -594,7 +592,6 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
     lcow_cond_init(&s->drained);
     atomic_init(&s->inflight, 0);
     atomic_init(&s->closed, false);
-    atomic_init(&s->temp_seq, 0);
     s->no_scratch = config->no_scratch;
     s->root = strdup(config->root);
     s->snapshots_dir = lcow_path_join(config->root, "snapshots");
@@ -1172,105 +1169,15 @@ static lcow_code cleanup_impl(lcow_snapshotter *s, lcow_error *err)
 
 /* ---------------------------------------------------------------- create scratch */
 
+/* The file side is the scratch policy's (lcow_scratch_create_at); this
+ * call touches no metadata. */
 static lcow_code create_scratch_impl(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                      uint32_t block_size_mb, lcow_error *err)
 {
     lcow_code rc = check_open(s, err);
     if (rc != LCOW_OK)
         return rc;
-    if (!path || !lcow_path_is_absolute(path))
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "scratch path must be absolute (got \"%s\")", path ? path : "");
-    if (size_gb == 0)
-        size_gb = LCOW_SCRATCH_DEFAULT_GB;
-    if (size_gb > LCOW_SCRATCH_MAX_GB)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "scratch size %" PRIu32 " GiB is out of range (1..%u)", size_gb,
-                              LCOW_SCRATCH_MAX_GB);
-    if (block_size_mb == 0)
-        block_size_mb = LCOW_SCRATCH_DEFAULT_BLOCK_MB;
-    if (block_size_mb > 256 || (block_size_mb & (block_size_mb - 1)) != 0)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "block size %" PRIu32 " MiB must be a power of two in 1..256",
-                              block_size_mb);
-    if (s->scratch && (rc = lcow_scratch_path_allowed(s->scratch, path, err)) != LCOW_OK)
-        return rc;
-
-    /* The directory part: everything before the last separator. */
-    size_t n = strlen(path), cut = n;
-    while (cut > 0 && path[cut - 1] != '/' && path[cut - 1] != LCOW_PATH_SEP)
-        cut--;
-    if (cut == 0 || cut == n)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "scratch path %s names no file", path);
-    char *dir = malloc(cut + 1);
-    if (!dir)
-        return oom(err);
-    memcpy(dir, path, cut);
-    dir[cut] = '\0';
-    if (cut > 1 && (dir[cut - 1] == '/' || dir[cut - 1] == LCOW_PATH_SEP) && dir[cut - 2] != ':')
-        dir[cut - 1] = '\0';
-
-    lcow_stat st;
-    rc = lcow_os_stat(dir, &st, err);
-    if (rc == LCOW_OK && (!st.exists || !st.is_dir))
-        rc = lcow_error_set(err, LCOW_NOT_FOUND, "directory %s of scratch path %s does not exist",
-                            dir, path);
-    if (rc == LCOW_OK)
-        rc = lcow_os_stat(path, &st, err);
-    if (rc == LCOW_OK && st.exists)
-        rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s already exists", path);
-    char *tmp = NULL;
-    if (rc == LCOW_OK) {
-        char name[80];
-        lcow_time now = lcow_time_now();
-        snprintf(name, sizeof name,
-                 ".lcowsnap-scratch-%" PRId64 "%09" PRIu32 "-%" PRIuFAST64 ".tmp", now.sec,
-                 now.nsec, (uint_fast64_t)atomic_fetch_add(&s->temp_seq, 1));
-        tmp = lcow_path_join(dir, name);
-        if (!tmp)
-            rc = oom(err);
-    }
-    if (rc == LCOW_OK) {
-        lcow_scratch_disk_options o = {
-            .size_bytes = (uint64_t)size_gb << 30,
-            .block_size_bytes = block_size_mb << 20,
-            .backend = LCOW_SCRATCH_AUTO,
-        };
-        rc = lcow_scratch_disk_create(tmp, &o, err);
-        if (rc == LCOW_OK) {
-            /* Publish without replacing: a hard link fails if a concurrent
-             * CreateScratch got there first; rename (which replaces) only
-             * where the file system has no hard links. */
-            rc = lcow_os_hardlink(tmp, path, err);
-            if (rc != LCOW_OK && rc != LCOW_ALREADY_EXISTS) {
-                LCOW_LOGD("create scratch: no hard link (%s); renaming", err ? err->message : "");
-                rc = lcow_os_stat(path, &st, err);
-                if (rc == LCOW_OK && st.exists)
-                    rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s already exists", path);
-                if (rc == LCOW_OK)
-                    rc = lcow_os_rename(tmp, path, err);
-            }
-            lcow_error e;
-            lcow_code gone = lcow_os_remove(tmp, &e);
-            if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
-                LCOW_LOGW("create scratch: temp file %s left behind: %s", tmp, e.message);
-        }
-        if (rc == LCOW_OK) {
-            rc = lcow_os_sync_dir(dir, err);
-            /* The disk is ours (published exclusively above): a call that
-             * fails must not leave it behind for a retry to trip over. */
-            if (rc != LCOW_OK) {
-                lcow_error e;
-                lcow_code gone = lcow_os_remove(path, &e);
-                if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
-                    LCOW_LOGW("create scratch: %s left behind after a failed sync: %s", path,
-                              e.message);
-            }
-        }
-    }
-    free(tmp);
-    free(dir);
-    return rc;
+    return lcow_scratch_create_at(s->scratch, path, size_gb, block_size_mb, err);
 }
 
 /* ---------------------------------------------------------------- check */

@@ -22,14 +22,9 @@
 
 #include "core/base/errors.h"
 #include "core/base/types.h"
+#include "core/disk/scratchdisk.h" /* lcow_scratch_backend */
 
 typedef struct lcow_snapshotter lcow_snapshotter;
-
-typedef enum lcow_scratch_backend {
-    LCOW_SCRATCH_AUTO = 0, /* virtdisk where it works, else native */
-    LCOW_SCRATCH_NATIVE,
-    LCOW_SCRATCH_VIRTDISK,
-} lcow_scratch_backend;
 
 typedef struct lcow_snapshotter_config {
     const char *root; /* state directory, absolute */

@@ -1,26 +1,10 @@
-/* Windows side of the block sinks: RtlGenRandom and a sink over a disk
- * handle (\\.\PhysicalDriveN of an attached VHDX). */
+/* Windows side of the block sinks: a sink over a disk handle
+ * (\\.\PhysicalDriveN of an attached VHDX). */
 #include "core/disk/blocksink.h"
 
 #include <stdlib.h>
 
 #include <windows.h>
-/* RtlGenRandom is exported by advapi32 as SystemFunction036. */
-#include <ntsecapi.h>
-
-lcow_code lcow_disk_random(void *buf, size_t len, lcow_error *err)
-{
-    unsigned char *p = buf;
-    while (len) {
-        ULONG n = len > 0x10000000u ? 0x10000000u : (ULONG)len;
-        if (!RtlGenRandom(p, n))
-            return lcow_error_set(err, LCOW_INTERNAL, "RtlGenRandom failed (error %lu)",
-                                  (unsigned long)GetLastError());
-        p += n;
-        len -= n;
-    }
-    return LCOW_OK;
-}
 
 typedef struct handle_sink {
     lcow_block_sink base;

@@ -10,6 +10,7 @@
 
 #include "core/disk/byteorder.h"
 #include "core/disk/crc32c.h"
+#include "core/os/os.h"
 
 /* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
  * NULL err into LCOW_INTERNAL. */
@@ -837,13 +838,13 @@ lcow_code lcow_ext4_format(lcow_block_sink *sink, const lcow_ext4_options *opts,
     if (rc)
         return rc;
     if (is_zero16(o.uuid)) {
-        if ((rc = lcow_disk_random(o.uuid, 16, err)))
+        if ((rc = lcow_os_random(o.uuid, 16, err)))
             return rc;
         o.uuid[6] = (uint8_t)((o.uuid[6] & 0x0f) | 0x40); /* RFC 4122 version 4 */
         o.uuid[8] = (uint8_t)((o.uuid[8] & 0x3f) | 0x80);
     }
     if (is_zero16(o.hash_seed)) {
-        if ((rc = lcow_disk_random(o.hash_seed, 16, err)))
+        if ((rc = lcow_os_random(o.hash_seed, 16, err)))
             return rc;
         o.hash_seed[6] = (uint8_t)((o.hash_seed[6] & 0x0f) | 0x40);
         o.hash_seed[8] = (uint8_t)((o.hash_seed[8] & 0x3f) | 0x80);

@@ -10,7 +10,15 @@
 #include <stdint.h>
 
 #include "core/base/errors.h"
-#include "core/snapshotter.h" /* lcow_scratch_backend */
+
+/* How scratch disks are made (--scratch-backend). Declared here, at the
+ * bottom, because this module is the one that acts on it; the snapshotter's
+ * configuration and the scratch policy pass it down unchanged. */
+typedef enum lcow_scratch_backend {
+    LCOW_SCRATCH_AUTO = 0, /* virtdisk where it works, else native */
+    LCOW_SCRATCH_NATIVE,
+    LCOW_SCRATCH_VIRTDISK,
+} lcow_scratch_backend;
 
 #define LCOW_SCRATCH_DEFAULT_GB 20u
 #define LCOW_SCRATCH_MAX_GB 65536u

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/disk/blocksink.h"
 #include "core/disk/byteorder.h"
 #include "core/disk/crc32c.h"
+#include "core/os/os.h"
 
 /* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
  * NULL err into LCOW_INTERNAL. */
@@ -187,7 +187,7 @@ lcow_code lcow_vhdx_params_normalize(const lcow_vhdx_params *in, lcow_vhdx_param
  * version nibble sits in byte 7). */
 static lcow_code random_guid(uint8_t g[16], lcow_error *err)
 {
-    lcow_code rc = lcow_disk_random(g, 16, err);
+    lcow_code rc = lcow_os_random(g, 16, err);
     if (rc)
         return rc;
     g[7] = (uint8_t)((g[7] & 0x0f) | 0x40);

@@ -113,6 +113,12 @@ lcow_code lcow_os_usage(const char *path, int64_t *bytes, int64_t *inodes, lcow_
  * Linux; allocated-range query on Windows). The copy is fsynced. */
 lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err);
 
+/* ---- random bytes ---- */
+
+/* Cryptographically random bytes (getrandom / RtlGenRandom) for UUIDs,
+ * GUIDs and the ext4 hash seed. */
+lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err);
+
 /* ---- process ---- */
 
 /* Sets the allocator up for a long-running service with many threads: on

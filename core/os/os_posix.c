@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -605,6 +606,21 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
         unlink(dst); /* a failed copy leaves nothing behind */
         return lcow_error_set(err, code_of_errno(e), "copy %s -> %s: %s %s: %s", src, dst, step,
                               dst, strerror(e));
+    }
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = getrandom((char *)buf + done, len - done, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return lcow_error_set(err, LCOW_INTERNAL, "getrandom: %s", strerror(errno));
+        }
+        done += (size_t)n;
     }
     return LCOW_OK;
 }

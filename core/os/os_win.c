@@ -5,6 +5,8 @@
 
 #include <windows.h>
 #include <winioctl.h>
+/* RtlGenRandom is exported by advapi32 as SystemFunction036. */
+#include <ntsecapi.h>
 
 #include <process.h>
 #include <stdio.h>
@@ -1055,6 +1057,20 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
     }
     free(ws);
     free(wd);
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err)
+{
+    unsigned char *p = buf;
+    while (len) {
+        ULONG n = len > 0x10000000u ? 0x10000000u : (ULONG)len;
+        if (!RtlGenRandom(p, n))
+            return lcow_error_set(err, LCOW_INTERNAL, "RtlGenRandom failed (error %lu)",
+                                  (unsigned long)GetLastError());
+        p += n;
+        len -= n;
+    }
     return LCOW_OK;
 }
 

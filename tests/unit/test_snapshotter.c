@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "core/disk/vdisk.h"
 #include "core/metastore.h"
 #include "core/os/os.h"
 #include "core/snapshotter.h"
@@ -1602,6 +1603,34 @@ static void create_scratch_validates_path(void **state)
     free(target);
 }
 
+/* CreateScratch builds with the configured --scratch-backend, as Prepare
+ * does (it used to hard-code auto, so "virtdisk" and "native" were ignored).
+ * virtdisk is unusable natively and under Wine: asking for it must fail the
+ * same way for both calls and leave nothing behind. */
+static void create_scratch_uses_configured_backend(void **state)
+{
+    fixture *f = *state;
+    char why[160];
+    if (lcow_vdisk_usable(why, sizeof why))
+        skip(); /* a Windows host with virtdisk: the build would succeed */
+    lcow_snapshotter_free(f->s);
+    lcow_snapshotter_config c = {.root = f->root, .scratch_backend = LCOW_SCRATCH_VIRTDISK};
+    lcow_error err;
+    f->s = NULL;
+    ok(lcow_snapshotter_open(&c, &f->s, &err), &err);
+    char *target = lcow_path_join(f->root, "virt.vhdx");
+    assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 1, 0, &err),
+                     LCOW_NOT_IMPLEMENTED);
+    assert_non_null(strstr(err.message, "virtdisk"));
+    assert_false(stat_path(target).exists);
+    int temps = 0;
+    ok(lcow_os_list_dir(f->root, count_temp, &temps, &err), &err);
+    assert_int_equal(temps, 0);
+    assert_int_equal(prep_scratch(f->s, "c1", NULL, &err), LCOW_NOT_IMPLEMENTED);
+    assert_non_null(strstr(err.message, "virtdisk"));
+    free(target);
+}
+
 /* ------------------------------------------------------------ kill at any instant */
 
 /* The child mode of this executable: runs a random mix of operations on
@@ -1760,6 +1789,7 @@ int main(int argc, char **argv)
         T(scratch_failures_leave_nothing),
         T(scratch_creation_blocks_no_one),
         T(create_scratch_validates_path),
+        T(create_scratch_uses_configured_backend),
         T(killed_at_any_instant_reopens_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
