@@ -125,7 +125,7 @@ static outcome read_blob(const uint8_t *blob, size_t blob_len, const char *path,
                 : lcow_blob_open_memory(blob, blob_len, opts, &b, &o.err);
     if (o.rc)
         return o;
-    size_t cap = 1 * MiB;
+    size_t cap = 64 * KiB;
     o.data = malloc(cap);
     assert_non_null(o.data);
     unsigned step = 0;
@@ -450,6 +450,7 @@ static void every_prefix_fails(const uint8_t *blob, size_t len, lcow_blob_format
         for (int sync = 1; sync >= (cut % 61 == 0 ? 0 : 1); sync--) {
             lcow_blob_options o = {
                 .synchronous = sync,
+                .ring_bytes = 64 * KiB,
                 .media_type = f == LCOW_BLOB_GZIP ? "application/vnd.oci.image.layer.v1.tar+gzip"
                                                   : "application/vnd.oci.image.layer.v1.tar+zstd"};
             outcome out = read_blob(blob, cut, NULL, &o, READ_BIG);
