@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/disk/blocksink.h"
 #include "core/disk/byteorder.h"
 #include "core/disk/sha256.h"
 #include "core/os/thread.h"
@@ -51,6 +50,8 @@ struct lcow_verity_hasher {
     uint64_t blocks_end; /* one past the highest block fed */
     lcow_code level0_rc;
     lcow_error level0_err;
+    lcow_code callback_rc; /* first failure of a feed through lcow_verity_on_final */
+    lcow_error callback_err;
 
     /* threaded queue, under mu */
     lcow_mutex mu;
@@ -111,7 +112,7 @@ lcow_code lcow_verity_superblock_make(uint64_t data_blocks, const uint8_t uuid[1
     if (uuid) {
         memcpy(out + 16, uuid, 16);
     } else {
-        lcow_code rc = lcow_disk_random(out + 16, 16, err);
+        lcow_code rc = lcow_os_random(out + 16, 16, err);
         if (rc)
             return lcow_error_wrap(err, "verity superblock uuid");
         out[16 + 6] = (uint8_t)((out[16 + 6] & 0x0f) | 0x40); /* version 4 */
@@ -431,6 +432,13 @@ lcow_code lcow_verity_hasher_feed(lcow_verity_hasher *h, uint64_t offset, const 
     return LCOW_OK;
 }
 
+void lcow_verity_on_final(void *ctx, uint64_t offset, const void *data, size_t len)
+{
+    lcow_verity_hasher *h = ctx;
+    if (h->callback_rc == LCOW_OK)
+        h->callback_rc = lcow_verity_hasher_feed(h, offset, data, len, &h->callback_err);
+}
+
 /* Level-0 page i as 4096 bytes: NULL pages are all zero-block hashes. */
 static const uint8_t *level0_page(const lcow_verity_hasher *h, uint64_t i, const uint8_t *zero_page)
 {
@@ -445,6 +453,11 @@ lcow_code lcow_verity_hasher_finish(lcow_verity_hasher *h, uint64_t data_bytes,
     stop_worker(h);
     free_queue(h);
     h->finished = true;
+    if (h->callback_rc) {
+        if (err)
+            *err = h->callback_err;
+        return h->callback_rc;
+    }
     if (h->level0_rc) {
         if (err)
             *err = h->level0_err;

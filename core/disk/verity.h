@@ -102,6 +102,11 @@ lcow_code lcow_verity_hasher_create(const lcow_verity_options *opts, lcow_verity
 lcow_code lcow_verity_hasher_feed(lcow_verity_hasher *h, uint64_t offset, const void *data,
                                   size_t len, lcow_error *err);
 
+/* The ext4 writer's on_final callback (lcow_ext4_final_fn) with ctx = the
+ * hasher: lcow_verity_hasher_feed, whose first error (the callback returns
+ * nothing) is kept and returned by lcow_verity_hasher_finish. */
+void lcow_verity_on_final(void *ctx, uint64_t offset, const void *data, size_t len);
+
 /* The data area is data_bytes long (a non-zero multiple of 4096, no block fed
  * beyond it): waits for the queue to drain, stops the worker, builds the
  * upper levels and writes the root hash to root (may be NULL). Once only. */

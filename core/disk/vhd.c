@@ -3,8 +3,6 @@
 
 #include <string.h>
 
-#include "core/disk/blocksink.h"
-
 #define VHD_EPOCH_UNIX 946684800 /* 2000-01-01 00:00:00 UTC */
 #define OFF_CHECKSUM 64
 #define OFF_RESERVED 85
@@ -81,7 +79,7 @@ lcow_code lcow_vhd_footer_fixed(uint64_t disk_bytes, const uint8_t unique_id[16]
     if (unique_id) {
         memcpy(f.unique_id, unique_id, 16);
     } else {
-        lcow_code rc = lcow_disk_random(f.unique_id, sizeof f.unique_id, err);
+        lcow_code rc = lcow_os_random(f.unique_id, sizeof f.unique_id, err);
         if (rc)
             return lcow_error_wrap(err, "VHD footer unique id");
         f.unique_id[6] = (uint8_t)((f.unique_id[6] & 0x0f) | 0x40); /* version 4 */

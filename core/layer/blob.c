@@ -688,6 +688,11 @@ lcow_code lcow_blob_read_callback(void *ctx, void *buf, size_t len, size_t *got,
     return lcow_blob_read(ctx, buf, len, got, err);
 }
 
+lcow_code lcow_blob_read_view_callback(void *ctx, const void **data, size_t *len, lcow_error *err)
+{
+    return lcow_blob_read_view(ctx, data, len, err);
+}
+
 lcow_code lcow_blob_finish(lcow_blob *b, lcow_blob_result *out, lcow_error *err)
 {
     if (b->finished)

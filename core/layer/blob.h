@@ -91,15 +91,17 @@ lcow_blob_format lcow_blob_format_of(const lcow_blob *b);
  * digest verified. Blocks while the decoder is behind. */
 lcow_code lcow_blob_read(lcow_blob *b, void *buf, size_t len, size_t *got, lcow_error *err);
 
-/* The tar driver's source callback: lcow_blob_read with ctx = the blob. */
-typedef lcow_code (*lcow_blob_read_fn)(void *ctx, void *buf, size_t len, size_t *got,
-                                       lcow_error *err);
+/* lcow_blob_read with ctx = the blob: the shape of the tar reader's read
+ * callback (lcow_tar_read_fn). */
 lcow_code lcow_blob_read_callback(void *ctx, void *buf, size_t len, size_t *got, lcow_error *err);
 
 /* Zero-copy read (libarchive's read callback wants exactly this): points
  * *data at the next *len >= 1 decoded bytes inside the ring, valid until the
  * next read, read_view, finish or close; *len = 0 at the end of the stream. */
 lcow_code lcow_blob_read_view(lcow_blob *b, const void **data, size_t *len, lcow_error *err);
+
+/* The same with ctx = the blob: the tar reader's view callback. */
+lcow_code lcow_blob_read_view_callback(void *ctx, const void **data, size_t *len, lcow_error *err);
 
 /* Consumes (and hashes) whatever the caller has not read (a tar's zero
  * padding after its end marker counts toward the diffID), waits for the

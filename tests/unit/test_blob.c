@@ -132,8 +132,8 @@ static outcome read_blob(const uint8_t *blob, size_t blob_len, const char *path,
     while (st != READ_NONE) {
         const void *p;
         size_t n;
-        if (st == READ_VIEW) {
-            o.rc = lcow_blob_read_view(b, &p, &n, &o.err);
+        if (st == READ_VIEW) { /* as the tar reader does it */
+            o.rc = lcow_blob_read_view_callback(b, &p, &n, &o.err);
         } else {
             size_t want = st == READ_BIG ? 64 * KiB : 1 + (step++ * 7) % 4000;
             if (o.len + want > cap) {
@@ -141,7 +141,8 @@ static outcome read_blob(const uint8_t *blob, size_t blob_len, const char *path,
                 o.data = realloc(o.data, cap);
                 assert_non_null(o.data);
             }
-            o.rc = lcow_blob_read(b, o.data + o.len, want, &n, &o.err);
+            o.rc = st == READ_BIG ? lcow_blob_read_callback(b, o.data + o.len, want, &n, &o.err)
+                                  : lcow_blob_read(b, o.data + o.len, want, &n, &o.err);
             if (o.rc == LCOW_OK)
                 assert_true(n <= want);
             p = NULL;

@@ -145,9 +145,9 @@ static void feed(lcow_verity_hasher *h, const uint8_t *d, size_t blocks, order o
         assert_int_equal(lcow_verity_hasher_feed(h, 0, d, blocks * BS, &err), LCOW_OK);
         return;
     }
-    if (o == ORDER_BLOCKS) {
+    if (o == ORDER_BLOCKS) { /* through the ext4 writer's callback */
         for (size_t i = 0; i < blocks; i++)
-            assert_int_equal(lcow_verity_hasher_feed(h, i * BS, d + i * BS, BS, &err), LCOW_OK);
+            lcow_verity_on_final(h, i * BS, d + i * BS, BS);
         return;
     }
     if (o == ORDER_SHUFFLED) {
@@ -377,6 +377,16 @@ static void bad_calls(void **state)
         assert_int_equal(lcow_verity_hasher_finish(h, BS + 512, NULL, &err), LCOW_INVALID_ARGUMENT);
         lcow_verity_hasher_free(h);
     }
+    /* Through the writer's callback (no return value): the first bad range
+     * surfaces at finish. */
+    assert_int_equal(lcow_verity_hasher_create(NULL, &h, &err), LCOW_OK);
+    lcow_verity_on_final(h, 0, block, BS);
+    lcow_verity_on_final(h, 100, block, BS);
+    lcow_verity_on_final(h, 3 * BS, block, 7);
+    assert_int_equal(lcow_verity_hasher_finish(h, 3 * BS, NULL, &err), LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "at 100 of 4096 bytes is not 4096-aligned"));
+    lcow_verity_hasher_free(h);
+
     /* Abandoned mid-way with a full queue: free stops the worker. */
     lcow_verity_options o = {.threaded = true, .queue_bytes = 8192};
     assert_int_equal(lcow_verity_hasher_create(&o, &h, &err), LCOW_OK);
