@@ -1,6 +1,7 @@
 #include "core/base/errors.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,27 +18,90 @@ static const char *const code_names[LCOW_CODE_COUNT] = {
     [LCOW_INTERNAL] = "Internal",
 };
 
-/* A message longer than LCOW_ERROR_MESSAGE_MAX keeps its head (the cause:
- * the operation and where) and its tail (the OS error text, the remedy) and
- * loses its middle, which is where long paths sit; a cut never splits a
- * UTF-8 sequence, so the message stays valid UTF-8 for the protocol. */
+/* A message longer than LCOW_ERROR_MESSAGE_MAX keeps every word: its long
+ * space-separated tokens (paths, mostly) are shortened in their middle, to
+ * the largest common length that makes the message fit, so the cause (the
+ * operation, at the head) and the remedy and the OS error text (at the tail)
+ * survive whatever the path length; a path keeps its start and, longer, its
+ * end (the file name). Only if that is not enough is the middle of the whole
+ * message cut. A cut never splits a UTF-8 sequence, so the message stays
+ * valid UTF-8 for the protocol. */
 #define ELLIPSIS "[...]"
+#define ELLIPSIS_LEN (sizeof ELLIPSIS - 1)
+#define MIN_TOKEN 32 /* a shortened token keeps at least this many bytes */
 
-static void fit(char out[LCOW_ERROR_MESSAGE_MAX], const char *s, size_t n)
+static bool is_continuation(char c)
 {
-    if (n < LCOW_ERROR_MESSAGE_MAX) {
-        memcpy(out, s, n + 1);
-        return;
+    return ((unsigned char)c & 0xC0) == 0x80;
+}
+
+/* Copies s[0..n) to out (room for n + 1) with its middle replaced by the
+ * ellipsis so that it is at most max bytes; returns the length written. */
+static size_t cut_middle(char *out, const char *s, size_t n, size_t max)
+{
+    if (n <= max) {
+        memmove(out, s, n);
+        return n;
     }
-    size_t keep = LCOW_ERROR_MESSAGE_MAX - 1 - (sizeof ELLIPSIS - 1);
-    size_t head = keep / 2, tail_at = n - (keep - head);
-    while (head > 0 && ((unsigned char)s[head] & 0xC0) == 0x80)
+    size_t keep = max - ELLIPSIS_LEN;
+    size_t head = keep / 3, tail_at = n - (keep - head);
+    while (head > 0 && is_continuation(s[head]))
         head--;
-    while (tail_at < n && ((unsigned char)s[tail_at] & 0xC0) == 0x80)
+    while (tail_at < n && is_continuation(s[tail_at]))
         tail_at++;
-    memcpy(out, s, head);
-    memcpy(out + head, ELLIPSIS, sizeof ELLIPSIS - 1);
-    memcpy(out + head + sizeof ELLIPSIS - 1, s + tail_at, n - tail_at + 1);
+    memmove(out, s, head);
+    memmove(out + head, ELLIPSIS, ELLIPSIS_LEN);
+    memmove(out + head + ELLIPSIS_LEN, s + tail_at, n - tail_at);
+    return head + ELLIPSIS_LEN + (n - tail_at);
+}
+
+/* With out == NULL only measures: the length of s[0..n) with every token
+ * longer than cap cut to cap bytes. */
+static size_t cap_tokens(char *out, const char *s, size_t n, size_t cap)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && s[j] != ' ')
+            j++;
+        size_t t = j - i;
+        if (t > cap && out)
+            len += cut_middle(out + len, s + i, t, cap);
+        else if (t > cap)
+            len += cap;
+        else {
+            if (out)
+                memmove(out + len, s + i, t);
+            len += t;
+        }
+        if (j < n) {
+            if (out)
+                out[len] = ' ';
+            len++;
+        }
+        i = j + 1;
+    }
+    return len;
+}
+
+static void fit(char out[LCOW_ERROR_MESSAGE_MAX], char *s, size_t n)
+{
+    const size_t max = LCOW_ERROR_MESSAGE_MAX - 1;
+    if (n > max) {
+        size_t lo = MIN_TOKEN, hi = n; /* the largest cap that fits, if any */
+        if (cap_tokens(NULL, s, n, lo) <= max) {
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo + 1) / 2;
+                if (cap_tokens(NULL, s, n, mid) <= max)
+                    lo = mid;
+                else
+                    hi = mid - 1;
+            }
+        }
+        n = cap_tokens(s, s, n, lo); /* in place: the output never overtakes the input */
+    }
+    n = cut_middle(out, s, n, max);
+    out[n] = '\0';
 }
 
 static void vformat_fit(char out[LCOW_ERROR_MESSAGE_MAX], const char *fmt, va_list ap)

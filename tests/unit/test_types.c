@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,7 +105,38 @@ static void long_messages_keep_cause_and_remedy(void **state)
         assert_true(lcow_utf8_valid(err.message, n));
         free(path);
     }
-    lcow_error err; /* a message that fits is unchanged */
+    /* Every word survives: only the long tokens (the paths) are shortened. */
+    char a[700], b[900];
+    memset(a, 'a', sizeof a - 1);
+    a[0] = '/';
+    a[sizeof a - 1] = '\0';
+    memset(b, 'b', sizeof b - 1);
+    b[0] = '/';
+    memcpy(b + sizeof b - 12, "/state.file", 12);
+    lcow_error err;
+    lcow_error_set(&err, LCOW_FAILED_PRECONDITION,
+                   "--root: state directory %s is not writable: create %s: permission denied", a,
+                   b);
+    size_t n = strlen(err.message);
+    assert_true(n < LCOW_ERROR_MESSAGE_MAX);
+    if (!strstr(err.message, "--root: state directory /aaa") ||
+        !strstr(err.message, " is not writable: create /bbb") ||
+        !strstr(err.message, "/state.file: permission denied") ||
+        strcmp(err.message + n - 17, "permission denied") != 0)
+        fail_msg("a word was lost: %s", err.message);
+    /* Too many words for the record: the middle of the message goes. */
+    char many[3000];
+    size_t at = 0;
+    at += (size_t)snprintf(many, sizeof many, "cause:");
+    while (at < 2000)
+        at += (size_t)snprintf(many + at, sizeof many - at, " w%zu", at);
+    snprintf(many + at, sizeof many - at, " remedy");
+    lcow_error_set(&err, LCOW_INTERNAL, "%s", many);
+    n = strlen(err.message);
+    assert_true(n < LCOW_ERROR_MESSAGE_MAX);
+    assert_true(strncmp(err.message, "cause: ", 7) == 0);
+    assert_string_equal(err.message + n - 7, " remedy");
+    /* a message that fits is unchanged */
     lcow_error_set(&err, LCOW_NOT_FOUND, "%s", "short");
     assert_string_equal(err.message, "short");
 }
