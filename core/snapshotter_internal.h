@@ -1,18 +1,105 @@
-/* Internals of the snapshotter shared with its tests and benchmark (not a
- * public contract). */
+/* Internals of the snapshotter, shared by its files and with its tests and
+ * benchmark (not a public contract):
+ *
+ *   snapshotter.c           the contract operations, open/close, the call guard
+ *   mounts.c                the lcow-layer mount and its parentLayerPaths JSON
+ *   snapshotter_recovery.c  orphan sweeps at open and in Cleanup
+ *   snapshotter_check.c     lcow_snapshotter_check (the invariant checker)
+ *
+ * Locking: s->lock (the writer lock) guards metadata read-validate-write and
+ * the in-memory reservations (pending, discarding); slow file work runs
+ * outside it; readers use LevelDB snapshots and never take it. */
 #ifndef LCOW_SNAPSHOTTER_INTERNAL_H
 #define LCOW_SNAPSHOTTER_INTERNAL_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/metastore.h"
+#include "core/os/thread.h"
+#include "core/scratch.h"
 #include "core/snapshotter.h"
+
+/* A Prepare between its two phases: the key is reserved, its directory is
+ * being built, its parent and shared disk must not go away. */
+typedef struct lcow_snapshotter_pending {
+    char *key;
+    char *parent;
+    uint64_t id;
+    uint64_t disk_id; /* shared disk it links to, 0 = none */
+} lcow_snapshotter_pending;
+
+struct lcow_snapshotter {
+    char *root;
+    char *snapshots_dir;
+    char *tmp_dir;
+    lcow_metastore *ms;
+    lcow_scratch *scratch;
+    lcow_mutex lock; /* writer lock */
+    atomic_bool closed;
+    lcow_snapshotter_pending *pending;
+    size_t pending_count, pending_cap;
+    /* Ids whose directories a Remove is deleting right now (outside the
+     * lock): Cleanup leaves <id> and rm-<id> of these to it. */
+    uint64_t *discarding;
+    size_t discarding_count, discarding_cap;
+    bool no_scratch;
+    /* Calls in progress; close waits for them to drain. */
+    atomic_uint inflight;
+    lcow_mutex drain_lock;
+    lcow_cond drained;
+};
+
+/* ---- snapshotter.c ---- */
+
+/* RESOURCE_EXHAUSTED "out of memory". */
+lcow_code lcow_snapshotter_oom(lcow_error *err);
+/* UNAVAILABLE once the store is closed. */
+lcow_code lcow_snapshotter_check_open(lcow_snapshotter *s, lcow_error *err);
+
+/* Every public call runs between enter and leave, so close never frees the
+ * store under a running call (the read path only touches an atomic). */
+lcow_code lcow_snapshotter_enter(lcow_snapshotter *s, lcow_error *err);
+void lcow_snapshotter_leave(lcow_snapshotter *s);
+
+/* The body of a public call: `call` runs between enter and leave. */
+#define LCOW_SNAPSHOTTER_CALL(s, err, call)                                                        \
+    do {                                                                                           \
+        lcow_code rc_ = lcow_snapshotter_enter((s), (err));                                        \
+        if (rc_ != LCOW_OK)                                                                        \
+            return rc_;                                                                            \
+        rc_ = (call);                                                                              \
+        lcow_snapshotter_leave(s);                                                                 \
+        return rc_;                                                                                \
+    } while (0)
 
 /* <root>/snapshots/<id>, malloc'd. */
 char *lcow_snapshotter_dir_of(const lcow_snapshotter *s, uint64_t id);
 
+/* Parses a decimal id directory name ("17"); false for anything else. */
+bool lcow_snapshotter_parse_id(const char *name, uint64_t *id);
+
+/* ---- mounts.c ---- */
+
+/* The single lcow-layer mount of an active or view record (FailedPrecondition
+ * for a committed one), read through view (NULL = the current state). */
+lcow_code lcow_snapshotter_build_mounts(lcow_snapshotter *s, const lcow_meta_view *view,
+                                        const lcow_meta_record *rec, lcow_mounts *mounts,
+                                        lcow_error *err);
+
 /* paths as a JSON array the way Go's encoding/json writes []string (never
  * null: an empty list is "[]"), malloc'd. */
 char *lcow_snapshotter_json_paths(const char *const *paths, size_t count);
+
+/* ---- snapshotter_recovery.c ---- */
+
+/* Removes the directories in snapshots/ that no record, retained disk,
+ * Prepare in flight or Remove in progress names, then stale scratch temp
+ * files. at_open (nothing else runs yet): also empties tmp/ and treats every
+ * unknown directory as an orphan. Best effort: the first failure is
+ * reported, the rest still goes. */
+lcow_code lcow_snapshotter_sweep_orphans(lcow_snapshotter *s, bool at_open, lcow_error *err);
 
 #endif
