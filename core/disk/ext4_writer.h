@@ -35,8 +35,9 @@
  *     orphaned inode is released) instead of failing.
  *
  * Output: the writer creates the file itself. Data goes through a write
- * buffer (1 MiB by default) in large sequential writes; a regular file's
- * data larger than the buffer is written straight from the caller's memory.
+ * buffer (512 KiB by default) in large sequential writes; pieces of a file's
+ * data of 32 KiB or more skip the buffer when it is empty and go to the file
+ * straight from the caller's memory.
  * The only writes to earlier offsets are a rewritten xattr block (when an
  * inode that has one is updated) and, at finish, blocks 0..G.
  *
@@ -115,7 +116,7 @@ typedef struct lcow_ext4_writer_options {
     bool inline_data; /* files up to 136 bytes live in the inode (tar2ext4 -inline) */
     lcow_ext4_final_fn on_final;
     void *on_final_ctx;
-    size_t buffer_bytes; /* write buffer; 0 = 1 MiB; rounded to whole blocks, >= 64 KiB */
+    size_t buffer_bytes; /* write buffer; 0 = 512 KiB; rounded to whole blocks, >= 64 KiB */
     bool exclusive;      /* fail with ALREADY_EXISTS if path exists (else truncate it) */
 } lcow_ext4_writer_options;
 

@@ -9,7 +9,7 @@
 
 #define BLK 512u
 #define MAX_SPECIAL (1u << 20) /* Go's maxSpecialFileSize: PAX data, GNU long names */
-#define READ_BUF (1u << 20)
+#define READ_BUF (64u * 1024) /* small enough to stay in L2 until written out */
 
 enum { F_UNKNOWN, F_V7, F_USTAR, F_GNU, F_STAR };
 

@@ -21,7 +21,7 @@
  *     an entry's data. The end anywhere else (inside a header or data) is a
  *     truncated archive.
  *
- * Memory: a 1 MiB input buffer when reading through read(), the current
+ * Memory: a 64 KiB input buffer when reading through read(), the current
  * header's strings (PAX data and GNU long names are limited to 1 MiB each
  * as in Go) and a sparse map (limited by the PAX data or by the extension
  * headers actually present). Entry data is handed out as views of the input,
