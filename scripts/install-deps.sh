@@ -4,10 +4,11 @@
 # Idempotent, and quiet when everything is already there.
 #  --native: apt-get installs the Debian packages the native build, the tests
 #            and later tooling need (only the missing ones).
-#  --win64:  cross-builds LevelDB, msgpack-c, cmocka and PCRE2 for Windows x64
-#            from Debian's own source packages (`apt-get source`, adding a
-#            deb-src entry when the machine has none) with the mingw-w64
-#            *posix* compilers, into build/deps/win64 (static libs + headers).
+#  --win64:  cross-builds LevelDB, msgpack-c, cmocka, PCRE2, zlib, zstd,
+#            libarchive, nettle, nghttp2 and protobuf-c for Windows x64 from
+#            Debian's own source packages (`apt-get source`, adding a deb-src
+#            entry when the machine has none) with the mingw-w64 *posix*
+#            compilers, into build/deps/win64 (static libs + headers).
 #            Each library has a stamp file; only missing ones are rebuilt.
 #
 # Thread model: LevelDB's port layer uses std::mutex/std::condition_variable,
@@ -36,7 +37,7 @@ for arg in "$@"; do
     --native) want_native=1 ;;
     --win64) want_win64=1 ;;
     -h | --help)
-      sed -n '2,20p' "$0"
+      sed -n '2,21p' "$0"
       exit 0
       ;;
     *)
@@ -81,17 +82,22 @@ apt_quiet() {
 
 # ---------------------------------------------------------------- apt packages
 # Build: compilers, cmake, ninja, mingw (posix thread model), clang for fuzzing.
-# Deps: native -dev packages, and dpkg-dev for `apt-get source`.
+# Deps: native -dev packages, protoc-c (protobuf-c-compiler, run at build time
+# in both builds), dpkg-dev for `apt-get source`, m4 for nettle's assembly.
 # Tests/tools: wine, qemu-img and e2fsprogs (external checkers of the VHDX and
-# ext4 writers), python3-msgpack (independent client), msitools + wixl (MSI).
+# ext4 writers), python3-msgpack (independent client), zstd and gzip (layer
+# blobs), veritysetup (cryptsetup-bin), stress-ng, msitools + wixl (MSI).
 packages=(
   make git ca-certificates xz-utils
   gcc g++ cmake ninja-build clang libclang-rt-14-dev clang-format
   mingw-w64 gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64
   wine wine64
   libleveldb-dev libmsgpack-dev libcmocka-dev libpcre2-dev
-  dpkg-dev
+  zlib1g-dev libzstd-dev libarchive-dev nettle-dev libnghttp2-dev
+  libprotobuf-c-dev protobuf-c-compiler
+  dpkg-dev m4
   qemu-utils e2fsprogs python3 python3-msgpack
+  zstd gzip cryptsetup-bin stress-ng
   msitools wixl zip
 )
 
@@ -162,62 +168,131 @@ fetch_source() {
   echo "$dir"
 }
 
-# build_lib NAME SRC-PACKAGE CMAKE-ARGS...: configure, build and install one
-# library with the mingw toolchain; Release, static, no tests/examples.
-build_lib() {
-  local name=$1 pkg=$2
-  shift 2
+# run_build NAME SRC-PACKAGE[/SUBDIR] STEP ARGS...: the part every library
+# build shares. Skips a stamped library; unpacks the source package; runs
+# `STEP SRCDIR ARGS...` in a fresh work directory with its output in
+# build/deps/logs/NAME.log (the last 40 lines are shown when it fails); then
+# stamps it and says how long it took: wall clock, and the CPU seconds of the
+# build (the figure that does not depend on what else runs on the machine).
+run_build() {
+  local name=$1 pkg=${2%%/*} sub=${2#"${2%%/*}"} step=$3
+  shift 3
   local stamp=$prefix/.stamp-$name
   [ -f "$stamp" ] && return 0
   local src bdir log start
   start=$(date +%s)
-  src=$(fetch_source "$pkg")
+  src=$(fetch_source "$pkg")$sub
   bdir=$work_dir/$name
   log=$log_dir/$name.log
   mkdir -p "$log_dir"
   rm -rf "$bdir"
-  say "building $name for win64 from $(basename "$src") (log: ${log#"$root"/})"
-  if ! {
-    cmake -S "$src" -B "$bdir" -G Ninja \
-      -DCMAKE_TOOLCHAIN_FILE="$toolchain" \
-      -DLCOW_DEPS_PREFIX="$prefix" \
-      -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_INSTALL_PREFIX="$prefix" \
-      -DBUILD_SHARED_LIBS=OFF \
-      "$@" &&
-      cmake --build "$bdir" -j "$jobs" &&
-      cmake --install "$bdir"
-  } >"$log" 2>&1; then
+  mkdir -p "$bdir"
+  say "building $name for win64 from $(basename "${src%"$sub"}") (log: ${log#"$root"/})"
+  if ! (cd "$bdir" && TIMEFORMAT='lcow-cpu: %3U %3S' && time "$step" "$src" "$@") >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     die "building $name failed; full log in $log"
   fi
   rm -rf "$bdir"
   touch "$stamp"
-  say "built $name in $(($(date +%s) - start)) s"
+  say "built $name in $(($(date +%s) - start)) s ($(awk '/^lcow-cpu:/ { printf "%.0f", $2 + $3 }' "$log") s CPU)"
 }
 
+cmake_step() {
+  local src=$1
+  shift
+  cmake -S "$src" -B . -G Ninja \
+    -DCMAKE_TOOLCHAIN_FILE="$toolchain" \
+    -DLCOW_DEPS_PREFIX="$prefix" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_INSTALL_PREFIX="$prefix" \
+    -DBUILD_SHARED_LIBS=OFF \
+    "$@" &&
+    cmake --build . -j "$jobs" &&
+    cmake --install .
+}
+
+# Debian's patches can leave an autotools input newer than the output shipped
+# in the tarball (nettle's fPIC.patch edits aclocal.m4, libarchive's edit
+# Makefile.am), and make would then rerun autoheader/automake, which are not
+# installed. The shipped configure and Makefile.in are the right ones.
+no_regen=(AUTOCONF=: AUTOHEADER=: AUTOMAKE=: ACLOCAL=: AUTOM4TE=:)
+
+autotools_step() {
+  local src=$1
+  shift
+  "$src/configure" --host=x86_64-w64-mingw32 --prefix="$prefix" \
+    --disable-shared --enable-static \
+    CC=x86_64-w64-mingw32-gcc-posix CXX=x86_64-w64-mingw32-g++-posix CFLAGS=-O2 \
+    "$@" &&
+    make -j "$jobs" "${no_regen[@]}" &&
+    make install "${no_regen[@]}"
+}
+
+# zlib's configure is its own script (CHOST, not --host); Debian's source
+# drops win32/ (the DLL's resource file), so zlib's CMake cannot build at all.
+# Only the static library is built.
+zlib_step() {
+  local src=$1
+  CHOST=x86_64-w64-mingw32 CC=x86_64-w64-mingw32-gcc-posix CFLAGS=-O2 \
+    "$src/configure" --static --prefix="$prefix" &&
+    make -j "$jobs" libz.a &&
+    make install
+}
+
+# build_lib NAME SRC-PACKAGE[/SUBDIR] CMAKE-ARGS...: configure, build and
+# install one CMake library with the mingw toolchain; Release, static, no
+# tests/examples. SUBDIR: where the CMakeLists.txt is, when not at the top.
+build_lib() {
+  local name=$1 pkg=$2
+  shift 2
+  run_build "$name" "$pkg" cmake_step "$@"
+}
+
+# build_autotools_lib NAME SRC-PACKAGE CONFIGURE-ARGS...: the same for an
+# autotools library: configure --host=x86_64-w64-mingw32 with the posix
+# compilers, --disable-shared --enable-static, -O2 without -g; make; make install.
+build_autotools_lib() {
+  local name=$1 pkg=$2
+  shift 2
+  run_build "$name" "$pkg" autotools_step "$@"
+}
+
+win64_libs=(leveldb msgpack-c cmocka pcre2 libarchive zlib zstd nettle nghttp2 protobuf-c)
+
 build_win64() {
-  local libs=(leveldb msgpack-c cmocka pcre2) missing=0 l
-  for l in "${libs[@]}"; do
+  local missing=0 l
+  for l in "${win64_libs[@]}"; do
     [ -f "$prefix/.stamp-$l" ] || missing=1
   done
   [ $missing = 0 ] && return 0
   command -v x86_64-w64-mingw32-g++-posix >/dev/null ||
     die "x86_64-w64-mingw32-g++-posix missing (run with --native first)"
+  command -v m4 >/dev/null || die "m4 missing (nettle's assembly needs it; run with --native first)"
   add_deb_src
   mkdir -p "$prefix"
-  # Two lanes, one core each: LevelDB is mostly compiling, the other three
-  # are mostly single-threaded configure checks. The prefix's headers and
-  # libraries do not overlap, so the installs cannot collide.
+  # Two lanes. libarchive, the longest build by far (about 170 CPU seconds,
+  # 130 files), alone in one, its make using every core: the other lane, one
+  # core, is LevelDB and the rest, much of it single-threaded configure
+  # checks, so libarchive soaks up the idle core. The libraries' headers and
+  # archives do not overlap in the prefix, so the installs cannot collide.
   local lane_jobs=$(((jobs + 1) / 2))
+  (
+    # Tar reading is all lcowsnap needs: no compression filters (zlib and
+    # zstd are used directly), no crypto/XML/iconv/ACL/xattr/regex, no
+    # programs. Autotools rather than CMake: libarchive's CMake always builds
+    # the DLL and the static library, compiling every source twice.
+    build_autotools_lib libarchive libarchive \
+      --disable-maintainer-mode --disable-bsdtar --disable-bsdcat --disable-bsdcpio \
+      --disable-acl --disable-xattr --disable-posix-regex-lib \
+      --without-zlib --without-bz2lib --without-libb2 --without-iconv --without-lz4 \
+      --without-zstd --without-lzma --without-cng --without-openssl --without-xml2 \
+      --without-expat --without-mbedtls --without-nettle
+  ) &
+  local archive_lane=$!
   (
     jobs=$lane_jobs
     build_lib leveldb leveldb \
       -DLEVELDB_BUILD_TESTS=OFF -DLEVELDB_BUILD_BENCHMARKS=OFF -DLEVELDB_INSTALL=ON
-  ) &
-  local leveldb_lane=$!
-  (
-    jobs=$lane_jobs
     build_lib msgpack-c msgpack-c \
       -DMSGPACK_ENABLE_SHARED=OFF -DMSGPACK_ENABLE_STATIC=ON \
       -DMSGPACK_BUILD_TESTS=OFF -DMSGPACK_BUILD_EXAMPLES=OFF
@@ -228,10 +303,34 @@ build_win64() {
       -DBUILD_STATIC_LIBS=ON -DPCRE2_BUILD_PCRE2_8=ON -DPCRE2_BUILD_PCRE2_16=OFF \
       -DPCRE2_BUILD_PCRE2_32=OFF -DPCRE2_BUILD_PCRE2GREP=OFF -DPCRE2_BUILD_TESTS=OFF \
       -DPCRE2_SUPPORT_JIT=OFF -DPCRE2_SHOW_REPORT=OFF
+    run_build zlib zlib zlib_step
+    # No legacy (pre-v0.8, 2016) frame formats: a third less to compile.
+    # Multithreaded compression stays on (zstd uses Win32 threads itself).
+    build_lib zstd libzstd/build/cmake \
+      -DZSTD_BUILD_PROGRAMS=OFF -DZSTD_BUILD_SHARED=OFF -DZSTD_BUILD_STATIC=ON \
+      -DZSTD_BUILD_TESTS=OFF -DZSTD_BUILD_CONTRIB=OFF -DZSTD_LEGACY_SUPPORT=OFF
+    # SHA-256 is what lcowsnap uses: no hogweed (public key, GMP), no manual.
+    build_autotools_lib nettle nettle --disable-public-key --disable-documentation
+    # HAVE_CLOCK_GETTIME=OFF: mingw has clock_gettime (winpthread) and
+    # GetTickCount64, and with both nghttp2 1.52's nghttp2_time.c calls a
+    # time_now_sec() it did not define (an undefined reference at link time).
+    # GetTickCount64 is the Windows monotonic clock anyway.
+    build_lib nghttp2 nghttp2 \
+      -DENABLE_LIB_ONLY=ON -DENABLE_STATIC_LIB=ON -DENABLE_SHARED_LIB=OFF \
+      -DENABLE_APP=OFF -DENABLE_HPACK_TOOLS=OFF -DENABLE_EXAMPLES=OFF -DENABLE_DOC=OFF \
+      -DENABLE_FAILMALLOC=OFF -DWITH_LIBXML2=OFF -DWITH_JEMALLOC=OFF \
+      -DHAVE_CLOCK_GETTIME=OFF
+    # The runtime library only; protoc-c is Debian's protobuf-c-compiler.
+    build_lib protobuf-c protobuf-c/build-cmake -DBUILD_PROTOC=OFF -DBUILD_TESTS=OFF
+    # On a Unix host its install also makes a protoc-c -> protoc-gen-c link,
+    # dangling without the compiler: remove it.
+    if [ -L "$prefix/bin/protoc-c" ] && [ ! -e "$prefix/bin/protoc-c" ]; then
+      rm -f "$prefix/bin/protoc-c"
+    fi
   ) &
   local other_lane=$!
   local rc=0
-  wait $leveldb_lane || rc=1
+  wait $archive_lane || rc=1
   wait $other_lane || rc=1
   [ $rc = 0 ] || die "the win64 dependency build failed (logs in $log_dir)"
   say "win64 libraries ready in ${prefix#"$root"/}"
