@@ -976,14 +976,8 @@ static lcow_code parse_selectors(parser *p, conjunction *out)
 {
     size_t cap = 0;
     for (;;) {
-        if (out->count == cap) {
-            size_t grown = cap ? cap * 2 : 4;
-            selector *more = realloc(out->selectors, grown * sizeof *more);
-            if (!more)
-                return parse_oom(p);
-            out->selectors = more;
-            cap = grown;
-        }
+        if (!lcow_grow(&out->selectors, &cap, out->count + 1, sizeof *out->selectors))
+            return parse_oom(p);
         selector *sel = &out->selectors[out->count++];
         memset(sel, 0, sizeof *sel);
         lcow_code rc = parse_selector(p, sel);

@@ -129,22 +129,6 @@ static uint64_t rd_u64(reader *r)
     return hi << 32 | rd_u32(r);
 }
 
-static char *rd_str(reader *r)
-{
-    uint32_t n = rd_u32(r);
-    const unsigned char *p = rd_take(r, n);
-    if (!p)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s) {
-        r->bad = true;
-        return NULL;
-    }
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
 static void be64(unsigned char out[8], uint64_t v)
 {
     for (int i = 7; i >= 0; i--) {
@@ -199,28 +183,6 @@ static void disk_key(char out[10], uint64_t disk_id)
     be64((unsigned char *)out + 2, disk_id);
 }
 
-/* The client-key split of scratch.h (lcow_key_split): "<ns>/<digits>/<rest>"
- * gives ns and rest; anything else is its own client key in namespace "".
- * Kept here too so the metastore has no link dependency on the scratch
- * policy; test_metastore checks the two agree. */
-static void split_key(const char *key, const char **client, size_t *ns_len)
-{
-    const char *slash = strchr(key, '/');
-    if (slash && slash != key) {
-        const char *d = slash + 1;
-        const char *digits = d;
-        while (*d >= '0' && *d <= '9')
-            d++;
-        if (d != digits && *d == '/') {
-            *client = d + 1;
-            *ns_len = (size_t)(slash - key);
-            return;
-        }
-    }
-    *client = key;
-    *ns_len = 0;
-}
-
 /* "k/" ns 0 client 0 key */
 static char *client_index_key(const char *ns, size_t ns_len, const char *client, const char *key,
                               size_t *len)
@@ -249,7 +211,7 @@ static char *client_index_for(const char *key, size_t *len)
 {
     const char *client;
     size_t ns_len;
-    split_key(key, &client, &ns_len);
+    lcow_key_split(key, &client, &ns_len);
     return client_index_key(key, ns_len, client, key, len);
 }
 
@@ -278,8 +240,7 @@ static bool encode_record(const lcow_meta_record *rec, buf *b)
     return !b->failed;
 }
 
-/* The fixed-width fields after the format byte, in encode_record's order;
- * shared by decode_record and decode_record_arena. */
+/* The fixed-width fields after the format byte, in encode_record's order. */
 static void decode_fixed_fields(reader *r, lcow_meta_record *rec)
 {
     rec->kind = (lcow_kind)rd_u8(r);
@@ -295,39 +256,87 @@ static void decode_fixed_fields(reader *r, lcow_meta_record *rec)
     rec->usage.inodes = (int64_t)rd_u64(r);
 }
 
+/* Where a decoded record's strings and label array go: malloc'd one by one
+ * (arena NULL: the caller owns the record and frees it with
+ * lcow_meta_record_free), or packed into one reused buffer (a walk over a
+ * million records then makes no allocation per record; the record is valid
+ * until the next decode into the arena). */
+typedef struct rec_space {
+    buf *arena;
+    char *next; /* arena: the next free byte */
+} rec_space;
+
+static char *space_str(rec_space *sp, const void *p, size_t n)
+{
+    char *s = sp->arena ? sp->next : malloc(n + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, p, n);
+    s[n] = '\0';
+    if (sp->arena)
+        sp->next += n + 1;
+    return s;
+}
+
+static char *rd_str_in(reader *r, rec_space *sp)
+{
+    uint32_t n = rd_u32(r);
+    const unsigned char *p = rd_take(r, n);
+    char *s = p ? space_str(sp, p, n) : NULL;
+    if (p && !s)
+        r->bad = true;
+    return s;
+}
+
+/* The one decoder of encode_record's format. With an arena, the strings of
+ * a record take at most len bytes (each 4-byte length prefix becomes a NUL)
+ * and there are at most len / 8 labels, so one buffer of that size holds
+ * them all. */
 static lcow_code decode_record(const char *key, size_t key_len, const char *val, size_t len,
-                               lcow_meta_record *rec, lcow_error *err)
+                               lcow_meta_record *rec, buf *arena, lcow_error *err)
 {
     memset(rec, 0, sizeof *rec);
+    rec_space sp = {arena, NULL};
+    lcow_label *arena_labels = NULL;
+    if (arena) {
+        size_t max_labels = len / 8 + 1;
+        size_t need = max_labels * sizeof(lcow_label) + key_len + 1 + len + 1;
+        if (arena->cap < need) {
+            char *grown = realloc(arena->data, need * 2);
+            if (!grown)
+                return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+            arena->data = grown;
+            arena->cap = need * 2;
+        }
+        arena_labels = (lcow_label *)arena->data;
+        sp.next = arena->data + max_labels * sizeof(lcow_label);
+    }
     reader r = {(const unsigned char *)val, len, false};
     uint8_t format = rd_u8(&r);
     if (!r.bad && format != RECORD_FORMAT)
         return lcow_error_set(err, LCOW_INTERNAL, "snapshot record %.*s: unknown format %u",
                               (int)key_len, key, format);
     decode_fixed_fields(&r, rec);
-    rec->parent = rd_str(&r);
+    rec->key = space_str(&sp, key, key_len);
+    rec->parent = rd_str_in(&r, &sp);
     uint32_t count = rd_u32(&r);
     if (!r.bad && count > 0) {
-        if (count > r.left / 8) {
+        if (count > r.left / 8)
             r.bad = true;
-        } else {
-            rec->labels.items = calloc(count, sizeof *rec->labels.items);
-            if (!rec->labels.items)
-                r.bad = true;
-        }
+        else if (arena)
+            rec->labels.items = arena_labels;
+        else if (!(rec->labels.items = calloc(count, sizeof *rec->labels.items)))
+            r.bad = true;
         for (uint32_t i = 0; i < count && !r.bad; i++) {
-            rec->labels.items[i].key = rd_str(&r);
-            rec->labels.items[i].value = rd_str(&r);
+            rec->labels.items[i].key = rd_str_in(&r, &sp);
+            rec->labels.items[i].value = rd_str_in(&r, &sp);
             rec->labels.count = i + 1;
         }
     }
-    rec->key = malloc(key_len + 1);
-    if (rec->key) {
-        memcpy(rec->key, key, key_len);
-        rec->key[key_len] = '\0';
-    }
     if (r.bad || !rec->key || !rec->parent) {
-        lcow_meta_record_free(rec);
+        if (!arena)
+            lcow_meta_record_free(rec);
+        memset(rec, 0, sizeof *rec);
         return lcow_error_set(err, LCOW_INTERNAL, "snapshot record %.*s is corrupt", (int)key_len,
                               key);
     }
@@ -425,7 +434,7 @@ static lcow_code get_record(lcow_metastore *ms, const lcow_meta_view *view, cons
     size_t vl;
     lcow_code rc = db_get(ms, view, k, kl, &val, &vl, err);
     if (rc == LCOW_OK && val) {
-        rc = decode_record(key, strlen(key), val, vl, rec, err);
+        rc = decode_record(key, strlen(key), val, vl, rec, NULL, err);
         *found = rc == LCOW_OK;
     }
     leveldb_free(val);
@@ -814,15 +823,10 @@ lcow_code lcow_metastore_parent_ids(lcow_metastore *ms, const lcow_meta_view *vi
                                 parent, rec->key);
             break;
         }
-        if (*count == cap) {
-            cap = cap ? cap * 2 : 8;
-            uint64_t *grown = realloc(*ids, cap * sizeof *grown);
-            if (!grown) {
-                lcow_meta_record_free(&p);
-                rc = oom(err);
-                break;
-            }
-            *ids = grown;
+        if (!lcow_grow(ids, &cap, *count + 1, sizeof **ids)) {
+            lcow_meta_record_free(&p);
+            rc = oom(err);
+            break;
         }
         (*ids)[(*count)++] = p.id;
         free(parent);
@@ -853,69 +857,15 @@ typedef struct walk_ctx {
     buf arena;
 } walk_ctx;
 
-/* Decodes a record with every string and the label array placed in one
- * reused buffer: a walk over a million records makes no per-record
- * allocation. The strings of a record take at most vl bytes (each length
- * prefix becomes a NUL), and there are at most vl / 8 labels. */
-static bool decode_record_arena(const char *key, size_t key_len, const char *val, size_t len,
-                                lcow_meta_record *rec, buf *arena)
-{
-    size_t max_labels = len / 8 + 1;
-    size_t need = max_labels * sizeof(lcow_label) + key_len + 1 + len + 1;
-    if (arena->cap < need) {
-        char *grown = realloc(arena->data, need * 2);
-        if (!grown)
-            return false;
-        arena->data = grown;
-        arena->cap = need * 2;
-    }
-    lcow_label *items = (lcow_label *)arena->data;
-    char *out = arena->data + max_labels * sizeof(lcow_label);
-    memset(rec, 0, sizeof *rec);
-    memcpy(out, key, key_len);
-    out[key_len] = '\0';
-    rec->key = out;
-    out += key_len + 1;
-    reader r = {(const unsigned char *)val, len, false};
-    if (rd_u8(&r) != RECORD_FORMAT)
-        return false;
-    decode_fixed_fields(&r, rec);
-#define ARENA_STR(dst)                                                                             \
-    do {                                                                                           \
-        uint32_t n_ = rd_u32(&r);                                                                  \
-        const unsigned char *p_ = rd_take(&r, n_);                                                 \
-        if (!p_)                                                                                   \
-            return false;                                                                          \
-        memcpy(out, p_, n_);                                                                       \
-        out[n_] = '\0';                                                                            \
-        (dst) = out;                                                                               \
-        out += n_ + 1;                                                                             \
-    } while (0)
-    ARENA_STR(rec->parent);
-    uint32_t count = rd_u32(&r);
-    if (r.bad || count > max_labels)
-        return false;
-    for (uint32_t i = 0; i < count; i++) {
-        ARENA_STR(items[i].key);
-        ARENA_STR(items[i].value);
-    }
-#undef ARENA_STR
-    rec->labels.items = count ? items : NULL;
-    rec->labels.count = count;
-    return !r.bad;
-}
-
 static int walk_one(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     walk_ctx *w = ctx;
     if (w->skip && kl - 2 == w->skip_len && memcmp(k + 2, w->skip, kl - 2) == 0)
         return 0;
     lcow_meta_record rec;
-    if (!decode_record_arena(k + 2, kl - 2, v, vl, &rec, &w->arena)) {
-        w->rc = lcow_error_set(w->err, LCOW_INTERNAL, "snapshot record %.*s is corrupt",
-                               (int)(kl - 2), k + 2);
+    w->rc = decode_record(k + 2, kl - 2, v, vl, &rec, &w->arena, w->err);
+    if (w->rc != LCOW_OK)
         return 1;
-    }
     return w->fn(w->ctx, &rec);
 }
 

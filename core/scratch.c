@@ -48,25 +48,6 @@ struct lcow_scratch {
     uint32_t format_from_gb; /* sizes from here on are formatted, 0 = never */
 };
 
-/* ------------------------------------------------------------ keys */
-
-void lcow_key_split(const char *key, const char **client_key, size_t *namespace_len)
-{
-    const char *slash = strchr(key, '/');
-    if (slash && slash != key) {
-        const char *digits = slash + 1, *d = digits;
-        while (*d >= '0' && *d <= '9')
-            d++;
-        if (d != digits && *d == '/') {
-            *client_key = d + 1;
-            *namespace_len = (size_t)(slash - key);
-            return;
-        }
-    }
-    *client_key = key;
-    *namespace_len = 0;
-}
-
 /* ------------------------------------------------------------ open/free */
 
 static bool parse_size_gb(const char *s, uint32_t *out);
@@ -408,15 +389,10 @@ static lcow_code remember_location(lcow_scratch *sc, const char *dir, bool *is_n
     for (size_t i = 0; i < sc->location_count && !known; i++)
         known = strcmp(sc->locations[i], dir) == 0;
     if (!known) {
-        if (sc->location_count == sc->location_cap) {
-            size_t cap = sc->location_cap ? sc->location_cap * 2 : 4;
-            char **p = realloc(sc->locations, cap * sizeof *p);
-            if (p) {
-                sc->locations = p;
-                sc->location_cap = cap;
-            }
-        }
-        char *copy = sc->location_count < sc->location_cap ? strdup(dir) : NULL;
+        char *copy = lcow_grow(&sc->locations, &sc->location_cap, sc->location_count + 1,
+                               sizeof *sc->locations)
+                         ? strdup(dir)
+                         : NULL;
         if (copy) {
             sc->locations[sc->location_count++] = copy;
             *is_new = true;

@@ -22,11 +22,6 @@
 
 #define LCOW_SANDBOX_NAME "sandbox.vhdx"
 
-/* Splits a backend key "<namespace>/<n>/<client key>" (n decimal). Keys
- * without that prefix have namespace "" and are their own client key. The
- * returned pointers point into key / a static "" (no allocation). */
-void lcow_key_split(const char *key, const char **client_key, size_t *namespace_len);
-
 typedef enum lcow_scratch_mode {
     LCOW_SCRATCH_MODE_NONE = 0, /* views, extract-* layers */
     LCOW_SCRATCH_MODE_OWN,      /* a fresh sandbox.vhdx */

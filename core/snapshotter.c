@@ -101,14 +101,8 @@ static lcow_snapshotter_pending *find_pending(lcow_snapshotter *s, const char *k
 static bool add_pending(lcow_snapshotter *s, const char *key, const char *parent, uint64_t id,
                         uint64_t disk_id)
 {
-    if (s->pending_count == s->pending_cap) {
-        size_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
-        lcow_snapshotter_pending *grown = realloc(s->pending, cap * sizeof *grown);
-        if (!grown)
-            return false;
-        s->pending = grown;
-        s->pending_cap = cap;
-    }
+    if (!lcow_grow(&s->pending, &s->pending_cap, s->pending_count + 1, sizeof *s->pending))
+        return false;
     lcow_snapshotter_pending *p = &s->pending[s->pending_count];
     p->key = strdup(key);
     p->parent = strdup(parent ? parent : "");
@@ -136,14 +130,9 @@ static void drop_pending(lcow_snapshotter *s, const char *key)
 /* Caller holds the lock. */
 static bool add_discarding(lcow_snapshotter *s, uint64_t id)
 {
-    if (s->discarding_count == s->discarding_cap) {
-        size_t cap = s->discarding_cap ? s->discarding_cap * 2 : 8;
-        uint64_t *grown = realloc(s->discarding, cap * sizeof *grown);
-        if (!grown)
-            return false;
-        s->discarding = grown;
-        s->discarding_cap = cap;
-    }
+    if (!lcow_grow(&s->discarding, &s->discarding_cap, s->discarding_count + 1,
+                   sizeof *s->discarding))
+        return false;
     s->discarding[s->discarding_count++] = id;
     return true;
 }

@@ -78,14 +78,9 @@ static int check_record(void *ctx, const lcow_meta_record *rec)
                               lcow_kind_name(rec->kind), rec->id);
     }
     if (rec->scratch == LCOW_META_SCRATCH_SHARED) {
-        if (c->member_count == c->member_cap) {
-            size_t cap = c->member_cap ? c->member_cap * 2 : 16;
-            uint64_t *g = realloc(c->member_disk, cap * sizeof *g);
-            if (!g)
-                return check_fail(c, "out of memory");
-            c->member_disk = g;
-            c->member_cap = cap;
-        }
+        if (!lcow_grow(&c->member_disk, &c->member_cap, c->member_count + 1,
+                       sizeof *c->member_disk))
+            return check_fail(c, "out of memory");
         c->member_disk[c->member_count++] = rec->disk_id;
     }
     return 0;

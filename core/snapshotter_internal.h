@@ -89,10 +89,6 @@ lcow_code lcow_snapshotter_build_mounts(lcow_snapshotter *s, const lcow_meta_vie
                                         const lcow_meta_record *rec, lcow_mounts *mounts,
                                         lcow_error *err);
 
-/* paths as a JSON array the way Go's encoding/json writes []string (never
- * null: an empty list is "[]"), malloc'd. */
-char *lcow_snapshotter_json_paths(const char *const *paths, size_t count);
-
 /* ---- snapshotter_recovery.c ---- */
 
 /* Removes the directories in snapshots/ that no record, retained disk,

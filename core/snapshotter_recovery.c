@@ -66,15 +66,9 @@ static int sweep_entry(void *ctx, const char *name, bool is_dir)
         for (size_t i = 0; i < w->keep_count; i++)
             if (w->keep[i] == id)
                 return 0;
-    if (w->doomed_count == w->doomed_cap) {
-        size_t cap = w->doomed_cap ? w->doomed_cap * 2 : 16;
-        char **grown = realloc(w->doomed, cap * sizeof *grown);
-        if (!grown) {
-            w->failed = true;
-            return 1;
-        }
-        w->doomed = grown;
-        w->doomed_cap = cap;
+    if (!lcow_grow(&w->doomed, &w->doomed_cap, w->doomed_count + 1, sizeof *w->doomed)) {
+        w->failed = true;
+        return 1;
     }
     w->doomed[w->doomed_count] = lcow_path_join(w->s->snapshots_dir, name);
     if (!w->doomed[w->doomed_count]) {
@@ -96,15 +90,9 @@ static int tmp_entry(void *ctx, const char *name, bool is_dir)
 {
     (void)is_dir;
     tmp_sweep *t = ctx;
-    if (t->count == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        char **grown = realloc(t->doomed, cap * sizeof *grown);
-        if (!grown) {
-            t->failed = true;
-            return 1;
-        }
-        t->doomed = grown;
-        t->cap = cap;
+    if (!lcow_grow(&t->doomed, &t->cap, t->count + 1, sizeof *t->doomed)) {
+        t->failed = true;
+        return 1;
     }
     if (!(t->doomed[t->count] = lcow_path_join(t->s->tmp_dir, name))) {
         t->failed = true;

@@ -161,14 +161,8 @@ void lcow_params_free(lcow_params *p)
 
 bool lcow_infos_push_copy(lcow_infos *infos, const lcow_info *info)
 {
-    if (infos->count == infos->capacity) {
-        size_t cap = infos->capacity ? infos->capacity * 2 : 16;
-        lcow_info *items = realloc(infos->items, cap * sizeof *items);
-        if (!items)
-            return false;
-        infos->items = items;
-        infos->capacity = cap;
-    }
+    if (!lcow_grow(&infos->items, &infos->capacity, infos->count + 1, sizeof *infos->items))
+        return false;
     memset(&infos->items[infos->count], 0, sizeof infos->items[0]);
     if (!lcow_info_copy(&infos->items[infos->count], info))
         return false;

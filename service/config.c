@@ -6,9 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "service/platform.h"
-#include "rpc/server.h"
+#include "core/os/os.h"
 #include "core/os/unixsock.h"
+#include "rpc/server.h"
+#include "service/platform.h"
 
 #ifdef _WIN32
 #define LCOW_ON_WINDOWS 1
@@ -230,7 +231,7 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
                                   value);
         break;
     case F_SCRATCH_DIR_ALLOW:
-        if (!lcow_svc_path_is_absolute(value))
+        if (!lcow_path_is_absolute(value))
             return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                                   "--scratch-dir-allow: '%s' is not an absolute path", value);
         ok = push_str(&cfg->scratch_dir_allow, &cfg->scratch_dir_allow_count, value);
@@ -360,7 +361,7 @@ lcow_code lcow_config_parse(lcow_svc_config *cfg, int argc, char **argv, lcow_er
 static lcow_code normalize_paths(lcow_svc_config *cfg, lcow_error *err)
 {
     if (cfg->root) {
-        if (!lcow_svc_path_is_absolute(cfg->root))
+        if (!lcow_path_is_absolute(cfg->root))
             return lcow_error_set(
                 err, LCOW_INVALID_ARGUMENT, "--root: '%s' is not an absolute path (e.g. %s)",
                 cfg->root, LCOW_ON_WINDOWS ? "C:\\ProgramData\\lcowsnap" : "/var/lib/lcowsnap");
@@ -377,7 +378,7 @@ static lcow_code normalize_paths(lcow_svc_config *cfg, lcow_error *err)
         free(cfg->scratch_dir_allow[i]);
         cfg->scratch_dir_allow[i] = norm;
     }
-    if (cfg->log_file && !lcow_svc_path_is_absolute(cfg->log_file) && LCOW_ON_WINDOWS &&
+    if (cfg->log_file && !lcow_path_is_absolute(cfg->log_file) && LCOW_ON_WINDOWS &&
         cfg->mode == LCOW_MODE_REGISTER)
         /* The service starts in System32; a relative log file would land there. */
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
@@ -433,7 +434,7 @@ lcow_code lcow_config_validate(lcow_svc_config *cfg, int *exit_code, lcow_error 
         }
         if (!cfg->address)
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
-    } else if (!LCOW_ON_WINDOWS && !lcow_svc_path_is_absolute(cfg->address)) {
+    } else if (!LCOW_ON_WINDOWS && !lcow_path_is_absolute(cfg->address)) {
         char *cwd = lcow_svc_cwd();
         size_t len = (cwd ? strlen(cwd) : 0) + strlen(cfg->address) + 2;
         char *abs = malloc(len);
@@ -450,7 +451,7 @@ lcow_code lcow_config_validate(lcow_svc_config *cfg, int *exit_code, lcow_error 
     }
     *exit_code = LCOW_EXIT_ROOT_UNWRITABLE;
     lcow_error inner;
-    if (lcow_svc_mkdirs(cfg->root, &inner) != LCOW_OK ||
+    if (lcow_os_mkdir_all(cfg->root, &inner) != LCOW_OK ||
         lcow_svc_probe_writable(cfg->root, &inner) != LCOW_OK)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                               "--root: state directory %s is not writable: %s", cfg->root,

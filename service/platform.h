@@ -1,7 +1,8 @@
 /* The few OS operations the service layer needs before the store exists
- * (config validation, log files, sleeping). platform_posix.c and
- * platform_win.c implement them; paths are UTF-8, converted to UTF-16 at the
- * Windows API. */
+ * (config validation, log files, sleeping) that core/os/os.h does not have
+ * (absolute paths and directory creation come from there). platform_posix.c
+ * and platform_win.c implement them; paths are UTF-8, converted to UTF-16 at
+ * the Windows API. */
 #ifndef LCOW_SERVICE_PLATFORM_H
 #define LCOW_SERVICE_PLATFORM_H
 
@@ -10,8 +11,6 @@
 
 #include "core/base/errors.h"
 
-/* "/x" on POSIX; "C:\x", "C:/x", "\\server\share", "\\?\..." on Windows. */
-bool lcow_svc_path_is_absolute(const char *path);
 /* malloc'd copy with the platform separator ('/' -> '\' on Windows) and no
  * trailing separator (except a root like "/" or "C:\"). */
 char *lcow_svc_path_normalize(const char *path);
@@ -20,8 +19,6 @@ char *lcow_svc_cwd(void);
 /* malloc'd default state directory: %ProgramData%\lcowsnap on Windows,
  * <cwd>/var/lcowsnap elsewhere. */
 char *lcow_svc_default_root(void);
-/* Creates dir and its missing parents; an existing directory is success. */
-lcow_code lcow_svc_mkdirs(const char *dir, lcow_error *err);
 /* Creates, writes and deletes a probe file in dir. */
 lcow_code lcow_svc_probe_writable(const char *dir, lcow_error *err);
 /* fopen with a UTF-8 path. */

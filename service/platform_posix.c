@@ -10,11 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-bool lcow_svc_path_is_absolute(const char *path)
-{
-    return path && path[0] == '/';
-}
-
 char *lcow_svc_path_normalize(const char *path)
 {
     char *out = strdup(path);
@@ -42,38 +37,6 @@ char *lcow_svc_default_root(void)
         snprintf(root, len, "%s%svar/lcowsnap", cwd, strcmp(cwd, "/") == 0 ? "" : "/");
     free(cwd);
     return root;
-}
-
-lcow_code lcow_svc_mkdirs(const char *dir, lcow_error *err)
-{
-    char *path = strdup(dir);
-    if (!path)
-        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            int e = errno;
-            lcow_code code =
-                lcow_error_set(err, e == EACCES ? LCOW_FAILED_PRECONDITION : LCOW_INTERNAL,
-                               "cannot create directory %s: %s", path, strerror(e));
-            free(path);
-            return code;
-        }
-        *p = saved;
-        if (saved == '\0')
-            break;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        free(path);
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s exists but is not a directory",
-                              dir);
-    }
-    free(path);
-    return LCOW_OK;
 }
 
 lcow_code lcow_svc_probe_writable(const char *dir, lcow_error *err)

@@ -22,21 +22,6 @@ void lcow_win_error_text(DWORD code, char *buf, size_t size)
     free(text);
 }
 
-static bool is_sep(char c)
-{
-    return c == '\\' || c == '/';
-}
-
-bool lcow_svc_path_is_absolute(const char *path)
-{
-    if (!path)
-        return false;
-    if (((path[0] >= 'A' && path[0] <= 'Z') || (path[0] >= 'a' && path[0] <= 'z')) &&
-        path[1] == ':' && is_sep(path[2]))
-        return true;
-    return is_sep(path[0]) && is_sep(path[1]); /* \\server\share, \\?\ */
-}
-
 char *lcow_svc_path_normalize(const char *path)
 {
     char *out = _strdup(path);
@@ -80,57 +65,6 @@ char *lcow_svc_default_root(void)
         snprintf(root, len, "%s\\lcowsnap", base);
     free(base);
     return root;
-}
-
-static lcow_code mkdir_one(const char *path, lcow_error *err)
-{
-    wchar_t *w = lcow_utf8_to_wide(path);
-    if (!w)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s is not valid UTF-8", path);
-    BOOL ok = CreateDirectoryW(w, NULL);
-    DWORD e = GetLastError();
-    DWORD attrs = GetFileAttributesW(w);
-    free(w);
-    if (ok || (e == ERROR_ALREADY_EXISTS && attrs != INVALID_FILE_ATTRIBUTES &&
-               (attrs & FILE_ATTRIBUTE_DIRECTORY)))
-        return LCOW_OK;
-    if (e == ERROR_ALREADY_EXISTS)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s exists but is not a directory",
-                              path);
-    char text[256];
-    lcow_win_error_text(e, text, sizeof text);
-    return lcow_error_set(err, e == ERROR_ACCESS_DENIED ? LCOW_FAILED_PRECONDITION : LCOW_INTERNAL,
-                          "cannot create directory %s: %s", path, text);
-}
-
-lcow_code lcow_svc_mkdirs(const char *dir, lcow_error *err)
-{
-    char *path = _strdup(dir);
-    if (!path)
-        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
-    /* Skip the root: "C:\" or "\\server\share\". */
-    char *p = path;
-    if (is_sep(p[0]) && is_sep(p[1])) {
-        int seps = 0;
-        for (p += 2; *p && seps < 2; p++)
-            if (is_sep(*p))
-                seps++;
-    } else if (p[0] && p[1] == ':') {
-        p += 3;
-    }
-    lcow_code code = LCOW_OK;
-    for (; code == LCOW_OK; p++) {
-        if (*p != '\0' && !is_sep(*p))
-            continue;
-        char saved = *p;
-        *p = '\0';
-        code = mkdir_one(path, err);
-        *p = saved;
-        if (saved == '\0')
-            break;
-    }
-    free(path);
-    return code;
 }
 
 lcow_code lcow_svc_probe_writable(const char *dir, lcow_error *err)

@@ -14,13 +14,15 @@
 #include <string.h>
 
 #include "core/base/errors.h"
+#include "core/base/json.h"
 #include "core/base/types.h"
 #include "rpc/client.h"
 #include "rpc/proto.h"
 
 #ifdef _WIN32
 #include <windows.h>
-#include <shellapi.h>
+
+#include "core/os/win_str.h"
 #endif
 
 #define EXIT_SERVICE 1
@@ -72,34 +74,16 @@ static int service_error(const lcow_error *err)
 
 /* ---- output helpers ------------------------------------------------------ */
 
+/* A JSON string with lcowsnapctl's plain escaping (core/base/json.h). */
 static void json_str(const char *s)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", stdout);
-            break;
-        case '\\':
-            fputs("\\\\", stdout);
-            break;
-        case '\n':
-            fputs("\\n", stdout);
-            break;
-        case '\r':
-            fputs("\\r", stdout);
-            break;
-        case '\t':
-            fputs("\\t", stdout);
-            break;
-        default:
-            if (*p < 0x20)
-                printf("\\u%04x", *p);
-            else
-                putchar(*p);
-        }
+    char *q = lcow_json_string(s, LCOW_JSON_PLAIN);
+    if (!q) {
+        fputs("lcowsnapctl: out of memory\n", stderr);
+        exit(EXIT_SERVICE);
     }
-    putchar('"');
+    fputs(q, stdout);
+    free(q);
 }
 
 /* RFC 3339 UTC with nanoseconds, computed without the C library's time
@@ -737,24 +721,13 @@ static int run(int argc, char **argv)
 /* Arguments arrive as UTF-16 and are used as UTF-8 inside. */
 int main(void)
 {
-    int argc = 0;
-    wchar_t **wargv = CommandLineToArgvW(GetCommandLineW(), &argc);
-    if (!wargv)
+    int argc;
+    char **argv;
+    if (!lcow_utf8_argv(&argc, &argv))
         return EXIT_USAGE;
-    char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    for (int i = 0; argv && i < argc; i++) {
-        int n = WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, NULL, 0, NULL, NULL);
-        argv[i] = malloc(n > 0 ? (size_t)n : 1);
-        if (!argv[i] || n <= 0)
-            return EXIT_USAGE;
-        WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, argv[i], n, NULL, NULL);
-    }
-    LocalFree(wargv);
     SetConsoleOutputCP(CP_UTF8);
-    int rc = argv ? run(argc, argv) : EXIT_USAGE;
-    for (int i = 0; argv && i < argc; i++)
-        free(argv[i]);
-    free(argv);
+    int rc = run(argc, argv);
+    lcow_utf8_argv_free(argc, argv);
     return rc;
 }
 #else

@@ -146,19 +146,35 @@ lcow_code lcow_error_set(lcow_error *err, lcow_code code, const char *fmt, ...)
     return code;
 }
 
+static void vwrap(lcow_error *err, const char *fmt, va_list ap)
+{
+    char prefix[LCOW_ERROR_MESSAGE_MAX];
+    char old[LCOW_ERROR_MESSAGE_MAX];
+    vformat_fit(prefix, fmt, ap);
+    memcpy(old, err->message, sizeof old);
+    format_fit(err->message, "%s: %s", prefix, old);
+}
+
 lcow_code lcow_error_wrap(lcow_error *err, const char *fmt, ...)
 {
     if (!err)
         return LCOW_INTERNAL;
-    char prefix[LCOW_ERROR_MESSAGE_MAX];
-    char old[LCOW_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vformat_fit(prefix, fmt, ap);
+    vwrap(err, fmt, ap);
     va_end(ap);
-    memcpy(old, err->message, sizeof old);
-    format_fit(err->message, "%s: %s", prefix, old);
     return err->code;
+}
+
+lcow_code lcow_error_wrap_code(lcow_error *err, lcow_code code, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    vwrap(err, fmt, ap);
+    va_end(ap);
+    return code;
 }
 
 void lcow_error_clear(lcow_error *err)

@@ -48,6 +48,18 @@ lcow_code lcow_error_wrap(lcow_error *err, const char *fmt, ...)
 #endif
     ;
 
+/* The same, returning code whether or not err is NULL: the form for a
+ * failure path that holds its code, `return lcow_error_wrap_code(err, rc,
+ * "reading %s", path);` (lcow_error_wrap has no code to return for a NULL
+ * err and returns LCOW_INTERNAL). */
+lcow_code lcow_error_wrap_code(lcow_error *err, lcow_code code, const char *fmt, ...)
+#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
+    __attribute__((format(gnu_printf, 3, 4)))
+#elif defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 void lcow_error_clear(lcow_error *err);
 
 /* Protocol name of a code: "NotFound", "AlreadyExists", ... ("Internal" for

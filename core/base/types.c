@@ -240,3 +240,42 @@ bool lcow_utf8_valid(const char *str, size_t len)
     }
     return true;
 }
+
+void lcow_key_split(const char *key, const char **client_key, size_t *namespace_len)
+{
+    const char *slash = strchr(key, '/');
+    if (slash && slash != key) {
+        const char *digits = slash + 1, *d = digits;
+        while (*d >= '0' && *d <= '9')
+            d++;
+        if (d != digits && *d == '/') {
+            *client_key = d + 1;
+            *namespace_len = (size_t)(slash - key);
+            return;
+        }
+    }
+    *client_key = key;
+    *namespace_len = 0;
+}
+
+bool lcow_grow(void *items, size_t *cap, size_t need, size_t elem_size)
+{
+    if (need <= *cap)
+        return true;
+    size_t n = *cap ? *cap : 8;
+    while (n < need) {
+        if (n > SIZE_MAX / 2)
+            return false;
+        n *= 2;
+    }
+    if (n > SIZE_MAX / elem_size)
+        return false;
+    void *old;
+    memcpy(&old, items, sizeof old); /* items is the address of a T * */
+    void *grown = realloc(old, n * elem_size);
+    if (!grown)
+        return false;
+    memcpy(items, &grown, sizeof grown);
+    *cap = n;
+    return true;
+}

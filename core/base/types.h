@@ -87,4 +87,18 @@ typedef struct lcow_usage {
 /* True if s[0..len) is valid UTF-8 with no NUL bytes. */
 bool lcow_utf8_valid(const char *s, size_t len);
 
+/* The key grammar of containerd's metadata layer: a backend key is
+ * "<namespace>/<n>/<client key>" (n decimal). Keys without that prefix have
+ * namespace "" and are their own client key. The returned pointer points
+ * into key (no allocation); *namespace_len is the length of key's namespace
+ * prefix. The scratch policy, the snapshotter's owner lookup and the
+ * metastore's client-key index all split keys with this one function. */
+void lcow_key_split(const char *key, const char **client_key, size_t *namespace_len);
+
+/* Growable arrays: makes room for `need` elements of elem_size bytes in the
+ * array whose pointer is at *(void **)items (capacity *cap elements),
+ * doubling from at least 8. On failure the array and *cap are unchanged and
+ * false is returned. Use: lcow_grow(&v, &cap, count + 1, sizeof *v). */
+bool lcow_grow(void *items, size_t *cap, size_t need, size_t elem_size);
+
 #endif

@@ -8,13 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/base/types.h"
 #include "core/disk/byteorder.h"
 #include "core/disk/crc32c.h"
 #include "core/os/os.h"
-
-/* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
- * NULL err into LCOW_INTERNAL. */
-#define WRAP(rc, ...) (lcow_error_wrap(err, __VA_ARGS__), (rc))
 
 #define BLOCK_SIZE 4096u
 #define LOG_BLOCK 2u /* 1024 << 2 */
@@ -97,14 +94,8 @@ static bool spans_mark(spanset *s, uint64_t start, uint64_t count)
         s->n -= j - i - 1;
         return true;
     }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        span *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        s->v = v;
-        s->cap = cap;
-    }
+    if (!lcow_grow(&s->v, &s->cap, s->n + 1, sizeof *s->v))
+        return false;
     memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof(span));
     s->v[i].start = start;
     s->v[i].end = end;
@@ -707,7 +698,7 @@ static lcow_code put_block(fs *f, lcow_block_sink *sink, uint64_t block, const u
 {
     lcow_code rc = lcow_block_sink_write(sink, block * BLOCK_SIZE, buf, nblocks * BLOCK_SIZE, err);
     if (rc)
-        return WRAP(rc, "ext4: write block %llu", (unsigned long long)block);
+        return lcow_error_wrap_code(err, rc, "ext4: write block %llu", (unsigned long long)block);
     f->bytes_written += nblocks * BLOCK_SIZE;
     f->L.blocks_written += nblocks;
     return LCOW_OK;

@@ -12,10 +12,6 @@
 #include "core/disk/vdisk.h"
 #include "core/disk/vhdx.h"
 
-/* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
- * NULL err into LCOW_INTERNAL. */
-#define WRAP(rc, ...) (lcow_error_wrap(err, __VA_ARGS__), (rc))
-
 static lcow_code check_options(const lcow_scratch_disk_options *in, lcow_scratch_disk_options *o,
                                lcow_error *err)
 {
@@ -39,7 +35,7 @@ static lcow_code check_options(const lcow_scratch_disk_options *in, lcow_scratch
     lcow_vhdx_params checked;
     lcow_code rc = lcow_vhdx_params_normalize(&p, &checked, err);
     if (rc)
-        return WRAP(rc, "scratch disk");
+        return lcow_error_wrap_code(err, rc, "scratch disk");
     if (o->backend != LCOW_SCRATCH_AUTO && o->backend != LCOW_SCRATCH_NATIVE &&
         o->backend != LCOW_SCRATCH_VIRTDISK)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "unknown scratch backend %d",
@@ -73,7 +69,7 @@ static lcow_code create_native(const char *path, const lcow_scratch_disk_options
         lcow_error rerr;
         if (lcow_os_remove(path, &rerr))
             LCOW_LOGW("scratch disk: cleanup: %s", rerr.message);
-        return WRAP(rc, "create scratch disk %s", path);
+        return lcow_error_wrap_code(err, rc, "create scratch disk %s", path);
     }
     return LCOW_OK;
 }

@@ -5,10 +5,6 @@
 #include "core/disk/ext4.h"
 #include "core/base/log.h"
 
-/* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
- * NULL err into LCOW_INTERNAL. */
-#define WRAP(rc, ...) (lcow_error_wrap(err, __VA_ARGS__), (rc))
-
 lcow_code lcow_vdisk_create_scratch(const lcow_vdisk_ops *ops, const char *path,
                                     const lcow_vdisk_params *params, lcow_error *err)
 {
@@ -17,7 +13,7 @@ lcow_code lcow_vdisk_create_scratch(const lcow_vdisk_ops *ops, const char *path,
     bool attached = false;
     lcow_code rc = ops->create(ops->ctx, path, params, &disk, err);
     if (rc)
-        return WRAP(rc, "virtdisk: create %s", path);
+        return lcow_error_wrap_code(err, rc, "virtdisk: create %s", path);
     if ((rc = ops->attach(ops->ctx, disk, err))) {
         lcow_error_wrap(err, "virtdisk: attach %s", path);
         goto fail;

@@ -6,13 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/types.h"
 #include "core/disk/byteorder.h"
 #include "core/disk/crc32c.h"
 #include "core/os/os.h"
-
-/* Prefixes err's message and keeps rc: lcow_error_wrap alone would turn a
- * NULL err into LCOW_INTERNAL. */
-#define WRAP(rc, ...) (lcow_error_wrap(err, __VA_ARGS__), (rc))
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
@@ -325,7 +322,8 @@ lcow_code lcow_vhdx_writer_write(lcow_vhdx_writer *w, uint64_t off, const void *
         if (file_offset) {
             lcow_code rc = w->io.pwrite(w->io.ctx, src, n, file_offset + in_block, err);
             if (rc)
-                return WRAP(rc, "vhdx: payload block %llu", (unsigned long long)block);
+                return lcow_error_wrap_code(err, rc, "vhdx: payload block %llu",
+                                            (unsigned long long)block);
         }
         src += n;
         off += n;
@@ -391,7 +389,7 @@ static lcow_code write_bat(lcow_vhdx_writer *w, lcow_error *err)
     }
     free(piece);
     free(sorted);
-    return rc ? WRAP(rc, "vhdx: BAT") : LCOW_OK;
+    return rc ? lcow_error_wrap_code(err, rc, "vhdx: BAT") : LCOW_OK;
 }
 
 static lcow_code write_metadata(lcow_vhdx_writer *w, lcow_error *err)
@@ -427,7 +425,7 @@ static lcow_code write_metadata(lcow_vhdx_writer *w, lcow_error *err)
     lcow_le_put32(v + 32, w->p.logical_sector_size);
     lcow_le_put32(v + 36, w->p.physical_sector_size);
     lcow_code rc = w->io.pwrite(w->io.ctx, buf, META_TABLE_SIZE + 40, META_OFFSET, err);
-    return rc ? WRAP(rc, "vhdx: metadata") : LCOW_OK;
+    return rc ? lcow_error_wrap_code(err, rc, "vhdx: metadata") : LCOW_OK;
 }
 
 static lcow_code write_header_section(lcow_vhdx_writer *w, lcow_error *err)
@@ -481,7 +479,7 @@ static lcow_code write_header_section(lcow_vhdx_writer *w, lcow_error *err)
     }
 out:
     free(buf);
-    return rc ? WRAP(rc, "vhdx: header section") : LCOW_OK;
+    return rc ? lcow_error_wrap_code(err, rc, "vhdx: header section") : LCOW_OK;
 }
 
 lcow_code lcow_vhdx_writer_finish(lcow_vhdx_writer *w, bool sync, lcow_error *err)
@@ -493,9 +491,9 @@ lcow_code lcow_vhdx_writer_finish(lcow_vhdx_writer *w, bool sync, lcow_error *er
         (rc = write_header_section(w, err)))
         return rc;
     if ((rc = w->io.truncate(w->io.ctx, w->eof, err)))
-        return WRAP(rc, "vhdx: set file length");
+        return lcow_error_wrap_code(err, rc, "vhdx: set file length");
     if (sync && (rc = w->io.sync(w->io.ctx, err)))
-        return WRAP(rc, "vhdx: sync");
+        return lcow_error_wrap_code(err, rc, "vhdx: sync");
     w->finished = true;
     return LCOW_OK;
 }
@@ -548,7 +546,7 @@ static lcow_code read_exact(lcow_vhdx_reader *r, void *buf, size_t len, uint64_t
     size_t got = 0;
     lcow_code rc = r->io.pread(r->io.ctx, buf, len, off, &got, err);
     if (rc)
-        return WRAP(rc, "vhdx: read %s", what);
+        return lcow_error_wrap_code(err, rc, "vhdx: read %s", what);
     if (got != len)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "vhdx: %s is truncated", what);
     return LCOW_OK;
@@ -967,15 +965,9 @@ lcow_code lcow_vhdx_reader_check(lcow_vhdx_reader *r, lcow_vhdx_check_report *re
                                     (unsigned long long)block, (unsigned long long)off);
                 break;
             }
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 256;
-                uint64_t *grown = realloc(offsets, ncap * sizeof *grown);
-                if (!grown) {
-                    rc = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "vhdx: out of memory");
-                    break;
-                }
-                offsets = grown;
-                cap = ncap;
+            if (!lcow_grow(&offsets, &cap, n + 1, sizeof *offsets)) {
+                rc = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "vhdx: out of memory");
+                break;
             }
             offsets[n++] = off;
             report->present_blocks++;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/base/log.h"
+#include "core/base/types.h"
 
 struct lcow_file {
     int fd;
@@ -410,14 +411,8 @@ static int inode_set_add(inode_set *set, dev_t dev, ino_t ino)
     for (size_t i = 0; i < set->count; i++)
         if (set->items[i].dev == dev && set->items[i].ino == ino)
             return 0;
-    if (set->count == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 16;
-        void *p = realloc(set->items, cap * sizeof *set->items);
-        if (!p)
-            return -1;
-        set->items = p;
-        set->cap = cap;
-    }
+    if (!lcow_grow(&set->items, &set->cap, set->count + 1, sizeof *set->items))
+        return -1;
     set->items[set->count].dev = dev;
     set->items[set->count].ino = ino;
     set->count++;

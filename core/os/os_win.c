@@ -15,6 +15,7 @@
 #include <wchar.h>
 
 #include "core/base/log.h"
+#include "core/base/types.h"
 #include "core/os/win_str.h"
 
 /* Paths at least this long get the \\?\ prefix (CreateDirectoryW's limit is
@@ -790,14 +791,8 @@ static int id_set_add(id_set *set, file_id id)
         if (set->items[i].volume == id.volume && set->items[i].high == id.high &&
             set->items[i].low == id.low)
             return 0;
-    if (set->count == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 16;
-        void *p = realloc(set->items, cap * sizeof *set->items);
-        if (!p)
-            return -1;
-        set->items = p;
-        set->cap = cap;
-    }
+    if (!lcow_grow(&set->items, &set->cap, set->count + 1, sizeof *set->items))
+        return -1;
     set->items[set->count++] = id;
     return 1;
 }

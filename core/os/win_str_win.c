@@ -4,6 +4,8 @@
 
 #include <windows.h>
 
+#include <shellapi.h>
+
 wchar_t *lcow_utf8_to_wide(const char *s)
 {
     if (!s)
@@ -32,4 +34,33 @@ char *lcow_wide_to_utf8(const wchar_t *w)
         return NULL;
     }
     return s;
+}
+
+void lcow_utf8_argv_free(int argc, char **argv)
+{
+    for (int i = 0; argv && i < argc; i++)
+        free(argv[i]);
+    free(argv);
+}
+
+bool lcow_utf8_argv(int *argc, char ***argv)
+{
+    *argc = 0;
+    *argv = NULL;
+    int n = 0;
+    wchar_t **wargv = CommandLineToArgvW(GetCommandLineW(), &n);
+    if (!wargv)
+        return false;
+    char **out = calloc((size_t)n + 1, sizeof *out);
+    bool ok = out != NULL;
+    for (int i = 0; ok && i < n; i++)
+        ok = (out[i] = lcow_wide_to_utf8(wargv[i])) != NULL;
+    LocalFree(wargv);
+    if (!ok) {
+        lcow_utf8_argv_free(n, out);
+        return false;
+    }
+    *argc = n;
+    *argv = out;
+    return true;
 }

@@ -262,7 +262,10 @@ static int count_ops(const scenario *sc, counts *cn, lcow_error *err)
     lcow_snapshotter_config cfg = {.root = p.root, .scratch_backend = LCOW_SCRATCH_NATIVE};
     target t = {0};
     lcow_os_fault_clear();
-    if (lcow_snapshotter_open(&cfg, &t.s, err) != LCOW_OK)
+    /* What lcowsnap does before it serves: its config check creates --root
+     * (lcow_os_mkdir_all), then it opens the store. */
+    if (lcow_os_mkdir_all(p.root, err) != LCOW_OK ||
+        lcow_snapshotter_open(&cfg, &t.s, err) != LCOW_OK)
         return -1;
     for (int op = 0; op < LCOW_OS_OP_COUNT; op++)
         cn->open[op] = lcow_os_fault_calls((lcow_os_op)op);

@@ -12,7 +12,6 @@
 
 #include "core/metastore.h"
 #include "core/os/os.h"
-#include "core/scratch.h" /* lcow_key_split: the index must split keys the same way */
 #include "unit/test_util.h"
 
 typedef struct fixture {
@@ -469,42 +468,6 @@ static void client_key_index_is_exact_and_per_namespace(void **state)
     assert_string_equal(out, "");
 }
 
-static int found_key(void *ctx, const char *key)
-{
-    const char *want = ((const char **)ctx)[0];
-    if (strcmp(key, want) == 0)
-        ((const char **)ctx)[1] = "found";
-    return 0;
-}
-
-static void client_index_agrees_with_lcow_key_split(void **state)
-{
-    fixture *f = *state;
-    const char *keys[] = {"default/12/c1",
-                          "k8s.io/3/sandbox-abc",
-                          "ns/0012/x/y",
-                          "ns//x",
-                          "ns/12x/y",
-                          "/1/abs",
-                          "no-slash",
-                          "a/1/",
-                          "default/17/extract-1 sha256:00",
-                          "C:\\layers\\1",
-                          "ns/1/a/2/b"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        assert_int_equal(create(f->ms, LCOW_KIND_ACTIVE, keys[i], "", NULL, NULL), LCOW_OK);
-        const char *client;
-        size_t ns_len;
-        lcow_key_split(keys[i], &client, &ns_len);
-        const char *ctx[2] = {keys[i], NULL};
-        assert_int_equal(lcow_metastore_find_client_key(f->ms, NULL, keys[i], ns_len, client,
-                                                        found_key, ctx, NULL),
-                         LCOW_OK);
-        if (!ctx[1])
-            fail_msg("client index does not split %s as lcow_key_split does", keys[i]);
-    }
-}
-
 static void shared_disk_refcounts(void **state)
 {
     fixture *f = *state;
@@ -593,7 +556,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(client_key_index_is_exact_and_per_namespace, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(client_index_agrees_with_lcow_key_split, setup, teardown),
         cmocka_unit_test_setup_teardown(shared_disk_refcounts, setup, teardown),
         cmocka_unit_test_setup_teardown(views_see_a_consistent_snapshot, setup, teardown),
     };

@@ -158,25 +158,7 @@ static lcow_code plan_with(lcow_scratch *sc, lcow_kind kind, const char *key, co
     return rc;
 }
 
-/* ---------------------------------------------------------------- keys and plans */
-
-static void keys_split_into_namespace_and_client_key(void **state)
-{
-    const char *client;
-    size_t ns;
-    lcow_key_split("default/17/extract-1 sha256:ab", &client, &ns);
-    assert_string_equal(client, "extract-1 sha256:ab");
-    assert_int_equal(ns, 7);
-    lcow_key_split("k8s.io/3/a/b", &client, &ns);
-    assert_string_equal(client, "a/b");
-    assert_int_equal(ns, 6);
-    const char *plain[] = {"plain", "/1/x", "ns//x", "ns/1x/y", "ns/12", "ns/a/b"};
-    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
-        lcow_key_split(plain[i], &client, &ns);
-        assert_ptr_equal(client, plain[i]);
-        assert_int_equal(ns, 0);
-    }
-}
+/* ---------------------------------------------------------------- plans */
 
 static void views_and_extract_layers_get_no_scratch(void **state)
 {
@@ -897,7 +879,6 @@ int main(void)
     lcow_log_set_sink(counting_sink, NULL);
     lcow_log_set_level(LCOW_LOG_INFO);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(keys_split_into_namespace_and_client_key),
         cmocka_unit_test(views_and_extract_layers_get_no_scratch),
         cmocka_unit_test(size_label_is_a_plain_positive_integer),
         cmocka_unit_test(location_label_must_be_an_existing_absolute_directory),

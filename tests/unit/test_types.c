@@ -87,8 +87,8 @@ static void long_messages_keep_cause_and_remedy(void **state)
         path[len] = '\0';
         assert_true(lcow_utf8_valid(path, len));
         lcow_error err;
-        assert_int_equal(lcow_error_set(&err, LCOW_INVALID_ARGUMENT, "label %s: %s %s", "x.location",
-                                        path, remedy),
+        assert_int_equal(lcow_error_set(&err, LCOW_INVALID_ARGUMENT, "label %s: %s %s",
+                                        "x.location", path, remedy),
                          LCOW_INVALID_ARGUMENT);
         size_t n = strlen(err.message);
         assert_true(n < LCOW_ERROR_MESSAGE_MAX);
@@ -149,6 +149,53 @@ static void time_is_monotone_enough(void **state)
     assert_true(a.nsec < 1000000000u);
 }
 
+static void keys_split_into_namespace_and_client_key(void **state)
+{
+    const char *client;
+    size_t ns;
+    lcow_key_split("default/17/extract-1 sha256:ab", &client, &ns);
+    assert_string_equal(client, "extract-1 sha256:ab");
+    assert_int_equal(ns, 7);
+    lcow_key_split("k8s.io/3/a/b", &client, &ns);
+    assert_string_equal(client, "a/b");
+    assert_int_equal(ns, 6);
+    lcow_key_split("ns/0012/x/y", &client, &ns);
+    assert_string_equal(client, "x/y");
+    assert_int_equal(ns, 2);
+    lcow_key_split("a/1/", &client, &ns);
+    assert_string_equal(client, "");
+    assert_int_equal(ns, 1);
+    const char *plain[] = {"plain", "/1/x",   "ns//x",         "ns/1x/y",
+                           "ns/12", "ns/a/b", "C:\\layers\\1", ""};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        lcow_key_split(plain[i], &client, &ns);
+        assert_ptr_equal(client, plain[i]);
+        assert_int_equal(ns, 0);
+    }
+}
+
+static void grow_doubles_and_keeps_contents(void **state)
+{
+    int *v = NULL;
+    size_t cap = 0;
+    assert_true(lcow_grow(&v, &cap, 1, sizeof *v));
+    assert_int_equal(cap, 8);
+    for (int i = 0; i < 8; i++)
+        v[i] = i;
+    assert_true(lcow_grow(&v, &cap, 8, sizeof *v)); /* enough room: unchanged */
+    assert_int_equal(cap, 8);
+    assert_true(lcow_grow(&v, &cap, 9, sizeof *v));
+    assert_int_equal(cap, 16);
+    assert_true(lcow_grow(&v, &cap, 100, sizeof *v));
+    assert_int_equal(cap, 128);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(v[i], i);
+    size_t before = cap;
+    assert_false(lcow_grow(&v, &cap, SIZE_MAX / 2, sizeof *v)); /* overflow: refused */
+    assert_int_equal(cap, before);
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +205,8 @@ int main(void)
         cmocka_unit_test(errors_carry_code_and_wrapped_message),
         cmocka_unit_test(long_messages_keep_cause_and_remedy),
         cmocka_unit_test(time_is_monotone_enough),
+        cmocka_unit_test(keys_split_into_namespace_and_client_key),
+        cmocka_unit_test(grow_doubles_and_keeps_contents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
