@@ -268,9 +268,9 @@ static lcow_code decode_gzip(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, 
     b->zs.next_out = out;
     b->zs.avail_out = (uInt)cap;
     int zrc = inflate(&b->zs, Z_NO_FLUSH);
-    size_t used = (size_t)(b->zs.next_in - (Bytef *)b->in);
-    b->in += used;
-    b->in_len -= used;
+    size_t used = b->in_len ? (size_t)(b->zs.next_in - (Bytef *)b->in) : 0;
+    if (used) /* (b->in may be NULL before any input) */
+        b->in += used, b->in_len -= used;
     *n = cap - b->zs.avail_out;
     if (zrc == Z_BUF_ERROR || (zrc == Z_OK && *n == 0 && used == 0)) {
         if (input_eof(b))
@@ -318,8 +318,8 @@ static lcow_code decode_zstd(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, 
     ZSTD_inBuffer in = {b->in, b->in_len, 0};
     ZSTD_outBuffer o = {out, cap, 0};
     size_t zr = ZSTD_decompressStream(b->zd, &o, &in);
-    b->in += in.pos;
-    b->in_len -= in.pos;
+    if (in.pos) /* (b->in may be NULL before any input) */
+        b->in += in.pos, b->in_len -= in.pos;
     *n = o.pos;
     if (ZSTD_isError(zr)) {
         ZSTD_ErrorCode code = ZSTD_getErrorCode(zr);
