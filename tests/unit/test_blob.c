@@ -457,17 +457,17 @@ static void every_prefix_fails(const uint8_t *blob, size_t len, lcow_blob_format
             outcome out = read_blob(blob, cut, NULL, &o, READ_BIG);
             if (ok) {
                 if (out.rc)
-                    fail_msg("cut at %zu (a unit boundary): %s", cut, out.err.message);
+                    fail_msg("cut at %u (a unit boundary): %s", (unsigned)cut, out.err.message);
             } else if (out.rc != LCOW_INVALID_ARGUMENT || !strstr(out.err.message, "truncated")) {
-                fail_msg("cut at %zu of %zu: %s: %s", cut, len, lcow_code_name(out.rc),
-                         out.rc ? out.err.message : "accepted");
+                fail_msg("cut at %u of %u: %s: %s", (unsigned)cut, (unsigned)len,
+                         lcow_code_name(out.rc), out.rc ? out.err.message : "accepted");
             }
             outcome_free(&out);
             checked++;
         }
     }
-    print_message("%s: %u truncations of a %zu-byte stream refused as truncated\n",
-                  lcow_blob_format_name(f), checked, len);
+    print_message("%s: %u truncations of a %u-byte stream refused as truncated\n",
+                  lcow_blob_format_name(f), checked, (unsigned)len);
 }
 
 static void gzip_truncated_everywhere(void **state)
@@ -538,7 +538,7 @@ static void gzip_corruption(void **state)
                 expect_error(&out, LCOW_INVALID_ARGUMENT, cases[i].needle);
             } else if (out.rc == LCOW_OK) {
                 /* a flipped bit in deflate data is caught by the CRC at the latest */
-                fail_msg("corruption at %zu accepted", at);
+                fail_msg("corruption at %u accepted", (unsigned)at);
             }
             if (i == 0 && sync)
                 print_message("bad CRC: %s\n", out.err.message);
@@ -565,7 +565,7 @@ static void zstd_corruption(void **state)
         bad[at] ^= 0xa5;
         out = read_blob(bad, zlen, NULL, NULL, READ_BIG);
         if (out.rc == LCOW_OK)
-            fail_msg("zstd corruption at %zu accepted", at);
+            fail_msg("zstd corruption at %u accepted", (unsigned)at);
         outcome_free(&out);
     }
     /* a frame that wants a 256 MiB window */

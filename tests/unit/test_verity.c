@@ -214,8 +214,8 @@ static void check_against_reference(size_t blocks, uint64_t seed, bool threaded,
         fail_msg("finish: %s", err.message);
     if (memcmp(root, ref_root, 32) != 0) {
         char a[65], b[65];
-        fail_msg("%zu blocks, threaded %d, order %d: root %s, reference %s", blocks, threaded, o,
-                 hex32(root, a), hex32(ref_root, b));
+        fail_msg("%u blocks, threaded %d, order %d: root %s, reference %s", (unsigned)blocks,
+                 threaded, o, hex32(root, a), hex32(ref_root, b));
     }
     lcow_verity_hasher_root(h, root2);
     assert_memory_equal(root, root2, 32);
@@ -296,7 +296,8 @@ static void superblock_fields(void **state)
         c[bad[i].off] = bad[i].value;
         assert_int_equal(lcow_verity_superblock_check(c, 311, NULL, &err), LCOW_INVALID_ARGUMENT);
         if (!strstr(err.message, bad[i].what) && !strstr(err.message, "signature"))
-            fail_msg("byte %zu: '%s' does not name %s", bad[i].off, err.message, bad[i].what);
+            fail_msg("byte %u: '%s' does not name %s", (unsigned)bad[i].off, err.message,
+                     bad[i].what);
     }
     assert_int_equal(lcow_verity_superblock_check(sb, 312, NULL, &err), LCOW_INVALID_ARGUMENT);
 }
@@ -469,8 +470,8 @@ static void veritysetup_format_agrees(void **state)
         /* veritysetup's hash device is superblock + tree: byte for byte ours. */
         assert_int_equal(vs_len, c.len);
         assert_memory_equal(vs_bytes, c.buf, c.len);
-        print_message("%zu blocks: root %s = veritysetup's, hash device identical\n", blocks,
-                      vs_root);
+        print_message("%u blocks: root %s = veritysetup's, hash device identical\n",
+                      (unsigned)blocks, vs_root);
         free(vs_bytes);
         free(c.buf);
         lcow_verity_hasher_free(h);
@@ -569,7 +570,7 @@ static void veritysetup_verify_accepts_ours(void **state)
             int rc = run_cmd(&out, "'%s' verify --hash-offset=%zu '%s' '%s' %s", vs, sizes[i] * BS,
                              path, path, hex);
             if (rc != 0)
-                fail_msg("veritysetup verify refused ours (%zu blocks): %s", sizes[i],
+                fail_msg("veritysetup verify refused ours (%u blocks): %s", (unsigned)sizes[i],
                          out ? out : "?");
             free(out);
             /* and it does check: another root hash is refused */

@@ -130,7 +130,8 @@ static void validator_refuses(void **state)
         }
         assert_int_equal(lcow_vhd_check_fixed(b, 8192 + 512, NULL, &err), LCOW_INVALID_ARGUMENT);
         if (!strstr(err.message, bad[i].what))
-            fail_msg("byte %zu: '%s' does not name %s", bad[i].off, err.message, bad[i].what);
+            fail_msg("byte %u: '%s' does not name %s", (unsigned)bad[i].off, err.message,
+                     bad[i].what);
     }
 }
 
@@ -182,8 +183,8 @@ static void golden_footers_match(void **state)
         free(vhd);
         free(vvhd);
     }
-    print_message("%zu x 2 tar2ext4 footers: ours byte for byte given their UUID\n",
-                  (size_t)GOLDEN_CASES);
+    print_message("%u x 2 tar2ext4 footers: ours byte for byte given their UUID\n",
+                  (unsigned)GOLDEN_CASES);
 }
 
 static void qemu_reads_ours(void **state)
