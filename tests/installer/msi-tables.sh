@@ -11,24 +11,30 @@ ZIP=${LCOW_ZIP:?}
 [ -f "$MSI" ] || fail "$MSI was not built (target lcowsnap_msi)"
 command -v msiinfo >/dev/null || fail "msiinfo not installed (Debian package msitools)"
 
-# rows TABLE: the data rows of a table (msiinfo export prints 3 header lines),
-# exported once per table into a scratch directory.
-cache=$(mktemp -d)
-trap 'rm -rf "$cache"' EXIT
-rows() {
-  # (in the scratch directory: exporting a table with streams, Binary, also writes
-  # the streams to ./Binary/)
-  [ -f "$cache/$1" ] || (cd "$cache" && msiinfo export "$MSI" "$1") | tr -d '\r' | tail -n +4 >"$cache/$1"
-  cat "$cache/$1"
-}
-# field TABLE KEYCOLUMN-VALUE N: column N of the row whose first column is the key.
-field() { rows "$1" | awk -F '\t' -v key="$2" -v n="$3" '$1 == key { print $n; found = 1 } END { exit !found }'; }
-
 tables=$(msiinfo tables "$MSI" | tr -d '\r')
 for table in ServiceInstall ServiceControl File Component Directory Upgrade CustomAction \
   InstallExecuteSequence Property Binary; do
   grep -qx "$table" <<<"$tables" || fail "table $table missing from msiinfo tables"
 done
+
+# Every table's data rows (msiinfo export prints 3 header lines), exported once, up
+# front, into rows/TABLE; a table the MSI lacks has no rows. msiinfo runs in its own
+# directory, streams/: exporting a table with streams (Binary) also writes them to
+# ./Binary/. (It used to run where the rows were cached, so its ./Binary/ directory
+# and the rows file Binary raced: under load the directory came first, the rows file
+# could not be written and the Binary table read as empty. The Binary/ made below
+# forces that order: the export must not care.)
+cache=$(mktemp -d)
+trap 'rm -rf "$cache"' EXIT
+mkdir -p "$cache/rows" "$cache/streams/Binary"
+for table in $tables; do
+  (cd "$cache/streams" && msiinfo export "$MSI" "$table") >"$cache/rows/$table.raw" ||
+    fail "msiinfo export $table failed (exit $?)"
+  tr -d '\r' <"$cache/rows/$table.raw" | tail -n +4 >"$cache/rows/$table"
+done
+rows() { [ ! -f "$cache/rows/$1" ] || cat "$cache/rows/$1"; }
+# field TABLE KEYCOLUMN-VALUE N: column N of the row whose first column is the key.
+field() { rows "$1" | awk -F '\t' -v key="$2" -v n="$3" '$1 == key { print $n; found = 1 } END { exit !found }'; }
 
 # ServiceInstall: ServiceInstall Name DisplayName ServiceType StartType ErrorControl
 #   LoadOrderGroup Dependencies StartName Password Arguments Component_ Description
