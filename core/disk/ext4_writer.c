@@ -1330,11 +1330,21 @@ static lcow_code make_inode(lcow_ext4_writer *w, const char *path, size_t path_l
             return fail(w, lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                                           "%.*s: cannot update a file whose data is written",
                                           SHOW(path_len), path));
-        release_data(w, N(w, ino));
+        /* tar -x semantics where compactext4 refuses: a new file in the old
+         * inode, nothing of the old one kept (data, xattr block, xattrs). */
+        node *o = N(w, ino);
+        release_data(w, o);
+        if (o->xattr_block) {
+            release_blocks(w, o->xattr_block, 1);
+            o->xattr_block = 0;
+            o->block_count--;
+        }
+        o->has_xattrs = 0;
     }
 
     node *n = N(w, ino);
-    /* The xattrs kept in the inode are merged into the new set. */
+    /* The xattrs kept in the inode are merged into the new set (compactext4
+     * keeps them when a directory or a data-less file is named again). */
     uint8_t old_area[INODE_XATTR];
     char old_names[INODE_XATTR * 2 + 8 * 32];
     bool had_area = n->has_xattrs;

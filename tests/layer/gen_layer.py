@@ -28,7 +28,8 @@ T0 = 1700000000
 
 
 class Gen:
-    def __init__(self, seed, fmt):
+    def __init__(self, seed, fmt, portable=False):
+        self.portable = portable  # only what GNU tar -x can reproduce exactly
         self.r = random.Random(seed)
         self.buf = io.BytesIO()
         self.t = tarfile.open(fileobj=self.buf, mode="w", format=fmt)
@@ -95,13 +96,14 @@ class Gen:
         elif k < 0.9:
             ti.uid, ti.gid = r.randint(1, 65535), r.randint(1, 65535)
         elif self.fmt != tarfile.USTAR_FORMAT:
-            ti.uid, ti.gid = r.randint(65536, (1 << 32) - 1), r.randint(65536, (1 << 32) - 1)
+            top = (1 << 32) - (2 if self.portable else 1)  # chown cannot set -1
+            ti.uid, ti.gid = r.randint(65536, top), r.randint(65536, top)
         if self.fmt == tarfile.PAX_FORMAT:
             pax = {}
             if r.random() < 0.25:
                 pax["atime"] = "%d.%09d" % (T0 + r.randint(0, 1 << 20), r.randint(0, 999999999))
                 pax["ctime"] = "%d.%d" % (T0 + r.randint(0, 1 << 20), r.randint(0, 99))
-            if r.random() < 0.3:
+            if r.random() < 0.3 and (typ in (tarfile.REGTYPE, tarfile.DIRTYPE) or not self.portable):
                 pax.update(self.xattrs())
             ti.pax_headers = pax
         return ti
@@ -250,10 +252,10 @@ class Gen:
         return self.buf.getvalue()
 
 
-def small(seed, conflicts):
+def small(seed, conflicts=False, portable=False):
     r = random.Random(seed)
     fmt = r.choice([tarfile.PAX_FORMAT, tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
-    g = Gen(seed, fmt)
+    g = Gen(seed, fmt, portable)
     if r.random() < 0.2:
         g.add(g.info("./", tarfile.DIRTYPE, r.choice([0o755, 0o700])))
     for _ in range(r.randint(0, 150)):
