@@ -55,7 +55,7 @@ class Converter:
         if os.path.exists(out):
             os.remove(out)
         cmd = self.wine + [self.exe, "-i", self.path(tar), "-o", self.path(out)] + flags
-        p = subprocess.run(cmd, capture_output=True, text=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
         return p.returncode, (p.stderr or "").strip()
 
 
@@ -151,12 +151,19 @@ def cmd_random(conv, shared, tmp, first, last):
             rvhd, ours = os.path.join(tmp, "ref.vhd"), os.path.join(tmp, "ours.img")
             r = subprocess.run([ref, "-i", tar, "-o", rvhd, "-vhd"] + flags, capture_output=True, text=True)
             rc, msg = conv.run(tar, ours, flags)
+            if "Sanitizer" in msg or "runtime error" in msg:
+                print("seed %d %s: %s" % (seed, prof, msg))
+                bad += 1
+                continue
             if r.returncode != 0:
                 refused += 1
-                if rc == 0 and not conflicts:
+                if not conflicts and rc == 0:
                     print("seed %d %s: tar2ext4 refuses (%s), we accept" % (seed, prof, r.stderr.strip()))
                     bad += 1
-                elif rc == 0 and not e2fsck(ours)[0]:
+                elif conflicts and rc != 0:
+                    print("seed %d %s: a layer with conflicts must convert (tar -x): %s" % (seed, prof, msg))
+                    bad += 1
+                elif conflicts and not e2fsck(ours)[0]:
                     print("seed %d %s: conflicts applied, but e2fsck complains" % (seed, prof))
                     bad += 1
                 continue
