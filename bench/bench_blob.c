@@ -8,6 +8,13 @@
  *     lcow_blob_read_view (what the tar reader does) and discarding it
  *   blob reader, synchronous: the same on one thread
  *   the parts alone: zlib/libzstd decompression, and SHA-256 over the tar
+ *   end to end, as Apply will do it, in a child process (its CPU and peak
+ *     RSS from wait4): blob reader -> tar reader -> ext4 writer
+ *     (core/layer/convert) [-> dm-verity from on_final] -> VHD footer ->
+ *     fsync, beside `gzip -dc | tar2ext4-ref -overlay -vhd -max-gb 128`,
+ *     tar2ext4-ref on the tar (LCOW_TAR2EXT4_REF, default
+ *     ../shared/tools/tar2ext4-ref, if present; it does not fsync) and the
+ *     copy floor `cp` + `sync`
  *
  * Input: LCOW_BENCH_TAR (an uncompressed tar), else a 256 MiB tar of /usr
  * (real binaries, libraries and text, like an image layer) written to
@@ -18,14 +25,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zlib.h>
 #include <zstd.h>
 
 #include "core/base/errors.h"
+#include "core/disk/ext4_writer.h"
 #include "core/disk/sha256.h"
+#include "core/disk/verity.h"
+#include "core/disk/vhd.h"
 #include "core/layer/blob.h"
+#include "core/layer/convert.h"
 #include "core/os/os.h"
 
 static double now_s(void)
@@ -33,6 +46,12 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "bench_blob: %s: %s\n", what, detail ? detail : strerror(errno));
+    exit(1);
 }
 
 /* CPU seconds (user + system) of this process's threads or of its reaped
@@ -45,13 +64,48 @@ static double cpu_s(int who)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-/* CPU seconds of the best (wall-clock) run of the last measurement. */
-static double last_cpu;
+/* A measurement: the best wall-clock run of several, and that run's CPU. */
+typedef struct meas {
+    double wall, cpu, rss_mib; /* rss_mib: only for runs in a child process */
+} meas;
 
-static void die(const char *what, const char *detail)
+static double last_cpu;     /* CPU of the best run of the measurement just taken */
+static double last_rss_mib; /* peak RSS of that run, when it ran in a child */
+
+static meas taken(double wall)
 {
-    fprintf(stderr, "bench_blob: %s: %s\n", what, detail ? detail : strerror(errno));
-    exit(1);
+    meas m = {wall, last_cpu, last_rss_mib};
+    last_rss_mib = 0;
+    return m;
+}
+
+/* Runs fn(arg) (or, with fn NULL, `sh -c arg`) in a child process: wall
+ * time, and the child's own CPU time and peak RSS from wait4. */
+static double in_child(void (*fn)(const void *), const void *arg, double *cpu, double *rss_mib)
+{
+    double t = now_s();
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", NULL);
+    if (pid == 0) {
+        if (!fn) {
+            execl("/bin/sh", "sh", "-c", (const char *)arg, (char *)NULL);
+            _exit(127);
+        }
+        fn(arg);
+        _exit(0);
+    }
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid)
+        die("wait4", NULL);
+    t = now_s() - t;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        die("child failed", fn ? "conversion" : (const char *)arg);
+    *cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+    *rss_mib = ru.ru_maxrss / 1024.0;
+    return t;
 }
 
 static int runs(void)
@@ -65,13 +119,10 @@ static double time_shell(const char *cmd)
 {
     double best = 1e9;
     for (int i = 0; i < runs(); i++) {
-        double t = now_s(), c = cpu_s(RUSAGE_CHILDREN);
-        if (system(cmd) != 0)
-            die("command failed", cmd);
-        t = now_s() - t;
-        c = cpu_s(RUSAGE_CHILDREN) - c;
+        double c, rss;
+        double t = in_child(NULL, cmd, &c, &rss);
         if (t < best)
-            best = t, last_cpu = c;
+            best = t, last_cpu = c, last_rss_mib = rss;
     }
     return best;
 }
@@ -120,6 +171,73 @@ static double time_blob(const char *path, bool synchronous, uint64_t *tar_bytes)
         *tar_bytes = r.tar_bytes;
         if (t < best)
             best = t, last_cpu = cpu_s(RUSAGE_SELF) - c;
+    }
+    return best;
+}
+
+typedef struct convert_job {
+    const char *blob, *out;
+    bool verity;
+} convert_job;
+
+/* Blob to layer.vhd, as Apply will do it (in a child process). */
+static void convert(const void *arg)
+{
+    const convert_job *job = arg;
+    const char *blob = job->blob, *out = job->out;
+    bool verity = job->verity;
+    {
+        lcow_error err;
+        lcow_blob *b;
+        if (lcow_blob_open(blob, NULL, &b, &err))
+            die(blob, err.message);
+        lcow_verity_hasher *h = NULL;
+        if (verity && lcow_verity_hasher_create(NULL, &h, &err))
+            die("verity", err.message);
+        lcow_ext4_writer_options wo = {.max_disk_size = LCOW_LAYER_MAX_DISK_SIZE};
+        if (h) {
+            wo.on_final = lcow_verity_on_final;
+            wo.on_final_ctx = h;
+        }
+        lcow_ext4_writer *w;
+        if (lcow_ext4_writer_open(out, &wo, &w, &err))
+            die(out, err.message);
+        lcow_tar_source src = {.view = lcow_blob_read_view_callback, .ctx = b};
+        lcow_layer_convert_options co = {.convert_whiteouts = true,
+                                         .max_disk_size = LCOW_LAYER_MAX_DISK_SIZE};
+        uint64_t size;
+        lcow_blob_result r;
+        if (lcow_layer_convert_entries(w, &src, &co, NULL, &err) || lcow_blob_finish(b, &r, &err) ||
+            lcow_ext4_writer_finish(w, &size, &err))
+            die("convert", err.message);
+        lcow_file *f = lcow_ext4_writer_file(w);
+        uint64_t disk = size;
+        if (h) {
+            if (lcow_verity_hasher_finish(h, size, NULL, &err) ||
+                lcow_verity_hasher_write_file(h, f, size, NULL, &err))
+                die("verity", err.message);
+            disk += LCOW_VERITY_SUPERBLOCK_SIZE + lcow_verity_hasher_tree_bytes(h);
+        }
+        uint8_t footer[LCOW_VHD_FOOTER_SIZE];
+        if (lcow_vhd_footer_fixed(disk, NULL, 0, footer, &err) ||
+            lcow_file_pwrite(f, footer, sizeof footer, disk, &err) || lcow_file_sync(f, &err))
+            die("footer", err.message);
+        lcow_ext4_writer_close(w);
+        lcow_verity_hasher_free(h);
+        lcow_blob_close(b);
+    }
+}
+
+static double time_convert(const char *blob, const char *out, bool verity)
+{
+    double best = 1e9;
+    convert_job job = {blob, out, verity};
+    for (int i = 0; i < runs(); i++) {
+        double c, rss;
+        double t = in_child(convert, &job, &c, &rss);
+        if (t < best)
+            best = t, last_cpu = c, last_rss_mib = rss;
+        lcow_os_remove(out, NULL);
     }
     return best;
 }
@@ -196,10 +314,17 @@ static double time_sha256(const uint8_t *data, size_t len)
     return best;
 }
 
-static void row(const char *what, double s, double ref, uint64_t bytes)
+/* End-to-end rows: with the child's peak RSS. */
+static void row_rss(const char *what, meas m, meas ref, uint64_t bytes)
 {
-    printf("| %-52s | %7.3f s | %7.3f s | %6.0f MB/s | %5.2fx |\n", what, s, last_cpu,
-           (double)bytes / s / 1e6, s / ref);
+    printf("| %-46s | %7.3f s | %7.3f s | %6.0f MB/s | %5.2fx | %6.1f MiB |\n", what, m.wall, m.cpu,
+           (double)bytes / m.wall / 1e6, m.wall / ref.wall, m.rss_mib);
+}
+
+static void row(const char *what, meas m, meas ref, uint64_t bytes)
+{
+    printf("| %-52s | %7.3f s | %7.3f s | %6.0f MB/s | %5.2fx |\n", what, m.wall, m.cpu,
+           (double)bytes / m.wall / 1e6, m.wall / ref.wall);
 }
 
 int main(void)
@@ -215,10 +340,27 @@ int main(void)
     if (given) {
         snprintf(tar, sizeof tar, "%s", given);
     } else {
+        /* a whole tar (entries, not a cut stream) of the first ~256 MiB of
+         * /usr/share, /usr/lib and /usr/bin in directory order: many small
+         * files (documentation, locales) and some big ones, like a layer */
         snprintf(tar, sizeof tar, "%s/usr-256m.tar", tmp);
         snprintf(cmd, sizeof cmd,
-                 "[ -s '%s' ] || (tar -C /usr -cf - lib bin share 2>/dev/null | head -c 268435456 "
-                 ">'%s')",
+                 "[ -s '%s' ] || python3 -c 'import os,sys,tarfile\n"
+                 "t=tarfile.open(sys.argv[1],\"w\",format=tarfile.PAX_FORMAT);n=0\n"
+                 "for top in (\"share\",\"lib\",\"bin\"):\n"
+                 " for d,ds,fs in os.walk(\"/usr/\"+top):\n"
+                 "  ds.sort();fs.sort()\n"
+                 "  for x in [d]+[os.path.join(d,f) for f in fs]:\n"
+                 "   if n>=256<<20: break\n"
+                 "   try: i=t.gettarinfo(x,x[1:])\n"
+                 "   except OSError: continue\n"
+                 "   if i.isreg():\n"
+                 "    try:\n"
+                 "     with open(x,\"rb\") as f: t.addfile(i,f)\n"
+                 "    except OSError: continue\n"
+                 "    n+=i.size\n"
+                 "   elif i.isdir() or i.issym(): t.addfile(i)\n"
+                 "t.close()' '%s'",
                  tar, tar);
         if (system(cmd) != 0)
             die("making the tar", cmd);
@@ -234,41 +376,91 @@ int main(void)
     uint8_t *tar_data = slurp(tar, &tar_len);
     uint8_t *gz_data = slurp(gz, &gz_len);
     uint8_t *zst_data = slurp(zst, &zst_len);
-    printf("tar %.1f MB, gzip -6 %.1f MB, zstd -3 %.1f MB; best of %d runs; MB/s of tar bytes\n\n",
-           tar_len / 1e6, gz_len / 1e6, zst_len / 1e6, runs());
+    snprintf(cmd, sizeof cmd, "tar -tf '%s' | wc -l", tar);
+    FILE *p = popen(cmd, "r");
+    long entries = 0;
+    if (!p || fscanf(p, "%ld", &entries) != 1)
+        entries = -1;
+    if (p)
+        pclose(p);
+    printf("tar %.1f MB (%ld entries), gzip -6 %.1f MB, zstd -3 %.1f MB; best of %d runs; "
+           "MB/s of tar bytes\n\n",
+           tar_len / 1e6, entries, gz_len / 1e6, zst_len / 1e6, runs());
     printf("| %-52s | %9s | %9s | %11s | %6s |\n|---|---|---|---|---|\n", "what", "wall", "CPU",
            "throughput", "vs ref");
 
     uint64_t out_bytes;
     snprintf(cmd, sizeof cmd, "gzip -dc '%s' >/dev/null", gz);
-    double gzip_dc = time_shell(cmd);
+    meas gzip_dc = taken(time_shell(cmd));
     row("`gzip -dc >/dev/null` (reference)", gzip_dc, gzip_dc, tar_len);
-    row("zlib inflate alone, in memory", time_inflate(gz_data, gz_len), gzip_dc, tar_len);
-    row("blob reader, gzip, threaded (decode + 2 SHA-256)", time_blob(gz, false, &out_bytes),
+    row("zlib inflate alone, in memory", taken(time_inflate(gz_data, gz_len)), gzip_dc, tar_len);
+    row("blob reader, gzip, threaded (decode + 2 SHA-256)", taken(time_blob(gz, false, &out_bytes)),
         gzip_dc, tar_len);
-    row("blob reader, gzip, synchronous", time_blob(gz, true, &out_bytes), gzip_dc, tar_len);
+    row("blob reader, gzip, synchronous", taken(time_blob(gz, true, &out_bytes)), gzip_dc, tar_len);
 
     snprintf(cmd, sizeof cmd, "zstd -q -dc '%s' >/dev/null", zst);
-    double zstd_dc = time_shell(cmd);
+    meas zstd_dc = taken(time_shell(cmd));
     row("`zstd -dc >/dev/null` (reference)", zstd_dc, zstd_dc, tar_len);
-    row("libzstd alone, in memory", time_unzstd(zst_data, zst_len), zstd_dc, tar_len);
-    row("blob reader, zstd, threaded (decode + 2 SHA-256)", time_blob(zst, false, &out_bytes),
-        zstd_dc, tar_len);
-    row("blob reader, zstd, synchronous", time_blob(zst, true, &out_bytes), zstd_dc, tar_len);
+    row("libzstd alone, in memory", taken(time_unzstd(zst_data, zst_len)), zstd_dc, tar_len);
+    row("blob reader, zstd, threaded (decode + 2 SHA-256)",
+        taken(time_blob(zst, false, &out_bytes)), zstd_dc, tar_len);
+    row("blob reader, zstd, synchronous", taken(time_blob(zst, true, &out_bytes)), zstd_dc,
+        tar_len);
 
     snprintf(cmd, sizeof cmd, "cat '%s' >/dev/null", tar);
-    double cat = time_shell(cmd);
+    meas cat = taken(time_shell(cmd));
     row("`cat >/dev/null` (reference)", cat, cat, tar_len);
-    row("blob reader, tar, threaded (read + SHA-256)", time_blob(tar, false, &out_bytes), cat,
-        tar_len);
-    row("SHA-256 (nettle) alone, in memory", time_sha256(tar_data, tar_len), cat, tar_len);
+    row("blob reader, tar, threaded (read + SHA-256)", taken(time_blob(tar, false, &out_bytes)),
+        cat, tar_len);
+    row("SHA-256 (nettle) alone, in memory", taken(time_sha256(tar_data, tar_len)), cat, tar_len);
 
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("\npeak RSS of this process %.1f MiB (it holds the three files in memory: %.1f MiB)\n",
-           ru.ru_maxrss / 1024.0, (tar_len + gz_len + zst_len) / 1048576.0);
+    /* The files' copies go before the children fork (their peak RSS counts
+     * what they inherit). */
     free(tar_data);
     free(gz_data);
     free(zst_data);
+    /* End to end. */
+    char out[4200], ref[4096];
+    snprintf(out, sizeof out, "%s/bench-layer.vhd", tmp);
+    const char *r = getenv("LCOW_TAR2EXT4_REF");
+    snprintf(ref, sizeof ref, "%s", r ? r : "../shared/tools/tar2ext4-ref");
+    bool have_ref = access(ref, X_OK) == 0;
+    printf("\nend to end: blob -> layer.vhd (ext4, [verity,] VHD footer, fsync)\n\n");
+    printf("| %-46s | %9s | %9s | %11s | %6s | %10s |\n|---|---|---|---|---|---|\n", "what", "wall",
+           "CPU", "throughput", "vs ref", "peak RSS");
+    /* the references again, in this phase (same load, small parent) */
+    snprintf(cmd, sizeof cmd, "gzip -dc '%s' >/dev/null", gz);
+    gzip_dc = taken(time_shell(cmd));
+    row_rss("`gzip -dc >/dev/null` (reference)", gzip_dc, gzip_dc, tar_len);
+    if (have_ref) {
+        snprintf(
+            cmd, sizeof cmd,
+            "gzip -dc '%s' | '%s' -i /dev/stdin -o '%s' -overlay -vhd -max-gb 128 && rm -f '%s'",
+            gz, ref, out, out);
+        row_rss("`gzip -dc | tar2ext4-ref -overlay -vhd`", taken(time_shell(cmd)), gzip_dc,
+                tar_len);
+    }
+    row_rss("lcowsnap, gzip", taken(time_convert(gz, out, false)), gzip_dc, tar_len);
+    row_rss("lcowsnap, gzip, verity", taken(time_convert(gz, out, true)), gzip_dc, tar_len);
+    snprintf(cmd, sizeof cmd, "zstd -q -dc '%s' >/dev/null", zst);
+    zstd_dc = taken(time_shell(cmd));
+    row_rss("`zstd -dc >/dev/null` (reference)", zstd_dc, zstd_dc, tar_len);
+    row_rss("lcowsnap, zstd", taken(time_convert(zst, out, false)), zstd_dc, tar_len);
+    row_rss("lcowsnap, zstd, verity", taken(time_convert(zst, out, true)), zstd_dc, tar_len);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && sync '%s' && rm -f '%s'", tar, out, out, out);
+    meas floor = taken(time_shell(cmd));
+    row_rss("`cp` + `sync` of the tar (copy floor, reference)", floor, floor, tar_len);
+    if (have_ref) {
+        snprintf(cmd, sizeof cmd, "'%s' -i '%s' -o '%s' -overlay -vhd -max-gb 128 && rm -f '%s'",
+                 ref, tar, out, out);
+        row_rss("tar2ext4-ref -overlay -vhd", taken(time_shell(cmd)), floor, tar_len);
+        snprintf(cmd, sizeof cmd,
+                 "'%s' -i '%s' -o '%s' -overlay -verity -vhd -max-gb 128 && rm -f '%s'", ref, tar,
+                 out, out);
+        row_rss("tar2ext4-ref -overlay -verity -vhd", taken(time_shell(cmd)), floor, tar_len);
+    }
+    row_rss("lcowsnap, tar", taken(time_convert(tar, out, false)), floor, tar_len);
+    row_rss("lcowsnap, tar, verity", taken(time_convert(tar, out, true)), floor, tar_len);
+
     return 0;
 }
