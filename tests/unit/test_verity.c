@@ -690,8 +690,8 @@ static void golden_trees_match(void **state)
         capture cap = write_out(h2, ext4_bytes, sb.uuid);
         assert_int_equal(cap.len, LCOW_VERITY_SUPERBLOCK_SIZE + tree_bytes);
         assert_memory_equal(cap.buf, v + ext4_bytes, cap.len); /* byte for byte, given the UUID */
-        print_message("%-16s %6zu blocks  root %s  tree %llu bytes: = tar2ext4\n", c, blocks,
-                      want_root, (unsigned long long)tree_bytes);
+        print_message("%-16s %6u blocks  root %s  tree %llu bytes: = tar2ext4\n", c,
+                      (unsigned)blocks, want_root, (unsigned long long)tree_bytes);
         free(cap.buf);
         free(v);
         free(vvhd);
