@@ -8,7 +8,9 @@ set -eu
 dir=$1 vs=$2
 [ -f "$dir/MANIFEST" ] || { echo "no $dir/MANIFEST: did test_verity run?"; exit 1; }
 fail=0 n=0
+cr=$(printf '\r')
 while read -r file data root; do
+    root=${root%"$cr"} # a MANIFEST written with CRLF
     if out=$("$vs" verify --hash-offset="$data" "$dir/$file" "$dir/$file" "$root" 2>&1); then
         echo "ok   $file: veritysetup verify accepts root $root"
         n=$((n + 1))

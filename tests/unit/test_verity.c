@@ -491,7 +491,7 @@ static void export_for_check(const char *file, uint64_t data_bytes, const uint8_
     lcow_error err;
     assert_int_equal(lcow_os_mkdir_all(dir, &err), LCOW_OK);
     char *manifest = lcow_path_join(dir, "MANIFEST");
-    FILE *m = fopen(manifest, "a");
+    FILE *m = fopen(manifest, "ab"); /* binary: no CRLF under Windows */
     assert_non_null(m);
     char hex[65];
     const char *base = strrchr(file, LCOW_PATH_SEP);
