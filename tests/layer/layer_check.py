@@ -4,6 +4,7 @@
   layer_check.py golden      CONVERTER SHARED TMP
   layer_check.py random      CONVERTER SHARED TMP FIRST LAST
   layer_check.py independent CONVERTER SHARED TMP [FIRST LAST]
+  layer_check.py edge        CONVERTER SHARED TMP
 
 CONVERTER is tests/layer/layer_convert (tar2ext4's flags, ext4 image only); in
 the win64 build it is layer_convert.exe and LCOW_WINE_COMMAND (a '|'-separated
@@ -17,6 +18,10 @@ golden:      every case of golden.json, profiles differ and inline: size and
 random:      seeds FIRST..LAST of gen_layer.py, both profiles, compared byte for
              byte with tar2ext4-ref (a layer tar2ext4-ref refuses must be one we
              refuse too, or, with gen_layer's --conflicts, one we apply).
+edge:        the hand-made tars of edge_tars.py (format corners, truncations,
+             sparse files, PAX records, paths): identical to tar2ext4-ref where it
+             converts them, refused where it refuses them, and refused on purpose
+             where docs/layers.md says so; a refused conversion leaves no file.
 independent: the golden tars and seeds FIRST..LAST (with --conflicts): e2fsck -fn
              reports nothing but "Padding at end of inode bitmap is not set", and
              the image read back with debugfs (rdump for contents and symlink
@@ -183,6 +188,50 @@ def cmd_random(conv, shared, tmp, first, last):
     print("random seeds %d..%d: %d images identical to tar2ext4-ref, %d refused by it, %d failures" %
           (first, last, same, refused, bad))
     return 1 if bad else 0
+
+
+# ---- hand-made edge cases ----
+
+def cmd_edge(conv, shared, tmp):
+    files = need_shared(shared)
+    import edge_tars
+    d = os.path.join(tmp, "edge")
+    edge_tars.main_into(d)
+    expect = json.load(open(os.path.join(d, "cases.json")))
+    bad = 0
+    for case, want in sorted(expect.items()):
+        tar = os.path.join(d, case + ".tar")
+        for prof, flags in PROFILES.items():
+            rvhd, ours = os.path.join(tmp, "ref.vhd"), os.path.join(tmp, "ours.img")
+            r = subprocess.run([files["ref"], "-i", tar, "-o", rvhd, "-vhd"] + flags, capture_output=True, text=True)
+            rc, msg = conv.run(tar, ours, flags)
+            ref_ok = r.returncode == 0
+            if want == "same":
+                ok = ref_ok and rc == 0 and same_image(rvhd, ours)
+                why = "identical" if ok else "ref rc=%d (%s), ours rc=%d (%s)" % (
+                    r.returncode, r.stderr.strip()[-80:], rc, msg[-200:])
+            elif want == "both_fail":
+                ok = not ref_ok and rc != 0 and "Sanitizer" not in msg
+                why = "both refuse: %s" % msg[-120:] if ok else "ref rc=%d, ours rc=%d" % (r.returncode, rc)
+            else:  # we_refuse
+                ok = ref_ok and rc != 0 and "InvalidArgument" in msg
+                why = "we refuse on purpose: %s" % msg[-120:] if ok else "ref rc=%d, ours rc=%d %s" % (
+                    r.returncode, rc, msg)
+            print("%-26s %-6s %s %s" % (case, prof, "ok  " if ok else "FAIL", why))
+            bad += not ok
+            if rc != 0 and os.path.exists(ours):
+                print("%-26s %-6s FAIL: a failed conversion left its output behind" % (case, prof))
+                bad += 1
+    print("edge: %d cases x 2 profiles, %s" % (len(expect), "all as expected" if not bad else "%d failures" % bad))
+    return 1 if bad else 0
+
+
+def same_image(rvhd, ours):
+    n = os.path.getsize(rvhd) - 512
+    if os.path.getsize(ours) != n:
+        return False
+    with open(rvhd, "rb") as a, open(ours, "rb") as b:
+        return a.read(n) == b.read()
 
 
 # ---- independent check ----
@@ -495,6 +544,8 @@ def main():
         return cmd_golden(conv, shared, tmp)
     if cmd == "random":
         return cmd_random(conv, shared, tmp, *rest)
+    if cmd == "edge":
+        return cmd_edge(conv, shared, tmp)
     if cmd == "independent":
         return cmd_independent(conv, shared, tmp, *(rest or [1, 0]))
     sys.exit(__doc__)
