@@ -130,7 +130,7 @@ int main(void)
     if (lcow_scratch_open(root, LCOW_SCRATCH_NATIVE, NULL, 0, &sc, &err))
         die("open", &err);
 
-    lcow_scratch_plan plan = {.mode = LCOW_SCRATCH_MODE_OWN, .size_gb = LCOW_SCRATCH_DEFAULT_GB};
+    lcow_scratch_plan plan = {.mode = LCOW_META_SCRATCH_OWN, .size_gb = LCOW_SCRATCH_DEFAULT_GB};
     char *template_path = path2(root, "scratch.vhdx");
     double *cold = calloc((size_t)cold_runs, sizeof *cold);
     double *warm = calloc((size_t)runs, sizeof *warm);
@@ -184,7 +184,7 @@ int main(void)
         unsigned gb = (unsigned)strtoul(tok, NULL, 10);
         if (gb == 0 || gb > LCOW_SCRATCH_MAX_GB)
             continue;
-        lcow_scratch_disk_options opts = {.size_bytes = (uint64_t)gb << 30,
+        lcow_scratch_disk_options opts = {.geometry.size_bytes = (uint64_t)gb << 30,
                                           .backend = LCOW_SCRATCH_NATIVE};
         char name[64];
         snprintf(name, sizeof name, "template_%u.vhdx", gb);

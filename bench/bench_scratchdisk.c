@@ -108,7 +108,8 @@ int main(int argc, char **argv)
         long long ap_o = 0, al_o = 0, ap_t = 0, al_t = 0;
         for (int i = 0; i < runs; i++) {
             unlink(ours);
-            lcow_scratch_disk_options o = {.size_bytes = sizes[s], .backend = LCOW_SCRATCH_NATIVE};
+            lcow_scratch_disk_options o = {.geometry.size_bytes = sizes[s],
+                                           .backend = LCOW_SCRATCH_NATIVE};
             lcow_error err;
             double t0 = now_ms();
             if (lcow_scratch_disk_create(ours, &o, &err)) {

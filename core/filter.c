@@ -19,6 +19,8 @@
 
 #include <pcre2.h>
 
+#include "core/base/compiler.h"
+
 /* Scanner results that are not runes (Go's scanner mixes both in one int). */
 enum {
     TOK_EOF = -1,
@@ -597,11 +599,7 @@ static size_t rune_start(const char *input, size_t at)
     return at;
 }
 
-static lcow_code parse_fail(parser *p, size_t pos, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+static lcow_code parse_fail(parser *p, size_t pos, const char *fmt, ...) LCOW_PRINTF(3, 4);
 
 static lcow_code parse_fail(parser *p, size_t pos, const char *fmt, ...)
 {

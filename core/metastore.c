@@ -11,6 +11,7 @@
 #include <leveldb/c.h>
 
 #include "core/base/log.h"
+#include "core/os/os.h" /* the clock only: the metastore knows no files */
 
 struct lcow_metastore {
     leveldb_t *db;
@@ -1128,7 +1129,7 @@ lcow_code lcow_metastore_create(lcow_metastore *ms, const lcow_meta_create *req,
     rec.kind = req->kind;
     rec.parent = (char *)parent_key;
     rec.parent_id = parent.id;
-    rec.created = rec.updated = lcow_time_now();
+    rec.created = rec.updated = lcow_os_time_now();
     rec.scratch = req->scratch;
     rec.disk_id = req->scratch == LCOW_META_SCRATCH_SHARED ? req->disk_id : 0;
     lcow_meta_record_free(&parent);
@@ -1213,7 +1214,7 @@ lcow_code lcow_metastore_commit(lcow_metastore *ms, const char *name, const char
     rec.kind = LCOW_KIND_COMMITTED;
     rec.parent = (char *)new_parent;
     rec.parent_id = parent.id;
-    rec.created = rec.updated = lcow_time_now();
+    rec.created = rec.updated = lcow_os_time_now();
     rec.usage = usage ? *usage : (lcow_usage){0};
     if (!copy_labels(&rec.labels, labels)) {
         rc = oom(err);
@@ -1365,7 +1366,7 @@ lcow_code lcow_metastore_update(lcow_metastore *ms, const lcow_info *info, const
         lcow_labels_free(&rec.labels);
         rec.labels = labels;
         labels = (lcow_labels){0};
-        rec.updated = lcow_time_now();
+        rec.updated = lcow_os_time_now();
         leveldb_writebatch_t *batch = leveldb_writebatch_create();
         rc = batch_put_record(batch, &rec) ? db_write(ms, batch, err) : oom(err);
         leveldb_writebatch_destroy(batch);

@@ -266,6 +266,15 @@ lcow_code lcow_scratch_path_allowed(lcow_scratch *sc, const char *path, lcow_err
 /* ------------------------------------------------------------ plan */
 
 /* Strict size: a plain string of decimal digits, 1..LCOW_SCRATCH_MAX_GB. */
+/* The scratch size rule, checked here and nowhere below: the size-gb
+ * label (through parse_size_gb) and CreateScratch's size_gb are whole GiB,
+ * 1..LCOW_SCRATCH_MAX_GB. A plan or a disk built from them is not checked
+ * again (the ext4 and VHDX limits of core/disk stand behind it). */
+static bool size_gb_valid(uint64_t gb)
+{
+    return gb >= 1 && gb <= LCOW_SCRATCH_MAX_GB;
+}
+
 static bool parse_size_gb(const char *s, uint32_t *out)
 {
     if (!*s)
@@ -278,7 +287,7 @@ static bool parse_size_gb(const char *s, uint32_t *out)
         if (v > LCOW_SCRATCH_MAX_GB)
             return false; /* also stops overflow */
     }
-    if (v == 0)
+    if (!size_gb_valid(v))
         return false;
     *out = (uint32_t)v;
     return true;
@@ -300,12 +309,12 @@ lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *ke
     const char *owner = labels ? lcow_labels_get(labels, LCOW_LABEL_OWNER) : NULL;
     if (reuse && strcmp(reuse, "true") == 0 && owner && *owner) {
         /* As upstream: size and location do not apply to a shared disk. */
-        plan->mode = LCOW_SCRATCH_MODE_SHARED;
+        plan->mode = LCOW_META_SCRATCH_SHARED;
         plan->owner_key = strdup(owner);
         return plan->owner_key ? LCOW_OK : oom(err, "scratch plan");
     }
 
-    plan->mode = LCOW_SCRATCH_MODE_OWN;
+    plan->mode = LCOW_META_SCRATCH_OWN;
     plan->size_gb = LCOW_SCRATCH_DEFAULT_GB;
     const char *size = labels ? lcow_labels_get(labels, LCOW_LABEL_SIZE_GB) : NULL;
     if (size && !parse_size_gb(size, &plan->size_gb)) {
@@ -526,7 +535,7 @@ static lcow_code build_and_publish(lcow_scratch *sc, const char *dir, const char
         return oom(err, "scratch disk");
     lcow_code rc = LCOW_ALREADY_EXISTS;
     for (int attempt = 0; attempt < 8 && rc == LCOW_ALREADY_EXISTS; attempt++) {
-        lcow_time now = lcow_time_now();
+        lcow_time now = lcow_os_time_now();
         snprintf(temp_name, temp_len, ".%s" TEMP_MARK "%lld%09u-%u", name, (long long)now.sec,
                  (unsigned)now.nsec, atomic_fetch_add(&sc->temp_seq, 1));
         char *temp = lcow_path_join(dir, temp_name);
@@ -571,7 +580,7 @@ static lcow_code build_template(lcow_scratch *sc, const char *dir, const char *n
                                 uint32_t size_gb, template_build *b, lcow_error *err)
 {
     lcow_scratch_disk_options opts = {
-        .size_bytes = (uint64_t)size_gb << 30,
+        .geometry.size_bytes = (uint64_t)size_gb << 30,
         .backend = sc->backend,
     };
     lcow_code rc = build_and_publish(sc, dir, name, &opts, false, b, err);
@@ -642,11 +651,9 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
 lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *plan,
                                   const char *snapshot_dir, lcow_error *err)
 {
-    if (plan->mode != LCOW_SCRATCH_MODE_OWN || plan->size_gb == 0 ||
-        plan->size_gb > LCOW_SCRATCH_MAX_GB)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "scratch create: plan is not an own scratch of 1..%u GiB",
-                              LCOW_SCRATCH_MAX_GB);
+    /* The plan comes from lcow_scratch_plan_for, which validated the size. */
+    if (plan->mode != LCOW_META_SCRATCH_OWN)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "scratch create: not an own scratch");
     const char *dir = plan->location ? plan->location : sc->root;
     char *dst = lcow_path_join(snapshot_dir, LCOW_SANDBOX_NAME);
     if (!dst)
@@ -659,7 +666,7 @@ lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *pla
             rc = lcow_os_copy_sparse(template_path, dst, err);
         } else {
             lcow_scratch_disk_options opts = {
-                .size_bytes = (uint64_t)plan->size_gb << 30,
+                .geometry.size_bytes = (uint64_t)plan->size_gb << 30,
                 .backend = sc->backend,
             };
             rc = lcow_scratch_disk_create(dst, &opts, err);
@@ -680,7 +687,7 @@ lcow_code lcow_scratch_create_at(lcow_scratch *sc, const char *path, uint32_t si
                               "scratch path must be absolute (got \"%s\")", path ? path : "");
     if (size_gb == 0)
         size_gb = LCOW_SCRATCH_DEFAULT_GB;
-    if (size_gb > LCOW_SCRATCH_MAX_GB)
+    if (!size_gb_valid(size_gb))
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "scratch size %" PRIu32 " GiB is out of range (1..%u)", size_gb,
                               LCOW_SCRATCH_MAX_GB);
@@ -727,8 +734,8 @@ lcow_code lcow_scratch_create_at(lcow_scratch *sc, const char *path, uint32_t si
     }
     if (rc == LCOW_OK) {
         lcow_scratch_disk_options o = {
-            .size_bytes = (uint64_t)size_gb << 30,
-            .block_size_bytes = block_size_mb << 20,
+            .geometry.size_bytes = (uint64_t)size_gb << 30,
+            .geometry.block_size = block_size_mb << 20,
             .backend = sc->backend,
         };
         rc = build_and_publish(sc, dir, path + cut, &o, true, b, err);

@@ -14,6 +14,7 @@
 #include "core/base/errors.h"
 #include "core/base/types.h"
 #include "core/disk/scratchdisk.h" /* lcow_scratch_backend */
+#include "core/metastore.h"        /* lcow_meta_scratch */
 
 #define LCOW_LABEL_SIZE_GB "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb"
 #define LCOW_LABEL_LOCATION "containerd.io/snapshot/io.microsoft.container.storage.rootfs.location"
@@ -22,14 +23,11 @@
 
 #define LCOW_SANDBOX_NAME "sandbox.vhdx"
 
-typedef enum lcow_scratch_mode {
-    LCOW_SCRATCH_MODE_NONE = 0, /* views, extract-* layers */
-    LCOW_SCRATCH_MODE_OWN,      /* a fresh sandbox.vhdx */
-    LCOW_SCRATCH_MODE_SHARED,   /* a link to the owner's sandbox.vhdx */
-} lcow_scratch_mode;
-
 typedef struct lcow_scratch_plan {
-    lcow_scratch_mode mode;
+    /* The persisted mode of the record (core/metastore.h): NONE for views
+     * and extract-* layers, OWN for a fresh sandbox.vhdx, SHARED for a link
+     * to the owner's. */
+    lcow_meta_scratch mode;
     uint32_t size_gb; /* OWN: 1..65536, default 20 */
     char *location;   /* OWN: resolved template directory (malloc'd), NULL = root */
     char *owner_key;  /* SHARED: owner's client key (malloc'd) */

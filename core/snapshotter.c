@@ -383,10 +383,8 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
             return rc;
     }
 
-    lcow_meta_create req = {.key = key, .parent = parent, .kind = kind, .labels = labels};
-    req.scratch = plan.mode == LCOW_SCRATCH_MODE_OWN      ? LCOW_META_SCRATCH_OWN
-                  : plan.mode == LCOW_SCRATCH_MODE_SHARED ? LCOW_META_SCRATCH_SHARED
-                                                          : LCOW_META_SCRATCH_NONE;
+    lcow_meta_create req = {
+        .key = key, .parent = parent, .kind = kind, .labels = labels, .scratch = plan.mode};
     char *dir = NULL;
     bool reserved = false;
 
@@ -431,9 +429,9 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
     if (rc == LCOW_OK)
         rc = lcow_os_mkdir(dir, err);
     bool made_dir = rc == LCOW_OK;
-    if (rc == LCOW_OK && plan.mode == LCOW_SCRATCH_MODE_OWN)
+    if (rc == LCOW_OK && plan.mode == LCOW_META_SCRATCH_OWN)
         rc = lcow_scratch_create_own(s->scratch, &plan, dir, err);
-    if (rc == LCOW_OK && plan.mode == LCOW_SCRATCH_MODE_SHARED) {
+    if (rc == LCOW_OK && plan.mode == LCOW_META_SCRATCH_SHARED) {
         char *disk_dir = lcow_snapshotter_dir_of(s, req.disk_id);
         char *disk = disk_dir ? lcow_path_join(disk_dir, LCOW_SANDBOX_NAME) : NULL;
         rc =
@@ -443,7 +441,7 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
     }
     /* The new directory's own entries matter only when it holds a disk;
      * its name in snapshots/ always does. */
-    if (rc == LCOW_OK && plan.mode != LCOW_SCRATCH_MODE_NONE)
+    if (rc == LCOW_OK && plan.mode != LCOW_META_SCRATCH_NONE)
         rc = lcow_os_sync_dir(dir, err);
     if (rc == LCOW_OK)
         rc = lcow_os_sync_dir(s->snapshots_dir, err);

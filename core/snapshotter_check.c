@@ -23,13 +23,7 @@ typedef struct check_state {
     size_t member_count, member_cap;
 } check_state;
 
-static int check_fail(check_state *c, const char *fmt, ...)
-#if defined(__MINGW32__)
-    __attribute__((format(gnu_printf, 2, 3)))
-#elif defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+static int check_fail(check_state *c, const char *fmt, ...) LCOW_PRINTF(2, 3);
 
 static int check_fail(check_state *c, const char *fmt, ...)
 {

@@ -44,12 +44,7 @@ void lcow_logging_stop(void);
 /* Logs a lifecycle event: the line goes to every sink whatever the
  * --log-level, and the Event Log gets the event's own ID. */
 void lcow_log_event(lcow_svc_event event, lcow_log_level level, const char *fmt, ...)
-#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO) */
-    __attribute__((format(gnu_printf, 3, 4)))
-#elif defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+    LCOW_PRINTF(3, 4);
 
 /* ---- Event Log backend (logging_win.c; logging_posix.c has none) ---- */
 typedef struct lcow_eventlog lcow_eventlog;

@@ -26,6 +26,9 @@ FILE *lcow_svc_fopen(const char *path, const char *mode);
 void lcow_svc_sleep_ms(unsigned ms);
 /* "2026-11-27T22:54:01.123Z" into buf (at least 32 bytes). */
 void lcow_svc_timestamp(char *buf, size_t size);
+/* What --version says about the platform: "windows", or "linux, foreground
+ * only". */
+const char *lcow_svc_platform_name(void);
 /* One process-wide lock for the log sinks (lines from many threads). */
 void lcow_svc_log_lock(void);
 void lcow_svc_log_unlock(void);

@@ -92,3 +92,8 @@ void lcow_svc_log_unlock(void)
 {
     pthread_mutex_unlock(&log_mutex);
 }
+
+const char *lcow_svc_platform_name(void)
+{
+    return "linux, foreground only";
+}

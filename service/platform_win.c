@@ -132,3 +132,8 @@ void lcow_svc_log_unlock(void)
 {
     ReleaseSRWLockExclusive(&log_lock);
 }
+
+const char *lcow_svc_platform_name(void)
+{
+    return "windows";
+}

@@ -1,5 +1,6 @@
 /* Windows service hosting and registration (scm_win.c, register_win.c).
- * Every SCM, Event Log and registry call goes through svcapi.h. */
+ * Every SCM, Event Log and registry call goes through svcapi.h. Off Windows,
+ * scm_posix.c answers "Windows only", so callers need no #ifdef. */
 #ifndef LCOW_SERVICE_SCM_H
 #define LCOW_SERVICE_SCM_H
 

@@ -5,15 +5,14 @@
 
 #include "service/app.h"
 #include "service/logging.h"
+#include "service/platform.h"
 #include "service/scm.h"
 
 static bool wants_run_service(int argc, char **argv)
 {
-#ifdef _WIN32
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--run-service") == 0)
             return true;
-#endif
     return false;
 }
 
@@ -39,17 +38,13 @@ int lcow_service_main(int argc, char **argv, const lcow_app_ops *ops)
     lcow_error err;
     int exit_code = LCOW_EXIT_OK;
     if (lcow_config_parse(&cfg, argc, argv, &err) != LCOW_OK) {
-#ifdef _WIN32
         /* Started by the SCM: tell it why, or it only sees a service that
-         * never connected. */
+         * never connected (off Windows the stub reports it as below). */
         if (wants_run_service(argc, argv)) {
             exit_code = lcow_scm_run(&cfg, ops, LCOW_EXIT_BAD_CONFIG, err.message);
             lcow_config_free(&cfg);
             return exit_code;
         }
-#else
-        (void)wants_run_service;
-#endif
         fprintf(stderr, "lcowsnap: %s\n", err.message);
         lcow_config_free(&cfg);
         return LCOW_EXIT_BAD_CONFIG;
@@ -61,14 +56,10 @@ int lcow_service_main(int argc, char **argv, const lcow_app_ops *ops)
         break;
     case LCOW_MODE_VERSION:
         printf("lcowsnap %s (protocol 1, snapshotter windows-lcow, %s)\n", LCOW_VERSION,
-#ifdef _WIN32
-               "windows"
-#else
-               "linux, foreground only"
-#endif
-        );
+               lcow_svc_platform_name());
         break;
-#ifdef _WIN32
+    /* Windows only: off Windows the flags do not parse, and scm_posix.c
+     * answers "Windows only" all the same. */
     case LCOW_MODE_REGISTER:
     case LCOW_MODE_UNREGISTER:
         if (lcow_config_validate_syntax(&cfg, &err) != LCOW_OK) {
@@ -85,7 +76,6 @@ int lcow_service_main(int argc, char **argv, const lcow_app_ops *ops)
     case LCOW_MODE_RUN_SERVICE:
         exit_code = lcow_scm_run(&cfg, ops, 0, NULL);
         break;
-#endif
     default:
         if (lcow_config_validate(&cfg, &exit_code, &err) != LCOW_OK) {
             fprintf(stderr, "lcowsnap: %s\n", err.message);

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "core/base/compiler.h"
+
 typedef enum lcow_code {
     LCOW_OK = 0,
     LCOW_NOT_FOUND,
@@ -31,34 +33,17 @@ typedef struct lcow_error {
 
 /* Records code and a printf-style message in err (if non-NULL); returns code
  * so a failing path can `return lcow_error_set(err, ...)`. */
-lcow_code lcow_error_set(lcow_error *err, lcow_code code, const char *fmt, ...)
-#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
-    __attribute__((format(gnu_printf, 3, 4)))
-#elif defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+lcow_code lcow_error_set(lcow_error *err, lcow_code code, const char *fmt, ...) LCOW_PRINTF(3, 4);
 
 /* Prepends "context: " to the message already in err, keeping the code. */
-lcow_code lcow_error_wrap(lcow_error *err, const char *fmt, ...)
-#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
-    __attribute__((format(gnu_printf, 2, 3)))
-#elif defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+lcow_code lcow_error_wrap(lcow_error *err, const char *fmt, ...) LCOW_PRINTF(2, 3);
 
 /* The same, returning code whether or not err is NULL: the form for a
  * failure path that holds its code, `return lcow_error_wrap_code(err, rc,
  * "reading %s", path);` (lcow_error_wrap has no code to return for a NULL
  * err and returns LCOW_INTERNAL). */
 lcow_code lcow_error_wrap_code(lcow_error *err, lcow_code code, const char *fmt, ...)
-#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
-    __attribute__((format(gnu_printf, 3, 4)))
-#elif defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+    LCOW_PRINTF(3, 4);
 
 void lcow_error_clear(lcow_error *err);
 

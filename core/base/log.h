@@ -4,6 +4,8 @@
 #ifndef LCOW_LOG_H
 #define LCOW_LOG_H
 
+#include "core/base/compiler.h"
+
 typedef enum lcow_log_level {
     LCOW_LOG_ERROR = 0,
     LCOW_LOG_WARN = 1,
@@ -23,13 +25,7 @@ lcow_log_level lcow_log_get_level(void);
 int lcow_log_level_parse(const char *name);
 const char *lcow_log_level_name(lcow_log_level level);
 
-void lcow_log(lcow_log_level level, const char *fmt, ...)
-#if defined(__MINGW32__) /* mingw C99 stdio (__USE_MINGW_ANSI_STDIO): %zu etc. */
-    __attribute__((format(gnu_printf, 2, 3)))
-#elif defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+void lcow_log(lcow_log_level level, const char *fmt, ...) LCOW_PRINTF(2, 3);
 
 #define LCOW_LOGE(...) lcow_log(LCOW_LOG_ERROR, __VA_ARGS__)
 #define LCOW_LOGW(...) lcow_log(LCOW_LOG_WARN, __VA_ARGS__)

@@ -2,11 +2,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#ifdef _WIN32
-#include <windows.h>
-#endif
 
 static const char *const kind_names[] = {"unknown", "view", "active", "committed"};
 
@@ -25,26 +20,6 @@ lcow_kind lcow_kind_parse(const char *name)
             return (lcow_kind)k;
     }
     return LCOW_KIND_UNKNOWN;
-}
-
-lcow_time lcow_time_now(void)
-{
-    lcow_time t;
-#ifdef _WIN32
-    /* 100 ns ticks since 1601: the precision containerd's Windows clock has. */
-    FILETIME ft;
-    GetSystemTimePreciseAsFileTime(&ft);
-    uint64_t ticks = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
-    ticks -= 116444736000000000ULL;
-    t.sec = (int64_t)(ticks / 10000000ULL);
-    t.nsec = (uint32_t)(ticks % 10000000ULL) * 100;
-#else
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    t.sec = ts.tv_sec;
-    t.nsec = (uint32_t)ts.tv_nsec;
-#endif
-    return t;
 }
 
 int lcow_time_cmp(lcow_time a, lcow_time b)

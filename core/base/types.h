@@ -20,13 +20,13 @@ const char *lcow_kind_name(lcow_kind kind);
 /* Case-insensitive inverse; LCOW_KIND_UNKNOWN if not a kind. */
 lcow_kind lcow_kind_parse(const char *name);
 
-/* UTC wall-clock time with nanosecond precision. */
+/* UTC wall-clock time with nanosecond precision (the clock itself is
+ * lcow_os_time_now in core/os/os.h). */
 typedef struct lcow_time {
     int64_t sec;
     uint32_t nsec;
 } lcow_time;
 
-lcow_time lcow_time_now(void);
 int lcow_time_cmp(lcow_time a, lcow_time b);
 
 typedef struct lcow_label {

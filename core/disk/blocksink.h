@@ -59,11 +59,6 @@ lcow_code lcow_block_sink_callback(lcow_block_sink_write_fn write, lcow_block_si
 
 /* ---- platform (blocksink_posix.c / blocksink_win.c) ---- */
 
-/* Transitional: random bytes are lcow_os_random (core/os/os.h) now. This
- * name stays only until the layer-import work in progress (core/disk/vhd.c,
- * verity.c) calls lcow_os_random; do not use it in new code. */
-#define lcow_disk_random lcow_os_random
-
 /* Windows only: a sink over a disk or volume HANDLE (passed as void * so this
  * header stays free of <windows.h>; not owned). Writes must be multiples of
  * sector_size at aligned offsets; finish flushes the handle. Elsewhere

@@ -12,30 +12,24 @@
 #include "core/disk/vdisk.h"
 #include "core/disk/vhdx.h"
 
+/* The one check of a scratch disk's options: the ext4 formatter's size
+ * range here, the VHDX geometry (with its defaults filled in) by
+ * lcow_vhdx_params_normalize; both backends then get o->geometry as it is. */
 static lcow_code check_options(const lcow_scratch_disk_options *in, lcow_scratch_disk_options *o,
                                lcow_error *err)
 {
     *o = *in;
-    if (!o->block_size_bytes)
-        o->block_size_bytes = LCOW_SCRATCH_DEFAULT_BLOCK_MB << 20;
-    if (!o->logical_sector_size)
-        o->logical_sector_size = 512;
-    if (!o->physical_sector_size)
-        o->physical_sector_size = 4096;
-    if (o->size_bytes < LCOW_EXT4_MIN_SIZE || o->size_bytes > LCOW_EXT4_MAX_SIZE ||
-        o->size_bytes % 4096)
+    uint64_t size = o->geometry.size_bytes;
+    if (size < LCOW_EXT4_MIN_SIZE || size > LCOW_EXT4_MAX_SIZE || size % 4096)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "scratch disk size %llu is not a multiple of 4 KiB between 1 GiB "
                               "and 64 TiB",
-                              (unsigned long long)o->size_bytes);
-    lcow_vhdx_params p = {.virtual_size = o->size_bytes,
-                          .block_size = o->block_size_bytes,
-                          .logical_sector_size = o->logical_sector_size,
-                          .physical_sector_size = o->physical_sector_size};
-    lcow_vhdx_params checked;
+                              (unsigned long long)size);
+    lcow_vhdx_params p = {.geometry = in->geometry}, checked;
     lcow_code rc = lcow_vhdx_params_normalize(&p, &checked, err);
     if (rc)
         return lcow_error_wrap_code(err, rc, "scratch disk");
+    o->geometry = checked.geometry;
     if (o->backend != LCOW_SCRATCH_AUTO && o->backend != LCOW_SCRATCH_NATIVE &&
         o->backend != LCOW_SCRATCH_VIRTDISK)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "unknown scratch backend %d",
@@ -52,14 +46,11 @@ static lcow_code create_native(const char *path, const lcow_scratch_disk_options
     if (rc)
         return rc;
     lcow_vhdx_io io = lcow_vhdx_io_file(f);
-    lcow_vhdx_params p = {.virtual_size = o->size_bytes,
-                          .block_size = o->block_size_bytes,
-                          .logical_sector_size = o->logical_sector_size,
-                          .physical_sector_size = o->physical_sector_size};
+    lcow_vhdx_params p = {.geometry = o->geometry};
     lcow_vhdx_writer *w = NULL;
     lcow_block_sink *sink = NULL;
     if (!(rc = lcow_vhdx_writer_create(&io, &p, &w, err)) &&
-        !(rc = lcow_block_sink_vhdx(w, o->size_bytes, true, &sink, err)) &&
+        !(rc = lcow_block_sink_vhdx(w, o->geometry.size_bytes, true, &sink, err)) &&
         !(rc = lcow_ext4_format(sink, NULL, NULL, err)))
         rc = lcow_block_sink_finish(sink, err);
     lcow_block_sink_free(sink);
@@ -77,9 +68,7 @@ static lcow_code create_native(const char *path, const lcow_scratch_disk_options
 static lcow_code create_virtdisk(const char *path, const lcow_scratch_disk_options *o,
                                  lcow_error *err)
 {
-    lcow_vdisk_params p = {o->size_bytes, o->block_size_bytes, o->logical_sector_size,
-                           o->physical_sector_size};
-    return lcow_vdisk_create_scratch(lcow_vdisk_system(), path, &p, err);
+    return lcow_vdisk_create_scratch(lcow_vdisk_system(), path, &o->geometry, err);
 }
 
 lcow_code lcow_scratch_disk_create(const char *path, const lcow_scratch_disk_options *opts,

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/base/errors.h"
+#include "core/disk/geometry.h"
 
 /* How scratch disks are made (--scratch-backend). Declared here, at the
  * bottom, because this module is the one that acts on it; the snapshotter's
@@ -25,11 +26,8 @@ typedef enum lcow_scratch_backend {
 #define LCOW_SCRATCH_DEFAULT_BLOCK_MB 1u
 
 typedef struct lcow_scratch_disk_options {
-    uint64_t size_bytes;           /* virtual size; 1 GiB .. 64 TiB */
-    uint32_t block_size_bytes;     /* 0 = 1 MiB; power of two, 1..256 MiB */
-    uint32_t logical_sector_size;  /* 0 = 512 */
-    uint32_t physical_sector_size; /* 0 = 4096 */
-    lcow_scratch_backend backend;  /* AUTO picks virtdisk only where it works */
+    lcow_disk_geometry geometry;  /* size 1 GiB .. 64 TiB, a multiple of 4 KiB */
+    lcow_scratch_backend backend; /* AUTO picks virtdisk only where it works */
 } lcow_scratch_disk_options;
 
 /* Creates path, which must not exist, writes the whole disk, fsyncs it. On

@@ -6,7 +6,7 @@
 #include "core/base/log.h"
 
 lcow_code lcow_vdisk_create_scratch(const lcow_vdisk_ops *ops, const char *path,
-                                    const lcow_vdisk_params *params, lcow_error *err)
+                                    const lcow_disk_geometry *params, lcow_error *err)
 {
     void *disk = NULL;
     lcow_block_sink *sink = NULL;

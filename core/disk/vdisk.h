@@ -16,18 +16,12 @@
 
 #include "core/disk/blocksink.h"
 #include "core/base/errors.h"
-
-typedef struct lcow_vdisk_params {
-    uint64_t size_bytes;
-    uint32_t block_size;           /* bytes */
-    uint32_t logical_sector_size;  /* 512 or 4096 */
-    uint32_t physical_sector_size; /* 512 or 4096 */
-} lcow_vdisk_params;
+#include "core/disk/geometry.h"
 
 typedef struct lcow_vdisk_ops {
     void *ctx;
     /* Creates a new dynamic VHDX at path (UTF-8) and opens it: *disk. */
-    lcow_code (*create)(void *ctx, const char *path, const lcow_vdisk_params *p, void **disk,
+    lcow_code (*create)(void *ctx, const char *path, const lcow_disk_geometry *p, void **disk,
                         lcow_error *err);
     /* Attaches it as a raw disk: no drive letter, not mounted. */
     lcow_code (*attach)(void *ctx, void *disk, lcow_error *err);
@@ -55,6 +49,6 @@ bool lcow_vdisk_usable(char *why, size_t why_len);
  * it was attached, the handle closed and the file removed; the first error
  * is returned (cleanup errors are logged). */
 lcow_code lcow_vdisk_create_scratch(const lcow_vdisk_ops *ops, const char *path,
-                                    const lcow_vdisk_params *params, lcow_error *err);
+                                    const lcow_disk_geometry *params, lcow_error *err);
 
 #endif

@@ -102,7 +102,7 @@ static lcow_code win_fail(lcow_error *err, DWORD code, const char *what)
     return lcow_error_set(err, c, "%s failed (error %lu)", what, (unsigned long)code);
 }
 
-static lcow_code sys_create(void *ctx, const char *path, const lcow_vdisk_params *p, void **disk,
+static lcow_code sys_create(void *ctx, const char *path, const lcow_disk_geometry *p, void **disk,
                             lcow_error *err)
 {
     if (!virtdisk_loaded())

@@ -151,31 +151,32 @@ lcow_code lcow_vhdx_params_normalize(const lcow_vhdx_params *in, lcow_vhdx_param
                                      lcow_error *err)
 {
     lcow_vhdx_params p = *in;
-    if (!p.block_size)
-        p.block_size = LCOW_VHDX_MIN_BLOCK;
-    if (!p.logical_sector_size)
-        p.logical_sector_size = 512;
-    if (!p.physical_sector_size)
-        p.physical_sector_size = 4096;
-    if (!is_pow2(p.block_size) || p.block_size < LCOW_VHDX_MIN_BLOCK ||
-        p.block_size > LCOW_VHDX_MAX_BLOCK)
+    if (!p.geometry.block_size)
+        p.geometry.block_size = LCOW_VHDX_MIN_BLOCK;
+    if (!p.geometry.logical_sector_size)
+        p.geometry.logical_sector_size = 512;
+    if (!p.geometry.physical_sector_size)
+        p.geometry.physical_sector_size = 4096;
+    if (!is_pow2(p.geometry.block_size) || p.geometry.block_size < LCOW_VHDX_MIN_BLOCK ||
+        p.geometry.block_size > LCOW_VHDX_MAX_BLOCK)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "vhdx: block size %u is not a power of two between 1 and 256 MiB",
-                              p.block_size);
-    if (p.logical_sector_size != 512 && p.logical_sector_size != 4096)
+                              p.geometry.block_size);
+    if (p.geometry.logical_sector_size != 512 && p.geometry.logical_sector_size != 4096)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "vhdx: logical sector size %u is not 512 or 4096",
-                              p.logical_sector_size);
-    if (p.physical_sector_size != 512 && p.physical_sector_size != 4096)
+                              p.geometry.logical_sector_size);
+    if (p.geometry.physical_sector_size != 512 && p.geometry.physical_sector_size != 4096)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "vhdx: physical sector size %u is not 512 or 4096",
-                              p.physical_sector_size);
-    if (p.virtual_size == 0 || p.virtual_size > LCOW_VHDX_MAX_SIZE ||
-        p.virtual_size % p.logical_sector_size)
+                              p.geometry.physical_sector_size);
+    if (p.geometry.size_bytes == 0 || p.geometry.size_bytes > LCOW_VHDX_MAX_SIZE ||
+        p.geometry.size_bytes % p.geometry.logical_sector_size)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "vhdx: virtual size %llu is not a non-zero multiple of %u bytes up "
                               "to 64 TiB",
-                              (unsigned long long)p.virtual_size, p.logical_sector_size);
+                              (unsigned long long)p.geometry.size_bytes,
+                              p.geometry.logical_sector_size);
     *out = p;
     return LCOW_OK;
 }
@@ -281,9 +282,10 @@ lcow_code lcow_vhdx_writer_create(const lcow_vhdx_io *io, const lcow_vhdx_params
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "vhdx: out of memory");
     w->io = *io;
     w->p = p;
-    w->blocks = (p.virtual_size + p.block_size - 1) / p.block_size;
-    w->ratio = chunk_ratio(p.block_size, p.logical_sector_size);
-    w->bat_entries = lcow_vhdx_bat_entries(p.virtual_size, p.block_size, p.logical_sector_size);
+    w->blocks = (p.geometry.size_bytes + p.geometry.block_size - 1) / p.geometry.block_size;
+    w->ratio = chunk_ratio(p.geometry.block_size, p.geometry.logical_sector_size);
+    w->bat_entries = lcow_vhdx_bat_entries(p.geometry.size_bytes, p.geometry.block_size,
+                                           p.geometry.logical_sector_size);
     w->bat_length = round_up(w->bat_entries * 8, MiB);
     w->eof = BAT_OFFSET + w->bat_length;
     *out = w;
@@ -295,17 +297,18 @@ lcow_code lcow_vhdx_writer_write(lcow_vhdx_writer *w, uint64_t off, const void *
 {
     if (w->finished)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "vhdx: write after finish");
-    if (off > w->p.virtual_size || len > w->p.virtual_size - off)
+    if (off > w->p.geometry.size_bytes || len > w->p.geometry.size_bytes - off)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "vhdx: write of %zu bytes at %llu is past the virtual size %llu", len,
-                              (unsigned long long)off, (unsigned long long)w->p.virtual_size);
+                              (unsigned long long)off,
+                              (unsigned long long)w->p.geometry.size_bytes);
     const uint8_t *src = buf;
     while (len) {
-        uint64_t block = off / w->p.block_size;
-        uint64_t in_block = off % w->p.block_size;
+        uint64_t block = off / w->p.geometry.block_size;
+        uint64_t in_block = off % w->p.geometry.block_size;
         size_t n = len;
-        if (n > w->p.block_size - in_block)
-            n = (size_t)(w->p.block_size - in_block);
+        if (n > w->p.geometry.block_size - in_block)
+            n = (size_t)(w->p.geometry.block_size - in_block);
         block_slot *slot = slot_find(w, block);
         uint64_t file_offset;
         if (slot) {
@@ -317,7 +320,7 @@ lcow_code lcow_vhdx_writer_write(lcow_vhdx_writer *w, uint64_t off, const void *
             lcow_code rc = slot_insert(w, block, file_offset, err);
             if (rc)
                 return rc;
-            w->eof += w->p.block_size;
+            w->eof += w->p.geometry.block_size;
         }
         if (file_offset) {
             lcow_code rc = w->io.pwrite(w->io.ctx, src, n, file_offset + in_block, err);
@@ -418,12 +421,12 @@ static lcow_code write_metadata(lcow_vhdx_writer *w, lcow_error *err)
         lcow_le_put32(e + 24, items[i].flags);
     }
     uint8_t *v = buf + META_TABLE_SIZE;
-    lcow_le_put32(v + 0, w->p.block_size);
+    lcow_le_put32(v + 0, w->p.geometry.block_size);
     lcow_le_put32(v + 4, 0); /* LeaveBlocksAllocated = 0, HasParent = 0 */
-    lcow_le_put64(v + 8, w->p.virtual_size);
+    lcow_le_put64(v + 8, w->p.geometry.size_bytes);
     memcpy(v + 16, w->p.disk_id, 16);
-    lcow_le_put32(v + 32, w->p.logical_sector_size);
-    lcow_le_put32(v + 36, w->p.physical_sector_size);
+    lcow_le_put32(v + 32, w->p.geometry.logical_sector_size);
+    lcow_le_put32(v + 36, w->p.geometry.physical_sector_size);
     lcow_code rc = w->io.pwrite(w->io.ctx, buf, META_TABLE_SIZE + 40, META_OFFSET, err);
     return rc ? lcow_error_wrap_code(err, rc, "vhdx: metadata") : LCOW_OK;
 }

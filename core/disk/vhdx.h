@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "core/base/errors.h"
+#include "core/disk/geometry.h"
 #include "core/os/os.h"
 
 #define LCOW_VHDX_MAX_SIZE (64ull << 40)
@@ -56,10 +57,7 @@ lcow_vhdx_io lcow_vhdx_io_file(lcow_file *f);
 /* ---- writer ---- */
 
 typedef struct lcow_vhdx_params {
-    uint64_t virtual_size;         /* multiple of the logical sector size, <= 64 TiB */
-    uint32_t block_size;           /* 0 = 1 MiB; power of two, 1..256 MiB */
-    uint32_t logical_sector_size;  /* 0 = 512; 512 or 4096 */
-    uint32_t physical_sector_size; /* 0 = 4096; 512 or 4096 */
+    lcow_disk_geometry geometry;
     /* State of blocks never written. false (default): ZERO, which the spec
      * defines to read as zeros; true: NOT_PRESENT, as a fresh dynamic disk
      * from virtdisk or `qemu-img create -o block_state_zero=off`. */

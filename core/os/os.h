@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/base/errors.h"
+#include "core/base/types.h"
 
 #ifdef _WIN32
 #define LCOW_PATH_SEP '\\'
@@ -112,6 +113,13 @@ lcow_code lcow_os_usage(const char *path, int64_t *bytes, int64_t *inodes, lcow_
  * allocated ranges are copied (SEEK_DATA/SEEK_HOLE or copy_file_range on
  * Linux; allocated-range query on Windows). The copy is fsynced. */
 lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err);
+
+/* ---- time ---- */
+
+/* UTC wall-clock time (clock_gettime(CLOCK_REALTIME) /
+ * GetSystemTimePreciseAsFileTime: 100 ns ticks, the precision containerd's
+ * Windows clock has). */
+lcow_time lcow_os_time_now(void);
 
 /* ---- random bytes ---- */
 

@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/base/log.h"
@@ -603,6 +604,13 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
                               dst, strerror(e));
     }
     return LCOW_OK;
+}
+
+lcow_time lcow_os_time_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (lcow_time){.sec = ts.tv_sec, .nsec = (uint32_t)ts.tv_nsec};
 }
 
 lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err)

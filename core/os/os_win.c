@@ -1055,6 +1055,17 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
     return LCOW_OK;
 }
 
+lcow_time lcow_os_time_now(void)
+{
+    /* 100 ns ticks since 1601. */
+    FILETIME ft;
+    GetSystemTimePreciseAsFileTime(&ft);
+    uint64_t ticks = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;
+    ticks -= 116444736000000000ULL;
+    return (lcow_time){.sec = (int64_t)(ticks / 10000000ULL),
+                       .nsec = (uint32_t)(ticks % 10000000ULL) * 100};
+}
+
 lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err)
 {
     unsigned char *p = buf;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/os/os.h"
 #include "core/snapshotter.h"
 #include "core/os/thread.h"
 #include "unit/test_util.h"
@@ -94,7 +95,7 @@ static lcow_code create(lcow_snapshotter *s, lcow_kind kind, const char *key, co
     info->name = strdup(key);
     info->parent = strdup(parent ? parent : "");
     info->kind = kind;
-    info->created = info->updated = lcow_time_now();
+    info->created = info->updated = lcow_os_time_now();
     if (labels)
         lcow_labels_copy(&info->labels, labels);
     s->count++;
@@ -158,7 +159,7 @@ lcow_code lcow_snapshotter_commit(lcow_snapshotter *s, const char *name, const c
     info->parent = old.parent;
     old.parent = NULL;
     info->kind = LCOW_KIND_COMMITTED;
-    info->created = info->updated = lcow_time_now();
+    info->created = info->updated = lcow_os_time_now();
     if (labels)
         lcow_labels_copy(&info->labels, labels);
     s->count++;
@@ -227,7 +228,7 @@ lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
         const char *v = lcow_labels_get(&info->labels, k);
         lcow_labels_set(&cur->labels, k, v ? v : "");
     }
-    cur->updated = lcow_time_now();
+    cur->updated = lcow_os_time_now();
     lcow_info_copy(out, cur);
     lcow_mutex_unlock(&s->lock);
     return LCOW_OK;

@@ -754,6 +754,25 @@ static void detached_thread_runs_with_its_stack(void **state)
     lcow_mutex_destroy(&r.h.lock);
 }
 
+static void clock_is_utc_and_monotone_enough(void **state)
+{
+    (void)state;
+    lcow_time a = lcow_os_time_now(), b = lcow_os_time_now();
+    assert_true(lcow_time_cmp(a, b) <= 0);
+    assert_true(a.sec > 1700000000);
+    assert_true(a.nsec < 1000000000u);
+}
+
+static void random_bytes_differ(void **state)
+{
+    (void)state;
+    unsigned char a[32] = {0}, b[32] = {0};
+    lcow_error err;
+    assert_int_equal(lcow_os_random(a, sizeof a, &err), LCOW_OK);
+    assert_int_equal(lcow_os_random(b, sizeof b, &err), LCOW_OK);
+    assert_memory_not_equal(a, b, sizeof a);
+}
+
 int main(void)
 {
     /* Before any os call, so the seam reads it lazily on the first one. */
@@ -778,6 +797,8 @@ int main(void)
         cmocka_unit_test(fault_counters_are_thread_safe),
         cmocka_unit_test(thread_wrapper_hands_off),
         cmocka_unit_test(detached_thread_runs_with_its_stack),
+        cmocka_unit_test(clock_is_utc_and_monotone_enough),
+        cmocka_unit_test(random_bytes_differ),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,12 +167,12 @@ static void views_and_extract_layers_get_no_scratch(void **state)
     lcow_error err;
     assert_int_equal(plan_with(fx.sc, LCOW_KIND_VIEW, "default/1/c1", NULL, NULL, &plan, &err),
                      LCOW_OK);
-    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+    assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
     const char *extract[] = {"default/4/extract-123-Ab_d sha256:00", "extract-1", "ns/9/extract-"};
     for (size_t i = 0; i < 3; i++) {
         assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, extract[i], NULL, NULL, &plan, &err),
                          LCOW_OK);
-        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+        assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
     }
     /* Upstream's substring check misclassifies these containers. */
     const char *containers[] = {"default/5/my-extractor", "default/6/data-extract-1",
@@ -180,7 +180,7 @@ static void views_and_extract_layers_get_no_scratch(void **state)
     for (size_t i = 0; i < 5; i++) {
         assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, containers[i], NULL, NULL, &plan, &err),
                          LCOW_OK);
-        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+        assert_int_equal(plan.mode, LCOW_META_SCRATCH_OWN);
         assert_int_equal(plan.size_gb, 20);
         assert_null(plan.location);
         lcow_scratch_plan_free(&plan);
@@ -201,7 +201,7 @@ static void size_label_is_a_plain_positive_integer(void **state)
         assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_SIZE_GB,
                                    good[i].value, &plan, &err),
                          LCOW_OK);
-        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+        assert_int_equal(plan.mode, LCOW_META_SCRATCH_OWN);
         assert_int_equal(plan.size_gb, good[i].gb);
         lcow_scratch_plan_free(&plan);
     }
@@ -223,7 +223,7 @@ static void size_label_is_a_plain_positive_integer(void **state)
                          LCOW_INVALID_ARGUMENT);
         assert_non_null(strstr(err.message, LCOW_LABEL_SIZE_GB));
         assert_non_null(strstr(err.message, "1 to 65536"));
-        assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+        assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
     }
     /* Nothing was created by planning. */
     assert_int_equal(entries_in(fx.root), 0);
@@ -282,7 +282,7 @@ static void sharing_needs_reuse_true_and_an_owner(void **state)
     assert_int_equal(
         lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/c", &labels, &plan, &err),
         LCOW_OK);
-    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_SHARED);
+    assert_int_equal(plan.mode, LCOW_META_SCRATCH_SHARED);
     assert_string_equal(plan.owner_key, "pod-sandbox");
     lcow_scratch_plan_free(&plan);
 
@@ -291,7 +291,7 @@ static void sharing_needs_reuse_true_and_an_owner(void **state)
     assert_int_equal(
         lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/c", &labels, &plan, &err),
         LCOW_OK);
-    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+    assert_int_equal(plan.mode, LCOW_META_SCRATCH_OWN);
     assert_int_equal(plan.size_gb, 8);
     lcow_scratch_plan_free(&plan);
 
@@ -300,14 +300,14 @@ static void sharing_needs_reuse_true_and_an_owner(void **state)
     assert_int_equal(
         lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/c", &labels, &plan, &err),
         LCOW_OK);
-    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_OWN);
+    assert_int_equal(plan.mode, LCOW_META_SCRATCH_OWN);
     lcow_scratch_plan_free(&plan);
     /* An extract layer never shares. */
     assert_true(lcow_labels_set(&labels, LCOW_LABEL_OWNER, "pod-sandbox"));
     assert_int_equal(
         lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/extract-1", &labels, &plan, &err),
         LCOW_OK);
-    assert_int_equal(plan.mode, LCOW_SCRATCH_MODE_NONE);
+    assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
     lcow_labels_free(&labels);
     close_fixture(&fx);
 }
@@ -436,7 +436,7 @@ static void allow_list_confines_locations(void **state)
 
 static lcow_scratch_plan own_plan(uint32_t size_gb, const char *location)
 {
-    lcow_scratch_plan plan = {.mode = LCOW_SCRATCH_MODE_OWN, .size_gb = size_gb};
+    lcow_scratch_plan plan = {.mode = LCOW_META_SCRATCH_OWN, .size_gb = size_gb};
     if (location)
         plan.location = strdup(location);
     return plan;
@@ -721,7 +721,8 @@ static void a_foreign_template_is_refused(void **state)
 
     /* A real VHDX under the wrong size's name is refused too. */
     char *misnamed = join(fx.root, "scratch_3.vhdx");
-    lcow_scratch_disk_options opts = {.size_bytes = 1ull << 30, .backend = LCOW_SCRATCH_NATIVE};
+    lcow_scratch_disk_options opts = {.geometry.size_bytes = 1ull << 30,
+                                      .backend = LCOW_SCRATCH_NATIVE};
     assert_int_equal(lcow_scratch_disk_create(misnamed, &opts, &err), LCOW_OK);
     plan = own_plan(3, NULL);
     assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_FAILED_PRECONDITION);

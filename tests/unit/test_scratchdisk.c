@@ -59,12 +59,12 @@ static void bad_options_are_refused_before_touching_the_path(void **state)
     test_remove(path);
     lcow_error err;
     lcow_scratch_disk_options cases[] = {
-        {.size_bytes = GiB / 2},
-        {.size_bytes = GiB + 512},
-        {.size_bytes = (64ull << 40) + 4096},
-        {.size_bytes = 20 * GiB, .block_size_bytes = 3 * MiB},
-        {.size_bytes = 20 * GiB, .logical_sector_size = 1024},
-        {.size_bytes = 20 * GiB, .backend = (lcow_scratch_backend)42},
+        {.geometry.size_bytes = GiB / 2},
+        {.geometry.size_bytes = GiB + 512},
+        {.geometry.size_bytes = (64ull << 40) + 4096},
+        {.geometry.size_bytes = 20 * GiB, .geometry.block_size = 3 * MiB},
+        {.geometry.size_bytes = 20 * GiB, .geometry.logical_sector_size = 1024},
+        {.geometry.size_bytes = 20 * GiB, .backend = (lcow_scratch_backend)42},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(lcow_scratch_disk_create(path, &cases[i], &err), LCOW_INVALID_ARGUMENT);
@@ -105,7 +105,7 @@ static void native_20g_is_17_mib_and_valid(void **state)
     char *path = test_path("sandbox.vhdx");
     test_remove(path);
     lcow_error err;
-    lcow_scratch_disk_options o = {.size_bytes = 20 * GiB, .backend = LCOW_SCRATCH_NATIVE};
+    lcow_scratch_disk_options o = {.geometry.size_bytes = 20 * GiB, .backend = LCOW_SCRATCH_NATIVE};
     assert_int_equal(lcow_scratch_disk_create(path, &o, &err), LCOW_OK);
     /* 4 MiB of headers, metadata and BAT + 13 payload blocks. */
     assert_int_equal(file_size(path), 17 * MiB);
@@ -121,9 +121,9 @@ static void codes_survive_a_null_error_record_and_4k_sectors_work(void **state)
 {
     char *path = test_path("null-err.vhdx");
     test_remove(path);
-    lcow_scratch_disk_options o = {.size_bytes = 2 * GiB,
-                                   .logical_sector_size = 4096,
-                                   .physical_sector_size = 4096,
+    lcow_scratch_disk_options o = {.geometry.size_bytes = 2 * GiB,
+                                   .geometry.logical_sector_size = 4096,
+                                   .geometry.physical_sector_size = 4096,
                                    .backend = LCOW_SCRATCH_NATIVE};
     assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_OK);
     verify_scratch(path, 2 * GiB, 1u << 20);
@@ -134,7 +134,7 @@ static void codes_survive_a_null_error_record_and_4k_sectors_work(void **state)
         lcow_os_fault_clear();
         assert_false(exists(path));
     }
-    o.size_bytes = 1;
+    o.geometry.size_bytes = 1;
     assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_INVALID_ARGUMENT);
     free(path);
 }
@@ -147,7 +147,7 @@ static void auto_falls_back_with_one_log_line(void **state)
     test_remove(a);
     test_remove(b);
     lcow_error err;
-    lcow_scratch_disk_options o = {.size_bytes = 1 * GiB}; /* backend AUTO */
+    lcow_scratch_disk_options o = {.geometry.size_bytes = 1 * GiB}; /* backend AUTO */
     assert_int_equal(lcow_scratch_disk_create(a, &o, &err), LCOW_OK);
     assert_int_equal(lcow_scratch_disk_create(b, &o, &err), LCOW_OK);
     lcow_log_set_sink(NULL, NULL);
@@ -171,7 +171,7 @@ static void write_failure_leaves_nothing(void **state)
 {
     char *path = test_path("fail.vhdx");
     lcow_error err;
-    lcow_scratch_disk_options o = {.size_bytes = 20 * GiB, .backend = LCOW_SCRATCH_NATIVE};
+    lcow_scratch_disk_options o = {.geometry.size_bytes = 20 * GiB, .backend = LCOW_SCRATCH_NATIVE};
     const lcow_os_op ops[] = {LCOW_OS_OP_WRITE, LCOW_OS_OP_TRUNCATE, LCOW_OS_OP_SYNC};
     if (!lcow_os_fault_arm(LCOW_OS_OP_WRITE, 1000000, LCOW_FAULT_EIO, false))
         skip(); /* built without LCOW_FAULT_INJECTION (release) */
@@ -207,7 +207,8 @@ static void qemu_and_e2fsck_accept_the_disk(void **state)
         test_remove(vhdx);
         test_remove(raw);
         lcow_error err;
-        lcow_scratch_disk_options o = {.size_bytes = sizes[i], .backend = LCOW_SCRATCH_NATIVE};
+        lcow_scratch_disk_options o = {.geometry.size_bytes = sizes[i],
+                                       .backend = LCOW_SCRATCH_NATIVE};
         assert_int_equal(lcow_scratch_disk_create(vhdx, &o, &err), LCOW_OK);
         char *out;
         int rc = run_cmd(&out, "'%s' check -f vhdx '%s'", qemu, vhdx);
@@ -250,8 +251,8 @@ static void export_images_for_external_checks(void **state)
     for (size_t i = 0; i < 3; i++) {
         char *p = lcow_path_join(dir, disks[i].name);
         test_remove(p);
-        lcow_scratch_disk_options o = {.size_bytes = disks[i].size,
-                                       .block_size_bytes = disks[i].block,
+        lcow_scratch_disk_options o = {.geometry.size_bytes = disks[i].size,
+                                       .geometry.block_size = disks[i].block,
                                        .backend = LCOW_SCRATCH_NATIVE};
         assert_int_equal(lcow_scratch_disk_create(p, &o, &err), LCOW_OK);
         fprintf(manifest, "vhdx-ext4 %s %llu %u\n", disks[i].name,

@@ -285,7 +285,7 @@ static void update(void **state)
 {
     fixture *f = *state;
     lcow_error err;
-    lcow_time t1 = lcow_time_now();
+    lcow_time t1 = lcow_os_time_now();
     prep(f->s, "c1-prep", "");
     commit(f->s, "c1", "c1-prep");
     prep(f->s, "c2-prep", "c1");
@@ -294,7 +294,7 @@ static void update(void **state)
     prep(f->s, "a2", "");
     view(f->s, "v1", "c2");
     view(f->s, "v2", "");
-    lcow_time t2 = lcow_time_now();
+    lcow_time t2 = lcow_os_time_now();
     struct {
         const char *name, *parent;
         lcow_kind kind;
@@ -316,10 +316,10 @@ static void update(void **state)
         lcow_labels_set(&req.labels, "l2", "v2");
         lcow_labels_set(&req.labels, "l3", "v3");
         lcow_labels_set(&req.labels, GC_ROOT, "T");
-        lcow_time u1 = lcow_time_now();
+        lcow_time u1 = lcow_os_time_now();
         lcow_info out;
         ok(lcow_snapshotter_update(f->s, &req, NULL, 0, &out, &err), &err);
-        lcow_time u2 = lcow_time_now();
+        lcow_time u2 = lcow_os_time_now();
         assert_string_equal(out.parent, want[i].parent);
         assert_int_equal(lcow_time_cmp(out.created, si.created), 0);
         assert_true(time_between(out.updated, u1, u2));
@@ -760,9 +760,9 @@ static void commit_resets_times_and_takes_commit_labels(void **state)
     lcow_mounts_free(&m);
     lcow_info before, after;
     ok(lcow_snapshotter_stat(f->s, "a", &before, &err), &err);
-    lcow_time t1 = lcow_time_now();
+    lcow_time t1 = lcow_os_time_now();
     ok(lcow_snapshotter_commit(f->s, "c", "a", &cl, NULL, &err), &err);
-    lcow_time t2 = lcow_time_now();
+    lcow_time t2 = lcow_os_time_now();
     ok(lcow_snapshotter_stat(f->s, "c", &after, &err), &err);
     assert_true(time_between(after.created, t1, t2));
     assert_int_equal(lcow_time_cmp(after.created, after.updated), 0);

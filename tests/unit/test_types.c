@@ -141,14 +141,6 @@ static void long_messages_keep_cause_and_remedy(void **state)
     assert_string_equal(err.message, "short");
 }
 
-static void time_is_monotone_enough(void **state)
-{
-    lcow_time a = lcow_time_now(), b = lcow_time_now();
-    assert_true(lcow_time_cmp(a, b) <= 0);
-    assert_true(a.sec > 1700000000);
-    assert_true(a.nsec < 1000000000u);
-}
-
 static void keys_split_into_namespace_and_client_key(void **state)
 {
     const char *client;
@@ -204,7 +196,6 @@ int main(void)
         cmocka_unit_test(utf8_validation_rejects_bad_sequences),
         cmocka_unit_test(errors_carry_code_and_wrapped_message),
         cmocka_unit_test(long_messages_keep_cause_and_remedy),
-        cmocka_unit_test(time_is_monotone_enough),
         cmocka_unit_test(keys_split_into_namespace_and_client_key),
         cmocka_unit_test(grow_doubles_and_keeps_contents),
     };

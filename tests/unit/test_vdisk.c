@@ -36,7 +36,7 @@ typedef struct fake {
     unsigned writes; /* 4 KiB blocks */
     unsigned flushes, detaches, removes;
     uint64_t last_size;
-    lcow_vdisk_params params;
+    lcow_disk_geometry params;
     char log[256];
 } fake;
 
@@ -51,7 +51,7 @@ static lcow_code failed(lcow_error *err, const char *what)
     return lcow_error_set(err, LCOW_INTERNAL, "%s failed (fake)", what);
 }
 
-static lcow_code f_create(void *ctx, const char *path, const lcow_vdisk_params *p, void **disk,
+static lcow_code f_create(void *ctx, const char *path, const lcow_disk_geometry *p, void **disk,
                           lcow_error *err)
 {
     fake *f = ctx;
@@ -182,7 +182,7 @@ static lcow_vdisk_ops fake_ops(fake *f)
     return ops;
 }
 
-static const lcow_vdisk_params params20 = {20 * GiB, 1u << 20, 512, 4096};
+static const lcow_disk_geometry params20 = {20 * GiB, 1u << 20, 512, 4096};
 
 static void happy_path_formats_through_the_attached_disk(void **state)
 {

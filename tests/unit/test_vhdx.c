@@ -24,7 +24,7 @@
 static lcow_vhdx_writer *new_writer(mem_io *m, uint64_t size, uint32_t block)
 {
     lcow_vhdx_io io = mem_io_of(m);
-    lcow_vhdx_params p = {.virtual_size = size, .block_size = block};
+    lcow_vhdx_params p = {.geometry.size_bytes = size, .geometry.block_size = block};
     lcow_vhdx_writer *w = NULL;
     lcow_error err;
     assert_int_equal(lcow_vhdx_writer_create(&io, &p, &w, &err), LCOW_OK);
@@ -70,17 +70,17 @@ static void params_are_validated(void **state)
         {GiB + 512, 0, 4096, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        lcow_vhdx_params p = {.virtual_size = bad[i].size,
-                              .block_size = bad[i].block,
-                              .logical_sector_size = bad[i].lss,
-                              .physical_sector_size = bad[i].pss};
+        lcow_vhdx_params p = {.geometry.size_bytes = bad[i].size,
+                              .geometry.block_size = bad[i].block,
+                              .geometry.logical_sector_size = bad[i].lss,
+                              .geometry.physical_sector_size = bad[i].pss};
         assert_int_equal(lcow_vhdx_params_normalize(&p, &out, &err), LCOW_INVALID_ARGUMENT);
     }
-    lcow_vhdx_params ok = {.virtual_size = 64ull << 40};
+    lcow_vhdx_params ok = {.geometry.size_bytes = 64ull << 40};
     assert_int_equal(lcow_vhdx_params_normalize(&ok, &out, &err), LCOW_OK);
-    assert_int_equal(out.block_size, 1u << 20);
-    assert_int_equal(out.logical_sector_size, 512);
-    assert_int_equal(out.physical_sector_size, 4096);
+    assert_int_equal(out.geometry.block_size, 1u << 20);
+    assert_int_equal(out.geometry.logical_sector_size, 512);
+    assert_int_equal(out.geometry.physical_sector_size, 4096);
 }
 
 static void bat_geometry_matches_the_spec(void **state)
@@ -195,7 +195,7 @@ static void absent_block_state_is_selectable(void **state)
     for (int np = 0; np < 2; np++) {
         mem_io m = {0};
         lcow_vhdx_io io = mem_io_of(&m);
-        lcow_vhdx_params p = {.virtual_size = 10 * GiB, .absent_not_present = np};
+        lcow_vhdx_params p = {.geometry.size_bytes = 10 * GiB, .absent_not_present = np};
         lcow_vhdx_writer *w;
         lcow_error err;
         assert_int_equal(lcow_vhdx_writer_create(&io, &p, &w, &err), LCOW_OK);
@@ -374,7 +374,7 @@ static void write_image(const image_case *c, const char *vhdx_path, const char *
                          LCOW_OK);
     }
     lcow_vhdx_io io = lcow_vhdx_io_file(vf);
-    lcow_vhdx_params p = {.virtual_size = c->size, .block_size = c->block};
+    lcow_vhdx_params p = {.geometry.size_bytes = c->size, .geometry.block_size = c->block};
     lcow_vhdx_writer *w;
     assert_int_equal(lcow_vhdx_writer_create(&io, &p, &w, &err), LCOW_OK);
     uint8_t *buf = malloc(64 * 1024);
