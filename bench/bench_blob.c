@@ -8,8 +8,8 @@
  *     lcow_blob_read_view (what the tar reader does) and discarding it
  *   blob reader, synchronous: the same on one thread
  *   the parts alone: zlib/libzstd decompression, and SHA-256 over the tar
- *   end to end, as Apply will do it, in a child process (its CPU and peak
- *     RSS from wait4): blob reader -> tar reader -> ext4 writer
+ *   end to end, as Apply will do it, in a process of its own (its CPU and
+ *     peak RSS from /usr/bin/time): blob reader -> tar reader -> ext4 writer
  *     (core/layer/convert) [-> dm-verity from on_final] -> VHD footer ->
  *     fsync, beside `gzip -dc | tar2ext4-ref -overlay -vhd -max-gb 128`,
  *     tar2ext4-ref on the tar (LCOW_TAR2EXT4_REF, default
@@ -25,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,42 +69,13 @@ typedef struct meas {
 } meas;
 
 static double last_cpu;     /* CPU of the best run of the measurement just taken */
-static double last_rss_mib; /* peak RSS of that run, when it ran in a child */
+static double last_rss_mib; /* peak RSS of that run, when it was a command */
 
 static meas taken(double wall)
 {
     meas m = {wall, last_cpu, last_rss_mib};
     last_rss_mib = 0;
     return m;
-}
-
-/* Runs fn(arg) (or, with fn NULL, `sh -c arg`) in a child process: wall
- * time, and the child's own CPU time and peak RSS from wait4. */
-static double in_child(void (*fn)(const void *), const void *arg, double *cpu, double *rss_mib)
-{
-    double t = now_s();
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork", NULL);
-    if (pid == 0) {
-        if (!fn) {
-            execl("/bin/sh", "sh", "-c", (const char *)arg, (char *)NULL);
-            _exit(127);
-        }
-        fn(arg);
-        _exit(0);
-    }
-    int status;
-    struct rusage ru;
-    if (wait4(pid, &status, 0, &ru) != pid)
-        die("wait4", NULL);
-    t = now_s() - t;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        die("child failed", fn ? "conversion" : (const char *)arg);
-    *cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-    *rss_mib = ru.ru_maxrss / 1024.0;
-    return t;
 }
 
 static int runs(void)
@@ -115,14 +85,36 @@ static int runs(void)
     return n > 0 ? n : 3;
 }
 
+static const char *work_dir = "bench-tmp";
+
+/* Runs `sh -c cmd` under /usr/bin/time: wall time from here, the command's
+ * CPU (user + system of all its processes) and peak RSS (of the largest)
+ * from time. Every program runs in a fresh process, so its peak RSS is its
+ * own; best of runs() by wall time. */
 static double time_shell(const char *cmd)
 {
+    char script[4200], stat[4200], line[12000];
+    snprintf(script, sizeof script, "%s/cmd.sh", work_dir);
+    snprintf(stat, sizeof stat, "%s/cmd.time", work_dir);
+    FILE *f = fopen(script, "w");
+    if (!f)
+        die(script, NULL);
+    fprintf(f, "%s\n", cmd);
+    fclose(f);
+    snprintf(line, sizeof line, "/usr/bin/time -f '%%U %%S %%M' -o '%s' sh '%s'", stat, script);
     double best = 1e9;
     for (int i = 0; i < runs(); i++) {
-        double c, rss;
-        double t = in_child(NULL, cmd, &c, &rss);
+        double t = now_s();
+        if (system(line) != 0)
+            die("command failed", cmd);
+        t = now_s() - t;
+        double user, sys, kib;
+        f = fopen(stat, "r");
+        if (!f || fscanf(f, "%lf %lf %lf", &user, &sys, &kib) != 3)
+            die("reading /usr/bin/time's output", stat);
+        fclose(f);
         if (t < best)
-            best = t, last_cpu = c, last_rss_mib = rss;
+            best = t, last_cpu = user + sys, last_rss_mib = kib / 1024;
     }
     return best;
 }
@@ -175,17 +167,10 @@ static double time_blob(const char *path, bool synchronous, uint64_t *tar_bytes)
     return best;
 }
 
-typedef struct convert_job {
-    const char *blob, *out;
-    bool verity;
-} convert_job;
-
-/* Blob to layer.vhd, as Apply will do it (in a child process). */
-static void convert(const void *arg)
+/* Blob to layer.vhd, as Apply will do it: `bench_blob --convert BLOB OUT
+ * VERITY(0|1)`, run by time_convert in a process of its own. */
+static void convert(const char *blob, const char *out, bool verity)
 {
-    const convert_job *job = arg;
-    const char *blob = job->blob, *out = job->out;
-    bool verity = job->verity;
     {
         lcow_error err;
         lcow_blob *b;
@@ -230,16 +215,14 @@ static void convert(const void *arg)
 
 static double time_convert(const char *blob, const char *out, bool verity)
 {
-    double best = 1e9;
-    convert_job job = {blob, out, verity};
-    for (int i = 0; i < runs(); i++) {
-        double c, rss;
-        double t = in_child(convert, &job, &c, &rss);
-        if (t < best)
-            best = t, last_cpu = c, last_rss_mib = rss;
-        lcow_os_remove(out, NULL);
-    }
-    return best;
+    char self[4096], cmd[12600];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        die("/proc/self/exe", NULL);
+    self[n] = '\0';
+    snprintf(cmd, sizeof cmd, "'%s' --convert '%s' '%s' %d && rm -f '%s'", self, blob, out, verity,
+             out);
+    return time_shell(cmd);
 }
 
 static double time_inflate(const uint8_t *gz, size_t len)
@@ -327,11 +310,16 @@ static void row(const char *what, meas m, meas ref, uint64_t bytes)
            (double)bytes / m.wall / 1e6, m.wall / ref.wall);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--convert") == 0) {
+        convert(argv[2], argv[3], argv[4][0] == '1');
+        return 0;
+    }
     const char *tmp = getenv("LCOW_BENCH_TMP");
     if (!tmp)
         tmp = "bench-tmp";
+    work_dir = tmp;
     lcow_error err;
     if (lcow_os_mkdir_all(tmp, &err))
         die(tmp, err.message);
@@ -414,8 +402,7 @@ int main(void)
         cat, tar_len);
     row("SHA-256 (nettle) alone, in memory", taken(time_sha256(tar_data, tar_len)), cat, tar_len);
 
-    /* The files' copies go before the children fork (their peak RSS counts
-     * what they inherit). */
+    /* (the in-memory copies are not needed any more) */
     free(tar_data);
     free(gz_data);
     free(zst_data);
