@@ -5,6 +5,7 @@
   layer_check.py random      CONVERTER SHARED TMP FIRST LAST
   layer_check.py independent CONVERTER SHARED TMP [FIRST LAST]
   layer_check.py edge        CONVERTER SHARED TMP
+  layer_check.py large       CONVERTER SHARED TMP
 
 CONVERTER is tests/layer/layer_convert (tar2ext4's flags, ext4 image only); in
 the win64 build it is layer_convert.exe and LCOW_WINE_COMMAND (a '|'-separated
@@ -22,6 +23,7 @@ edge:        the hand-made tars of edge_tars.py (format corners, truncations,
              sparse files, PAX records, paths): identical to tar2ext4-ref where it
              converts them, refused where it refuses them, and refused on purpose
              where docs/layers.md says so; a refused conversion leaves no file.
+large:       a 512 MiB + 12 KiB file (an extent tree of depth 1) = tar2ext4-ref.
 independent: the golden tars and seeds FIRST..LAST (with --conflicts): e2fsck -fn
              reports nothing but "Padding at end of inode bitmap is not set", and
              the image read back with debugfs (rdump for contents and symlink
@@ -232,6 +234,39 @@ def same_image(rvhd, ours):
         return False
     with open(rvhd, "rb") as a, open(ours, "rb") as b:
         return a.read(n) == b.read()
+
+
+# ---- a file past 512 MiB (more than 4 extents: an extent tree of depth 1) ----
+
+def cmd_large(conv, shared, tmp):
+    files = need_shared(shared)
+    import edge_tars
+    tar = os.path.join(tmp, "large.tar")
+    size = (512 << 20) + 4096 * 3 + 7  # 5 extents
+    with open(tar, "wb") as f:
+        f.write(edge_tars.header(name=b"small", size=3) + edge_tars.data(b"abc"))
+        f.write(edge_tars.header(name=b"big", size=size))
+        chunk = bytes(range(256)) * 4096
+        left, i = size, 0
+        while left:
+            n = min(left, len(chunk))
+            f.write(i.to_bytes(8, "little") + chunk[8:n] if n >= 8 else chunk[:n])
+            left -= n
+            i += 1
+        f.write(bytes(-size % 512) + edge_tars.entry(b"after", b"after") + bytes(1024))
+    bad = 0
+    for prof, flags in PROFILES.items():
+        rvhd, ours = os.path.join(tmp, "ref.vhd"), os.path.join(tmp, "ours.img")
+        r = subprocess.run([files["ref"], "-i", tar, "-o", rvhd, "-vhd"] + flags, capture_output=True, text=True)
+        rc, msg = conv.run(tar, ours, flags)
+        ok = r.returncode == 0 and rc == 0 and same_image(rvhd, ours)
+        print("large file (%d bytes) %s: %s" % (size, prof, "identical" if ok else "FAIL %s %s" % (r.stderr, msg)))
+        bad += not ok
+        for p in (rvhd, ours):
+            if os.path.exists(p):
+                os.remove(p)
+    os.remove(tar)
+    return 1 if bad else 0
 
 
 # ---- independent check ----
@@ -554,6 +589,8 @@ def main():
         return cmd_golden(conv, shared, tmp)
     if cmd == "random":
         return cmd_random(conv, shared, tmp, *rest)
+    if cmd == "large":
+        return cmd_large(conv, shared, tmp)
     if cmd == "edge":
         return cmd_edge(conv, shared, tmp)
     if cmd == "independent":
