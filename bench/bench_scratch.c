@@ -127,7 +127,7 @@ int main(void)
     int cold_runs = runs / 3 > 3 ? runs / 3 : 3;
     lcow_error err;
     lcow_scratch *sc;
-    if (lcow_scratch_open(root, LCOW_SCRATCH_NATIVE, NULL, 0, &sc, &err))
+    if (lcow_scratch_open(root, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err))
         die("open", &err);
 
     lcow_scratch_plan plan = {.mode = LCOW_META_SCRATCH_OWN, .size_gb = LCOW_SCRATCH_DEFAULT_GB};

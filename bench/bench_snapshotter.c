@@ -65,9 +65,8 @@ static void populate(const char *root, size_t n)
     uint64_t id;
     lcow_metastore_next_id(ms, &id, NULL);
     lcow_meta_create c = {.key = "bench/base-prep", .kind = LCOW_KIND_ACTIVE, .id = id};
-    if (lcow_metastore_create(ms, &c, false, NULL, &err) != LCOW_OK ||
-        lcow_metastore_commit(ms, BASE, "bench/base-prep", &labels, NULL, NULL, false, NULL,
-                              &err) != LCOW_OK)
+    if (lcow_metastore_insert(ms, &c, NULL, &err) != LCOW_OK ||
+        lcow_metastore_commit(ms, BASE, "bench/base-prep", &labels, NULL, NULL, &err) != LCOW_OK)
         die("populate base", &err);
     char *snaps = lcow_path_join(root, "snapshots");
     lcow_os_mkdir_all(snaps, &err);
@@ -83,7 +82,7 @@ static void populate(const char *root, size_t n)
         lcow_metastore_next_id(ms, &id, NULL);
         lcow_meta_create v = {
             .key = key, .parent = BASE, .kind = LCOW_KIND_VIEW, .labels = &labels, .id = id};
-        if (lcow_metastore_create(ms, &v, false, NULL, &err) != LCOW_OK)
+        if (lcow_metastore_insert(ms, &v, NULL, &err) != LCOW_OK)
             die("populate", &err);
     }
     lcow_labels_free(&labels);

@@ -1079,8 +1079,8 @@ static lcow_code disk_live(lcow_metastore *ms, uint64_t disk_id, lcow_meta_disk 
     return rc;
 }
 
-lcow_code lcow_metastore_create(lcow_metastore *ms, const lcow_meta_create *req, bool check_only,
-                                uint64_t *parent_id, lcow_error *err)
+static lcow_code insert_impl(lcow_metastore *ms, const lcow_meta_create *req, bool check_only,
+                             uint64_t *parent_id, lcow_error *err)
 {
     lcow_meta_record parent = {0}, existing;
     bool found;
@@ -1150,10 +1150,22 @@ lcow_code lcow_metastore_create(lcow_metastore *ms, const lcow_meta_create *req,
     return rc;
 }
 
-lcow_code lcow_metastore_commit(lcow_metastore *ms, const char *name, const char *key,
-                                const lcow_labels *labels, const char *rebase_parent,
-                                const lcow_usage *usage, bool check_only, uint64_t *id,
-                                lcow_error *err)
+lcow_code lcow_metastore_insert(lcow_metastore *ms, const lcow_meta_create *req,
+                                uint64_t *parent_id, lcow_error *err)
+{
+    return insert_impl(ms, req, false, parent_id, err);
+}
+
+lcow_code lcow_metastore_check_insert(lcow_metastore *ms, const lcow_meta_create *req,
+                                      uint64_t *parent_id, lcow_error *err)
+{
+    return insert_impl(ms, req, true, parent_id, err);
+}
+
+static lcow_code commit_impl(lcow_metastore *ms, const char *name, const char *key,
+                             const lcow_labels *labels, const char *rebase_parent,
+                             const lcow_usage *usage, bool check_only, uint64_t *id,
+                             lcow_error *err)
 {
     lcow_meta_record active = {0}, tmp, parent = {0};
     bool found;
@@ -1237,6 +1249,20 @@ out:
     lcow_meta_record_free(&active);
     lcow_meta_record_free(&parent);
     return rc;
+}
+
+lcow_code lcow_metastore_commit(lcow_metastore *ms, const char *name, const char *key,
+                                const lcow_labels *labels, const char *rebase_parent,
+                                const lcow_usage *usage, lcow_error *err)
+{
+    return commit_impl(ms, name, key, labels, rebase_parent, usage, false, NULL, err);
+}
+
+lcow_code lcow_metastore_check_commit(lcow_metastore *ms, const char *name, const char *key,
+                                      const lcow_labels *labels, const char *rebase_parent,
+                                      uint64_t *id, lcow_error *err)
+{
+    return commit_impl(ms, name, key, labels, rebase_parent, NULL, true, id, err);
 }
 
 lcow_code lcow_metastore_remove(lcow_metastore *ms, const char *key,

@@ -174,21 +174,28 @@ typedef struct lcow_meta_create {
 /* Checks in containerd's order: parent missing -> NotFound; parent not
  * committed -> InvalidArgument; key exists -> AlreadyExists. For SHARED, the
  * disk must still be live (its owner record exists, or a retained disk
- * record does) -> FailedPrecondition. With check_only nothing is written.
- * The parent's id is returned in *parent_id (0 = none) when non-NULL. */
-lcow_code lcow_metastore_create(lcow_metastore *ms, const lcow_meta_create *req, bool check_only,
+ * record does) -> FailedPrecondition. Then inserts the record (and its id
+ * map, child and client-key index entries, the disk's member count) in one
+ * batch. The parent's id is returned in *parent_id (0 = none) when non-NULL. */
+lcow_code lcow_metastore_insert(lcow_metastore *ms, const lcow_meta_create *req,
                                 uint64_t *parent_id, lcow_error *err);
+/* The checks of lcow_metastore_insert, in the same order, writing nothing. */
+lcow_code lcow_metastore_check_insert(lcow_metastore *ms, const lcow_meta_create *req,
+                                      uint64_t *parent_id, lcow_error *err);
 
 /* CommitActive: name exists -> AlreadyExists; key absent -> NotFound; key
  * not active -> FailedPrecondition; rebase parent conflicting ->
  * InvalidArgument; resulting parent missing -> NotFound, not committed ->
  * FailedPrecondition. The new record keeps id and scratch, takes exactly
- * `labels`, created = updated = now, usage as given. check_only: validate
- * only (returns the active's id in *id when non-NULL). */
+ * `labels`, created = updated = now, usage as given (NULL = zero). */
 lcow_code lcow_metastore_commit(lcow_metastore *ms, const char *name, const char *key,
                                 const lcow_labels *labels, const char *rebase_parent,
-                                const lcow_usage *usage, bool check_only, uint64_t *id,
-                                lcow_error *err);
+                                const lcow_usage *usage, lcow_error *err);
+/* The checks of lcow_metastore_commit, writing nothing; the active's id in
+ * *id when non-NULL. */
+lcow_code lcow_metastore_check_commit(lcow_metastore *ms, const char *name, const char *key,
+                                      const lcow_labels *labels, const char *rebase_parent,
+                                      uint64_t *id, lcow_error *err);
 
 /* What a remove means for directories (the caller does the file work after
  * the batch is written). */

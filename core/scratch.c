@@ -50,8 +50,6 @@ struct lcow_scratch {
 
 /* ------------------------------------------------------------ open/free */
 
-static bool parse_size_gb(const char *s, uint32_t *out);
-
 static lcow_code oom(lcow_error *err, const char *what)
 {
     return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "%s: out of memory", what);
@@ -83,7 +81,7 @@ void lcow_scratch_free(lcow_scratch *sc)
     free(sc);
 }
 
-lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend,
+lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend, uint32_t format_from_gb,
                             const char *const *allow, size_t allow_count, lcow_scratch **out,
                             lcow_error *err)
 {
@@ -97,17 +95,13 @@ lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend,
     lcow_mutex_init(&sc->lock);
     lcow_cond_init(&sc->build_done);
     sc->backend = backend;
-    const char *threshold = getenv("LCOW_SCRATCH_FORMAT_FROM_GB");
-    uint32_t gb;
-    if (threshold && *threshold) {
-        if (!parse_size_gb(threshold, &gb)) {
-            lcow_scratch_free(sc);
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                  "LCOW_SCRATCH_FORMAT_FROM_GB=%.32s: must be 1 to %u", threshold,
-                                  LCOW_SCRATCH_MAX_GB);
-        }
-        sc->format_from_gb = gb;
+    if (format_from_gb > LCOW_SCRATCH_MAX_GB) {
+        lcow_scratch_free(sc);
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "--scratch-format-from-gb %u: must be 1 to %u (0 = always copy)",
+                              (unsigned)format_from_gb, LCOW_SCRATCH_MAX_GB);
     }
+    sc->format_from_gb = format_from_gb;
     /* Canonical when it exists, so templates and locations compare equal. */
     lcow_code rc = lcow_os_realpath(root, &sc->root, NULL);
     if (rc != LCOW_OK && !(sc->root = strdup(root))) {
@@ -363,8 +357,8 @@ lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *ke
 /* bench_scratch (docs/performance.md): copying the template is as fast or
  * faster at every size from 1 GiB to 64 TiB (1.8-3.7x from 256 GiB up; the
  * small sizes tie within noise), so the default is to always copy.
- * LCOW_SCRATCH_FORMAT_FROM_GB=N formats sizes >= N directly instead, for
- * hosts whose storage measures differently (and for tests). */
+ * --scratch-format-from-gb N formats sizes >= N directly instead, for hosts
+ * whose storage measures differently (and for tests). */
 static fill_strategy strategy_for(const lcow_scratch *sc, uint32_t size_gb)
 {
     return sc->format_from_gb && size_gb >= sc->format_from_gb ? FILL_FORMAT : FILL_COPY;

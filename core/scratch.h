@@ -37,9 +37,12 @@ void lcow_scratch_plan_free(lcow_scratch_plan *plan);
 
 typedef struct lcow_scratch lcow_scratch;
 
-/* root: the snapshotter root (templates default there). allow: the
- * --scratch-dir-allow list (NULL/0 = any existing absolute directory). */
-lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend,
+/* root: the snapshotter root (templates default there). format_from_gb:
+ * own disks of this size and more are formatted in place, not copied from
+ * the template (--scratch-format-from-gb; 0 = always copy; at most
+ * LCOW_SCRATCH_MAX_GB). allow: the --scratch-dir-allow list (NULL/0 = any
+ * existing absolute directory). */
+lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend, uint32_t format_from_gb,
                             const char *const *allow, size_t allow_count, lcow_scratch **out,
                             lcow_error *err);
 void lcow_scratch_free(lcow_scratch *sc);

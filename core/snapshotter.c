@@ -212,8 +212,9 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
         rc = lcow_metastore_open(meta, &mo, &s->ms, err);
     }
     if (rc == LCOW_OK)
-        rc = lcow_scratch_open(s->root, config->scratch_backend, config->scratch_dir_allow,
-                               config->scratch_dir_allow_count, &s->scratch, err);
+        rc = lcow_scratch_open(s->root, config->scratch_backend, config->scratch_format_from_gb,
+                               config->scratch_dir_allow, config->scratch_dir_allow_count,
+                               &s->scratch, err);
     /* Crash recovery: orphans of an interrupted Prepare or Remove. */
     if (rc == LCOW_OK && (rc = lcow_snapshotter_sweep_orphans(s, true, err)) != LCOW_OK)
         lcow_error_wrap(err, "recovering %s", s->root);
@@ -395,7 +396,7 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
         /* The shared disk is resolved below; the metadata checks come first. */
         lcow_meta_create first = req;
         first.scratch = LCOW_META_SCRATCH_NONE;
-        rc = lcow_metastore_create(s->ms, &first, true, NULL, err);
+        rc = lcow_metastore_check_insert(s->ms, &first, NULL, err);
     }
     if (rc == LCOW_OK && find_pending(s, key))
         rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "snapshot %s already exists (being prepared)",
@@ -406,7 +407,7 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
         rc = lcow_metastore_next_id(s->ms, &req.id, err);
     if (rc == LCOW_OK && kind == LCOW_KIND_VIEW) {
         /* Views have no files: one step. */
-        rc = lcow_metastore_create(s->ms, &req, false, NULL, err);
+        rc = lcow_metastore_insert(s->ms, &req, NULL, err);
         if (rc == LCOW_OK)
             rc = mounts_of_new(s, key, mounts, err);
         lcow_mutex_unlock(&s->lock);
@@ -451,7 +452,7 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
     if (rc == LCOW_OK)
         rc = lcow_snapshotter_check_open(s, err);
     if (rc == LCOW_OK)
-        rc = lcow_metastore_create(s->ms, &req, false, NULL, err);
+        rc = lcow_metastore_insert(s->ms, &req, NULL, err);
     bool recorded = rc == LCOW_OK;
     if (recorded)
         rc = mounts_of_new(s, key, mounts, err);
@@ -651,8 +652,7 @@ static lcow_code commit_impl(lcow_snapshotter *s, const char *name, const char *
         rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "snapshot %s already exists (being prepared)",
                             name);
     if (rc == LCOW_OK)
-        rc = lcow_metastore_commit(s->ms, name, key ? key : "", labels, parent, NULL, true, &id,
-                                   err);
+        rc = lcow_metastore_check_commit(s->ms, name, key ? key : "", labels, parent, &id, err);
     if (rc == LCOW_OK && id != measured_id) {
         /* The key was replaced between the measurement and the lock. */
         char *dir = lcow_snapshotter_dir_of(s, id);
@@ -666,7 +666,7 @@ static lcow_code commit_impl(lcow_snapshotter *s, const char *name, const char *
         rc = lcow_error_wrap(err, "commit %s: measuring usage", key);
     }
     if (rc == LCOW_OK)
-        rc = lcow_metastore_commit(s->ms, name, key, labels, parent, &usage, false, NULL, err);
+        rc = lcow_metastore_commit(s->ms, name, key, labels, parent, &usage, err);
     lcow_mutex_unlock(&s->lock);
     return rc;
 }

@@ -33,6 +33,10 @@ typedef struct lcow_snapshotter_config {
      * inside; NULL/0 means any existing absolute directory is accepted. */
     const char *const *scratch_dir_allow;
     size_t scratch_dir_allow_count;
+    /* Own scratch disks of this many GiB and more are formatted in place
+     * instead of copied from the cached template (--scratch-format-from-gb);
+     * 0 = always copy. */
+    uint32_t scratch_format_from_gb;
     /* false only for bulk benchmark population: batches are not synced. */
     bool no_sync;
     /* Tests and benchmarks of the metadata path only: actives get an empty

@@ -23,11 +23,6 @@ struct lcow_client {
     msgpack_sbuffer sbuf;
 };
 
-const char *lcow_client_default_address(void)
-{
-    return lcow_transport_default_address();
-}
-
 lcow_code lcow_client_connect(const char *address, unsigned connect_timeout_ms, lcow_client **out,
                               lcow_error *err)
 {

@@ -25,10 +25,6 @@ typedef struct lcow_client lcow_client;
 #define LCOW_CLIENT_DEFAULT_CALL_TIMEOUT_MS 60000u
 #define LCOW_CLIENT_MAX_RESPONSE_BYTES ((size_t)256 << 20)
 
-/* The platform's default address: \\.\pipe\lcowsnap on Windows; on POSIX
- * ./var/lcowsnap/lcowsnap.sock (the service's default root). */
-const char *lcow_client_default_address(void);
-
 /* Connects within connect_timeout_ms (0 = default). A missing endpoint fails
  * at once; a busy one (full backlog, no free pipe instance) is retried until
  * the timeout. */

@@ -212,18 +212,3 @@ bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *re
     }
     return true;
 }
-
-bool lcow_dispatch_object(lcow_snapshotter *snapshotter, const msgpack_object *obj,
-                          msgpack_sbuffer *out)
-{
-    lcow_request req;
-    bool has_msgid = false;
-    lcow_error err;
-    lcow_error_clear(&err);
-    lcow_code code = lcow_proto_decode_request(obj, &req, &has_msgid, &err);
-    if (code != LCOW_OK)
-        return lcow_dispatch_error(out, has_msgid, req.msgid, code, err.message);
-    bool ok = lcow_dispatch_respond(snapshotter, &req, out);
-    lcow_params_free(&req.params);
-    return ok;
-}

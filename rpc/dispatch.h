@@ -20,11 +20,6 @@ lcow_code lcow_dispatch(lcow_snapshotter *snapshotter, const lcow_request *req, 
 bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *req,
                            msgpack_sbuffer *out);
 
-/* Decodes one request object, runs it and appends the response; a request
- * that cannot be decoded gets an error response (msgid nil when unreadable). */
-bool lcow_dispatch_object(lcow_snapshotter *snapshotter, const msgpack_object *obj,
-                          msgpack_sbuffer *out);
-
 /* True for methods cheap and non-blocking enough to run on a server's I/O
  * thread (point reads: Stat, Mounts, Version). */
 bool lcow_dispatch_runs_inline(lcow_method method);

@@ -286,8 +286,8 @@ static bool is_zero_kind(const char *kind)
     return *kind == '\0' && *want == '\0';
 }
 
-lcow_code lcow_proto_decode_info(const msgpack_object *o, lcow_info *info, bool name_required,
-                                 lcow_error *err)
+static lcow_code decode_info(const msgpack_object *o, lcow_info *info, bool name_required,
+                             lcow_error *err)
 {
     if (o->type != MSGPACK_OBJECT_MAP)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "info: expected a map");
@@ -394,7 +394,7 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
     case FT_LABELS:
         return decode_labels(v, what, (lcow_labels *)at, err);
     case FT_INFO: {
-        lcow_code code = lcow_proto_decode_info(v, (lcow_info *)at, true, err);
+        lcow_code code = decode_info(v, (lcow_info *)at, true, err);
         if (code == LCOW_OK)
             *(bool *)((char *)base + f->aux) = true;
         return code;
@@ -444,7 +444,7 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
             return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: expected an array", what);
         for (uint32_t i = 0; i < v->via.array.size; i++) {
             lcow_info info = {0};
-            lcow_code code = lcow_proto_decode_info(&v->via.array.ptr[i], &info, true, err);
+            lcow_code code = decode_info(&v->via.array.ptr[i], &info, true, err);
             if (code == LCOW_OK && !lcow_infos_push_copy(infos, &info))
                 code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
             lcow_info_free(&info);
@@ -595,7 +595,7 @@ static bool pack_time(msgpack_packer *pk, lcow_time t)
     return msgpack_pack_timestamp(pk, &ts) == 0;
 }
 
-bool lcow_proto_pack_info(msgpack_packer *pk, const lcow_info *info)
+static bool pack_info(msgpack_packer *pk, const lcow_info *info)
 {
     /* A client's Update may carry no kind: leave the field out. */
     bool has_kind = info->kind != LCOW_KIND_UNKNOWN;
@@ -656,7 +656,7 @@ static bool pack_field(msgpack_packer *pk, const field_spec *f, const void *base
     case FT_LABELS:
         return pack_labels(pk, (const lcow_labels *)at);
     case FT_INFO:
-        return lcow_proto_pack_info(pk, (const lcow_info *)at);
+        return pack_info(pk, (const lcow_info *)at);
     case FT_STRV: {
         const lcow_strv *v = (const lcow_strv *)at;
         return pack_strs(pk, v->items, v->count);
@@ -686,7 +686,7 @@ static bool pack_field(msgpack_packer *pk, const field_spec *f, const void *base
         if (msgpack_pack_array(pk, infos->count) != 0)
             return false;
         for (size_t i = 0; i < infos->count; i++) {
-            if (!lcow_proto_pack_info(pk, &infos->items[i]))
+            if (!pack_info(pk, &infos->items[i]))
                 return false;
         }
         return true;

@@ -1,10 +1,13 @@
 /* Protocol v1 messages: strict typed decoding and encoding of every method's
- * params and results (DESIGN.md "Protocol v1").
+ * params and results (docs/protocol.md).
  *
  * Every method's params and result are described by a table of fields (name,
  * type, required?) over the flat structs below, and one generic codec walks
  * those tables in both directions: the server decodes params and encodes
- * results, the client does the opposite. A new method is one table row.
+ * results, the client does the opposite. In this file a new method is an
+ * enum value, one row of the method table and its field tables (and any new
+ * fields of lcow_params / lcow_result); docs/architecture.md lists the other
+ * places it touches (dispatch, core, client, lcowsnapctl, the fake cores).
  *
  * Decoding rules: a params map may carry unknown keys (ignored, so newer
  * clients work with older services); a known key with the wrong type, a
@@ -105,7 +108,7 @@ typedef struct lcow_result {
 
 void lcow_result_free(lcow_result *result);
 
-/* A decoded request. method is valid only when method_known. */
+/* A decoded request (filled by lcow_proto_decode_request). */
 typedef struct lcow_request {
     uint32_t msgid;
     lcow_method method;
@@ -141,10 +144,5 @@ bool lcow_proto_encode_error(msgpack_packer *pk, bool has_msgid, uint32_t msgid,
 lcow_code lcow_proto_decode_response(const msgpack_object *obj, lcow_method method, bool *has_msgid,
                                      uint32_t *msgid, lcow_error *call_err, lcow_result *result,
                                      lcow_error *err);
-
-/* Info and Mount on their own (lcowsnapctl --json, tests). */
-bool lcow_proto_pack_info(msgpack_packer *pk, const lcow_info *info);
-lcow_code lcow_proto_decode_info(const msgpack_object *obj, lcow_info *out, bool name_required,
-                                 lcow_error *err);
 
 #endif

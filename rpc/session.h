@@ -28,7 +28,8 @@ typedef struct lcow_session_ops {
     void (*destroy)(void *transport);
 } lcow_session_ops;
 
-/* threads = 0: 2 x CPUs, at least 4. */
+/* threads = 0: 4. (The servers pass their worker count, 2 x CPUs and at
+ * least 4 unless configured: lcow_server_settings_resolve.) */
 lcow_rpc_pool *lcow_rpc_pool_create(unsigned threads, lcow_error *err);
 /* Workers finish their current job and exit; queued jobs are dropped. */
 void lcow_rpc_pool_shutdown(lcow_rpc_pool *pool);

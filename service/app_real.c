@@ -16,6 +16,7 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
         .scratch_backend = cfg->scratch_backend,
         .scratch_dir_allow = (const char *const *)cfg->scratch_dir_allow,
         .scratch_dir_allow_count = cfg->scratch_dir_allow_count,
+        .scratch_format_from_gb = cfg->scratch_format_from_gb,
         .no_sync = false,
     };
     if (cfg->scratch_dir_allow_count == 0)

@@ -112,6 +112,7 @@ typedef enum flag_id {
     F_LOG_FILE,
     F_SCRATCH_BACKEND,
     F_SCRATCH_DIR_ALLOW,
+    F_SCRATCH_FORMAT_FROM_GB,
     F_PIPE_SDDL,
     F_MAX_FRAME_BYTES,
     F_MAX_CONNECTIONS,
@@ -139,6 +140,7 @@ static const flag_def flags[] = {
     {"--log-file", F_LOG_FILE, true, false, 0},
     {"--scratch-backend", F_SCRATCH_BACKEND, true, false, 0},
     {"--scratch-dir-allow", F_SCRATCH_DIR_ALLOW, true, false, 0},
+    {"--scratch-format-from-gb", F_SCRATCH_FORMAT_FROM_GB, true, false, 0},
     {"--pipe-sddl", F_PIPE_SDDL, true, true, 0},
     {"--max-frame-bytes", F_MAX_FRAME_BYTES, true, false, 0},
     {"--max-connections", F_MAX_CONNECTIONS, true, false, 0},
@@ -236,6 +238,17 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
                                   "--scratch-dir-allow: '%s' is not an absolute path", value);
         ok = push_str(&cfg->scratch_dir_allow, &cfg->scratch_dir_allow_count, value);
         break;
+    case F_SCRATCH_FORMAT_FROM_GB: {
+        uint64_t gb;
+        const char *rest;
+        if (!parse_u64(value, &gb, &rest) || *rest != '\0' || gb < 1 || gb > LCOW_SCRATCH_MAX_GB)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "--scratch-format-from-gb: '%s' is not a number of GiB between 1 "
+                                  "and %u",
+                                  value, LCOW_SCRATCH_MAX_GB);
+        cfg->scratch_format_from_gb = (uint32_t)gb;
+        break;
+    }
     case F_PIPE_SDDL:
         if (value[0] == '\0')
             return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "--pipe-sddl: empty SDDL");
@@ -499,6 +512,9 @@ static const char usage_text[] =
     "                           writer), virtdisk or native\n"
     "  --scratch-dir-allow DIR  scratch locations must be inside DIR (repeatable;\n"
     "                           default: any absolute directory)\n"
+    "  --scratch-format-from-gb N  format scratch disks of N GiB and more in\n"
+    "                           place instead of copying the cached template\n"
+    "                           (default: always copy)\n"
     "  --pipe-sddl SDDL         pipe DACL (default D:P(A;;GA;;;SY)(A;;GA;;;BA):\n"
     "                           SYSTEM and Administrators only)\n"
     "  --max-frame-bytes N      largest request accepted (default 4M)\n"
@@ -544,6 +560,9 @@ static const char usage_text[] =
     "                           auto means native here)\n"
     "  --scratch-dir-allow DIR  scratch locations must be inside DIR (repeatable;\n"
     "                           default: any absolute directory)\n"
+    "  --scratch-format-from-gb N  format scratch disks of N GiB and more in\n"
+    "                           place instead of copying the cached template\n"
+    "                           (default: always copy)\n"
     "  --max-frame-bytes N      largest request accepted (default 4M)\n"
     "  --max-connections N      concurrent clients (default 256)\n"
     "  --idle-timeout D         close idle connections after D (default 5m)\n"

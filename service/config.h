@@ -53,7 +53,8 @@ typedef struct lcow_svc_config {
     lcow_scratch_backend scratch_backend;
     char **scratch_dir_allow; /* absolute directories */
     size_t scratch_dir_allow_count;
-    char *pipe_sddl; /* NULL: the server's default */
+    uint32_t scratch_format_from_gb; /* --scratch-format-from-gb; 0 = always copy */
+    char *pipe_sddl;                 /* NULL: the server's default */
     size_t max_frame_bytes;
     unsigned max_connections;
     unsigned idle_timeout_ms;

@@ -54,8 +54,6 @@ typedef struct lcow_svcapi {
 const lcow_svcapi *lcow_svcapi_get(void);
 /* Installs api (NULL restores the real table). Not thread-safe: tests only. */
 void lcow_svcapi_install(const lcow_svcapi *api);
-/* The real table, e.g. for a fake that forwards some calls. */
-const lcow_svcapi *lcow_svcapi_real(void);
 
 /* Registry path of the Event Log source for a service name (under HKLM). */
 #define LCOW_SERVICES_KEY_PREFIX L"SYSTEM\\CurrentControlSet\\Services\\"

@@ -34,8 +34,3 @@ void lcow_svcapi_install(const lcow_svcapi *api)
 {
     current_api = api ? api : &real_api;
 }
-
-const lcow_svcapi *lcow_svcapi_real(void)
-{
-    return &real_api;
-}

@@ -54,13 +54,13 @@ static lcow_code create(lcow_metastore *ms, lcow_kind kind, const char *key, con
     lcow_meta_create req = {.key = key, .parent = parent, .kind = kind, .id = id};
     if (id_out)
         *id_out = id;
-    return lcow_metastore_create(ms, &req, false, NULL, err);
+    return lcow_metastore_insert(ms, &req, NULL, err);
 }
 
 static lcow_code commit(lcow_metastore *ms, const char *name, const char *key, lcow_error *err)
 {
     lcow_usage u = {7, 3};
-    return lcow_metastore_commit(ms, name, key, NULL, NULL, &u, false, NULL, err);
+    return lcow_metastore_commit(ms, name, key, NULL, NULL, &u, err);
 }
 
 /* The MetaStoreSuite base data: committed-1 <- committed-2, active-1..5,
@@ -158,7 +158,7 @@ static void create_active_errors_in_order(void **state)
                      LCOW_ALREADY_EXISTS);
     /* check_only writes nothing. */
     lcow_meta_create req = {.key = "fresh", .kind = LCOW_KIND_ACTIVE, .id = 999};
-    assert_int_equal(lcow_metastore_create(f->ms, &req, true, NULL, &err), LCOW_OK);
+    assert_int_equal(lcow_metastore_check_insert(f->ms, &req, NULL, &err), LCOW_OK);
     lcow_meta_record rec;
     assert_int_equal(lcow_metastore_get(f->ms, NULL, "fresh", &rec, &err), LCOW_NOT_FOUND);
 }
@@ -215,11 +215,10 @@ static void commit_takes_exactly_the_commit_labels(void **state)
     uint64_t id;
     assert_int_equal(lcow_metastore_next_id(f->ms, &id, NULL), LCOW_OK);
     lcow_meta_create req = {.key = "a", .kind = LCOW_KIND_ACTIVE, .labels = &l, .id = id};
-    assert_int_equal(lcow_metastore_create(f->ms, &req, false, NULL, NULL), LCOW_OK);
+    assert_int_equal(lcow_metastore_insert(f->ms, &req, NULL, NULL), LCOW_OK);
     lcow_labels c = {0};
     lcow_labels_set(&c, "from-commit", "2");
-    assert_int_equal(lcow_metastore_commit(f->ms, "c", "a", &c, NULL, NULL, false, NULL, NULL),
-                     LCOW_OK);
+    assert_int_equal(lcow_metastore_commit(f->ms, "c", "a", &c, NULL, NULL, NULL), LCOW_OK);
     lcow_meta_record rec;
     assert_int_equal(lcow_metastore_get(f->ms, NULL, "c", &rec, NULL), LCOW_OK);
     assert_int_equal(rec.labels.count, 1);
@@ -271,33 +270,29 @@ static void rebase_rules(void **state)
     assert_int_equal(commit(f->ms, "P", "p-tmp", NULL), LCOW_OK);
     /* "" -> P */
     assert_int_equal(create(f->ms, LCOW_KIND_ACTIVE, "a1", "", NULL, NULL), LCOW_OK);
-    assert_int_equal(lcow_metastore_commit(f->ms, "c1", "a1", NULL, "P", NULL, false, NULL, &err),
-                     LCOW_OK);
+    assert_int_equal(lcow_metastore_commit(f->ms, "c1", "a1", NULL, "P", NULL, &err), LCOW_OK);
     lcow_meta_record rec;
     assert_int_equal(lcow_metastore_get(f->ms, NULL, "c1", &rec, NULL), LCOW_OK);
     assert_string_equal(rec.parent, "P");
     lcow_meta_record_free(&rec);
     /* P -> P */
     assert_int_equal(create(f->ms, LCOW_KIND_ACTIVE, "a2", "P", NULL, NULL), LCOW_OK);
-    assert_int_equal(lcow_metastore_commit(f->ms, "c2", "a2", NULL, "P", NULL, false, NULL, &err),
-                     LCOW_OK);
+    assert_int_equal(lcow_metastore_commit(f->ms, "c2", "a2", NULL, "P", NULL, &err), LCOW_OK);
     /* P -> "" keeps P */
     assert_int_equal(create(f->ms, LCOW_KIND_ACTIVE, "a3", "P", NULL, NULL), LCOW_OK);
-    assert_int_equal(lcow_metastore_commit(f->ms, "c3", "a3", NULL, "", NULL, false, NULL, &err),
-                     LCOW_OK);
+    assert_int_equal(lcow_metastore_commit(f->ms, "c3", "a3", NULL, "", NULL, &err), LCOW_OK);
     assert_int_equal(lcow_metastore_get(f->ms, NULL, "c3", &rec, NULL), LCOW_OK);
     assert_string_equal(rec.parent, "P");
     lcow_meta_record_free(&rec);
     /* conflicting parent */
     assert_int_equal(create(f->ms, LCOW_KIND_ACTIVE, "a4", "P", NULL, NULL), LCOW_OK);
-    assert_int_equal(lcow_metastore_commit(f->ms, "c4", "a4", NULL, "c1", NULL, false, NULL, &err),
+    assert_int_equal(lcow_metastore_commit(f->ms, "c4", "a4", NULL, "c1", NULL, &err),
                      LCOW_INVALID_ARGUMENT);
     /* "" -> nonexistent, "" -> active */
     assert_int_equal(create(f->ms, LCOW_KIND_ACTIVE, "a5", "", NULL, NULL), LCOW_OK);
-    assert_int_equal(
-        lcow_metastore_commit(f->ms, "c5", "a5", NULL, "nope", NULL, false, NULL, &err),
-        LCOW_NOT_FOUND);
-    assert_int_equal(lcow_metastore_commit(f->ms, "c5", "a5", NULL, "a4", NULL, false, NULL, &err),
+    assert_int_equal(lcow_metastore_commit(f->ms, "c5", "a5", NULL, "nope", NULL, &err),
+                     LCOW_NOT_FOUND);
+    assert_int_equal(lcow_metastore_commit(f->ms, "c5", "a5", NULL, "a4", NULL, &err),
                      LCOW_FAILED_PRECONDITION);
     /* a rebased parent cannot be removed afterwards */
     lcow_meta_remove_effect eff;
@@ -320,7 +315,7 @@ static void update_field_paths(void **state)
     uint64_t id;
     assert_int_equal(lcow_metastore_next_id(f->ms, &id, NULL), LCOW_OK);
     lcow_meta_create req = {.key = "a", .kind = LCOW_KIND_ACTIVE, .labels = &l, .id = id};
-    assert_int_equal(lcow_metastore_create(f->ms, &req, false, NULL, NULL), LCOW_OK);
+    assert_int_equal(lcow_metastore_insert(f->ms, &req, NULL, NULL), LCOW_OK);
     lcow_meta_record before;
     assert_int_equal(lcow_metastore_get(f->ms, NULL, "a", &before, NULL), LCOW_OK);
 
@@ -475,7 +470,7 @@ static void shared_disk_refcounts(void **state)
     assert_int_equal(lcow_metastore_next_id(f->ms, &owner, NULL), LCOW_OK);
     lcow_meta_create o = {
         .key = "owner", .kind = LCOW_KIND_ACTIVE, .id = owner, .scratch = LCOW_META_SCRATCH_OWN};
-    assert_int_equal(lcow_metastore_create(f->ms, &o, false, NULL, NULL), LCOW_OK);
+    assert_int_equal(lcow_metastore_insert(f->ms, &o, NULL, NULL), LCOW_OK);
     for (int i = 0; i < 2; i++) {
         uint64_t id;
         assert_int_equal(lcow_metastore_next_id(f->ms, &id, NULL), LCOW_OK);
@@ -484,7 +479,7 @@ static void shared_disk_refcounts(void **state)
                               .id = id,
                               .scratch = LCOW_META_SCRATCH_SHARED,
                               .disk_id = owner};
-        assert_int_equal(lcow_metastore_create(f->ms, &m, false, NULL, NULL), LCOW_OK);
+        assert_int_equal(lcow_metastore_insert(f->ms, &m, NULL, NULL), LCOW_OK);
     }
     lcow_meta_disk d;
     assert_int_equal(lcow_metastore_disk_get(f->ms, NULL, owner, &d, NULL), LCOW_OK);
@@ -504,7 +499,7 @@ static void shared_disk_refcounts(void **state)
                            .id = id,
                            .scratch = LCOW_META_SCRATCH_SHARED,
                            .disk_id = owner};
-    assert_int_equal(lcow_metastore_create(f->ms, &m3, false, NULL, NULL), LCOW_OK);
+    assert_int_equal(lcow_metastore_insert(f->ms, &m3, NULL, NULL), LCOW_OK);
     assert_int_equal(lcow_metastore_remove(f->ms, "m1", &eff, NULL), LCOW_OK);
     assert_int_equal(eff.freed_disk, 0);
     assert_int_equal(lcow_metastore_remove(f->ms, "m3", &eff, NULL), LCOW_OK);
@@ -520,8 +515,7 @@ static void shared_disk_refcounts(void **state)
                            .id = id,
                            .scratch = LCOW_META_SCRATCH_SHARED,
                            .disk_id = owner};
-    assert_int_equal(lcow_metastore_create(f->ms, &m4, false, NULL, &err),
-                     LCOW_FAILED_PRECONDITION);
+    assert_int_equal(lcow_metastore_insert(f->ms, &m4, NULL, &err), LCOW_FAILED_PRECONDITION);
 }
 
 static void views_see_a_consistent_snapshot(void **state)

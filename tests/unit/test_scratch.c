@@ -132,13 +132,20 @@ typedef struct fixture {
     lcow_scratch *sc;
 } fixture;
 
-static fixture open_fixture(const char *name, const char *const *allow, size_t allow_count)
+static fixture open_fixture_formatting(const char *name, uint32_t format_from_gb,
+                                       const char *const *allow, size_t allow_count)
 {
     fixture fx = {.root = fresh_dir(name)};
     lcow_error err;
-    assert_int_equal(
-        lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, allow, allow_count, &fx.sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, format_from_gb, allow,
+                                       allow_count, &fx.sc, &err),
+                     LCOW_OK);
     return fx;
+}
+
+static fixture open_fixture(const char *name, const char *const *allow, size_t allow_count)
+{
+    return open_fixture_formatting(name, 0, allow, allow_count);
 }
 
 static void close_fixture(fixture *fx)
@@ -333,7 +340,7 @@ static void allow_list_errors_keep_the_remedy_in_a_deep_tree(void **state)
     const char *allow[] = {allowed};
     lcow_scratch *sc;
     lcow_error err;
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, allow, 1, &sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err), LCOW_OK);
     lcow_scratch_plan plan;
     assert_int_equal(
         plan_with(sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, outside, &plan, &err),
@@ -361,7 +368,7 @@ static void allow_list_confines_locations(void **state)
     const char *allow[] = {allowed};
     lcow_scratch *sc;
     lcow_error err;
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, allow, 1, &sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err), LCOW_OK);
 
     lcow_scratch_plan plan;
     assert_int_equal(
@@ -407,18 +414,18 @@ static void allow_list_confines_locations(void **state)
     lcow_scratch_free(sc);
 
     /* Without a list, any absolute path passes. */
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, NULL, 0, &sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err), LCOW_OK);
     assert_int_equal(lcow_scratch_path_allowed(sc, outside, &err), LCOW_OK);
     lcow_scratch_free(sc);
 
     /* A bad list entry refuses to open. */
     char *missing = join(base, "missing");
     const char *bad_allow[] = {allowed, missing};
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, bad_allow, 2, &sc, &err),
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, bad_allow, 2, &sc, &err),
                      LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "--scratch-dir-allow"));
     const char *relative_allow[] = {"relative"};
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, relative_allow, 1, &sc, &err),
+    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, relative_allow, 1, &sc, &err),
                      LCOW_INVALID_ARGUMENT);
     free(missing);
     free(future_climb);
@@ -498,26 +505,12 @@ static void sized_templates_live_in_the_location(void **state)
     close_fixture(&fx);
 }
 
-static void set_env(const char *name, const char *value)
-{
-#ifdef _WIN32
-    _putenv_s(name, value ? value : "");
-#else
-    if (value)
-        setenv(name, value, 1);
-    else
-        unsetenv(name);
-#endif
-}
-
 /* Sizes at or above the format threshold are formatted in place (no copy),
  * and their template is still kept. */
 static void large_sizes_are_formatted_directly(void **state)
 {
     REQUIRE_FAULT_SEAM();
-    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", "2");
-    fixture fx = open_fixture("own-format", NULL, 0);
-    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", NULL);
+    fixture fx = open_fixture_formatting("own-format", 2, NULL, 0);
     lcow_error err;
     char *snap1 = subdir(fx.root, "1"), *snap2 = subdir(fx.root, "2");
     lcow_os_fault_clear();
@@ -538,12 +531,11 @@ static void large_sizes_are_formatted_directly(void **state)
     char *disk2 = join(snap2, LCOW_SANDBOX_NAME);
     assert_false(exists(disk2));
 
-    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", "0");
     lcow_scratch *bad;
-    assert_int_equal(lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, NULL, 0, &bad, &err),
+    assert_int_equal(lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, LCOW_SCRATCH_MAX_GB + 1, NULL,
+                                       0, &bad, &err),
                      LCOW_INVALID_ARGUMENT);
-    assert_non_null(strstr(err.message, "LCOW_SCRATCH_FORMAT_FROM_GB"));
-    set_env("LCOW_SCRATCH_FORMAT_FROM_GB", NULL);
+    assert_non_null(strstr(err.message, "--scratch-format-from-gb"));
     free(disk2);
     free(disk1);
     free(template_path);
