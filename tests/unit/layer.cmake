@@ -42,6 +42,10 @@ if(NOT WIN32)
     endif()
   endforeach()
 endif()
+# Only these three tests need the golden fixture: keep what LCOW_TEST_FIXTURE
+# held (the Wine fixture in the win64 build) for every test registered after
+# this fragment in the shared tests/ scope, and put it back below.
+set(lcow_layer_saved_fixture "${LCOW_TEST_FIXTURE}")
 set(LCOW_TEST_FIXTURE layer_golden)
 foreach(t verity vhd blob)
   lcow_unit_test(NAME test_${t}
@@ -49,7 +53,7 @@ foreach(t verity vhd blob)
                  LIBS lcow_layer lcow_disk LABELS layer)
 endforeach()
 unset(LCOW_TEST_ENV)
-unset(LCOW_TEST_FIXTURE)
+set(LCOW_TEST_FIXTURE "${lcow_layer_saved_fixture}")
 
 # What test_verity wrote (natively and under Wine), verified by veritysetup.
 if(LCOW_VERITYSETUP)
