@@ -228,6 +228,9 @@ def cases():
     c["dotdot_escape_link"] = ("we_refuse", entry(b"f", b"x") + header(name=b"l", typ=b"1", link=b"../../f") + END)
     fail("link_to_missing", header(name=b"l", typ=b"1", link=b"nothing") + END)
     fail("name_256", pax([(b"path", b"d/" + b"n" * 256)]) + entry(b"f", b"x") + END)
+    fail("file_over_128g", header(name=b"huge", size=base256((128 << 30) + 1, 12)) + END)
+    deep = b"/".join(b"component%03d" % i for i in range(400))  # 5,199 bytes
+    same("path_over_4096", pax([(b"path", deep)]) + entry(b"ignored", b"deep") + END)
     fail("file_over_dir", header(name=b"d/", typ=b"5") + entry(b"d", b"x") + END)
     return c
 
