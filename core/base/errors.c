@@ -105,6 +105,9 @@ static void fit(char out[LCOW_ERROR_MESSAGE_MAX], char *s, size_t n)
 }
 
 static void vformat_fit(char out[LCOW_ERROR_MESSAGE_MAX], const char *fmt, va_list ap)
+    LCOW_PRINTF(2, 0);
+
+static void vformat_fit(char out[LCOW_ERROR_MESSAGE_MAX], const char *fmt, va_list ap)
 {
     char buf[LCOW_ERROR_MESSAGE_MAX];
     va_list again;
@@ -126,6 +129,8 @@ static void vformat_fit(char out[LCOW_ERROR_MESSAGE_MAX], const char *fmt, va_li
     va_end(again);
 }
 
+static void format_fit(char out[LCOW_ERROR_MESSAGE_MAX], const char *fmt, ...) LCOW_PRINTF(2, 3);
+
 static void format_fit(char out[LCOW_ERROR_MESSAGE_MAX], const char *fmt, ...)
 {
     va_list ap;
@@ -145,6 +150,8 @@ lcow_code lcow_error_set(lcow_error *err, lcow_code code, const char *fmt, ...)
     }
     return code;
 }
+
+static void vwrap(lcow_error *err, const char *fmt, va_list ap) LCOW_PRINTF(2, 0);
 
 static void vwrap(lcow_error *err, const char *fmt, va_list ap)
 {
