@@ -322,9 +322,37 @@ static bool frame_too_big(const lcow_frame_reader *reader)
     return min_bytes > reader->max_frame_bytes || s->objects + s->pending > LCOW_FRAME_MAX_OBJECTS;
 }
 
+void lcow_frame_reader_pause(lcow_frame_reader *reader)
+{
+    reader->pause = true;
+}
+
+bool lcow_frame_reader_in_frame(const lcow_frame_reader *reader)
+{
+    return reader->scanner.frame_bytes > 0;
+}
+
 lcow_code lcow_frame_reader_feed(lcow_frame_reader *reader, const uint8_t *data, size_t len,
                                  lcow_frame_sink sink, void *ctx, lcow_error *err)
 {
+    size_t consumed = 0;
+    lcow_code code = LCOW_OK;
+    while (code == LCOW_OK && consumed < len) {
+        size_t n = 0;
+        code = lcow_frame_reader_feed_some(reader, data + consumed, len - consumed, sink, ctx, &n,
+                                           err);
+        consumed += n;
+    }
+    return code;
+}
+
+lcow_code lcow_frame_reader_feed_some(lcow_frame_reader *reader, const uint8_t *data, size_t len,
+                                      lcow_frame_sink sink, void *ctx, size_t *consumed,
+                                      lcow_error *err)
+{
+    const uint8_t *start = data;
+    *consumed = 0;
+    reader->pause = false;
     while (len > 0) {
         if (reader->broken)
             return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "stream already broken");
@@ -385,10 +413,16 @@ lcow_code lcow_frame_reader_feed(lcow_frame_reader *reader, const uint8_t *data,
             }
             reader->discarding = false;
             reader->discarded = 0;
+            reader->frames++;
             lcow_frame_scanner_init(&reader->scanner);
         }
         data += n;
         len -= n;
+        *consumed = (size_t)(data - start);
+        if (reader->pause) {
+            reader->pause = false;
+            break;
+        }
     }
     return LCOW_OK;
 }

@@ -75,6 +75,8 @@ typedef struct lcow_frame_reader {
     bool discarding;    /* inside an oversized frame */
     uint64_t discarded; /* bytes skipped of it */
     bool broken;        /* unrecoverable; feed fails from now on */
+    bool pause;         /* set by the sink: return after this frame */
+    uint64_t frames;    /* frames completed (reported to the sink) */
 } lcow_frame_reader;
 
 /* msgpack_unpacker_next without a fresh zone per object: *out stays valid
@@ -89,8 +91,24 @@ void lcow_frame_reader_destroy(lcow_frame_reader *reader);
 
 /* Feeds bytes; calls sink for each completed frame. Returns LCOW_OK, or
  * InvalidArgument / ResourceExhausted when the stream cannot be
- * resynchronised (the caller closes the connection). */
+ * resynchronised (the caller closes the connection). Feeds everything: a
+ * pause asked for by the sink is ignored. */
 lcow_code lcow_frame_reader_feed(lcow_frame_reader *reader, const uint8_t *data, size_t len,
                                  lcow_frame_sink sink, void *ctx, lcow_error *err);
+
+/* The same, but stops right after the frame (or the error report of an
+ * oversized frame) whose sink called lcow_frame_reader_pause: *consumed is
+ * then the offset just past it, and the caller keeps data[*consumed..len) to
+ * feed again later (none of it has been looked at). Otherwise, and on error,
+ * *consumed counts what was taken. */
+lcow_code lcow_frame_reader_feed_some(lcow_frame_reader *reader, const uint8_t *data, size_t len,
+                                      lcow_frame_sink sink, void *ctx, size_t *consumed,
+                                      lcow_error *err);
+
+/* From a sink: the current feed returns after this frame. */
+void lcow_frame_reader_pause(lcow_frame_reader *reader);
+
+/* True while part of a frame has arrived and its end has not. */
+bool lcow_frame_reader_in_frame(const lcow_frame_reader *reader);
 
 #endif

@@ -19,13 +19,13 @@ void lcow_server_settings_resolve(const lcow_server_config *config, lcow_server_
     static const lcow_server_config none = {0};
     if (!config)
         config = &none;
-    out->max_frame_bytes =
+    out->session.max_frame_bytes =
         config->max_frame_bytes ? config->max_frame_bytes : LCOW_SERVER_DEFAULT_MAX_FRAME_BYTES;
     out->max_connections =
         config->max_connections ? config->max_connections : LCOW_SERVER_DEFAULT_MAX_CONNECTIONS;
     out->idle_timeout_ms =
         config->idle_timeout_ms ? config->idle_timeout_ms : LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS;
     out->worker_threads = config->worker_threads ? config->worker_threads : default_workers();
-    out->conn_max_pending = LCOW_SERVER_CONN_MAX_PENDING;
-    out->conn_max_output = LCOW_SERVER_CONN_MAX_OUTPUT;
+    out->session.max_pending = LCOW_SERVER_CONN_MAX_PENDING;
+    out->session.max_output = LCOW_SERVER_CONN_MAX_OUTPUT;
 }

@@ -7,15 +7,14 @@
 #include <stddef.h>
 
 #include "rpc/server.h"
+#include "rpc/session.h"
 
 typedef struct lcow_server_settings {
-    size_t max_frame_bytes;
     unsigned max_connections;
     unsigned idle_timeout_ms;
     unsigned worker_threads;
-    /* Per connection (LCOW_SERVER_CONN_MAX_*). */
-    size_t conn_max_pending;
-    size_t conn_max_output;
+    /* Per connection: max_frame_bytes and LCOW_SERVER_CONN_MAX_*. */
+    lcow_session_limits session;
 } lcow_server_settings;
 
 /* config's values with every 0 replaced by its default; config may be NULL. */

@@ -48,7 +48,10 @@ typedef struct conn {
     atomic_bool waiting;   /* the reader is in poll() and wants wake-ups */
     lcow_session *session; /* holds the last reference to this struct */
     bool read_eof;
-    bool broken; /* stream cannot be resynchronised */
+    bool broken;     /* stream cannot be resynchronised */
+    uint8_t *buf;    /* READ_CHUNK bytes (reader thread) */
+    size_t rest_off; /* buf[rest_off..+rest_len): received, not fed yet */
+    size_t rest_len; /* (the session was full) */
 } conn;
 
 struct lcow_server {
@@ -124,21 +127,37 @@ static const lcow_session_ops conn_ops = {conn_notify, conn_destroy};
 
 typedef enum read_outcome { READ_OK, READ_TIMED_OUT, READ_FAILED } read_outcome;
 
-/* Reader thread: feeds what arrived and writes the answers of requests run
- * inline. READ_TIMED_OUT: a blocking recv() waited the whole idle timeout
+/* Reader thread: feeds the received bytes not fed yet, as many requests as
+ * the session takes (the rest waits in buf until it drains), and writes
+ * the answers of requests run inline. false: close the connection now. */
+static bool conn_feed(conn *c)
+{
+    size_t used = 0;
+    lcow_error err;
+    lcow_error_clear(&err);
+    if (lcow_session_feed(c->session, c->buf + c->rest_off, c->rest_len, &used, &err) != LCOW_OK) {
+        LCOW_LOGW("rpc: connection fd %d: %s; closing it", c->fd, err.message);
+        c->broken = true;
+        used = c->rest_len;
+    }
+    c->rest_off += used;
+    c->rest_len -= used;
+    if (c->rest_len == 0)
+        c->rest_off = 0;
+    return lcow_session_write(c->session, sock_write, c);
+}
+
+/* Reader thread, with nothing left in buf: receives and feeds.
+ * READ_TIMED_OUT: a blocking recv() waited the whole idle timeout
  * (SO_RCVTIMEO) for nothing; READ_FAILED: close the connection now. */
-static read_outcome conn_read(conn *c, uint8_t *buf, bool blocking)
+static read_outcome conn_read(conn *c, bool blocking)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, buf, READ_CHUNK, blocking ? 0 : MSG_DONTWAIT);
+        ssize_t n = recv(c->fd, c->buf, READ_CHUNK, blocking ? 0 : MSG_DONTWAIT);
         if (n > 0) {
-            lcow_error err;
-            lcow_error_clear(&err);
-            if (lcow_session_feed(c->session, buf, (size_t)n, &err) != LCOW_OK) {
-                LCOW_LOGW("rpc: connection fd %d: %s; closing it", c->fd, err.message);
-                c->broken = true;
-            }
-            return lcow_session_write(c->session, sock_write, c) ? READ_OK : READ_FAILED;
+            c->rest_off = 0;
+            c->rest_len = (size_t)n;
+            return conn_feed(c) ? READ_OK : READ_FAILED;
         }
         if (n == 0) {
             c->read_eof = true;
@@ -153,7 +172,7 @@ static read_outcome conn_read(conn *c, uint8_t *buf, bool blocking)
 }
 
 /* Waits in poll() for the socket or a worker; returns false to close. */
-static bool conn_wait(conn *c, uint8_t *buf, bool reading, bool has_output, int timeout_ms)
+static bool conn_wait(conn *c, bool reading, bool has_output, int timeout_ms)
 {
     struct pollfd p[2] = {
         {c->fd, (short)((reading ? POLLIN : 0) | (has_output ? POLLOUT : 0)), 0},
@@ -170,7 +189,7 @@ static bool conn_wait(conn *c, uint8_t *buf, bool reading, bool has_output, int 
     }
     short rev = p[0].revents;
     if (rev & POLLIN)
-        return conn_read(c, buf, false) != READ_FAILED;
+        return conn_read(c, false) != READ_FAILED;
     if (rev & (POLLHUP | POLLERR | POLLNVAL))
         return false; /* peer gone while we were not reading */
     if (rev & POLLOUT)
@@ -208,30 +227,37 @@ static void *conn_main(void *arg)
 {
     conn *c = arg;
     lcow_server *server = c->server;
-    uint8_t *buf = malloc(READ_CHUNK);
+    c->buf = malloc(READ_CHUNK);
     const char *why = "out of memory";
     /* The idle timeout, for the blocking recv(). */
     struct timeval tv = {(time_t)(server->settings.idle_timeout_ms / 1000),
                          (suseconds_t)(server->settings.idle_timeout_ms % 1000) * 1000};
-    if (buf && setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+    if (c->buf && setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
         why = "setsockopt(SO_RCVTIMEO) failed";
-    else if (buf)
+    else if (c->buf)
         why = NULL;
     while (!why) {
         bool stopping = atomic_load(&server->stopping);
+        bool open = !stopping && !c->read_eof && !c->broken;
+        bool accepting = lcow_session_accepting(c->session);
+        if (open && c->rest_len > 0 && accepting) {
+            /* The session drained: the requests received earlier go first. */
+            if (!conn_feed(c))
+                why = "read/write error or hang-up";
+            continue;
+        }
         size_t pending = lcow_session_pending(c->session);
         size_t output = lcow_session_output_bytes(c->session);
-        bool reading = !stopping && !c->read_eof && !c->broken &&
-                       pending < server->settings.conn_max_pending &&
-                       output < server->settings.conn_max_output;
         if (pending == 0 && output == 0) {
-            if (!reading) {
+            if (!open) {
                 why = c->broken ? "stream broken" : stopping ? "server stopping" : "end of stream";
                 break;
             }
+            if (c->rest_len > 0)
+                continue; /* a worker finished since `accepting`: feed first */
             /* Nothing in flight: only the client can give us work, and a
              * recv() that times out means it gave none for the idle timeout. */
-            read_outcome got = conn_read(c, buf, true);
+            read_outcome got = conn_read(c, true);
             if (got == READ_FAILED)
                 why = "read/write error or hang-up";
             else if (got == READ_TIMED_OUT && !atomic_load(&server->stopping))
@@ -252,16 +278,19 @@ static void *conn_main(void *arg)
         atomic_store(&c->waiting, true);
         pending = lcow_session_pending(c->session);
         output = lcow_session_output_bytes(c->session);
-        if (pending == 0 && output == 0) {
+        accepting = lcow_session_accepting(c->session);
+        if ((pending == 0 && output == 0) || (open && c->rest_len > 0 && accepting)) {
             atomic_store(&c->waiting, false);
             continue;
         }
-        reading = reading && pending < server->settings.conn_max_pending &&
-                  output < server->settings.conn_max_output;
-        if (!conn_wait(c, buf, reading, output > 0, timeout))
+        /* Read more only when nothing received is left over and the
+         * session takes requests (below 128 queued, 8 MiB unsent). */
+        bool reading = open && c->rest_len == 0 && accepting;
+        if (!conn_wait(c, reading, output > 0, timeout))
             why = "read/write error or hang-up";
     }
-    free(buf);
+    free(c->buf);
+    c->buf = NULL;
     conn_close(c, why);
     reader_gone(server);
     return NULL;
@@ -282,7 +311,7 @@ static void start_connection(lcow_server *server, int fd)
     c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (c->wake_fd >= 0)
         c->session = lcow_session_create(server->pool, server->snapshotter,
-                                         server->settings.max_frame_bytes, &conn_ops, c);
+                                         &server->settings.session, &conn_ops, c);
     if (!c->session) {
         LCOW_LOGE("rpc: cannot set up a connection: %s",
                   c->wake_fd < 0 ? strerror(errno) : "out of memory");

@@ -37,10 +37,12 @@ typedef struct conn {
     OVERLAPPED connect_ov, read_ov, write_ov;
     bool connect_pending, read_pending, write_pending;
     bool read_eof, broken, closing, reaped;
-    atomic_bool paused;
     msgpack_sbuffer writing; /* buffer of the pending WriteFile */
     size_t written;
     ULONGLONG last_activity;
+    /* read_buf[rest_off..+rest_len): received but not fed yet, because the
+     * session was full (128 queued requests or 8 MiB unsent). */
+    size_t rest_off, rest_len;
     uint8_t read_buf[READ_CHUNK];
 } conn;
 
@@ -296,11 +298,9 @@ static void start_read(lcow_server *server, conn *c)
 {
     if (c->closing || c->read_pending || c->read_eof || c->broken || c->state != CONN_CONNECTED)
         return;
-    bool allowed = !atomic_load(&server->stopping) &&
-                   lcow_session_pending(c->session) < server->settings.conn_max_pending &&
-                   lcow_session_output_bytes(c->session) < server->settings.conn_max_output;
-    atomic_store(&c->paused, !allowed);
-    if (!allowed)
+    /* Read more only when nothing received is left over and the session
+     * takes requests. */
+    if (atomic_load(&server->stopping) || c->rest_len > 0 || !lcow_session_accepting(c->session))
         return;
     memset(&c->read_ov, 0, sizeof c->read_ov);
     if (!ReadFile(c->pipe, c->read_buf, READ_CHUNK, NULL, &c->read_ov)) {
@@ -339,7 +339,30 @@ static void start_write(lcow_server *server, conn *c)
     c->write_pending = true;
 }
 
-/* After any event: resume reading, write, or finish the connection. */
+/* Feeds the received bytes not fed yet, as many requests as the session
+ * takes; the rest waits in read_buf until it drains. */
+static void feed_rest(lcow_server *server, conn *c)
+{
+    while (c->rest_len > 0 && !c->closing && !c->broken && !atomic_load(&server->stopping) &&
+           lcow_session_accepting(c->session)) {
+        size_t used = 0;
+        lcow_error err;
+        lcow_error_clear(&err);
+        if (lcow_session_feed(c->session, c->read_buf + c->rest_off, c->rest_len, &used, &err) !=
+            LCOW_OK) {
+            LCOW_LOGW("rpc: pipe connection: %s; closing it", err.message);
+            c->broken = true;
+            used = c->rest_len;
+        }
+        c->rest_off += used;
+        c->rest_len -= used;
+    }
+    if (c->rest_len == 0)
+        c->rest_off = 0;
+}
+
+/* After any event: feed what was left over, write, resume reading, or
+ * finish the connection. */
 static void conn_progress(lcow_server *server, conn *c)
 {
     if (c->closing) {
@@ -347,9 +370,14 @@ static void conn_progress(lcow_server *server, conn *c)
         return;
     }
     start_write(server, c);
+    if (c->rest_len > 0) {
+        feed_rest(server, c);
+        start_write(server, c);
+    }
     start_read(server, c);
     if ((c->read_eof || c->broken) && !c->closing && !c->write_pending &&
-        lcow_session_pending(c->session) == 0 && lcow_session_output_bytes(c->session) == 0)
+        (c->rest_len == 0 || c->broken) && lcow_session_pending(c->session) == 0 &&
+        lcow_session_output_bytes(c->session) == 0)
         conn_close(server, c, c->broken ? "stream broken" : "end of stream");
 }
 
@@ -360,10 +388,9 @@ static bool add_listener(lcow_server *server, HANDLE pipe)
         c->server = server;
         c->pipe = pipe;
         c->state = CONN_LISTENING;
-        atomic_init(&c->paused, false);
         msgpack_sbuffer_init(&c->writing);
         c->session = lcow_session_create(server->pool, server->snapshotter,
-                                         server->settings.max_frame_bytes, &conn_ops, c);
+                                         &server->settings.session, &conn_ops, c);
     }
     if (!c || !c->session || !CreateIoCompletionPort(pipe, server->iocp, (ULONG_PTR)c, 0)) {
         LCOW_LOGE("rpc: cannot set up a pipe instance");
@@ -428,12 +455,8 @@ static void on_read(lcow_server *server, conn *c, BOOL ok, DWORD bytes)
         return;
     }
     if (bytes > 0 && !c->closing) {
-        lcow_error err;
-        lcow_error_clear(&err);
-        if (lcow_session_feed(c->session, c->read_buf, bytes, &err) != LCOW_OK) {
-            LCOW_LOGW("rpc: pipe connection: %s; closing it", err.message);
-            c->broken = true;
-        }
+        c->rest_off = 0;
+        c->rest_len = bytes;
     }
     conn_progress(server, c);
 }
@@ -449,6 +472,7 @@ static void on_write(lcow_server *server, conn *c, BOOL ok, DWORD bytes)
         return;
     }
     c->written += bytes;
+    lcow_session_output_sent(c->session, bytes);
     if (c->written >= c->writing.size) {
         c->writing.size = 0;
         c->written = 0;
@@ -458,7 +482,7 @@ static void on_write(lcow_server *server, conn *c, BOOL ok, DWORD bytes)
 
 static bool conn_idle(conn *c)
 {
-    return !c->write_pending && lcow_session_pending(c->session) == 0 &&
+    return !c->write_pending && c->rest_len == 0 && lcow_session_pending(c->session) == 0 &&
            lcow_session_output_bytes(c->session) == 0 && c->writing.size == 0;
 }
 

@@ -19,12 +19,20 @@
  * pipelined burst goes to the workers, so one client cannot hold an I/O
  * thread (and the other connections it serves) for long. */
 #define INLINE_BUDGET 256
+/* Small answers are packed into the last output chunk up to this size. */
+#define CHUNK_PACK ((size_t)64 << 10)
 
+/* A request waiting for a worker, and afterwards a chunk of output: the
+ * answers of a session wait for the transport in a list of chunks. A job's
+ * own answer buffer is linked as it is (no copy, no allocation); small
+ * answers are packed into the last chunk. Sent chunks are freed one by one,
+ * so output for a slow reader never builds one big buffer that has to grow
+ * or move. */
 typedef struct job {
-    struct job *next;
-    bool decoded; /* req holds a decoded request */
+    struct job *next; /* the job queue, then the output list */
+    bool decoded;     /* req holds a decoded request */
     lcow_request req;
-    msgpack_sbuffer out; /* !decoded: a ready error response */
+    msgpack_sbuffer out; /* the answer (!decoded: a ready error response) */
 } job;
 
 struct lcow_session {
@@ -33,6 +41,7 @@ struct lcow_session {
     const lcow_session_ops *ops;
     void *transport;
     atomic_int refs;
+    lcow_session_limits limits;
 
     lcow_frame_reader reader; /* I/O thread only */
     lcow_code feed_code;      /* set by the frame sink on allocation failure */
@@ -43,9 +52,12 @@ struct lcow_session {
     job *head, *tail;
     size_t pending; /* queued + running */
     bool scheduled; /* in the pool queue or on a worker */
+    bool stalled;   /* jobs wait until the output drains below max_output */
     bool closed;
-    msgpack_sbuffer out;
-    size_t out_off;
+    job *out_head, *out_tail;        /* output chunks in order */
+    size_t out_bytes;                /* their sizes together */
+    size_t out_off;                  /* bytes of out_head already sent */
+    size_t lent;                     /* taken by the transport, not yet reported sent */
     struct lcow_session *next_ready; /* pool queue link (pool lock) */
 };
 
@@ -61,12 +73,74 @@ struct lcow_rpc_pool {
 
 /* ---- pool ------------------------------------------------------------- */
 
+/* Output not yet sent to the client (s->lock held). */
+static size_t unsent_locked(const lcow_session *s)
+{
+    return s->out_bytes - s->out_off + s->lent;
+}
+
+/* What the output holds in memory (the sent part of the first chunk counts
+ * until the chunk is freed): the limit applies to this. */
+static bool output_full_locked(const lcow_session *s)
+{
+    return s->limits.max_output && s->out_bytes + s->lent >= s->limits.max_output;
+}
+
 static void free_job(job *j)
 {
     if (j->decoded)
         lcow_params_free(&j->req.params);
     msgpack_sbuffer_destroy(&j->out);
     free(j);
+}
+
+/* Packs len bytes into the last chunk when they fit under CHUNK_PACK
+ * (s->lock held); false = link a chunk of their own. */
+static bool pack_locked(lcow_session *s, const char *data, size_t len)
+{
+    job *t = s->out_tail;
+    if (!t || t->out.size + len > CHUNK_PACK || msgpack_sbuffer_write(&t->out, data, len) != 0)
+        return false;
+    s->out_bytes += len;
+    return true;
+}
+
+/* Appends c (its answer in c->out) as a chunk of its own (s->lock held). */
+static void link_chunk_locked(lcow_session *s, job *c)
+{
+    if (c->decoded) {
+        lcow_params_free(&c->req.params);
+        c->decoded = false;
+    }
+    c->next = NULL;
+    if (s->out_tail)
+        s->out_tail->next = c;
+    else
+        s->out_head = c;
+    s->out_tail = c;
+    s->out_bytes += c->out.size;
+}
+
+/* Unlinks the first chunk, fully sent or taken (s->lock held). */
+static job *pop_chunk_locked(lcow_session *s)
+{
+    job *c = s->out_head;
+    s->out_head = c->next;
+    if (!s->out_head)
+        s->out_tail = NULL;
+    s->out_bytes -= c->out.size;
+    s->out_off = 0;
+    return c;
+}
+
+/* Appends the answer of a job that ran (s->lock held); the job is packed
+ * into the last chunk (then freed) or becomes a chunk itself. */
+static void output_job_locked(lcow_session *s, job *j)
+{
+    if (j->out.size == 0 || pack_locked(s, j->out.data, j->out.size))
+        free_job(j);
+    else
+        link_chunk_locked(s, j);
 }
 
 /* Appends s to the pool's ready queue and wakes a worker; the queue holds
@@ -89,6 +163,15 @@ static void run_session(lcow_rpc_pool *pool, lcow_session *s)
     for (int n = 0;; n++) {
         lcow_mutex_lock(&s->lock);
         job *j = s->head;
+        if (j && !s->closed && output_full_locked(s)) {
+            /* The client is not reading: its jobs wait (off the pool) until
+             * the transport has written enough (resume_locked). */
+            s->stalled = true;
+            s->scheduled = false;
+            lcow_mutex_unlock(&s->lock);
+            lcow_session_unref(s);
+            return;
+        }
         if (!j || n == SESSION_BATCH) {
             bool requeue = j != NULL;
             if (!requeue)
@@ -113,12 +196,13 @@ static void run_session(lcow_rpc_pool *pool, lcow_session *s)
         }
 
         lcow_mutex_lock(&s->lock);
-        if (!s->closed && j->out.size > 0)
-            msgpack_sbuffer_write(&s->out, j->out.data, j->out.size);
+        if (!s->closed)
+            output_job_locked(s, j);
+        else
+            free_job(j);
         s->pending--;
         lcow_mutex_unlock(&s->lock);
         atomic_fetch_sub(&pool->inflight, 1);
-        free_job(j);
         s->ops->notify(s->transport);
     }
 }
@@ -212,14 +296,32 @@ unsigned lcow_rpc_pool_inflight(const lcow_rpc_pool *pool)
 
 /* ---- session ---------------------------------------------------------- */
 
+/* Output drained (s->lock held): true when stalled jobs may run again; the
+ * caller then hands the session to the pool with resume(). */
+static bool resume_locked(lcow_session *s)
+{
+    if (!s->stalled || s->closed || !s->head || output_full_locked(s))
+        return false;
+    s->stalled = false;
+    s->scheduled = true;
+    return true;
+}
+
+static void resume(lcow_session *s)
+{
+    lcow_session_ref(s);
+    pool_enqueue(s->pool, s);
+}
+
 lcow_session *lcow_session_create(lcow_rpc_pool *pool, lcow_snapshotter *snapshotter,
-                                  size_t max_frame_bytes, const lcow_session_ops *ops,
+                                  const lcow_session_limits *limits, const lcow_session_ops *ops,
                                   void *transport)
 {
     lcow_session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    if (!lcow_frame_reader_init(&s->reader, max_frame_bytes)) {
+    s->limits = *limits;
+    if (!lcow_frame_reader_init(&s->reader, limits->max_frame_bytes)) {
         free(s);
         return NULL;
     }
@@ -229,7 +331,6 @@ lcow_session *lcow_session_create(lcow_rpc_pool *pool, lcow_snapshotter *snapsho
     s->transport = transport;
     atomic_init(&s->refs, 1);
     lcow_mutex_init(&s->lock);
-    msgpack_sbuffer_init(&s->out);
     msgpack_sbuffer_init(&s->scratch);
     return s;
 }
@@ -245,7 +346,6 @@ void lcow_session_unref(lcow_session *s)
         return;
     lcow_session_close(s);
     lcow_frame_reader_destroy(&s->reader);
-    msgpack_sbuffer_destroy(&s->out);
     msgpack_sbuffer_destroy(&s->scratch);
     lcow_mutex_destroy(&s->lock);
     const lcow_session_ops *ops = s->ops;
@@ -270,7 +370,7 @@ static void enqueue(lcow_session *s, job *j)
         s->head = j;
     s->tail = j;
     s->pending++;
-    if (!s->scheduled) {
+    if (!s->scheduled && !s->stalled) {
         s->scheduled = true;
         schedule = true;
     }
@@ -300,9 +400,25 @@ static bool run_inline(lcow_session *s, const lcow_request *req)
     if (!lcow_dispatch_respond(s->snapshotter, req, &s->scratch))
         LCOW_LOGE("rpc: out of memory answering msgid %u", (unsigned)req->msgid);
     lcow_mutex_lock(&s->lock);
-    if (!s->closed && s->scratch.size > 0)
-        msgpack_sbuffer_write(&s->out, s->scratch.data, s->scratch.size);
+    bool done =
+        s->closed || s->scratch.size == 0 || pack_locked(s, s->scratch.data, s->scratch.size);
     lcow_mutex_unlock(&s->lock);
+    if (!done) {
+        /* A large answer: its buffer becomes a chunk of its own. */
+        job *c = calloc(1, sizeof *c);
+        if (c) {
+            c->out = s->scratch;
+            msgpack_sbuffer_init(&s->scratch);
+            lcow_mutex_lock(&s->lock);
+            if (!s->closed)
+                link_chunk_locked(s, c);
+            else
+                free_job(c);
+            lcow_mutex_unlock(&s->lock);
+        } else {
+            LCOW_LOGE("rpc: out of memory queueing the answer to msgid %u", (unsigned)req->msgid);
+        }
+    }
     if (s->scratch.alloc > (64u << 10)) {
         /* A large answer (a long Walk page): give the memory back. */
         msgpack_sbuffer_destroy(&s->scratch);
@@ -311,9 +427,8 @@ static bool run_inline(lcow_session *s, const lcow_request *req)
     return true;
 }
 
-static void frame_sink(void *ctx, const lcow_frame_event *ev)
+static void handle_frame(lcow_session *s, const lcow_frame_event *ev)
 {
-    lcow_session *s = ctx;
     lcow_request req;
     bool decoded = false, has_msgid = ev->has_msgid;
     uint32_t msgid = ev->msgid;
@@ -349,14 +464,36 @@ static void frame_sink(void *ctx, const lcow_frame_event *ev)
     enqueue(s, j);
 }
 
-lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, lcow_error *err)
+/* Each frame, then the limits: a full session stops the feed right after
+ * this request, so one read's worth of pipelined requests cannot queue more
+ * than the limits allow. */
+static void frame_sink(void *ctx, const lcow_frame_event *ev)
+{
+    lcow_session *s = ctx;
+    handle_frame(s, ev);
+    if (s->feed_code != LCOW_OK || !lcow_session_accepting(s))
+        lcow_frame_reader_pause(&s->reader);
+}
+
+lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, size_t *consumed,
+                            lcow_error *err)
 {
     s->feed_code = LCOW_OK;
     s->inline_budget = INLINE_BUDGET;
-    lcow_code code = lcow_frame_reader_feed(&s->reader, data, len, frame_sink, s, err);
+    lcow_code code =
+        lcow_frame_reader_feed_some(&s->reader, data, len, frame_sink, s, consumed, err);
     if (code == LCOW_OK && s->feed_code != LCOW_OK)
         code = lcow_error_set(err, s->feed_code, "out of memory queueing a request");
     return code;
+}
+
+bool lcow_session_accepting(lcow_session *s)
+{
+    lcow_mutex_lock(&s->lock);
+    bool ok =
+        (!s->limits.max_pending || s->pending < s->limits.max_pending) && !output_full_locked(s);
+    lcow_mutex_unlock(&s->lock);
+    return ok;
 }
 
 size_t lcow_session_pending(lcow_session *s)
@@ -370,7 +507,7 @@ size_t lcow_session_pending(lcow_session *s)
 size_t lcow_session_output_bytes(lcow_session *s)
 {
     lcow_mutex_lock(&s->lock);
-    size_t n = s->out.size - s->out_off;
+    size_t n = unsent_locked(s);
     lcow_mutex_unlock(&s->lock);
     return n;
 }
@@ -378,45 +515,68 @@ size_t lcow_session_output_bytes(lcow_session *s)
 bool lcow_session_write(lcow_session *s, lcow_session_write_fn write_fn, void *ctx)
 {
     bool ok = true;
+    job *sent = NULL;
     lcow_mutex_lock(&s->lock);
-    while (s->out_off < s->out.size) {
-        long n = write_fn(ctx, s->out.data + s->out_off, s->out.size - s->out_off);
-        if (n < 0) {
-            ok = false;
-            break;
+    while (s->out_head) {
+        job *c = s->out_head;
+        if (s->out_off < c->out.size) {
+            long n = write_fn(ctx, c->out.data + s->out_off, c->out.size - s->out_off);
+            if (n < 0) {
+                ok = false;
+                break;
+            }
+            if (n == 0)
+                break;
+            s->out_off += (size_t)n;
+            if (s->out_off < c->out.size)
+                continue;
         }
-        if (n == 0)
-            break;
-        s->out_off += (size_t)n;
+        c = pop_chunk_locked(s);
+        c->next = sent;
+        sent = c;
     }
-    if (s->out_off == s->out.size) {
-        s->out.size = 0;
-        s->out_off = 0;
-        if (s->out.alloc > (1u << 20)) {
-            /* Give back the memory of a burst. */
-            msgpack_sbuffer_destroy(&s->out);
-            msgpack_sbuffer_init(&s->out);
-        }
-    }
+    bool wake = resume_locked(s);
     lcow_mutex_unlock(&s->lock);
+    while (sent) {
+        job *next = sent->next;
+        free_job(sent);
+        sent = next;
+    }
+    if (wake)
+        resume(s);
     return ok;
 }
 
 bool lcow_session_take_output(lcow_session *s, msgpack_sbuffer *out)
 {
     lcow_mutex_lock(&s->lock);
-    bool any = s->out.size > s->out_off;
-    if (any) {
+    job *c = s->out_head;
+    if (c) {
         if (s->out_off > 0) {
-            memmove(s->out.data, s->out.data + s->out_off, s->out.size - s->out_off);
-            s->out.size -= s->out_off;
+            memmove(c->out.data, c->out.data + s->out_off, c->out.size - s->out_off);
+            c->out.size -= s->out_off;
+            s->out_bytes -= s->out_off;
             s->out_off = 0;
         }
-        *out = s->out;
-        msgpack_sbuffer_init(&s->out);
+        c = pop_chunk_locked(s);
+        s->lent += c->out.size;
+        *out = c->out;
+        msgpack_sbuffer_init(&c->out);
     }
     lcow_mutex_unlock(&s->lock);
-    return any;
+    if (c)
+        free_job(c);
+    return c != NULL;
+}
+
+void lcow_session_output_sent(lcow_session *s, size_t n)
+{
+    lcow_mutex_lock(&s->lock);
+    s->lent -= n < s->lent ? n : s->lent;
+    bool wake = resume_locked(s);
+    lcow_mutex_unlock(&s->lock);
+    if (wake)
+        resume(s);
 }
 
 void lcow_session_close(lcow_session *s)
@@ -426,14 +586,16 @@ void lcow_session_close(lcow_session *s)
     job *j = s->head;
     size_t dropped = 0;
     s->head = s->tail = NULL;
-    s->out.size = 0;
-    s->out_off = 0;
+    s->lent = 0;
+    s->stalled = false;
     while (j) {
         job *next = j->next;
         free_job(j);
         dropped++;
         j = next;
     }
+    while (s->out_head)
+        free_job(pop_chunk_locked(s));
     s->pending -= dropped;
     lcow_mutex_unlock(&s->lock);
     if (dropped)

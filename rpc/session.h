@@ -6,7 +6,9 @@
  * run a session's jobs one at a time in arrival order, so pipelined requests
  * are answered in order and a Commit never overtakes its Prepare; different
  * sessions run in parallel. Responses are appended to the session's output
- * buffer and the transport is notified to write them. */
+ * (a list of chunks) and the transport is notified to write them. The limits
+ * of lcow_session_limits are enforced request by request as frames are
+ * parsed, so one read full of pipelined requests cannot get past them. */
 #ifndef LCOW_RPC_SESSION_H
 #define LCOW_RPC_SESSION_H
 
@@ -37,20 +39,40 @@ void lcow_rpc_pool_free(lcow_rpc_pool *pool);
 /* Requests queued or executing over all sessions. */
 unsigned lcow_rpc_pool_inflight(const lcow_rpc_pool *pool);
 
+/* What one connection may hold. A session stops taking requests while
+ * max_pending of them are queued or running, or max_output bytes of output
+ * wait to be sent, and its queued jobs wait while the output is over
+ * max_output: a client that does not read only stalls itself and costs at
+ * most about max_output plus one answer. 0 = no limit. */
+typedef struct lcow_session_limits {
+    size_t max_frame_bytes; /* 0 = LCOW_FRAME_DEFAULT_MAX_BYTES */
+    size_t max_pending;
+    size_t max_output;
+} lcow_session_limits;
+
 /* The session starts with one reference (the transport's). */
 lcow_session *lcow_session_create(lcow_rpc_pool *pool, lcow_snapshotter *snapshotter,
-                                  size_t max_frame_bytes, const lcow_session_ops *ops,
+                                  const lcow_session_limits *limits, const lcow_session_ops *ops,
                                   void *transport);
 void lcow_session_ref(lcow_session *s);
 void lcow_session_unref(lcow_session *s);
 
-/* I/O thread: feeds received bytes. Not LCOW_OK: the stream cannot be
+/* I/O thread: feeds received bytes, request by request. After each request
+ * the limits are checked: once the session is full the feed stops, *consumed
+ * says how far it got, and the transport keeps data[*consumed..len) and
+ * feeds it again when lcow_session_accepting says so (it must not read more
+ * from the client meanwhile). Not LCOW_OK: the stream cannot be
  * resynchronised; the transport should close after flushing output. */
-lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, lcow_error *err);
+lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, size_t *consumed,
+                            lcow_error *err);
+
+/* True while the session is under both limits (pending, unsent output). */
+bool lcow_session_accepting(lcow_session *s);
 
 /* Jobs queued or running. */
 size_t lcow_session_pending(lcow_session *s);
-/* Bytes of output not yet written. */
+/* Bytes of output not yet written: queued in the session, plus those taken
+ * with lcow_session_take_output and not yet reported sent. */
 size_t lcow_session_output_bytes(lcow_session *s);
 
 /* Writes pending output through write_fn under the session lock (so a
@@ -59,9 +81,13 @@ size_t lcow_session_output_bytes(lcow_session *s);
 typedef long (*lcow_session_write_fn)(void *ctx, const char *data, size_t len);
 bool lcow_session_write(lcow_session *s, lcow_session_write_fn write_fn, void *ctx);
 
-/* Moves all pending output into *out (for transports that write
- * asynchronously from a stable buffer); returns false when there is none. */
+/* Moves the next chunk of pending output (at least one whole answer) into
+ * *out, for transports that write asynchronously from a stable buffer;
+ * returns false when there is none. The bytes still count against
+ * max_output until the transport reports them with lcow_session_output_sent. */
 bool lcow_session_take_output(lcow_session *s, msgpack_sbuffer *out);
+/* n bytes of taken output reached the client (or were dropped). */
+void lcow_session_output_sent(lcow_session *s, size_t n);
 
 /* Drops queued jobs and pending output; running jobs finish unseen. */
 void lcow_session_close(lcow_session *s);

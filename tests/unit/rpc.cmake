@@ -11,4 +11,4 @@ lcow_unit_test(NAME test_client
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_client.c ${CMAKE_CURRENT_LIST_DIR}/rpc_fake_core.c
                        ${CMAKE_CURRENT_LIST_DIR}/test_util.c
                        ${LCOW_RPC_SERVER_SOURCES}
-               LIBS lcow_client lcow_os TIMEOUT 300)
+               LIBS lcow_client lcow_os $<$<BOOL:${WIN32}>:psapi> TIMEOUT 300)

@@ -741,6 +741,60 @@ static void frames_survive_every_split(void **state)
     msgpack_sbuffer_destroy(&p.buf);
 }
 
+typedef struct pausing {
+    lcow_frame_reader *reader;
+    frames f;
+} pausing;
+
+static void count_and_pause(void *ctx, const lcow_frame_event *ev)
+{
+    pausing *p = ctx;
+    count_frames(&p->f, ev);
+    lcow_frame_reader_pause(p->reader);
+}
+
+/* A sink that pauses gets one frame per feed; the rest of the bytes is left
+ * untouched for the caller, and feeding it again goes on where it stopped,
+ * whatever the split of the bytes. */
+static void a_pausing_sink_gets_one_frame_per_feed(void **state)
+{
+    packed p;
+    packed_init(&p);
+    three_requests(&p);
+    size_t single = p.buf.size / 3;
+    for (size_t cut = 0; cut <= p.buf.size; cut++) {
+        lcow_frame_reader r;
+        assert_true(lcow_frame_reader_init(&r, 0));
+        pausing ps = {.reader = &r};
+        lcow_error err;
+        const uint8_t *data = (const uint8_t *)p.buf.data;
+        size_t off = 0, feeds = 0;
+        size_t end = cut;
+        for (int round = 0; round < 2; round++) {
+            while (off < end) {
+                size_t n = 0;
+                uint64_t before = r.frames;
+                assert_int_equal(lcow_frame_reader_feed_some(&r, data + off, end - off,
+                                                             count_and_pause, &ps, &n, &err),
+                                 LCOW_OK);
+                assert_true(r.frames - before <= 1);
+                if (r.frames > before)
+                    assert_int_equal((off + n) % single, 0); /* stopped at a frame's end */
+                off += n;
+                feeds++;
+            }
+            assert_int_equal(lcow_frame_reader_in_frame(&r), off % single != 0);
+            end = p.buf.size;
+        }
+        assert_int_equal(ps.f.objects, 3);
+        assert_int_equal(r.frames, 3);
+        assert_int_equal(ps.f.msgids[2], 3000);
+        assert_false(lcow_frame_reader_in_frame(&r));
+        lcow_frame_reader_destroy(&r);
+    }
+    msgpack_sbuffer_destroy(&p.buf);
+}
+
 static void oversized_frame_gets_resource_exhausted_and_stream_resyncs(void **state)
 {
     packed p;
@@ -875,6 +929,7 @@ int main(void)
         cmocka_unit_test(errors_round_trip_with_and_without_msgid),
         cmocka_unit_test(documented_example_bytes),
         cmocka_unit_test(frames_survive_every_split),
+        cmocka_unit_test(a_pausing_sink_gets_one_frame_per_feed),
         cmocka_unit_test(oversized_frame_gets_resource_exhausted_and_stream_resyncs),
         cmocka_unit_test(declared_huge_containers_are_refused_early),
         cmocka_unit_test(invalid_byte_breaks_the_stream),
