@@ -27,32 +27,37 @@ else()
 endif()
 
 find_program(LCOW_VERITYSETUP veritysetup PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
-set(LCOW_TEST_ENV "LCOW_GOLDEN_DIR=${layer_golden_env}")
+set(lcow_layer_env "LCOW_GOLDEN_DIR=${layer_golden_env}")
 if(NOT WIN32)
   foreach(t VERITYSETUP)
     if(LCOW_${t})
-      list(APPEND LCOW_TEST_ENV "LCOW_${t}=${LCOW_${t}}")
+      list(APPEND lcow_layer_env "LCOW_${t}=${LCOW_${t}}")
     endif()
   endforeach()
   foreach(t gzip zstd sha256sum)
     find_program(LCOW_TOOL_${t} ${t})
     string(TOUPPER ${t} upper)
     if(LCOW_TOOL_${t})
-      list(APPEND LCOW_TEST_ENV "LCOW_${upper}=${LCOW_TOOL_${t}}")
+      list(APPEND lcow_layer_env "LCOW_${upper}=${LCOW_TOOL_${t}}")
     endif()
   endforeach()
 endif()
-# Only these three tests need the golden fixture: keep what LCOW_TEST_FIXTURE
-# held (the Wine fixture in the win64 build) for every test registered after
-# this fragment in the shared tests/ scope, and put it back below.
+# These three tests need the golden fixture as well as whatever
+# LCOW_TEST_FIXTURE holds (the Wine fixture in the win64 build); the shared
+# tests/ scope gets LCOW_TEST_FIXTURE and LCOW_TEST_ENV back as they were.
 set(lcow_layer_saved_fixture "${LCOW_TEST_FIXTURE}")
+set(lcow_layer_saved_env "${LCOW_TEST_ENV}")
+set(LCOW_TEST_ENV ${lcow_layer_env})
 set(LCOW_TEST_FIXTURE layer_golden)
 foreach(t verity vhd blob)
   lcow_unit_test(NAME test_${t}
-                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c ${CMAKE_CURRENT_LIST_DIR}/test_util.c
+                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c ${CMAKE_CURRENT_LIST_DIR}/testlib.c
                  LIBS lcow_layer lcow_disk LABELS layer)
+  if(lcow_layer_saved_fixture)
+    set_property(TEST test_${t} APPEND PROPERTY FIXTURES_REQUIRED ${lcow_layer_saved_fixture})
+  endif()
 endforeach()
-unset(LCOW_TEST_ENV)
+set(LCOW_TEST_ENV "${lcow_layer_saved_env}")
 set(LCOW_TEST_FIXTURE "${lcow_layer_saved_fixture}")
 
 # What test_verity wrote (natively and under Wine), verified by veritysetup.

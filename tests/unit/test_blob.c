@@ -19,7 +19,7 @@
 #include "core/layer/blob.h"
 #include "disk/disk_test_util.h"
 #include "layer/layer_test_util.h"
-#include "unit/test_util.h"
+#include "unit/testlib.h"
 
 #define KiB 1024u
 #define MiB (1024u * 1024u)
