@@ -38,6 +38,7 @@
  * file when the write buffer is empty (measured: tests/layer/README). */
 #define DIRECT_MIN (32u * 1024)
 #define DEFAULT_BUFFER (512u * 1024)
+#define WRITTEN_STEP (8u << 20) /* on_written granularity */
 
 #define S_TYPE(m) ((uint16_t)((m)&LCOW_EXT4W_S_IFMT))
 
@@ -113,6 +114,9 @@ struct lcow_ext4_writer {
     uint64_t base;
     lcow_ext4_final_fn on_final;
     void *on_final_ctx;
+    lcow_ext4_written_fn on_written;
+    void *on_written_ctx;
+    uint64_t written_upto; /* end of the last range given to on_written */
     uint32_t *xblocks; /* xattr blocks (rewritable: reported at finish), ascending */
     size_t nxblocks, xblocks_cap, xcursor;
     span *freed;
@@ -296,6 +300,11 @@ static lcow_code raw_write(lcow_ext4_writer *w, const void *data, size_t len, ui
     w->stats.write_calls++;
     w->stats.bytes_written += len;
     lcow_code rc = lcow_file_pwrite(w->f, data, len, off, err);
+    if (rc == LCOW_OK && w->on_written && off + len >= w->written_upto + WRITTEN_STEP &&
+        off >= w->written_upto) {
+        w->on_written(w->on_written_ctx, w->written_upto, off + len - w->written_upto);
+        w->written_upto = off + len;
+    }
     return fail(w, rc);
 }
 
@@ -2172,6 +2181,8 @@ lcow_code lcow_ext4_writer_open(const char *path, const lcow_ext4_writer_options
     w->inline_data = o.inline_data;
     w->on_final = o.on_final;
     w->on_final_ctx = o.on_final_ctx;
+    w->on_written = o.on_written;
+    w->on_written_ctx = o.on_written_ctx;
     size_t cap = o.buffer_bytes ? o.buffer_bytes : DEFAULT_BUFFER;
     if (cap < 64 * 1024)
         cap = 64 * 1024;

@@ -109,6 +109,13 @@ typedef struct lcow_ext4_file {
 
 typedef void (*lcow_ext4_final_fn)(void *ctx, uint64_t offset, const void *data, size_t len);
 
+/* The image bytes [offset, offset+len) were handed to the OS (pwrite); called
+ * about every 8 MiB of sequential output, ranges in ascending order. Lets the
+ * caller start writeback early (Linux sync_file_range(SYNC_FILE_RANGE_WRITE))
+ * so that the final fsync has less left to wait for: on a 277 MB layer it
+ * took the fsync'd conversion from ~0.48 to ~0.37 s. */
+typedef void (*lcow_ext4_written_fn)(void *ctx, uint64_t offset, uint64_t len);
+
 typedef struct lcow_ext4_writer_options {
     /* Largest image in bytes: also sizes the descriptor table (tar2ext4's
      * -max-gb). 0 = 16 GiB, above 16 TiB = 16 TiB, else rounded up to 4096. */
@@ -116,6 +123,8 @@ typedef struct lcow_ext4_writer_options {
     bool inline_data; /* files up to 136 bytes live in the inode (tar2ext4 -inline) */
     lcow_ext4_final_fn on_final;
     void *on_final_ctx;
+    lcow_ext4_written_fn on_written;
+    void *on_written_ctx;
     size_t buffer_bytes; /* write buffer; 0 = 512 KiB; rounded to whole blocks, >= 64 KiB */
     bool exclusive;      /* fail with ALREADY_EXISTS if path exists (else truncate it) */
 } lcow_ext4_writer_options;

@@ -195,6 +195,8 @@ lcow_code lcow_layer_convert(const lcow_tar_source *src, const char *out_path,
         .inline_data = opts->inline_data,
         .on_final = opts->on_final,
         .on_final_ctx = opts->on_final_ctx,
+        .on_written = opts->on_written,
+        .on_written_ctx = opts->on_written_ctx,
         .exclusive = opts->exclusive,
     };
     lcow_ext4_writer *w;

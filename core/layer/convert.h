@@ -45,6 +45,8 @@ typedef struct lcow_layer_convert_options {
     uint64_t max_disk_size; /* bytes; 0 = tar2ext4's default of 16 GiB */
     lcow_ext4_final_fn on_final; /* see ext4_writer.h */
     void *on_final_ctx;
+    lcow_ext4_written_fn on_written; /* see ext4_writer.h */
+    void *on_written_ctx;
     bool exclusive; /* the output must not exist yet */
 } lcow_layer_convert_options;
 
