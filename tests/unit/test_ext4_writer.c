@@ -251,6 +251,44 @@ static void on_final_reports_each_block_once(void **state)
     free(big);
 }
 
+/* on_written: ascending, contiguous ranges from the start, every 8 MiB. */
+typedef struct writtens {
+    uint64_t next;
+    int calls, gaps;
+} writtens;
+
+static void on_written(void *ctx, uint64_t off, uint64_t len)
+{
+    writtens *r = ctx;
+    r->gaps += off != r->next || len < (8u << 20);
+    r->next = off + len;
+    r->calls++;
+}
+
+static void on_written_follows_the_output(void **state)
+{
+    (void)state;
+    char *path = test_path("written.img");
+    size_t n = 20 * MiB;
+    uint8_t *data = calloc(1, n);
+    writtens r = {0};
+    lcow_ext4_writer_options o = {.on_written = on_written, .on_written_ctx = &r};
+    lcow_ext4_writer *w = open_writer(path, &o);
+    lcow_error err;
+    lcow_ext4_file f = {.mode = S_REG | 0644, .size = n};
+    assert_int_equal(lcow_ext4_writer_create(w, "big", 3, &f, &err), LCOW_OK);
+    for (size_t i = 0; i < n; i += MiB) /* as a stream brings it */
+        assert_int_equal(lcow_ext4_writer_write(w, data + i, MiB, &err), LCOW_OK);
+    uint64_t size = finish(w);
+    lcow_ext4_writer_close(w);
+    assert_int_equal(r.gaps, 0);
+    assert_int_equal(r.calls, 2); /* 8 and 16 MiB of the 20 MiB + metadata */
+    assert_true(r.next <= size);
+    free(data);
+    test_remove(path);
+    free(path);
+}
+
 /* ---- times ---- */
 
 static void times_are_encoded_as_tar2ext4_does(void **state)
@@ -573,6 +611,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(empty_image_is_tar2ext4s),
         cmocka_unit_test(on_final_reports_each_block_once),
+        cmocka_unit_test(on_written_follows_the_output),
         cmocka_unit_test(times_are_encoded_as_tar2ext4_does),
         cmocka_unit_test(implicit_parents_copy_their_parent),
         cmocka_unit_test(xattrs_in_inode_then_block),
