@@ -266,23 +266,23 @@ static lcow_code take_params(lcow_grpc_method method, const ProtobufCMessage *ms
         const Containerd__Services__Snapshots__V1__PrepareSnapshotRequest *r = (const void *)msg;
         if (!take_str(&p->key, r->key) || !take_opt(&p->parent, r->parent))
             return OOM();
-        return take_labels(&p->labels, r->n_labels, (ProtobufCMessage *const *)r->labels,
-                           "labels", err);
+        return take_labels(&p->labels, r->n_labels, (ProtobufCMessage *const *)r->labels, "labels",
+                           err);
     }
     case LCOW_GRPC_VIEW: {
         const Containerd__Services__Snapshots__V1__ViewSnapshotRequest *r = (const void *)msg;
         if (!take_str(&p->key, r->key) || !take_opt(&p->parent, r->parent))
             return OOM();
-        return take_labels(&p->labels, r->n_labels, (ProtobufCMessage *const *)r->labels,
-                           "labels", err);
+        return take_labels(&p->labels, r->n_labels, (ProtobufCMessage *const *)r->labels, "labels",
+                           err);
     }
     case LCOW_GRPC_COMMIT: {
         const Containerd__Services__Snapshots__V1__CommitSnapshotRequest *r = (const void *)msg;
         if (!take_str(&p->name, r->name) || !take_str(&p->key, r->key) ||
             !take_opt(&p->parent, r->parent))
             return OOM();
-        return take_labels(&p->labels, r->n_labels, (ProtobufCMessage *const *)r->labels,
-                           "labels", err);
+        return take_labels(&p->labels, r->n_labels, (ProtobufCMessage *const *)r->labels, "labels",
+                           err);
     }
     case LCOW_GRPC_MOUNTS: {
         const Containerd__Services__Snapshots__V1__MountsRequest *r = (const void *)msg;

@@ -37,6 +37,10 @@ typedef struct lcow_server_config {
     /* Windows only: accept a pipe_sddl that grants write access to Everyone
      * (WD) or Anonymous (AN); refused otherwise. */
     bool allow_world_writable_sddl;
+    /* The protocol of the endpoint: NULL = MessagePack-RPC; the gRPC
+     * endpoint passes lcow_grpc_protocol (grpc/conn.h). Same transport,
+     * access rules and limits either way. */
+    const struct lcow_session_proto *protocol;
 } lcow_server_config;
 
 #define LCOW_DEFAULT_PIPE "\\\\.\\pipe\\lcowsnap"

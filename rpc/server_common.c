@@ -28,4 +28,5 @@ void lcow_server_settings_resolve(const lcow_server_config *config, lcow_server_
     out->worker_threads = config->worker_threads ? config->worker_threads : default_workers();
     out->session.max_pending = LCOW_SERVER_CONN_MAX_PENDING;
     out->session.max_output = LCOW_SERVER_CONN_MAX_OUTPUT;
+    out->session.protocol = config->protocol;
 }

@@ -59,12 +59,17 @@ struct lcow_session {
     size_t out_off;                  /* bytes of out_head already sent */
     size_t lent;                     /* taken by the transport, not yet reported sent */
     struct lcow_session *next_ready; /* pool queue link (pool lock) */
+    /* Another protocol (grpc/): every call goes to proto on impl. */
+    const lcow_session_proto *proto;
+    void *impl;
 };
 
 struct lcow_rpc_pool {
     lcow_mutex lock;
     lcow_cond wake;
     lcow_session *head, *tail;
+    lcow_rpc_task *task_head, *task_tail; /* lcow_rpc_pool_submit */
+    bool tasks_first;                     /* a task goes next if both wait */
     bool shutdown;
     unsigned thread_count;
     lcow_thread *threads;
@@ -212,12 +217,25 @@ static void *worker_main(void *arg)
     lcow_rpc_pool *pool = arg;
     for (;;) {
         lcow_mutex_lock(&pool->lock);
-        while (!pool->shutdown && !pool->head)
+        while (!pool->shutdown && !pool->head && !pool->task_head)
             lcow_cond_wait(&pool->wake, &pool->lock);
         if (pool->shutdown) {
             lcow_mutex_unlock(&pool->lock);
             return NULL;
         }
+        lcow_rpc_task *task = pool->task_head;
+        if (task && (!pool->head || pool->tasks_first)) {
+            /* Sessions and tasks take turns. */
+            pool->task_head = task->next;
+            if (!pool->task_head)
+                pool->task_tail = NULL;
+            pool->tasks_first = false;
+            lcow_mutex_unlock(&pool->lock);
+            task->run(task, false);
+            atomic_fetch_sub(&pool->inflight, 1);
+            continue;
+        }
+        pool->tasks_first = true;
         lcow_session *s = pool->head;
         pool->head = s->next_ready;
         if (!pool->head)
@@ -265,6 +283,17 @@ void lcow_rpc_pool_shutdown(lcow_rpc_pool *pool)
     for (unsigned i = 0; i < pool->thread_count; i++)
         lcow_thread_join(pool->threads[i], NULL);
     pool->thread_count = 0;
+    /* Tasks still queued: cleaned up, not run. */
+    lcow_mutex_lock(&pool->lock);
+    lcow_rpc_task *task = pool->task_head;
+    pool->task_head = pool->task_tail = NULL;
+    lcow_mutex_unlock(&pool->lock);
+    while (task) {
+        lcow_rpc_task *next = task->next;
+        task->run(task, true);
+        atomic_fetch_sub(&pool->inflight, 1);
+        task = next;
+    }
     /* Sessions still queued: drop their jobs and the queue's reference. */
     lcow_session *s = pool->head;
     pool->head = pool->tail = NULL;
@@ -287,6 +316,24 @@ void lcow_rpc_pool_free(lcow_rpc_pool *pool)
     lcow_mutex_destroy(&pool->lock);
     free(pool->threads);
     free(pool);
+}
+
+bool lcow_rpc_pool_submit(lcow_rpc_pool *pool, lcow_rpc_task *task)
+{
+    lcow_mutex_lock(&pool->lock);
+    bool ok = !pool->shutdown;
+    if (ok) {
+        task->next = NULL;
+        if (pool->task_tail)
+            pool->task_tail->next = task;
+        else
+            pool->task_head = task;
+        pool->task_tail = task;
+        atomic_fetch_add(&pool->inflight, 1);
+        lcow_cond_signal(&pool->wake);
+    }
+    lcow_mutex_unlock(&pool->lock);
+    return ok;
 }
 
 unsigned lcow_rpc_pool_inflight(const lcow_rpc_pool *pool)
@@ -321,6 +368,20 @@ lcow_session *lcow_session_create(lcow_rpc_pool *pool, lcow_snapshotter *snapsho
     if (!s)
         return NULL;
     s->limits = *limits;
+    if (limits->protocol) {
+        s->proto = limits->protocol;
+        s->ops = ops;
+        s->transport = transport;
+        atomic_init(&s->refs, 1);
+        lcow_mutex_init(&s->lock); /* unused, but every session has one */
+        s->impl = s->proto->create(s, pool, snapshotter, limits);
+        if (!s->impl) {
+            lcow_mutex_destroy(&s->lock);
+            free(s);
+            return NULL;
+        }
+        return s;
+    }
     if (!lcow_frame_reader_init(&s->reader, limits->max_frame_bytes)) {
         free(s);
         return NULL;
@@ -344,6 +405,17 @@ void lcow_session_unref(lcow_session *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) != 1)
         return;
+    if (s->proto) {
+        const lcow_session_ops *ops = s->ops;
+        void *transport = s->transport;
+        s->proto->close(s->impl);
+        s->proto->destroy(s->impl);
+        lcow_mutex_destroy(&s->lock);
+        free(s);
+        if (ops->destroy)
+            ops->destroy(transport);
+        return;
+    }
     lcow_session_close(s);
     lcow_frame_reader_destroy(&s->reader);
     msgpack_sbuffer_destroy(&s->scratch);
@@ -478,6 +550,8 @@ static void frame_sink(void *ctx, const lcow_frame_event *ev)
 lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, size_t *consumed,
                             lcow_error *err)
 {
+    if (s->proto)
+        return s->proto->feed(s->impl, data, len, consumed, err);
     s->feed_code = LCOW_OK;
     s->inline_budget = INLINE_BUDGET;
     lcow_code code =
@@ -489,6 +563,8 @@ lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, size_
 
 bool lcow_session_accepting(lcow_session *s)
 {
+    if (s->proto)
+        return s->proto->accepting(s->impl);
     lcow_mutex_lock(&s->lock);
     bool ok =
         (!s->limits.max_pending || s->pending < s->limits.max_pending) && !output_full_locked(s);
@@ -498,6 +574,8 @@ bool lcow_session_accepting(lcow_session *s)
 
 size_t lcow_session_pending(lcow_session *s)
 {
+    if (s->proto)
+        return s->proto->pending(s->impl);
     lcow_mutex_lock(&s->lock);
     size_t n = s->pending;
     lcow_mutex_unlock(&s->lock);
@@ -506,6 +584,8 @@ size_t lcow_session_pending(lcow_session *s)
 
 size_t lcow_session_output_bytes(lcow_session *s)
 {
+    if (s->proto)
+        return s->proto->output_bytes(s->impl);
     lcow_mutex_lock(&s->lock);
     size_t n = unsent_locked(s);
     lcow_mutex_unlock(&s->lock);
@@ -514,6 +594,8 @@ size_t lcow_session_output_bytes(lcow_session *s)
 
 bool lcow_session_write(lcow_session *s, lcow_session_write_fn write_fn, void *ctx)
 {
+    if (s->proto)
+        return s->proto->write(s->impl, write_fn, ctx);
     bool ok = true;
     job *sent = NULL;
     lcow_mutex_lock(&s->lock);
@@ -549,6 +631,8 @@ bool lcow_session_write(lcow_session *s, lcow_session_write_fn write_fn, void *c
 
 bool lcow_session_take_output(lcow_session *s, msgpack_sbuffer *out)
 {
+    if (s->proto)
+        return s->proto->take_output(s->impl, out);
     lcow_mutex_lock(&s->lock);
     job *c = s->out_head;
     if (c) {
@@ -571,6 +655,10 @@ bool lcow_session_take_output(lcow_session *s, msgpack_sbuffer *out)
 
 void lcow_session_output_sent(lcow_session *s, size_t n)
 {
+    if (s->proto) {
+        s->proto->output_sent(s->impl, n);
+        return;
+    }
     lcow_mutex_lock(&s->lock);
     s->lent -= n < s->lent ? n : s->lent;
     bool wake = resume_locked(s);
@@ -581,6 +669,10 @@ void lcow_session_output_sent(lcow_session *s, size_t n)
 
 void lcow_session_close(lcow_session *s)
 {
+    if (s->proto) {
+        s->proto->close(s->impl);
+        return;
+    }
     lcow_mutex_lock(&s->lock);
     s->closed = true;
     job *j = s->head;
@@ -600,4 +692,9 @@ void lcow_session_close(lcow_session *s)
     lcow_mutex_unlock(&s->lock);
     if (dropped)
         atomic_fetch_sub(&s->pool->inflight, (unsigned)dropped);
+}
+
+void lcow_session_notify(lcow_session *s)
+{
+    s->ops->notify(s->transport);
 }

@@ -48,6 +48,9 @@ typedef struct lcow_session_limits {
     size_t max_frame_bytes; /* 0 = LCOW_FRAME_DEFAULT_MAX_BYTES */
     size_t max_pending;
     size_t max_output;
+    /* What the connection speaks: NULL = MessagePack-RPC (this file);
+     * otherwise the session forwards every call below to it (grpc/). */
+    const struct lcow_session_proto *protocol;
 } lcow_session_limits;
 
 /* The session starts with one reference (the transport's). */
@@ -91,5 +94,44 @@ void lcow_session_output_sent(lcow_session *s, size_t n);
 
 /* Drops queued jobs and pending output; running jobs finish unseen. */
 void lcow_session_close(lcow_session *s);
+
+/* ---- another protocol on the same transports ------------------------- */
+
+/* A task for the pool's workers beside the sessions (a protocol's calls):
+ * run(task, false) on a worker; run(task, true) when the pool stops with
+ * the task still queued (clean-up only). */
+typedef struct lcow_rpc_task {
+    struct lcow_rpc_task *next; /* the pool's queue */
+    void (*run)(struct lcow_rpc_task *task, bool cancelled);
+} lcow_rpc_task;
+
+/* Queues a task; false (nothing queued) once the pool is shut down. */
+bool lcow_rpc_pool_submit(lcow_rpc_pool *pool, lcow_rpc_task *task);
+
+/* A connection protocol (lcow_session_limits.protocol): the functions of
+ * the same names above, on the protocol's own connection state `conn`,
+ * which create makes for session s (s keeps the references: a protocol
+ * holds one with lcow_session_ref while work of it is queued) and destroy
+ * frees once the last reference is gone. */
+typedef struct lcow_session_proto {
+    const char *name; /* for logs */
+    void *(*create)(lcow_session *s, lcow_rpc_pool *pool, lcow_snapshotter *snapshotter,
+                    const lcow_session_limits *limits);
+    void (*destroy)(void *conn);
+    lcow_code (*feed)(void *conn, const void *data, size_t len, size_t *consumed, lcow_error *err);
+    bool (*accepting)(void *conn);
+    size_t (*pending)(void *conn);
+    size_t (*output_bytes)(void *conn);
+    bool (*write)(void *conn, lcow_session_write_fn write_fn, void *ctx);
+    bool (*take_output)(void *conn, msgpack_sbuffer *out);
+    void (*output_sent)(void *conn, size_t n);
+    void (*close)(void *conn);
+    /* True while part of a request has arrived and its end has not. */
+    bool (*in_request)(void *conn);
+} lcow_session_proto;
+
+/* For a protocol: output is ready (or work finished); tells the transport
+ * (no lock may be held). */
+void lcow_session_notify(lcow_session *s);
 
 #endif
