@@ -86,7 +86,9 @@ apt_quiet() {
 # in both builds), dpkg-dev for `apt-get source`, m4 for nettle's assembly.
 # Tests/tools: wine, qemu-img and e2fsprogs (external checkers of the VHDX and
 # ext4 writers), python3-msgpack (independent client), zstd and gzip (layer
-# blobs), veritysetup (cryptsetup-bin), stress-ng, msitools + wixl (MSI).
+# blobs), veritysetup (cryptsetup-bin), stress-ng, msitools + wixl (MSI),
+# containerd (ctr and the daemon: the gRPC endpoint as its proxy snapshotter;
+# tests/containerd starts its own instance, never the system's).
 packages=(
   make git ca-certificates xz-utils
   gcc g++ cmake ninja-build clang libclang-rt-14-dev clang-format
@@ -99,6 +101,7 @@ packages=(
   qemu-utils e2fsprogs python3 python3-msgpack
   zstd gzip cryptsetup-bin stress-ng
   msitools wixl zip
+  containerd
 )
 
 install_packages() {

@@ -39,13 +39,14 @@ lcow_code lcow_app_start_server(lcow_app *app, int *exit_code, lcow_error *err)
     app->server = NULL;
     if (code == LCOW_ALREADY_EXISTS) {
         *exit_code = LCOW_EXIT_ADDRESS_IN_USE;
+        /* inner names the address (the main one, or the gRPC one). */
         lcow_error_set(err, code,
-                       "address %s is in use by another process (another lcowsnap? pass a "
-                       "different --address): %s",
-                       app->cfg->address, inner.message);
+                       "an endpoint address is in use by another process (another lcowsnap? "
+                       "pass a different --address or --grpc-address): %s",
+                       inner.message);
     } else {
         *exit_code = LCOW_EXIT_SERVER_START;
-        lcow_error_set(err, code, "listening on %s failed: %s", app->cfg->address, inner.message);
+        lcow_error_set(err, code, "opening the endpoints failed: %s", inner.message);
     }
     app->ops->close_store(app->ops->ctx, app->store);
     app->store = NULL;

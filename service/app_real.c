@@ -5,7 +5,9 @@
 #include <stdlib.h>
 
 #include "core/base/log.h"
+#include "core/os/thread.h"
 #include "core/snapshotter.h"
+#include "grpc/conn.h"
 #include "rpc/server.h"
 
 static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **store,
@@ -31,11 +33,19 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
     return code;
 }
 
-static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *store,
-                                   void **server, lcow_error *err)
+/* The endpoints: MessagePack-RPC for shims, and containerd's snapshots
+ * gRPC API (grpc/) unless --grpc-address "" turned it off. Same store,
+ * transport, access rules and limits. */
+typedef struct endpoints {
+    lcow_server *rpc;
+    lcow_server *grpc;
+} endpoints;
+
+static lcow_code start_endpoint(const lcow_svc_config *cfg, const char *address, bool grpc,
+                                void *store, lcow_server **out, lcow_error *err)
 {
     lcow_server_config sc = {
-        .address = cfg->address,
+        .address = address,
         .pipe_sddl = cfg->pipe_sddl,
         .max_frame_bytes = cfg->max_frame_bytes,
         .max_connections = cfg->max_connections,
@@ -44,12 +54,13 @@ static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *
         /* A DACL that lets Everyone/Anonymous write is accepted only when the
          * administrator wrote it with --pipe-sddl; the default never does. */
         .allow_world_writable_sddl = cfg->pipe_sddl != NULL,
+        .protocol = grpc ? &lcow_grpc_protocol : NULL,
     };
     lcow_server *srv = NULL;
     lcow_code code = lcow_server_start(&sc, store, &srv, err);
     if (code != LCOW_OK) {
-        *server = NULL;
-        return code;
+        *out = NULL;
+        return grpc ? lcow_error_wrap_code(err, code, "gRPC endpoint %s", address) : code;
     }
     /* Read the endpoint's access control back from the system: what the
      * kernel (or Wine) stored is what protects the store, not what we asked. */
@@ -58,25 +69,74 @@ static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *
     if (code != LCOW_OK) {
         lcow_server_stop(srv, 0);
         lcow_server_free(srv);
-        *server = NULL;
+        *out = NULL;
         return code;
     }
-    LCOW_LOGI("endpoint %s secured: %s", cfg->address ? cfg->address : "(default)",
+    LCOW_LOGI("%s endpoint %s secured: %s", grpc ? "gRPC" : "MessagePack-RPC", address,
               described ? described : "?");
     free(described);
-    *server = srv;
-    return code;
+    *out = srv;
+    return LCOW_OK;
+}
+
+static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *store,
+                                   void **server, lcow_error *err)
+{
+    *server = NULL;
+    endpoints *e = calloc(1, sizeof *e);
+    if (!e)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    const char *address = cfg->address ? cfg->address : LCOW_DEFAULT_PIPE;
+    lcow_code code = start_endpoint(cfg, address, false, store, &e->rpc, err);
+    if (code == LCOW_OK && cfg->grpc_address)
+        code = start_endpoint(cfg, cfg->grpc_address, true, store, &e->grpc, err);
+    else if (code == LCOW_OK)
+        LCOW_LOGI("gRPC endpoint off (--grpc-address \"\")");
+    if (code != LCOW_OK) {
+        if (e->rpc) {
+            lcow_server_stop(e->rpc, 0);
+            lcow_server_free(e->rpc);
+        }
+        free(e);
+        return code;
+    }
+    *server = e;
+    return LCOW_OK;
 }
 
 static unsigned real_inflight(void *ctx, void *server)
 {
-    return lcow_server_inflight(server);
+    endpoints *e = server;
+    return lcow_server_inflight(e->rpc) + (e->grpc ? lcow_server_inflight(e->grpc) : 0);
+}
+
+typedef struct stop_args {
+    lcow_server *server;
+    unsigned drain_ms;
+} stop_args;
+
+static void *stop_main(void *arg)
+{
+    stop_args *a = arg;
+    lcow_server_stop(a->server, a->drain_ms);
+    return NULL;
 }
 
 static void real_stop_server(void *ctx, void *server, unsigned drain_ms)
 {
-    lcow_server_stop(server, drain_ms);
-    lcow_server_free(server);
+    endpoints *e = server;
+    /* Both drain at the same time: the stop takes the longer of the two. */
+    stop_args grpc_stop = {e->grpc, drain_ms};
+    lcow_thread t;
+    bool threaded = e->grpc && lcow_thread_create(&t, stop_main, &grpc_stop);
+    lcow_server_stop(e->rpc, drain_ms);
+    if (threaded)
+        lcow_thread_join(t, NULL);
+    else if (e->grpc)
+        lcow_server_stop(e->grpc, drain_ms);
+    lcow_server_free(e->rpc);
+    lcow_server_free(e->grpc);
+    free(e);
 }
 
 static void real_close_store(void *ctx, void *store)

@@ -108,6 +108,7 @@ bool lcow_parse_size(const char *text, size_t *out)
 typedef enum flag_id {
     F_ROOT,
     F_ADDRESS,
+    F_GRPC_ADDRESS,
     F_LOG_LEVEL,
     F_LOG_FILE,
     F_SCRATCH_BACKEND,
@@ -136,6 +137,7 @@ typedef struct flag_def {
 static const flag_def flags[] = {
     {"--root", F_ROOT, true, false, 0},
     {"--address", F_ADDRESS, true, false, 0},
+    {"--grpc-address", F_GRPC_ADDRESS, true, false, 0},
     {"--log-level", F_LOG_LEVEL, true, false, 0},
     {"--log-file", F_LOG_FILE, true, false, 0},
     {"--scratch-backend", F_SCRATCH_BACKEND, true, false, 0},
@@ -201,6 +203,9 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
             return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "--address: empty address");
         ok = replace_str(&cfg->address, value);
         cfg->address_given = true;
+        break;
+    case F_GRPC_ADDRESS: /* "" turns the gRPC endpoint off */
+        ok = replace_str(&cfg->grpc_address, value);
         break;
     case F_LOG_LEVEL: {
         int level = lcow_log_level_parse(value);
@@ -371,6 +376,59 @@ lcow_code lcow_config_parse(lcow_svc_config *cfg, int argc, char **argv, lcow_er
     return LCOW_OK;
 }
 
+/* A pipe name (Windows) or a socket path whose file name fits (POSIX). */
+static lcow_code check_endpoint(const char *flag, const char *address, lcow_error *err)
+{
+    if (LCOW_ON_WINDOWS) {
+        if (strncmp(address, "\\\\.\\pipe\\", 9) != 0 || address[9] == '\0' ||
+            strlen(address) > 256)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "%s: '%s' is not a local pipe name like \\\\.\\pipe\\lcowsnap",
+                                  flag, address);
+        return LCOW_OK;
+    }
+    /* A path of any length works (core/os/unixsock.h); the name must fit. */
+    const char *name = strrchr(address, '/');
+    name = name ? name + 1 : address;
+    if (strlen(name) > LCOW_UNIX_NAME_MAX)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "%s: the socket's file name '%s' is longer than %d bytes; use a "
+                              "shorter name (the directory may be any length)",
+                              flag, name, LCOW_UNIX_NAME_MAX);
+    return LCOW_OK;
+}
+
+/* Pipe names are case-insensitive; socket paths are not. */
+static bool same_endpoint(const char *a, const char *b)
+{
+    if (!LCOW_ON_WINDOWS)
+        return strcmp(a, b) == 0;
+    while (*a && tolower((unsigned char)*a) == tolower((unsigned char)*b))
+        a++, b++;
+    return *a == *b;
+}
+
+/* POSIX: a relative socket path is made absolute (the service's directory
+ * is not the client's). */
+static lcow_code absolute_endpoint(const char *flag, char **address, lcow_error *err)
+{
+    if (LCOW_ON_WINDOWS || lcow_path_is_absolute(*address))
+        return LCOW_OK;
+    char *cwd = lcow_svc_cwd();
+    size_t len = (cwd ? strlen(cwd) : 0) + strlen(*address) + 2;
+    char *abs = malloc(len);
+    if (!cwd || !abs) {
+        free(cwd);
+        free(abs);
+        return lcow_error_set(err, LCOW_INTERNAL, "cannot resolve %s '%s'", flag, *address);
+    }
+    snprintf(abs, len, "%s/%s", cwd, *address);
+    free(cwd);
+    free(*address);
+    *address = abs;
+    return LCOW_OK;
+}
+
 static lcow_code normalize_paths(lcow_svc_config *cfg, lcow_error *err)
 {
     if (cfg->root) {
@@ -397,26 +455,10 @@ static lcow_code normalize_paths(lcow_svc_config *cfg, lcow_error *err)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "--log-file: '%s' must be absolute for a registered service",
                               cfg->log_file);
-    if (cfg->address) {
-        if (LCOW_ON_WINDOWS) {
-            if (strncmp(cfg->address, "\\\\.\\pipe\\", 9) != 0 || cfg->address[9] == '\0' ||
-                strlen(cfg->address) > 256)
-                return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                      "--address: '%s' is not a local pipe name like "
-                                      "\\\\.\\pipe\\lcowsnap",
-                                      cfg->address);
-        } else {
-            /* A path of any length works (core/os/unixsock.h); the name must fit. */
-            const char *name = strrchr(cfg->address, '/');
-            name = name ? name + 1 : cfg->address;
-            if (strlen(name) > LCOW_UNIX_NAME_MAX)
-                return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                      "--address: the socket's file name '%s' is longer than %d "
-                                      "bytes; use a shorter name (the directory may be any length)",
-                                      name, LCOW_UNIX_NAME_MAX);
-        }
-    }
-    return LCOW_OK;
+    lcow_code code = cfg->address ? check_endpoint("--address", cfg->address, err) : LCOW_OK;
+    if (code == LCOW_OK && cfg->grpc_address && cfg->grpc_address[0])
+        code = check_endpoint("--grpc-address", cfg->grpc_address, err);
+    return code;
 }
 
 lcow_code lcow_config_validate_syntax(lcow_svc_config *cfg, lcow_error *err)
@@ -447,20 +489,36 @@ lcow_code lcow_config_validate(lcow_svc_config *cfg, int *exit_code, lcow_error 
         }
         if (!cfg->address)
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
-    } else if (!LCOW_ON_WINDOWS && !lcow_path_is_absolute(cfg->address)) {
-        char *cwd = lcow_svc_cwd();
-        size_t len = (cwd ? strlen(cwd) : 0) + strlen(cfg->address) + 2;
-        char *abs = malloc(len);
-        if (!cwd || !abs) {
-            free(cwd);
-            free(abs);
-            return lcow_error_set(err, LCOW_INTERNAL, "cannot resolve --address '%s'",
-                                  cfg->address);
+    } else if ((code = absolute_endpoint("--address", &cfg->address, err)) != LCOW_OK) {
+        return code;
+    }
+    /* The gRPC endpoint (containerd's proxy plugin): on unless "". Its
+     * default pipe is the main one's name + "-grpc" (\\.\pipe\lcowsnap-grpc),
+     * so an instance with its own --address has its own; the socket's is
+     * <root>/lcowsnap-grpc.sock. */
+    if (cfg->grpc_address && !cfg->grpc_address[0]) {
+        free(cfg->grpc_address);
+        cfg->grpc_address = NULL;
+    } else {
+        if (!cfg->grpc_address) {
+            const char *base = LCOW_ON_WINDOWS ? cfg->address : cfg->root;
+            const char *suffix = LCOW_ON_WINDOWS ? "-grpc" : "/lcowsnap-grpc.sock";
+            size_t len = strlen(base) + strlen(suffix) + 1;
+            cfg->grpc_address = malloc(len);
+            if (!cfg->grpc_address)
+                return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+            snprintf(cfg->grpc_address, len, "%s%s", base, suffix);
+            if ((code = check_endpoint("--grpc-address", cfg->grpc_address, err)) != LCOW_OK)
+                return code;
+        } else if ((code = absolute_endpoint("--grpc-address", &cfg->grpc_address, err)) !=
+                   LCOW_OK) {
+            return code;
         }
-        snprintf(abs, len, "%s/%s", cwd, cfg->address);
-        free(cwd);
-        free(cfg->address);
-        cfg->address = abs;
+        if (same_endpoint(cfg->grpc_address, cfg->address))
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "--grpc-address: '%s' is also the --address; the MessagePack "
+                                  "and gRPC endpoints need addresses of their own",
+                                  cfg->grpc_address);
     }
     *exit_code = LCOW_EXIT_ROOT_UNWRITABLE;
     lcow_error inner;
@@ -484,6 +542,7 @@ void lcow_config_free(lcow_svc_config *cfg)
 {
     free(cfg->root);
     free(cfg->address);
+    free(cfg->grpc_address);
     free(cfg->log_file);
     free(cfg->pipe_sddl);
     free(cfg->service_name);
@@ -506,6 +565,9 @@ static const char usage_text[] =
     "  --root DIR               state directory, absolute\n"
     "                           (default %ProgramData%\\lcowsnap)\n"
     "  --address PIPE           pipe name (default \\\\.\\pipe\\lcowsnap)\n"
+    "  --grpc-address PIPE      containerd's snapshots gRPC API (proxy plugin) on\n"
+    "                           this pipe (default: the --address name + -grpc,\n"
+    "                           \\\\.\\pipe\\lcowsnap-grpc); \"\" turns it off\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
     "  --log-file FILE          also append log lines to FILE\n"
     "  --scratch-backend B      auto (default: virtdisk, else lcowsnap's own VHDX\n"
@@ -554,6 +616,9 @@ static const char usage_text[] =
     "  --root DIR               state directory, absolute (default ./var/lcowsnap,\n"
     "                           made absolute)\n"
     "  --address PATH           Unix socket path (default <root>/lcowsnap.sock)\n"
+    "  --grpc-address PATH      containerd's snapshots gRPC API (proxy plugin) on\n"
+    "                           this socket (default <root>/lcowsnap-grpc.sock);\n"
+    "                           \"\" turns it off\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
     "  --log-file FILE          also append log lines to FILE\n"
     "  --scratch-backend B      auto (default) or native (virtdisk is Windows-only;\n"

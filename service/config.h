@@ -48,6 +48,9 @@ typedef struct lcow_svc_config {
     lcow_svc_mode mode;
     char *root;    /* absolute after validation */
     char *address; /* pipe name / socket path; default resolved by validation */
+    /* The gRPC endpoint's pipe name / socket path (--grpc-address); after
+     * validation NULL when turned off with "". */
+    char *grpc_address;
     lcow_log_level log_level;
     char *log_file; /* NULL: none */
     lcow_scratch_backend scratch_backend;

@@ -305,6 +305,77 @@ static void bad_address_is_rejected(void **state)
     lcow_config_free(&cfg);
 }
 
+/* The gRPC endpoint: on by default (Windows: the --address pipe + -grpc;
+ * POSIX: <root>/lcowsnap-grpc.sock), off with "", never the --address. */
+static void grpc_address_defaults_off_and_conflicts(void **state)
+{
+    char root[1024], expect[1100];
+    snprintf(root, sizeof root, "%s" SEP "grpc", test_tmp());
+    lcow_svc_config cfg;
+    lcow_error err;
+    int exit_code = -1;
+    assert_int_equal(parse(&cfg, &err, "--root", root, NULL), LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_OK);
+#ifdef _WIN32
+    snprintf(expect, sizeof expect, "\\\\.\\pipe\\lcowsnap-grpc");
+#else
+    snprintf(expect, sizeof expect, "%s/lcowsnap-grpc.sock", root);
+#endif
+    assert_string_equal(cfg.grpc_address, expect);
+    lcow_config_free(&cfg);
+#ifdef _WIN32
+    /* A second instance with its own --address gets its own gRPC pipe. */
+    assert_int_equal(parse(&cfg, &err, "--root", root, "--address", "\\\\.\\pipe\\other", NULL),
+                     LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_OK);
+    assert_string_equal(cfg.grpc_address, "\\\\.\\pipe\\other-grpc");
+    lcow_config_free(&cfg);
+#endif
+    /* "" turns it off, in both spellings, and is kept for the service. */
+    assert_int_equal(parse(&cfg, &err, "--root", root, "--grpc-address", "", NULL), LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_OK);
+    assert_null(cfg.grpc_address);
+    assert_int_equal(cfg.service_arg_count, 4);
+    assert_string_equal(cfg.service_args[2], "--grpc-address");
+    assert_string_equal(cfg.service_args[3], "");
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--root", root, "--grpc-address=", NULL), LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_OK);
+    assert_null(cfg.grpc_address);
+    lcow_config_free(&cfg);
+    /* Not the same address as the MessagePack endpoint. */
+#ifdef _WIN32
+    const char *same = "\\\\.\\pipe\\lcowsnap", *same_other_case = "\\\\.\\PIPE\\LcowSnap";
+#else
+    const char *same = "/srv/lcow/one.sock", *same_other_case = same;
+#endif
+    assert_int_equal(parse(&cfg, &err, "--root", root, "--address", same, "--grpc-address",
+                           same_other_case, NULL),
+                     LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_INVALID_ARGUMENT);
+    assert_int_equal(exit_code, LCOW_EXIT_BAD_CONFIG);
+    assert_non_null(strstr(err.message, "--grpc-address: "));
+    assert_non_null(strstr(err.message, "is also the --address"));
+    lcow_config_free(&cfg);
+    /* Checked like --address. */
+#ifdef _WIN32
+    assert_int_equal(parse(&cfg, &err, "--root", root, "--grpc-address", "lcowsnap-grpc", NULL),
+                     LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_INVALID_ARGUMENT);
+    assert_string_equal(err.message, "--grpc-address: 'lcowsnap-grpc' is not a local pipe name "
+                                     "like \\\\.\\pipe\\lcowsnap");
+#else
+    char longpath[200];
+    memset(longpath, 'g', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = '\0';
+    assert_int_equal(parse(&cfg, &err, "--root", root, "--grpc-address", longpath, NULL), LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "--grpc-address: the socket's file name"));
+#endif
+    lcow_config_free(&cfg);
+}
+
 /* A socket path of any length is fine when its file name fits: the service
  * binds through a handle on the directory (core/os/unixsock.h); nor is a deep
  * --root a reason to refuse the default address (issue 14 item 11). */
@@ -654,6 +725,7 @@ int main(void)
         cmocka_unit_test(root_under_a_file_is_unwritable),
         cmocka_unit_test(bad_address_is_rejected),
         cmocka_unit_test(deep_socket_paths_are_accepted),
+        cmocka_unit_test(grpc_address_defaults_off_and_conflicts),
         cmocka_unit_test(service_command_line_quotes_and_round_trips),
         cmocka_unit_test(log_file_gets_leveled_lines),
         cmocka_unit_test(lifecycle_events_ignore_the_level),
