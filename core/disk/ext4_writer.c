@@ -9,10 +9,11 @@
 #include <string.h>
 
 #include "core/disk/byteorder.h"
+#include "core/disk/go_sort.h"
 
 #define BS 4096u
 #define INODE_SIZE 256u
-#define INODE_USED 152u              /* fields through i_crtime_extra */
+#define INODE_USED 152u                       /* fields through i_crtime_extra */
 #define INODE_XATTR (INODE_SIZE - INODE_USED) /* 104 bytes of in-inode xattrs */
 #define EXTRA_ISIZE (INODE_USED - 128u)
 #define FIRST_INO 11u
@@ -117,7 +118,7 @@ struct lcow_ext4_writer {
     lcow_ext4_written_fn on_written;
     void *on_written_ctx;
     uint64_t written_upto; /* end of the last range given to on_written */
-    uint32_t *xblocks; /* xattr blocks (rewritable: reported at finish), ascending */
+    uint32_t *xblocks;     /* xattr blocks (rewritable: reported at finish), ascending */
     size_t nxblocks, xblocks_cap, xcursor;
     span *freed;
     size_t nfreed, freed_cap;
@@ -172,8 +173,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
     return true;
 }
 
-#define GROW(arr, capfield, need)                                                                  \
-    grow_field((void **)&(arr), &(capfield), (need), sizeof *(arr))
+#define GROW(arr, capfield, need) grow_field((void **)&(arr), &(capfield), (need), sizeof *(arr))
 
 static bool grow_field(void **p, uint32_t *cap, size_t need, size_t elem)
 {
@@ -412,8 +412,7 @@ static lcow_code out_rewrite_block(lcow_ext4_writer *w, uint32_t block, const ui
     return raw_write(w, data, BS, off, err);
 }
 
-static lcow_code out_read_block(lcow_ext4_writer *w, uint32_t block, uint8_t *data,
-                                lcow_error *err)
+static lcow_code out_read_block(lcow_ext4_writer *w, uint32_t block, uint8_t *data, lcow_error *err)
 {
     uint64_t off = (uint64_t)block * BS;
     if (off >= w->base) {
@@ -482,11 +481,9 @@ static bool slots_rehash(lcow_ext4_writer *w, uint32_t cap)
     return true;
 }
 
-static bool dir_add(lcow_ext4_writer *w, uint32_t parent, const char *p, size_t len,
-                    uint32_t child)
+static bool dir_add(lcow_ext4_writer *w, uint32_t parent, const char *p, size_t len, uint32_t child)
 {
-    if ((uint64_t)(w->ndirents + 1) * 2 > w->slots_cap &&
-        !slots_rehash(w, w->slots_cap * 2))
+    if ((uint64_t)(w->ndirents + 1) * 2 > w->slots_cap && !slots_rehash(w, w->slots_cap * 2))
         return false;
     if (!GROW(w->dirents, w->dirents_cap, (size_t)w->ndirents + 1))
         return false;
@@ -530,9 +527,9 @@ static lcow_code split_path(lcow_ext4_writer *w, const char *path, size_t len, s
             continue;
         if (l == 2 && s[0] == '.' && s[1] == '.') {
             if (k == 0)
-                return fail(w, lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                              "%.*s: \"..\" climbs above the root", SHOW(len),
-                                              path));
+                return fail(w,
+                            lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                           "%.*s: \"..\" climbs above the root", SHOW(len), path));
             k--;
             continue;
         }
@@ -587,8 +584,8 @@ static lcow_code resolve(lcow_ext4_writer *w, const char *path, size_t len, bool
     t->name_len = w->comps[n - 1].len;
     if (t->name_len > LCOW_EXT4W_MAX_NAME)
         return fail(w, lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                      "%.*s: a name component is longer than 255 bytes",
-                                      SHOW(len), path));
+                                      "%.*s: a name component is longer than 255 bytes", SHOW(len),
+                                      path));
     t->dir = walk(w, n - 1);
     if (!t->dir || !node_is(N(w, t->dir), LCOW_EXT4W_S_IFDIR))
         return fail(w, lcow_error_set(err, LCOW_INVALID_ARGUMENT,
@@ -596,8 +593,8 @@ static lcow_code resolve(lcow_ext4_writer *w, const char *path, size_t len, bool
     t->dirent = dir_find(w, t->dir, t->name, t->name_len);
     t->existing = t->dirent ? w->dirents[t->dirent - 1].child : 0;
     if (!t->existing && must_exist)
-        return fail(w, lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%.*s: not found", SHOW(len),
-                                      path));
+        return fail(w,
+                    lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%.*s: not found", SHOW(len), path));
     return LCOW_OK;
 }
 
@@ -694,8 +691,8 @@ static void xattrs_put(const xplaced *xs, size_t n, uint8_t *b, size_t blen, uin
 typedef bool (*xattr_fn)(void *ctx, const uint8_t *name, size_t name_len, const uint8_t *value,
                          size_t value_len);
 
-static bool xattrs_get(const uint8_t *b, size_t blen, uint16_t delta, char *namebuf,
-                       xattr_fn fn, void *ctx)
+static bool xattrs_get(const uint8_t *b, size_t blen, uint16_t delta, char *namebuf, xattr_fn fn,
+                       void *ctx)
 {
     size_t eb = 0;
     while (eb < blen) {
@@ -723,7 +720,7 @@ static bool xattrs_get(const uint8_t *b, size_t blen, uint16_t delta, char *name
 
 /* The comparator compactext4 gives sort.Slice for the xattr block:
  * Index < || len(Name) < || Name < . It is not a strict weak order, so the
- * result depends on the algorithm: sort_like_go below is Go 1.19's. */
+ * result depends on the algorithm: core/disk/go_sort is Go 1.19's. */
 static bool xblock_less(const xplaced *a, const xplaced *b)
 {
     if (a->index < b->index)
@@ -735,250 +732,9 @@ static bool xblock_less(const xplaced *a, const xplaced *b)
     return c < 0 || (c == 0 && a->name_len < b->name_len);
 }
 
-/* ---- Go 1.19 sort.Slice (pdqsort_func), needed for that comparator ---- */
-
-typedef struct gosort {
-    xplaced *v;
-} gosort;
-
-static bool gs_less(gosort *s, int i, int j)
+static bool xblock_less_v(const void *a, const void *b)
 {
-    return xblock_less(&s->v[i], &s->v[j]);
-}
-
-static void gs_swap(gosort *s, int i, int j)
-{
-    xplaced t = s->v[i];
-    s->v[i] = s->v[j];
-    s->v[j] = t;
-}
-
-static void gs_insertion(gosort *s, int a, int b)
-{
-    for (int i = a + 1; i < b; i++)
-        for (int j = i; j > a && gs_less(s, j, j - 1); j--)
-            gs_swap(s, j, j - 1);
-}
-
-static void gs_sift_down(gosort *s, int lo, int hi, int first)
-{
-    int root = lo;
-    for (;;) {
-        int child = 2 * root + 1;
-        if (child >= hi)
-            return;
-        if (child + 1 < hi && gs_less(s, first + child, first + child + 1))
-            child++;
-        if (!gs_less(s, first + root, first + child))
-            return;
-        gs_swap(s, first + root, first + child);
-        root = child;
-    }
-}
-
-static void gs_heapsort(gosort *s, int a, int b)
-{
-    int first = a, hi = b - a;
-    for (int i = (hi - 1) / 2; i >= 0; i--)
-        gs_sift_down(s, i, hi, first);
-    for (int i = hi - 1; i >= 0; i--) {
-        gs_swap(s, first, first + i);
-        gs_sift_down(s, 0, i, first);
-    }
-}
-
-static int bit_len(unsigned x)
-{
-    int n = 0;
-    while (x) {
-        n++;
-        x >>= 1;
-    }
-    return n;
-}
-
-static void gs_break_patterns(gosort *s, int a, int b)
-{
-    int length = b - a;
-    if (length < 8)
-        return;
-    uint64_t r = (uint64_t)length;
-    unsigned modulus = 1u << bit_len((unsigned)length);
-    for (int idx = a + (length / 4) * 2 - 1; idx <= a + (length / 4) * 2 + 1; idx++) {
-        r ^= r << 13;
-        r ^= r >> 17;
-        r ^= r << 5;
-        int other = (int)((unsigned)r & (modulus - 1));
-        if (other >= length)
-            other -= length;
-        gs_swap(s, idx, a + other);
-    }
-}
-
-static void gs_order2(gosort *s, int *a, int *b, int *swaps)
-{
-    if (gs_less(s, *b, *a)) {
-        int t = *a;
-        *a = *b;
-        *b = t;
-        (*swaps)++;
-    }
-}
-
-static int gs_median(gosort *s, int a, int b, int c, int *swaps)
-{
-    gs_order2(s, &a, &b, swaps);
-    gs_order2(s, &b, &c, swaps);
-    gs_order2(s, &a, &b, swaps);
-    return b;
-}
-
-enum { HINT_UNKNOWN, HINT_INCREASING, HINT_DECREASING };
-
-static int gs_choose_pivot(gosort *s, int a, int b, int *hint)
-{
-    int l = b - a, swaps = 0;
-    int i = a + l / 4 * 1, j = a + l / 4 * 2, k = a + l / 4 * 3;
-    if (l >= 8) {
-        if (l >= 50) {
-            i = gs_median(s, i - 1, i, i + 1, &swaps);
-            j = gs_median(s, j - 1, j, j + 1, &swaps);
-            k = gs_median(s, k - 1, k, k + 1, &swaps);
-        }
-        j = gs_median(s, i, j, k, &swaps);
-    }
-    *hint = swaps == 0 ? HINT_INCREASING : swaps == 12 ? HINT_DECREASING : HINT_UNKNOWN;
-    return j;
-}
-
-static bool gs_partial_insertion(gosort *s, int a, int b)
-{
-    int i = a + 1;
-    for (int step = 0; step < 5; step++) {
-        while (i < b && !gs_less(s, i, i - 1))
-            i++;
-        if (i == b)
-            return true;
-        if (b - a < 50)
-            return false;
-        gs_swap(s, i, i - 1);
-        if (i - a >= 2)
-            for (int j = i - 1; j >= 1; j--) {
-                if (!gs_less(s, j, j - 1))
-                    break;
-                gs_swap(s, j, j - 1);
-            }
-        if (b - i >= 2)
-            for (int j = i + 1; j < b; j++) {
-                if (!gs_less(s, j, j - 1))
-                    break;
-                gs_swap(s, j, j - 1);
-            }
-    }
-    return false;
-}
-
-static int gs_partition_equal(gosort *s, int a, int b, int pivot)
-{
-    gs_swap(s, a, pivot);
-    int i = a + 1, j = b - 1;
-    for (;;) {
-        while (i <= j && !gs_less(s, a, i))
-            i++;
-        while (i <= j && gs_less(s, a, j))
-            j--;
-        if (i > j)
-            break;
-        gs_swap(s, i, j);
-        i++;
-        j--;
-    }
-    return i;
-}
-
-static int gs_partition(gosort *s, int a, int b, int pivot, bool *already)
-{
-    gs_swap(s, a, pivot);
-    int i = a + 1, j = b - 1;
-    while (i <= j && gs_less(s, i, a))
-        i++;
-    while (i <= j && !gs_less(s, j, a))
-        j--;
-    if (i > j) {
-        gs_swap(s, j, a);
-        *already = true;
-        return j;
-    }
-    gs_swap(s, i, j);
-    i++;
-    j--;
-    for (;;) {
-        while (i <= j && gs_less(s, i, a))
-            i++;
-        while (i <= j && !gs_less(s, j, a))
-            j--;
-        if (i > j)
-            break;
-        gs_swap(s, i, j);
-        i++;
-        j--;
-    }
-    gs_swap(s, j, a);
-    *already = false;
-    return j;
-}
-
-static void gs_pdqsort(gosort *s, int a, int b, int limit)
-{
-    bool balanced = true, partitioned = true;
-    for (;;) {
-        int length = b - a;
-        if (length <= 12) {
-            gs_insertion(s, a, b);
-            return;
-        }
-        if (limit == 0) {
-            gs_heapsort(s, a, b);
-            return;
-        }
-        if (!balanced) {
-            gs_break_patterns(s, a, b);
-            limit--;
-        }
-        int hint;
-        int pivot = gs_choose_pivot(s, a, b, &hint);
-        if (hint == HINT_DECREASING) {
-            for (int i = a, j = b - 1; i < j; i++, j--)
-                gs_swap(s, i, j);
-            pivot = (b - 1) - (pivot - a);
-            hint = HINT_INCREASING;
-        }
-        if (balanced && partitioned && hint == HINT_INCREASING && gs_partial_insertion(s, a, b))
-            return;
-        if (a > 0 && !gs_less(s, a - 1, pivot)) {
-            a = gs_partition_equal(s, a, b, pivot);
-            continue;
-        }
-        bool already;
-        int mid = gs_partition(s, a, b, pivot, &already);
-        partitioned = already;
-        int left = mid - a, right = b - mid, threshold = length / 8;
-        if (left < right) {
-            balanced = left >= threshold;
-            gs_pdqsort(s, a, mid, limit);
-            a = mid + 1;
-        } else {
-            balanced = right >= threshold;
-            gs_pdqsort(s, mid + 1, b, limit);
-            b = mid;
-        }
-    }
-}
-
-static void sort_like_go(xplaced *v, size_t n)
-{
-    gosort s = {v};
-    gs_pdqsort(&s, 0, (int)n, bit_len((unsigned)n));
+    return xblock_less(a, b);
 }
 
 /* ---- inodes ---- */
@@ -1159,10 +915,9 @@ static lcow_code data_write(lcow_ext4_writer *w, const void *data, size_t len, l
         return fail(w, lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                                       "ext4 writer: no regular file is open for data"));
     if (w->cur_written + len > w->cur_max)
-        return fail(w, lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                      "%s: more data than the %llu bytes declared",
-                                      w->cur_name ? w->cur_name : "?",
-                                      (unsigned long long)w->cur_max));
+        return fail(w, lcow_error_set(
+                           err, LCOW_INVALID_ARGUMENT, "%s: more data than the %llu bytes declared",
+                           w->cur_name ? w->cur_name : "?", (unsigned long long)w->cur_max));
     node *n = N(w, w->cur);
     if (n->flags & FL_INLINE_DATA) {
         const uint8_t *p = data;
@@ -1231,7 +986,7 @@ static lcow_code write_xattrs(lcow_ext4_writer *w, uint32_t ino, xlists *l, lcow
         n->has_xattrs = 1;
     }
     if (l->n_block || n->xattr_block) {
-        sort_like_go(l->in_block, l->n_block);
+        lcow_go_sort_slice(l->in_block, l->n_block, sizeof *l->in_block, xblock_less_v);
         uint8_t b[BS] = {0};
         lcow_le_put32(b, XATTR_MAGIC);
         lcow_le_put32(b + 4, 1); /* reference count */
@@ -1280,8 +1035,8 @@ static void xcollect_settle(xcollect *c)
     qsort(c->v, c->n, sizeof *c->v, xfull_cmp);
     size_t k = 0;
     for (size_t i = 0; i < c->n; i++) {
-        if (i + 1 < c->n && name_cmp(c->v[i].name, c->v[i].name_len, c->v[i + 1].name,
-                                     c->v[i + 1].name_len) == 0)
+        if (i + 1 < c->n &&
+            name_cmp(c->v[i].name, c->v[i].name_len, c->v[i + 1].name, c->v[i + 1].name_len) == 0)
             continue;
         c->v[k++] = c->v[i];
     }
@@ -1301,8 +1056,8 @@ static bool xcollect_has(const xcollect *c, size_t upto, const uint8_t *name, si
  * (its blocks are released); otherwise that is refused as compactext4
  * refuses it. */
 static lcow_code make_inode(lcow_ext4_writer *w, const char *path, size_t path_len,
-                            const lcow_ext4_file *f, uint32_t reuse, bool release,
-                            uint32_t *out, lcow_error *err)
+                            const lcow_ext4_file *f, uint32_t reuse, bool release, uint32_t *out,
+                            lcow_error *err)
 {
     uint16_t mode = f->mode;
     if (S_TYPE(mode) == 0)
@@ -1469,8 +1224,8 @@ out:
 }
 
 /* compactext4's Create. */
-static lcow_code create(lcow_ext4_writer *w, const char *path, size_t len,
-                        const lcow_ext4_file *f, bool release, lcow_error *err)
+static lcow_code create(lcow_ext4_writer *w, const char *path, size_t len, const lcow_ext4_file *f,
+                        bool release, lcow_error *err)
 {
     target t;
     lcow_code rc = resolve(w, path, len, false, &t, err);
@@ -1489,8 +1244,8 @@ static lcow_code create(lcow_ext4_writer *w, const char *path, size_t len,
             reuse = t.existing;
         } else if (is_dir) {
             return fail(w, lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                          "%.*s: cannot replace a file with a directory",
-                                          SHOW(len), path));
+                                          "%.*s: cannot replace a file with a directory", SHOW(len),
+                                          path));
         } else if (e->links < 2) {
             reuse = t.existing;
         }
@@ -1533,8 +1288,7 @@ lcow_code lcow_ext4_writer_create(lcow_ext4_writer *w, const char *path, size_t 
     return rc;
 }
 
-lcow_code lcow_ext4_writer_write(lcow_ext4_writer *w, const void *data, size_t len,
-                                 lcow_error *err)
+lcow_code lcow_ext4_writer_write(lcow_ext4_writer *w, const void *data, size_t len, lcow_error *err)
 {
     lcow_code rc = live(w, err);
     if (rc != LCOW_OK)
@@ -1581,8 +1335,7 @@ lcow_code lcow_ext4_writer_make_parents(lcow_ext4_writer *w, const char *path, s
             size_t cl = w->comps[i].len;
             rc = create(w, sub, sub_len, &f, true, err);
             if (rc != LCOW_OK)
-                return lcow_error_wrap(err, "making the parents of %.*s", SHOW(len), path),
-                       rc;
+                return lcow_error_wrap(err, "making the parents of %.*s", SHOW(len), path), rc;
             child = dir_child(w, parent, cp, cl);
             /* comps were overwritten by create: split again. */
             size_t again;
@@ -1618,12 +1371,12 @@ lcow_code lcow_ext4_writer_link(lcow_ext4_writer *w, const char *target_path, si
     uint32_t old = o.existing;
     if (node_is(N(w, old), LCOW_EXT4W_S_IFDIR))
         return fail(w, lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                      "%.*s: hard link target %.*s is a directory", SHOW(len),
-                                      path, SHOW(target_len), target_path));
+                                      "%.*s: hard link target %.*s is a directory", SHOW(len), path,
+                                      SHOW(target_len), target_path));
     if (t.existing != old && N(w, old)->links >= MAX_LINKS)
         return fail(w, lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED,
-                                      "%.*s: hard link target %.*s has too many links",
-                                      SHOW(len), path, SHOW(target_len), target_path));
+                                      "%.*s: hard link target %.*s has too many links", SHOW(len),
+                                      path, SHOW(target_len), target_path));
     if (t.existing)
         N(w, t.existing)->links--;
     N(w, old)->links++;
@@ -1681,9 +1434,9 @@ lcow_code lcow_ext4_writer_set_xattr(lcow_ext4_writer *w, const char *path, size
         return rc;
     const node *n = N(w, t.existing);
     if (node_is(n, LCOW_EXT4W_S_IFLNK) && n->size > SMALL_SYMLINK)
-        return fail(w, lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                                      "%.*s: cannot set an xattr on a long symlink", SHOW(len),
-                                      path));
+        return fail(w,
+                    lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                   "%.*s: cannot set an xattr on a long symlink", SHOW(len), path));
     /* compactext4's Stat: metadata, the block's xattrs, then the inode's
      * (without system.data), then the new one. */
     /* Room for the block, the inode area and the names decoded from both
@@ -1969,8 +1722,8 @@ static void inode_bytes(lcow_ext4_writer *w, uint32_t ino, uint8_t *b)
     }
     case LCOW_EXT4W_S_IFBLK:
     case LCOW_EXT4W_S_IFCHR: {
-        uint32_t dev = (n->devminor & 0xff) | (n->devmajor << 8) |
-                       ((n->devminor & 0xffffff00u) << 12);
+        uint32_t dev =
+            (n->devminor & 0xff) | (n->devmajor << 8) | ((n->devminor & 0xffffff00u) << 12);
         lcow_le_put32(b + 44, dev);
         break;
     }
@@ -2047,7 +1800,7 @@ lcow_code lcow_ext4_writer_finish(lcow_ext4_writer *w, uint64_t *image_size, lco
         }
         if (g == 0)
             for (uint32_t j = 1 + used_gd; j < 1 + w->gd_blocks; j++) {
-                bm[j / 8] &= (uint8_t)~(1u << (j % 8));
+                bm[j / 8] &= (uint8_t) ~(1u << (j % 8));
                 used_blocks--;
             }
         if (g == groups - 1 && disk % BLOCKS_PER_GROUP) {
@@ -2060,11 +1813,11 @@ lcow_code lcow_ext4_writer_finish(lcow_ext4_writer *w, uint64_t *image_size, lco
         for (; fi < w->nfreed && w->freed[fi].start < gstart + BLOCKS_PER_GROUP; fi++) {
             uint64_t s = w->freed[fi].start > gstart ? w->freed[fi].start : gstart;
             uint64_t e = w->freed[fi].end < gstart + BLOCKS_PER_GROUP ? w->freed[fi].end
-                                                                        : gstart + BLOCKS_PER_GROUP;
+                                                                      : gstart + BLOCKS_PER_GROUP;
             for (uint64_t b = s; b < e; b++) {
                 uint32_t j = (uint32_t)(b - gstart);
                 if (bm[j / 8] & (1u << (j % 8))) {
-                    bm[j / 8] &= (uint8_t)~(1u << (j % 8));
+                    bm[j / 8] &= (uint8_t) ~(1u << (j % 8));
                     used_blocks--;
                 }
             }
@@ -2127,13 +1880,13 @@ lcow_code lcow_ext4_writer_finish(lcow_ext4_writer *w, uint64_t *image_size, lco
     lcow_le_put32(sb + 0x4C, 1); /* dynamic revision */
     lcow_le_put32(sb + 0x54, FIRST_INO);
     lcow_le_put16(sb + 0x58, INODE_SIZE);
-    lcow_le_put32(sb + 0x5C, 0x0200 | 0x0008);         /* sparse_super2, ext_attr */
+    lcow_le_put32(sb + 0x5C, 0x0200 | 0x0008);          /* sparse_super2, ext_attr */
     lcow_le_put32(sb + 0x60, 0x0002 | 0x0040 | 0x0200 | /* filetype, extents, flex_bg */
                                  (w->inline_data ? 0x8000u : 0));
     lcow_le_put32(sb + 0x64, 0x0002 | 0x0008 | 0x0040 | 0x1000); /* large, huge, isize, ro */
     lcow_le_put16(sb + 0x15C, EXTRA_ISIZE);
     lcow_le_put16(sb + 0x15E, EXTRA_ISIZE);
-    sb[0x174] = 31; /* log groups per flex */
+    sb[0x174] = 31;                       /* log groups per flex */
     lcow_le_put32(sb + 0x268, FIRST_INO); /* lost+found */
     rc = raw_write(w, sbb, BS, 0, err);
     if (rc != LCOW_OK)

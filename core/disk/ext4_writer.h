@@ -177,8 +177,8 @@ lcow_file *lcow_ext4_writer_file(lcow_ext4_writer *w);
 
 /* Counters for tests and benchmarks. */
 typedef struct lcow_ext4_writer_stats {
-    uint32_t inodes;        /* inode slots used (highest inode number) */
-    uint32_t groups;        /* after finish */
+    uint32_t inodes; /* inode slots used (highest inode number) */
+    uint32_t groups; /* after finish */
     uint32_t inodes_per_group;
     uint64_t released_blocks; /* data blocks freed by later entries that replaced files */
     uint64_t write_calls;     /* lcow_file_pwrite calls */

@@ -91,8 +91,8 @@ static lcow_code entry(driver *d, lcow_tar_reader *r, const lcow_tar_header *h, 
         size_t fl = nl - base;
         if (fl >= 4 && memcmp(file, WHITEOUT, 4) == 0) {
             if (fl == sizeof OPAQUE - 1 && memcmp(file, OPAQUE, fl) == 0)
-                return lcow_ext4_writer_set_xattr(w, name, base, "trusted.overlay.opaque", "y",
-                                                  1, err);
+                return lcow_ext4_writer_set_xattr(w, name, base, "trusted.overlay.opaque", "y", 1,
+                                                  err);
             /* dir + name without ".wh.": path.Join's cleaning is the writer's */
             if (!grow((void **)&d->path, &d->path_cap, nl, 1))
                 return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
@@ -114,8 +114,8 @@ static lcow_code entry(driver *d, lcow_tar_reader *r, const lcow_tar_header *h, 
             continue;
         if (!grow((void **)&d->xattrs, &d->xattrs_cap, nx + 1, sizeof *d->xattrs))
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
-        d->xattrs[nx++] = (lcow_ext4_xattr){rec->key + pl, rec->key_len - pl, rec->value,
-                                            rec->value_len};
+        d->xattrs[nx++] =
+            (lcow_ext4_xattr){rec->key + pl, rec->key_len - pl, rec->value, rec->value_len};
     }
     lcow_ext4_file f = {
         .mode = (uint16_t)(((uint16_t)h->mode & ~LCOW_EXT4W_S_IFMT) | type_bits(h->typeflag)),
@@ -166,8 +166,8 @@ lcow_code lcow_layer_convert_entries(lcow_ext4_writer *w, const lcow_tar_source 
         if (rc != LCOW_OK) {
             /* The tar reader's messages name the entry already. */
             if (strncmp(err ? err->message : "", "tar:", 4) != 0)
-                lcow_error_wrap(err, "layer entry %.*s (offset %llu)", SHOW(h->name_len),
-                                h->name, (unsigned long long)h->offset);
+                lcow_error_wrap(err, "layer entry %.*s (offset %llu)", SHOW(h->name_len), h->name,
+                                (unsigned long long)h->offset);
             break;
         }
     }
@@ -184,8 +184,8 @@ lcow_code lcow_layer_convert_entries(lcow_ext4_writer *w, const lcow_tar_source 
 }
 
 lcow_code lcow_layer_convert(const lcow_tar_source *src, const char *out_path,
-                             const lcow_layer_convert_options *opts,
-                             lcow_layer_convert_result *res, lcow_error *err)
+                             const lcow_layer_convert_options *opts, lcow_layer_convert_result *res,
+                             lcow_error *err)
 {
     static const lcow_layer_convert_options none;
     if (!opts)

@@ -39,10 +39,10 @@
 #define LCOW_LAYER_MAX_DISK_SIZE (128ull << 30)
 
 typedef struct lcow_layer_convert_options {
-    bool convert_whiteouts; /* tar2ext4 -overlay */
-    bool inline_data;       /* tar2ext4 -inline */
-    bool convert_backslash; /* tar2ext4 -convert-slash */
-    uint64_t max_disk_size; /* bytes; 0 = tar2ext4's default of 16 GiB */
+    bool convert_whiteouts;      /* tar2ext4 -overlay */
+    bool inline_data;            /* tar2ext4 -inline */
+    bool convert_backslash;      /* tar2ext4 -convert-slash */
+    uint64_t max_disk_size;      /* bytes; 0 = tar2ext4's default of 16 GiB */
     lcow_ext4_final_fn on_final; /* see ext4_writer.h */
     void *on_final_ctx;
     lcow_ext4_written_fn on_written; /* see ext4_writer.h */
@@ -69,7 +69,7 @@ lcow_code lcow_layer_convert_entries(lcow_ext4_writer *w, const lcow_tar_source 
  * finish, close (not synced). On failure out_path is removed. opts may be
  * NULL (tar2ext4 without options); res may be NULL. */
 lcow_code lcow_layer_convert(const lcow_tar_source *src, const char *out_path,
-                             const lcow_layer_convert_options *opts,
-                             lcow_layer_convert_result *res, lcow_error *err);
+                             const lcow_layer_convert_options *opts, lcow_layer_convert_result *res,
+                             lcow_error *err);
 
 #endif

@@ -9,7 +9,7 @@
 
 #define BLK 512u
 #define MAX_SPECIAL (1u << 20) /* Go's maxSpecialFileSize: PAX data, GNU long names */
-#define READ_BUF (64u * 1024) /* small enough to stay in L2 until written out */
+#define READ_BUF (64u * 1024)  /* small enough to stay in L2 until written out */
 
 enum { F_UNKNOWN, F_V7, F_USTAR, F_GNU, F_STAR };
 
@@ -82,10 +82,9 @@ static lcow_code fail(lcow_tar_reader *r, lcow_code rc)
 static lcow_code bad(lcow_tar_reader *r, lcow_error *err, const char *what)
 {
     if (r->hdr.name_len)
-        return fail(r, lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                      "tar: %s (entry %.*s, offset %llu)", what,
-                                      SHOW(r->hdr.name_len), r->hdr.name,
-                                      (unsigned long long)r->offset));
+        return fail(
+            r, lcow_error_set(err, LCOW_INVALID_ARGUMENT, "tar: %s (entry %.*s, offset %llu)", what,
+                              SHOW(r->hdr.name_len), r->hdr.name, (unsigned long long)r->offset));
     return fail(r, lcow_error_set(err, LCOW_INVALID_ARGUMENT, "tar: %s (offset %llu)", what,
                                   (unsigned long long)r->offset));
 }
@@ -341,8 +340,8 @@ static bool header_only(uint8_t t)
     return t == '1' || t == '2' || t == '3' || t == '4' || t == '5' || t == '6';
 }
 
-static bool set_string(char **buf, size_t *cap, const void *a, size_t al, const void *b,
-                       size_t bl, bool slash)
+static bool set_string(char **buf, size_t *cap, const void *a, size_t al, const void *b, size_t bl,
+                       bool slash)
 {
     size_t n = al + (slash ? 1 : 0) + bl;
     if (!grow((void **)buf, cap, n + 1, 1))
@@ -627,10 +626,8 @@ static lcow_code merge_pax(lcow_tar_reader *r, lcow_error *err)
 
 /* ---- sparse files ---- */
 
-static bool add_frag(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap, int64_t off,
-                     int64_t len)
+static bool add_frag(frag **v, size_t *n, size_t *cap, int64_t off, int64_t len)
 {
-    (void)r;
     if (!grow((void **)v, cap, *n + 1, sizeof **v))
         return false;
     (*v)[(*n)++] = (frag){off, len};
@@ -638,8 +635,7 @@ static bool add_frag(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap, int64
 }
 
 /* readOldGNUSparseMap: entries in the header, more in extension blocks. */
-static lcow_code old_gnu_map(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap,
-                             lcow_error *err)
+static lcow_code old_gnu_map(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap, lcow_error *err)
 {
     if (block_format(r->blk) != F_GNU)
         return bad(r, err, "old GNU sparse entry in a non-GNU header");
@@ -659,7 +655,7 @@ static lcow_code old_gnu_map(lcow_tar_reader *r, frag **v, size_t *n, size_t *ca
             int64_t len = parse_numeric(&p, e + 12, 12);
             if (p.err)
                 return bad(r, err, "invalid GNU sparse map");
-            if (!add_frag(r, v, n, cap, off, len))
+            if (!add_frag(v, n, cap, off, len))
                 return oom(r, err);
         }
         if (ext == 0)
@@ -678,8 +674,7 @@ static lcow_code old_gnu_map(lcow_tar_reader *r, frag **v, size_t *n, size_t *ca
 
 /* readGNUSparseMap1x0: "count\n" then "offset\nlength\n" pairs at the start
  * of the data, in whole 512-byte blocks. */
-static lcow_code gnu_map_1x0(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap,
-                             lcow_error *err)
+static lcow_code gnu_map_1x0(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap, lcow_error *err)
 {
     size_t len = 0, pos = 0;
     int64_t count = -1, done = 0, off = 0;
@@ -704,7 +699,7 @@ static lcow_code gnu_map_1x0(lcow_tar_reader *r, frag **v, size_t *n, size_t *ca
             } else {
                 if (!ok)
                     return bad(r, err, "invalid GNU sparse 1.0 map");
-                if (!add_frag(r, v, n, cap, off, x))
+                if (!add_frag(v, n, cap, off, x))
                     return oom(r, err);
                 have_off = false;
                 done++;
@@ -735,14 +730,12 @@ static lcow_code gnu_map_1x0(lcow_tar_reader *r, frag **v, size_t *n, size_t *ca
 }
 
 /* readGNUSparseMap0x1: GNU.sparse.numblocks and GNU.sparse.map. */
-static lcow_code gnu_map_0x1(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap,
-                             lcow_error *err)
+static lcow_code gnu_map_0x1(lcow_tar_reader *r, frag **v, size_t *n, size_t *cap, lcow_error *err)
 {
     const lcow_tar_record *nb = rec_get(r, "GNU.sparse.numblocks");
     const lcow_tar_record *m = rec_get(r, "GNU.sparse.map");
     int64_t count;
-    if (!nb || !parse_int(nb->value, nb->value_len, &count) || count < 0 ||
-        count > INT64_MAX / 2)
+    if (!nb || !parse_int(nb->value, nb->value_len, &count) || count < 0 || count > INT64_MAX / 2)
         return bad(r, err, "invalid GNU sparse 0.1 map");
     const char *s = m ? m->value : "";
     size_t left = m ? m->value_len : 0;
@@ -765,7 +758,7 @@ static lcow_code gnu_map_0x1(lcow_tar_reader *r, frag **v, size_t *n, size_t *ca
             s += l + (c ? 1 : 0);
             left -= l + (c ? 1 : 0);
         }
-        if (!add_frag(r, v, n, cap, x[0], x[1]))
+        if (!add_frag(v, n, cap, x[0], x[1]))
             return oom(r, err);
     }
     return LCOW_OK;
@@ -807,7 +800,8 @@ static lcow_code setup_sparse(lcow_tar_reader *r, lcow_error *err)
             if (size && size->value_len && !parse_int(size->value, size->value_len, &r->hdr.size))
                 rc = bad(r, err, "invalid GNU sparse size");
             if (rc == LCOW_OK)
-                rc = v1 ? gnu_map_1x0(r, &data, &n, &cap, err) : gnu_map_0x1(r, &data, &n, &cap, err);
+                rc = v1 ? gnu_map_1x0(r, &data, &n, &cap, err)
+                        : gnu_map_0x1(r, &data, &n, &cap, err);
         }
     }
     if (rc != LCOW_OK || !sparse) {
@@ -835,14 +829,14 @@ static lcow_code setup_sparse(lcow_tar_reader *r, lcow_error *err)
         if (data[i].len == 0)
             continue;
         int64_t gap = data[i].off - pre_off;
-        if (gap > 0 && !add_frag(r, &r->holes, &r->nholes, &r->holes_cap, pre_off, gap)) {
+        if (gap > 0 && !add_frag(&r->holes, &r->nholes, &r->holes_cap, pre_off, gap)) {
             free(data);
             return oom(r, err);
         }
         pre_off = data[i].off + data[i].len;
     }
     free(data);
-    if (!add_frag(r, &r->holes, &r->nholes, &r->holes_cap, pre_off, size - pre_off))
+    if (!add_frag(&r->holes, &r->nholes, &r->holes_cap, pre_off, size - pre_off))
         return oom(r, err);
     r->sparse = true;
     r->hole = 0;
@@ -1026,8 +1020,7 @@ uint64_t lcow_tar_offset(const lcow_tar_reader *r)
     return r->offset;
 }
 
-lcow_code lcow_tar_reader_create(const lcow_tar_source *src, lcow_tar_reader **out,
-                                 lcow_error *err)
+lcow_code lcow_tar_reader_create(const lcow_tar_source *src, lcow_tar_reader **out, lcow_error *err)
 {
     *out = NULL;
     if (!src || (!src->read && !src->view))

@@ -43,8 +43,7 @@
  * memory, valid until the next call (*len = 0 at the end). Give one. */
 typedef lcow_code (*lcow_tar_read_fn)(void *ctx, void *buf, size_t len, size_t *got,
                                       lcow_error *err);
-typedef lcow_code (*lcow_tar_view_fn)(void *ctx, const void **data, size_t *len,
-                                      lcow_error *err);
+typedef lcow_code (*lcow_tar_view_fn)(void *ctx, const void **data, size_t *len, lcow_error *err);
 
 typedef struct lcow_tar_source {
     lcow_tar_read_fn read;

@@ -65,7 +65,7 @@ static listing with_libarchive(const char *path)
     int rc;
     while ((rc = archive_read_next_header(a, &e)) == ARCHIVE_OK || rc == ARCHIVE_WARN) {
         const char *name = archive_entry_pathname(e);
-        char type = archive_entry_hardlink(e) ? 'h'
+        char type = archive_entry_hardlink(e)               ? 'h'
                     : archive_entry_filetype(e) == AE_IFDIR ? 'd'
                     : archive_entry_filetype(e) == AE_IFLNK ? 'l'
                     : archive_entry_filetype(e) == AE_IFREG ? 'f'
@@ -162,8 +162,8 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int differs;
-    } cases[] = {{"global_header", 1},     {"libarchive_xattr", 1},   {"rht_selinux", 1},
-                 {"reg_with_slash", 1},    {"dir_with_size", 0},      {"symlink_with_size", 0},
+    } cases[] = {{"global_header", 1},      {"libarchive_xattr", 1}, {"rht_selinux", 1},
+                 {"reg_with_slash", 1},     {"dir_with_size", 0},    {"symlink_with_size", 0},
                  {"hardlink_with_size", 0}, {"octal_junk", 0}};
     int alike = 0;
     printf("%s\n", archive_version_details());

@@ -103,8 +103,7 @@ static void check_e2fsck(const char *path)
     for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
         if (!strncmp(line, "Pass ", 5) || !strncmp(line, "e2fsck ", 7) ||
             strstr(line, "Padding at end of inode bitmap is not set") ||
-            strstr(line, "Filesystem still has errors") || strstr(line, " files (") ||
-            line[0] == 0)
+            strstr(line, "Filesystem still has errors") || strstr(line, " files (") || line[0] == 0)
             continue;
         fail_msg("e2fsck on %s: %s", path, line);
     }
@@ -130,8 +129,8 @@ static void empty_image_is_tar2ext4s(void **state)
         assert_int_equal(lcow_crc32c(im.b, im.len), inl ? 0x32bb18ccu : 0x3d11021du);
         const uint8_t *s = sb(&im);
         assert_int_equal(lcow_le_get16(s + 0x38), 0xEF53);
-        assert_int_equal(lcow_le_get32(s + 0x04), 14);       /* blocks */
-        assert_int_equal(lcow_le_get32(s + 0x00), 16);       /* inodes */
+        assert_int_equal(lcow_le_get32(s + 0x04), 14); /* blocks */
+        assert_int_equal(lcow_le_get32(s + 0x00), 16); /* inodes */
         /* free: the 7 unused descriptor blocks; blocks past the end count as used */
         assert_int_equal(lcow_le_get32(s + 0x0C), 7);
         assert_int_equal(lcow_le_get32(s + 0x5C), 0x208);
@@ -218,8 +217,10 @@ static void on_final_reports_each_block_once(void **state)
         big[i] = (uint8_t)(i * 7 + i / 4096);
     finals r = {0};
     /* a small buffer: data goes straight from memory, flushes are many */
-    lcow_ext4_writer_options o = {.max_disk_size = 128ull << 30, .on_final = on_final,
-                                  .on_final_ctx = &r, .buffer_bytes = 64 * KiB};
+    lcow_ext4_writer_options o = {.max_disk_size = 128ull << 30,
+                                  .on_final = on_final,
+                                  .on_final_ctx = &r,
+                                  .buffer_bytes = 64 * KiB};
     lcow_ext4_writer *w = open_writer(path, &o);
     build_tree(w, big, big_len);
     uint64_t size = finish(w);
@@ -299,15 +300,15 @@ static void times_are_encoded_as_tar2ext4_does(void **state)
         lcow_ext4_time t;
         uint32_t lo, extra;
     } cases[] = {
-        {{0, 0, false}, 0, 0},                                     /* Go's zero time */
-        {{0, 0, true}, 0, 0},                                      /* 1970 */
+        {{0, 0, false}, 0, 0}, /* Go's zero time */
+        {{0, 0, true}, 0, 0},  /* 1970 */
         {{1700000000, 123456789, true}, 1700000000, 123456789u << 2},
-        {{(1ll << 33) + 5, 0, true}, 5, 2},                        /* epoch bits */
-        {{-1, 0, true}, 0xffffffffu, 0xffffffffu},                 /* Go's uint64(-1) */
-        {{-(1ll << 40), 0, true}, 0x80000000u, 0},                 /* clamped low */
-        {{1ll << 40, 999, true}, 0x7fffffffu, 3},                  /* clamped: 0x37fffffff */
-        {{-62135596800ll, 0, true}, 0, 0},                         /* time.Time{}.Unix() */
-        {{10, 1500000000u, true}, 11, 500000000u << 2},            /* nsec folded */
+        {{(1ll << 33) + 5, 0, true}, 5, 2},             /* epoch bits */
+        {{-1, 0, true}, 0xffffffffu, 0xffffffffu},      /* Go's uint64(-1) */
+        {{-(1ll << 40), 0, true}, 0x80000000u, 0},      /* clamped low */
+        {{1ll << 40, 999, true}, 0x7fffffffu, 3},       /* clamped: 0x37fffffff */
+        {{-62135596800ll, 0, true}, 0, 0},              /* time.Time{}.Unix() */
+        {{10, 1500000000u, true}, 11, 500000000u << 2}, /* nsec folded */
     };
     size_t n = sizeof cases / sizeof cases[0];
     lcow_ext4_writer *w = open_writer(path, NULL);
@@ -346,8 +347,11 @@ static void implicit_parents_copy_their_parent(void **state)
     char *path = test_path("parents.img");
     lcow_ext4_writer *w = open_writer(path, NULL);
     lcow_error err;
-    lcow_ext4_file top = {.mode = S_DIR | 0711, .uid = 7, .gid = 8,
-                          .mtime = {1700000000, 5, true}, .atime = {-5, 0, true}};
+    lcow_ext4_file top = {.mode = S_DIR | 0711,
+                          .uid = 7,
+                          .gid = 8,
+                          .mtime = {1700000000, 5, true},
+                          .atime = {-5, 0, true}};
     assert_int_equal(lcow_ext4_writer_create(w, "top", 3, &top, &err), LCOW_OK);
     assert_int_equal(lcow_ext4_writer_make_parents(w, "top/a/b/file", 12, &err), LCOW_OK);
     mk(w, "top/a/b/file", S_REG | 0644, "x", 1);
@@ -383,8 +387,10 @@ static void xattrs_in_inode_then_block(void **state)
     memset(v90, 'a', sizeof v90);
     memset(v500, 'b', sizeof v500);
     /* sorted by name: user.a (16+4+8=28 bytes) and user.b (16+4+92) -> b to the block */
-    lcow_ext4_xattr xa[] = {{"user.b", 6, v90, sizeof v90}, {"user.a", 6, "12345678", 8},
-                            {"user.c", 6, v500, sizeof v500}, {"user.a", 6, "late", 4}};
+    lcow_ext4_xattr xa[] = {{"user.b", 6, v90, sizeof v90},
+                            {"user.a", 6, "12345678", 8},
+                            {"user.c", 6, v500, sizeof v500},
+                            {"user.a", 6, "late", 4}};
     lcow_ext4_file f = {.mode = S_REG | 0644, .xattrs = xa, .xattr_count = 4};
     assert_int_equal(lcow_ext4_writer_create(w, "f", 1, &f, &err), LCOW_OK);
     finish(w);
