@@ -1,6 +1,7 @@
 #include "service/app.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "core/os/os.h"
 #include "service/logging.h"
@@ -28,6 +29,23 @@ lcow_code lcow_app_open_store(lcow_app *app, int *exit_code, lcow_error *err)
     return LCOW_OK;
 }
 
+/* Which endpoint failed to start: the gRPC one's errors name its address
+ * (app_real.c), anything else is the main one. */
+static bool grpc_failed(const lcow_svc_config *cfg, const lcow_error *inner)
+{
+    return cfg->grpc_address && strstr(inner->message, cfg->grpc_address) != NULL;
+}
+
+static const char *failed_address(const lcow_svc_config *cfg, const lcow_error *inner)
+{
+    return grpc_failed(cfg, inner) ? cfg->grpc_address : cfg->address;
+}
+
+static const char *failed_flag(const lcow_svc_config *cfg, const lcow_error *inner)
+{
+    return grpc_failed(cfg, inner) ? "--grpc-address" : "--address";
+}
+
 lcow_code lcow_app_start_server(lcow_app *app, int *exit_code, lcow_error *err)
 {
     lcow_error inner;
@@ -39,14 +57,15 @@ lcow_code lcow_app_start_server(lcow_app *app, int *exit_code, lcow_error *err)
     app->server = NULL;
     if (code == LCOW_ALREADY_EXISTS) {
         *exit_code = LCOW_EXIT_ADDRESS_IN_USE;
-        /* inner names the address (the main one, or the gRPC one). */
         lcow_error_set(err, code,
-                       "an endpoint address is in use by another process (another lcowsnap? "
-                       "pass a different --address or --grpc-address): %s",
+                       "address %s is in use by another process (another lcowsnap? pass a "
+                       "different %s): %s",
+                       failed_address(app->cfg, &inner), failed_flag(app->cfg, &inner),
                        inner.message);
     } else {
         *exit_code = LCOW_EXIT_SERVER_START;
-        lcow_error_set(err, code, "opening the endpoints failed: %s", inner.message);
+        lcow_error_set(err, code, "listening on %s failed: %s", failed_address(app->cfg, &inner),
+                       inner.message);
     }
     app->ops->close_store(app->ops->ctx, app->store);
     app->store = NULL;

@@ -345,7 +345,7 @@ static void grpc_address_defaults_off_and_conflicts(void **state)
     lcow_config_free(&cfg);
     /* Not the same address as the MessagePack endpoint. */
 #ifdef _WIN32
-    const char *same = "\\\\.\\pipe\\lcowsnap", *same_other_case = "\\\\.\\PIPE\\LcowSnap";
+    const char *same = "\\\\.\\pipe\\lcowsnap", *same_other_case = "\\\\.\\pipe\\LcowSnap";
 #else
     const char *same = "/srv/lcow/one.sock", *same_other_case = same;
 #endif
@@ -557,6 +557,7 @@ typedef struct fake_app {
     unsigned drain_ms;
     int order; /* stop must come before close */
     int stop_order, close_order;
+    bool grpc_fails; /* start_result comes from the gRPC endpoint */
 } fake_app;
 
 static lcow_code fake_open(void *ctx, const lcow_svc_config *cfg, void **store, lcow_error *err)
@@ -575,6 +576,9 @@ static lcow_code fake_start(void *ctx, const lcow_svc_config *cfg, void *store, 
     fake_app *f = ctx;
     f->started++;
     *server = f;
+    if (f->start_result != LCOW_OK && f->grpc_fails)
+        return lcow_error_set(err, f->start_result, "gRPC endpoint %s: pipe busy",
+                              cfg->grpc_address);
     if (f->start_result != LCOW_OK)
         return lcow_error_set(err, f->start_result, "pipe busy");
     /* The shutdown request arrives while serving. */
@@ -650,6 +654,27 @@ static void foreground_startup_failures_map_to_exit_codes(void **state)
     fake_app h = {.start_result = LCOW_INTERNAL};
     ops = fake_ops(&h);
     assert_int_equal(lcow_run_foreground(&cfg, &ops), LCOW_EXIT_SERVER_START);
+
+    /* The message names the endpoint that failed, and its flag. */
+    lcow_app app;
+    fake_app m = {.start_result = LCOW_ALREADY_EXISTS}, g2 = m;
+    g2.grpc_fails = true;
+    ops = fake_ops(&m);
+    lcow_app_init(&app, &ops, &cfg);
+    assert_int_equal(lcow_app_open_store(&app, &exit_code, &err), LCOW_OK);
+    assert_int_equal(lcow_app_start_server(&app, &exit_code, &err), LCOW_ALREADY_EXISTS);
+    assert_int_equal(exit_code, LCOW_EXIT_ADDRESS_IN_USE);
+    assert_non_null(strstr(err.message, cfg.address));
+    assert_non_null(strstr(err.message, "pass a different --address)"));
+    ops = fake_ops(&g2);
+    lcow_app_init(&app, &ops, &cfg);
+    assert_int_equal(lcow_app_open_store(&app, &exit_code, &err), LCOW_OK);
+    assert_int_equal(lcow_app_start_server(&app, &exit_code, &err), LCOW_ALREADY_EXISTS);
+    assert_int_equal(exit_code, LCOW_EXIT_ADDRESS_IN_USE);
+    char want[600];
+    snprintf(want, sizeof want, "address %s is in use", cfg.grpc_address);
+    assert_non_null(strstr(err.message, want));
+    assert_non_null(strstr(err.message, "pass a different --grpc-address)"));
     lcow_config_free(&cfg);
 }
 
