@@ -19,6 +19,7 @@
 
 #include <pcre2.h>
 
+#include "core/base/alloc.h"
 #include "core/base/compiler.h"
 
 /* Scanner results that are not runes (Go's scanner mixes both in one int). */
@@ -437,7 +438,7 @@ static bool unquote(const char *s, size_t n, fstr *out, const char **why, bool *
     *oom = false;
     char quote = s[0];
     const char *p = s + 1, *end = s + n - 1;
-    char *buf = malloc(n + 1);
+    char *buf = lcow_malloc(n + 1);
     if (!buf) {
         *oom = true;
         return false;
@@ -729,7 +730,7 @@ static lcow_code parse_field(parser *p, fstr *out)
     switch (t.kind) {
     case TOK_FIELD:
         out->len = t.end - t.pos;
-        out->bytes = malloc(out->len + 1);
+        out->bytes = lcow_malloc(out->len + 1);
         if (!out->bytes)
             return parse_oom(p);
         memcpy(out->bytes, p->sc.input + t.pos, out->len);
@@ -751,10 +752,10 @@ static lcow_code parse_field(parser *p, fstr *out)
 
 static lcow_code path_append(parser *p, selector *sel, fstr field)
 {
-    char **path = realloc(sel->path, (sel->path_count + 1) * sizeof *path);
+    char **path = lcow_realloc(sel->path, (sel->path_count + 1) * sizeof *path);
     if (path)
         sel->path = path;
-    size_t *lens = realloc(sel->path_lens, (sel->path_count + 1) * sizeof *lens);
+    size_t *lens = lcow_realloc(sel->path_lens, (sel->path_count + 1) * sizeof *lens);
     if (lens)
         sel->path_lens = lens;
     if (!path || !lens) {
@@ -822,7 +823,7 @@ static lcow_code parse_value(parser *p, bool allow_alt_quotes, fstr *out)
     case TOK_VALUE:
     case TOK_FIELD:
         out->len = t.end - t.pos;
-        out->bytes = malloc(out->len + 1);
+        out->bytes = lcow_malloc(out->len + 1);
         if (!out->bytes)
             return parse_oom(p);
         memcpy(out->bytes, p->sc.input + t.pos, out->len);
@@ -858,7 +859,7 @@ static pcre2_code *compile_wrapped(parser *p, const fstr *pattern, const char *t
 {
     static const char head[] = "(?s:.*?)(?:";
     size_t head_len = sizeof head - 1, tail_len = strlen(tail);
-    char *wrapped = malloc(head_len + pattern->len + tail_len);
+    char *wrapped = lcow_malloc(head_len + pattern->len + tail_len);
     if (!wrapped) {
         *code = PCRE2_ERROR_NOMEMORY;
         return NULL;
@@ -917,7 +918,7 @@ static lcow_code prepare_selector(parser *p, selector *sel)
         size_t len = 0;
         for (size_t i = 1; i < sel->path_count; i++)
             len += sel->path_lens[i] + (i > 1);
-        char *key = malloc(len + 1);
+        char *key = lcow_malloc(len + 1);
         if (!key)
             return parse_oom(p);
         size_t at = 0;
@@ -1043,14 +1044,14 @@ lcow_code lcow_filter_parse_n(const char *const *filters, const size_t *lens, si
     *out = NULL;
     if (count > 0 && !filters)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "filters: NULL filter list");
-    lcow_filter *f = calloc(1, sizeof *f);
+    lcow_filter *f = lcow_calloc(1, sizeof *f);
     if (!f)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "filters: out of memory");
     f->match_all = count == 0;
     parser p = {.err = err};
     lcow_code rc = LCOW_OK;
     if (count > 0) {
-        f->alternatives = calloc(count, sizeof *f->alternatives);
+        f->alternatives = lcow_calloc(count, sizeof *f->alternatives);
         f->match_context = pcre2_match_context_create(NULL);
         p.compile_context = pcre2_compile_context_create(NULL);
         if (!f->alternatives || !f->match_context || !p.compile_context) {

@@ -8,6 +8,7 @@
 
 #include <msgpack.h>
 
+#include "core/base/alloc.h"
 #include "rpc/client_transport.h"
 #include "rpc/frame.h"
 
@@ -29,7 +30,7 @@ lcow_code lcow_client_connect(const char *address, unsigned connect_timeout_ms, 
     *out = NULL;
     if (!address || !address[0])
         address = lcow_transport_default_address();
-    lcow_client *c = calloc(1, sizeof *c);
+    lcow_client *c = lcow_calloc(1, sizeof *c);
     if (!c || !msgpack_unpacker_init(&c->unpacker, CLIENT_READ_CHUNK)) {
         free(c);
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
@@ -102,7 +103,7 @@ lcow_code lcow_client_send(lcow_client *c, lcow_method method, const lcow_params
     uint32_t id = c->next_msgid++;
     msgpack_packer pk;
     c->sbuf.size = 0;
-    msgpack_packer_init(&pk, &c->sbuf, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, &c->sbuf, lcow_sbuffer_write);
     if (!lcow_proto_encode_request(&pk, id, method, params))
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory encoding a request");
     if (msgid)

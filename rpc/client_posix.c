@@ -2,6 +2,7 @@
  * is full, blocking recv() with SO_RCVTIMEO for the call timeout. */
 #include "rpc/client_transport.h"
 
+#include "core/base/alloc.h"
 #include "core/os/unixsock.h"
 
 #include <errno.h>
@@ -41,7 +42,7 @@ lcow_code lcow_transport_connect(const char *address, unsigned timeout_ms, lcow_
         if (fd < 0)
             return lcow_error_set(err, LCOW_UNAVAILABLE, "socket: %s", strerror(errno));
         if (lcow_os_unix_connect(fd, address) == 0) { /* any path length */
-            lcow_transport *t = malloc(sizeof *t);
+            lcow_transport *t = lcow_malloc(sizeof *t);
             if (!t) {
                 close(fd);
                 return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");

@@ -9,6 +9,7 @@
 
 #include <windows.h>
 
+#include "core/base/alloc.h"
 #include "core/os/win_str.h"
 
 struct lcow_transport {
@@ -54,7 +55,7 @@ lcow_code lcow_transport_connect(const char *address, unsigned timeout_ms, lcow_
         WaitNamedPipeW(name, (DWORD)(deadline - now));
     }
     free(name);
-    lcow_transport *t = calloc(1, sizeof *t);
+    lcow_transport *t = lcow_calloc(1, sizeof *t);
     HANDLE event = CreateEventW(NULL, TRUE, FALSE, NULL);
     if (!t || !event) {
         free(t);

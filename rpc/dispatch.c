@@ -4,19 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/alloc.h"
 #include "core/base/log.h"
+#include "rpc/frame.h"
 
 typedef lcow_code (*handler_fn)(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
                                 lcow_error *err);
-
-static char *dup_cstr(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *copy = malloc(n);
-    if (copy)
-        memcpy(copy, s, n);
-    return copy;
-}
 
 static lcow_code do_prepare(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
                             lcow_error *err)
@@ -112,8 +105,8 @@ static lcow_code do_cleanup(lcow_snapshotter *s, const lcow_params *p, lcow_resu
 static lcow_code do_version(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
                             lcow_error *err)
 {
-    r->version = dup_cstr(LCOW_VERSION);
-    r->snapshotter = dup_cstr(LCOW_SNAPSHOTTER_NAME);
+    r->version = lcow_strdup(LCOW_VERSION);
+    r->snapshotter = lcow_strdup(LCOW_SNAPSHOTTER_NAME);
     r->protocol = LCOW_PROTOCOL_VERSION;
     if (!r->version || !r->snapshotter)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
@@ -126,7 +119,7 @@ static lcow_code do_create_scratch(lcow_snapshotter *s, const lcow_params *p, lc
     lcow_code code = lcow_snapshotter_create_scratch(s, p->path, p->size_gb, p->block_size_mb, err);
     if (code != LCOW_OK)
         return code;
-    r->path = dup_cstr(p->path);
+    r->path = lcow_strdup(p->path);
     return r->path ? LCOW_OK : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
 }
 
@@ -187,8 +180,19 @@ bool lcow_dispatch_error(msgpack_sbuffer *out, bool has_msgid, uint32_t msgid, l
                          const char *message)
 {
     msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    return lcow_proto_encode_error(&pk, has_msgid, msgid, code, message);
+    msgpack_packer_init(&pk, out, lcow_sbuffer_write);
+    size_t before = out->size;
+    if (lcow_proto_encode_error(&pk, has_msgid, msgid, code, message))
+        return true;
+    out->size = before; /* no half-encoded answer */
+    /* Out of memory: a short ResourceExhausted may still fit. */
+    if (code != LCOW_RESOURCE_EXHAUSTED || strcmp(message, "out of memory") != 0) {
+        if (lcow_proto_encode_error(&pk, has_msgid, msgid, LCOW_RESOURCE_EXHAUSTED,
+                                    "out of memory"))
+            return true;
+        out->size = before;
+    }
+    return false;
 }
 
 bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *req,
@@ -201,7 +205,7 @@ bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *re
     if (code != LCOW_OK)
         return lcow_dispatch_error(out, true, req->msgid, code, err.message);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, out, lcow_sbuffer_write);
     size_t before = out->size;
     bool ok = lcow_proto_encode_result(&pk, req->msgid, req->method, &result);
     lcow_result_free(&result);

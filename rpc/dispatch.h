@@ -16,7 +16,8 @@ lcow_code lcow_dispatch(lcow_snapshotter *snapshotter, const lcow_request *req, 
                         lcow_error *err);
 
 /* Runs a decoded request and appends the encoded response (result or error)
- * to out. False only if encoding ran out of memory. */
+ * to out; when memory runs out the answer becomes ResourceExhausted. False
+ * only if not even that could be encoded (out is then as it was). */
 bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *req,
                            msgpack_sbuffer *out);
 
@@ -24,7 +25,9 @@ bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *re
  * thread (point reads: Stat, Mounts, Version). */
 bool lcow_dispatch_runs_inline(lcow_method method);
 
-/* Appends an error response. */
+/* Appends an error response; when that runs out of memory, a short
+ * ResourceExhausted "out of memory" instead. False if neither fits (out is
+ * then as it was). */
 bool lcow_dispatch_error(msgpack_sbuffer *out, bool has_msgid, uint32_t msgid, lcow_code code,
                          const char *message);
 

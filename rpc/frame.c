@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/base/alloc.h"
+
 #define UNPACKER_INITIAL_BYTES 8192
 
 void lcow_frame_scanner_init(lcow_frame_scanner *scanner)
@@ -261,6 +263,30 @@ bool lcow_frame_peek_msgid(const uint8_t *p, size_t len, uint32_t *msgid)
     return true;
 }
 
+int lcow_sbuffer_write(void *sbuffer, const char *data, size_t len)
+{
+    msgpack_sbuffer *sb = sbuffer;
+    if (sb->alloc - sb->size < len) {
+        size_t want = sb->size + len;
+        if (want < sb->size)
+            return -1; /* overflow */
+        size_t grow = sb->alloc ? sb->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+        while (grow < want) {
+            size_t next = grow * 2;
+            grow = next > grow ? next : want;
+        }
+        char *p = lcow_realloc(sb->data, grow);
+        if (!p)
+            return -1;
+        sb->data = p;
+        sb->alloc = grow;
+    }
+    if (len > 0)
+        memcpy(sb->data + sb->size, data, len);
+    sb->size += len;
+    return 0;
+}
+
 msgpack_unpack_return lcow_unpacker_next(msgpack_unpacker *unpacker, msgpack_object *out)
 {
     int ret = msgpack_unpacker_execute(unpacker);
@@ -401,7 +427,8 @@ lcow_code lcow_frame_reader_feed_some(lcow_frame_reader *reader, const uint8_t *
                     sink(ctx, &ev);
                     lcow_unpacker_recycle(&reader->unpacker);
                 } else {
-                    /* Nesting deeper than msgpack-c's stack, or no memory:
+                    /* Nesting deeper than msgpack-c's stack, or no memory
+                     * (msgpack-c reports both as MSGPACK_UNPACK_NOMEM_ERROR):
                      * the frame is skipped, the stream stays in sync. */
                     emit_error(reader, sink, ctx, LCOW_INVALID_ARGUMENT,
                                "malformed msgpack (nesting deeper than 32 levels?)");

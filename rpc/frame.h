@@ -79,6 +79,12 @@ typedef struct lcow_frame_reader {
     uint64_t frames;    /* frames completed (reported to the sink) */
 } lcow_frame_reader;
 
+/* msgpack_packer write callback for a msgpack_sbuffer, like msgpack-c's
+ * msgpack_sbuffer_write but growing the buffer through lcow_realloc (the
+ * allocation seam of core/base/alloc.h). Returns -1 when out of memory; the
+ * buffer then holds what was written before. */
+int lcow_sbuffer_write(void *sbuffer, const char *data, size_t len);
+
 /* msgpack_unpacker_next without a fresh zone per object: *out stays valid
  * until lcow_unpacker_recycle, which clears the zone (keeping its first
  * chunk) and lets the unpacker reuse its buffer, so a steady stream of small

@@ -8,6 +8,8 @@
 
 #include <msgpack/timestamp.h>
 
+#include "core/base/alloc.h"
+
 typedef enum field_type {
     FT_STR,    /* char * */
     FT_LABELS, /* lcow_labels */
@@ -132,12 +134,12 @@ void lcow_strv_free(lcow_strv *v)
 
 bool lcow_strv_push(lcow_strv *v, const char *s)
 {
-    char **items = realloc(v->items, (v->count + 1) * sizeof *items);
+    char **items = lcow_realloc(v->items, (v->count + 1) * sizeof *items);
     if (!items)
         return false;
     v->items = items;
     size_t n = strlen(s);
-    char *copy = malloc(n + 1);
+    char *copy = lcow_malloc(n + 1);
     if (!copy)
         return false;
     memcpy(copy, s, n + 1);
@@ -204,7 +206,7 @@ static lcow_code dup_str(const msgpack_object *o, const char *what, char **out, 
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: expected a string", what);
     if (!lcow_utf8_valid(o->via.str.ptr, o->via.str.size))
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: not valid UTF-8", what);
-    char *s = malloc(o->via.str.size + 1);
+    char *s = lcow_malloc(o->via.str.size + 1);
     if (!s)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     memcpy(s, o->via.str.ptr, o->via.str.size);
@@ -349,7 +351,7 @@ static lcow_code decode_info(const msgpack_object *o, lcow_info *info, bool name
     if (name_required && !have_name)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "info: missing required field \"name\"");
     if (!info->parent) {
-        info->parent = calloc(1, 1);
+        info->parent = lcow_calloc(1, 1);
         if (!info->parent)
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     }
@@ -427,7 +429,7 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
         lcow_mounts_free(m);
         if (v->via.array.size == 0)
             return LCOW_OK;
-        m->items = calloc(v->via.array.size, sizeof *m->items);
+        m->items = lcow_calloc(v->via.array.size, sizeof *m->items);
         if (!m->items)
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
         for (uint32_t i = 0; i < v->via.array.size; i++) {

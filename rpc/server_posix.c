@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/alloc.h"
 #include "core/base/log.h"
 #include "core/os/thread.h"
 #include "core/os/unixsock.h"
@@ -227,8 +228,10 @@ static void *conn_main(void *arg)
 {
     conn *c = arg;
     lcow_server *server = c->server;
-    c->buf = malloc(READ_CHUNK);
+    c->buf = lcow_malloc(READ_CHUNK);
     const char *why = "out of memory";
+    if (!c->buf)
+        LCOW_LOGW("rpc: out of memory for the read buffer of connection fd %d; closing it", c->fd);
     /* The idle timeout, for the blocking recv(). */
     struct timeval tv = {(time_t)(server->settings.idle_timeout_ms / 1000),
                          (suseconds_t)(server->settings.idle_timeout_ms % 1000) * 1000};
@@ -238,7 +241,10 @@ static void *conn_main(void *arg)
         why = NULL;
     while (!why) {
         bool stopping = atomic_load(&server->stopping);
-        bool open = !stopping && !c->read_eof && !c->broken;
+        /* failed: an answer was lost (out of memory, logged by the session):
+         * send the answers before it, then close. */
+        bool failed = lcow_session_failed(c->session);
+        bool open = !stopping && !c->read_eof && !c->broken && !failed;
         bool accepting = lcow_session_accepting(c->session);
         if (open && c->rest_len > 0 && accepting) {
             /* The session drained: the requests received earlier go first. */
@@ -250,7 +256,10 @@ static void *conn_main(void *arg)
         size_t output = lcow_session_output_bytes(c->session);
         if (pending == 0 && output == 0) {
             if (!open) {
-                why = c->broken ? "stream broken" : stopping ? "server stopping" : "end of stream";
+                why = failed      ? "an answer was lost (out of memory)"
+                      : c->broken ? "stream broken"
+                      : stopping  ? "server stopping"
+                                  : "end of stream";
                 break;
             }
             if (c->rest_len > 0)
@@ -299,7 +308,7 @@ static void *conn_main(void *arg)
 /* Accept thread: a connection gets a session and its reader. */
 static void start_connection(lcow_server *server, int fd)
 {
-    conn *c = calloc(1, sizeof *c);
+    conn *c = lcow_calloc(1, sizeof *c);
     if (!c) {
         LCOW_LOGE("rpc: out of memory accepting a connection");
         close(fd);
@@ -448,7 +457,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     *out = NULL;
     if (!config || !config->address || !config->address[0])
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "server address is empty");
-    lcow_server *server = calloc(1, sizeof *server);
+    lcow_server *server = lcow_calloc(1, sizeof *server);
     if (!server)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     server->listen_fd = -1;
@@ -457,7 +466,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     lcow_cond_init(&server->readers_done);
     atomic_init(&server->drain_deadline_ms, 0);
     server->snapshotter = snapshotter;
-    server->address = strdup(config->address);
+    server->address = lcow_strdup(config->address);
     lcow_server_settings_resolve(config, &server->settings);
     atomic_init(&server->stopping, false);
     atomic_init(&server->stopped, false);
@@ -570,7 +579,7 @@ lcow_code lcow_server_verify_security(const lcow_server *server, char **descript
     if (code != LCOW_OK)
         return code;
     if (description) {
-        *description = malloc(16);
+        *description = lcow_malloc(16);
         if (*description)
             memcpy(*description, "mode 0660", 10);
     }

@@ -14,6 +14,7 @@
 #include <aclapi.h>
 #include <sddl.h>
 
+#include "core/base/alloc.h"
 #include "core/base/log.h"
 #include "core/os/thread.h"
 #include "core/os/win_str.h"
@@ -71,7 +72,7 @@ struct lcow_server {
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
+    char *d = lcow_malloc(n);
     if (d)
         memcpy(d, s, n);
     return d;
@@ -375,15 +376,21 @@ static void conn_progress(lcow_server *server, conn *c)
         start_write(server, c);
     }
     start_read(server, c);
-    if ((c->read_eof || c->broken) && !c->closing && !c->write_pending &&
-        (c->rest_len == 0 || c->broken) && lcow_session_pending(c->session) == 0 &&
+    /* failed: an answer was lost (out of memory, logged by the session):
+     * the answers before it go out, then the connection closes. */
+    bool failed = lcow_session_failed(c->session);
+    if ((c->read_eof || c->broken || failed) && !c->closing && !c->write_pending &&
+        (c->rest_len == 0 || c->broken || failed) && lcow_session_pending(c->session) == 0 &&
         lcow_session_output_bytes(c->session) == 0)
-        conn_close(server, c, c->broken ? "stream broken" : "end of stream");
+        conn_close(server, c,
+                   failed      ? "an answer was lost (out of memory)"
+                   : c->broken ? "stream broken"
+                               : "end of stream");
 }
 
 static bool add_listener(lcow_server *server, HANDLE pipe)
 {
-    conn *c = calloc(1, sizeof *c);
+    conn *c = lcow_calloc(1, sizeof *c);
     if (c) {
         c->server = server;
         c->pipe = pipe;
@@ -569,7 +576,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     if (_strnicmp(address, "\\\\.\\pipe\\", 9) != 0 || !address[9])
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "pipe name \"%s\" does not start with \\\\.\\pipe\\", address);
-    lcow_server *server = calloc(1, sizeof *server);
+    lcow_server *server = lcow_calloc(1, sizeof *server);
     if (!server)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     server->first_instance = INVALID_HANDLE_VALUE;

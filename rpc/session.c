@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/alloc.h"
 #include "core/base/log.h"
 #include "core/os/thread.h"
 #include "rpc/dispatch.h"
@@ -45,8 +46,10 @@ struct lcow_session {
 
     lcow_frame_reader reader; /* I/O thread only */
     lcow_code feed_code;      /* set by the frame sink on allocation failure */
-    unsigned inline_budget;   /* left for this feed */
-    msgpack_sbuffer scratch;  /* answers of inline requests, reused */
+    bool feed_has_msgid;      /* ... and the msgid of the request it lost */
+    uint32_t feed_msgid;
+    unsigned inline_budget;  /* left for this feed */
+    msgpack_sbuffer scratch; /* answers of inline requests, reused */
 
     lcow_mutex lock; /* guards everything below */
     job *head, *tail;
@@ -54,6 +57,7 @@ struct lcow_session {
     bool scheduled; /* in the pool queue or on a worker */
     bool stalled;   /* jobs wait until the output drains below max_output */
     bool closed;
+    bool failed;                     /* an answer was lost: see lcow_session_failed */
     job *out_head, *out_tail;        /* output chunks in order */
     size_t out_bytes;                /* their sizes together */
     size_t out_off;                  /* bytes of out_head already sent */
@@ -142,10 +146,29 @@ static job *pop_chunk_locked(lcow_session *s)
  * into the last chunk (then freed) or becomes a chunk itself. */
 static void output_job_locked(lcow_session *s, job *j)
 {
-    if (j->out.size == 0 || pack_locked(s, j->out.data, j->out.size))
+    if (s->failed || j->out.size == 0 || pack_locked(s, j->out.data, j->out.size))
         free_job(j);
     else
         link_chunk_locked(s, j);
+}
+
+/* An answer could not be produced or queued (s->lock held): marks the
+ * session failed (the transport closes the connection once the answers
+ * before it are out) and drops the queued jobs, whose answers would come
+ * after the lost one. Returns how many were dropped (for the pool's
+ * in-flight count, which the caller lowers after unlocking). */
+static size_t fail_locked(lcow_session *s)
+{
+    s->failed = true;
+    size_t dropped = 0;
+    for (job *j = s->head, *next; j; j = next) {
+        next = j->next;
+        free_job(j);
+        dropped++;
+    }
+    s->head = s->tail = NULL;
+    s->pending -= dropped;
+    return dropped;
 }
 
 /* Appends s to the pool's ready queue and wakes a worker; the queue holds
@@ -192,22 +215,33 @@ static void run_session(lcow_rpc_pool *pool, lcow_session *s)
         s->head = j->next;
         if (!s->head)
             s->tail = NULL;
-        bool closed = s->closed;
+        bool closed = s->closed || s->failed;
         lcow_mutex_unlock(&s->lock);
 
-        if (!closed && j->decoded) {
-            if (!lcow_dispatch_respond(s->snapshotter, &j->req, &j->out))
-                LCOW_LOGE("rpc: out of memory answering msgid %u", (unsigned)j->req.msgid);
-        }
+        /* A job that is not a decoded request carries its (error) answer. */
+        bool answered =
+            closed || !j->decoded || lcow_dispatch_respond(s->snapshotter, &j->req, &j->out);
+        uint32_t msgid = j->req.msgid;
 
         lcow_mutex_lock(&s->lock);
-        if (!s->closed)
-            output_job_locked(s, j);
-        else
+        size_t dropped = 0;
+        bool lost = false;
+        if (s->closed || s->failed) {
             free_job(j);
+        } else if (!answered) {
+            free_job(j);
+            dropped = fail_locked(s);
+            lost = true;
+        } else {
+            output_job_locked(s, j);
+        }
         s->pending--;
         lcow_mutex_unlock(&s->lock);
-        atomic_fetch_sub(&pool->inflight, 1);
+        atomic_fetch_sub(&pool->inflight, 1 + (unsigned)dropped);
+        if (lost)
+            LCOW_LOGE("rpc: out of memory answering msgid %u (not even ResourceExhausted could "
+                      "be encoded): the connection closes after the answers before it",
+                      (unsigned)msgid);
         s->ops->notify(s->transport);
     }
 }
@@ -347,7 +381,7 @@ unsigned lcow_rpc_pool_inflight(const lcow_rpc_pool *pool)
  * caller then hands the session to the pool with resume(). */
 static bool resume_locked(lcow_session *s)
 {
-    if (!s->stalled || s->closed || !s->head || output_full_locked(s))
+    if (!s->stalled || s->closed || s->failed || !s->head || output_full_locked(s))
         return false;
     s->stalled = false;
     s->scheduled = true;
@@ -364,7 +398,7 @@ lcow_session *lcow_session_create(lcow_rpc_pool *pool, lcow_snapshotter *snapsho
                                   const lcow_session_limits *limits, const lcow_session_ops *ops,
                                   void *transport)
 {
-    lcow_session *s = calloc(1, sizeof *s);
+    lcow_session *s = lcow_calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->limits = *limits;
@@ -463,21 +497,19 @@ static bool run_inline(lcow_session *s, const lcow_request *req)
     if (s->inline_budget == 0)
         return false;
     lcow_mutex_lock(&s->lock);
-    bool idle = s->pending == 0 && !s->closed;
+    bool idle = s->pending == 0 && !s->closed && !s->failed;
     lcow_mutex_unlock(&s->lock);
     if (!idle)
         return false;
     s->inline_budget--;
     s->scratch.size = 0;
-    if (!lcow_dispatch_respond(s->snapshotter, req, &s->scratch))
-        LCOW_LOGE("rpc: out of memory answering msgid %u", (unsigned)req->msgid);
+    bool answered = lcow_dispatch_respond(s->snapshotter, req, &s->scratch);
     lcow_mutex_lock(&s->lock);
-    bool done =
-        s->closed || s->scratch.size == 0 || pack_locked(s, s->scratch.data, s->scratch.size);
+    bool done = answered && (s->closed || pack_locked(s, s->scratch.data, s->scratch.size));
     lcow_mutex_unlock(&s->lock);
-    if (!done) {
+    if (answered && !done) {
         /* A large answer: its buffer becomes a chunk of its own. */
-        job *c = calloc(1, sizeof *c);
+        job *c = lcow_calloc(1, sizeof *c);
         if (c) {
             c->out = s->scratch;
             msgpack_sbuffer_init(&s->scratch);
@@ -487,9 +519,18 @@ static bool run_inline(lcow_session *s, const lcow_request *req)
             else
                 free_job(c);
             lcow_mutex_unlock(&s->lock);
-        } else {
-            LCOW_LOGE("rpc: out of memory queueing the answer to msgid %u", (unsigned)req->msgid);
+            done = true;
         }
+    }
+    if (!done) {
+        lcow_mutex_lock(&s->lock);
+        size_t dropped = fail_locked(s); /* 0: nothing was queued */
+        lcow_mutex_unlock(&s->lock);
+        if (dropped)
+            atomic_fetch_sub(&s->pool->inflight, (unsigned)dropped);
+        LCOW_LOGE("rpc: out of memory %s msgid %u: the connection closes after the answers "
+                  "before it",
+                  answered ? "queueing the answer to" : "answering", (unsigned)req->msgid);
     }
     if (s->scratch.alloc > (64u << 10)) {
         /* A large answer (a long Walk page): give the memory back. */
@@ -519,19 +560,27 @@ static void handle_frame(lcow_session *s, const lcow_frame_event *ev)
             return;
         }
     }
-    job *j = calloc(1, sizeof *j);
-    if (!j) {
-        if (decoded)
-            lcow_params_free(&req.params);
-        s->feed_code = LCOW_RESOURCE_EXHAUSTED;
-        return;
+    job *j = lcow_calloc(1, sizeof *j);
+    if (j) {
+        msgpack_sbuffer_init(&j->out);
+        if (decoded) {
+            j->decoded = true;
+            j->req = req; /* the job owns the params now */
+        } else if (!lcow_dispatch_error(&j->out, has_msgid, msgid, code, message)) {
+            free_job(j);
+            j = NULL;
+        }
+    } else if (decoded) {
+        lcow_params_free(&req.params);
     }
-    msgpack_sbuffer_init(&j->out);
-    if (decoded) {
-        j->decoded = true;
-        j->req = req; /* the job owns the params now */
-    } else {
-        lcow_dispatch_error(&j->out, has_msgid, msgid, code, message);
+    if (!j) {
+        /* Neither queued nor answerable: the feed stops with an error and
+         * the transport closes the connection once earlier answers are
+         * out (lcow_session_feed's message says why). */
+        s->feed_code = LCOW_RESOURCE_EXHAUSTED;
+        s->feed_msgid = msgid;
+        s->feed_has_msgid = decoded || has_msgid;
+        return;
     }
     enqueue(s, j);
 }
@@ -543,7 +592,7 @@ static void frame_sink(void *ctx, const lcow_frame_event *ev)
 {
     lcow_session *s = ctx;
     handle_frame(s, ev);
-    if (s->feed_code != LCOW_OK || !lcow_session_accepting(s))
+    if (s->feed_code != LCOW_OK || !lcow_session_accepting(s) || lcow_session_failed(s))
         lcow_frame_reader_pause(&s->reader);
 }
 
@@ -556,8 +605,13 @@ lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, size_
     s->inline_budget = INLINE_BUDGET;
     lcow_code code =
         lcow_frame_reader_feed_some(&s->reader, data, len, frame_sink, s, consumed, err);
-    if (code == LCOW_OK && s->feed_code != LCOW_OK)
-        code = lcow_error_set(err, s->feed_code, "out of memory queueing a request");
+    if (code == LCOW_OK && s->feed_code != LCOW_OK) {
+        if (s->feed_has_msgid)
+            code = lcow_error_set(err, s->feed_code, "out of memory queueing or answering msgid %u",
+                                  (unsigned)s->feed_msgid);
+        else
+            code = lcow_error_set(err, s->feed_code, "out of memory answering a request");
+    }
     return code;
 }
 
@@ -566,8 +620,8 @@ bool lcow_session_accepting(lcow_session *s)
     if (s->proto)
         return s->proto->accepting(s->impl);
     lcow_mutex_lock(&s->lock);
-    bool ok =
-        (!s->limits.max_pending || s->pending < s->limits.max_pending) && !output_full_locked(s);
+    bool ok = !s->failed && (!s->limits.max_pending || s->pending < s->limits.max_pending) &&
+              !output_full_locked(s);
     lcow_mutex_unlock(&s->lock);
     return ok;
 }
@@ -697,4 +751,14 @@ void lcow_session_close(lcow_session *s)
 void lcow_session_notify(lcow_session *s)
 {
     s->ops->notify(s->transport);
+}
+
+bool lcow_session_failed(lcow_session *s)
+{
+    if (s->proto)
+        return false; /* a protocol closes its connection itself */
+    lcow_mutex_lock(&s->lock);
+    bool failed = s->failed;
+    lcow_mutex_unlock(&s->lock);
+    return failed;
 }

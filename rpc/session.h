@@ -95,6 +95,12 @@ void lcow_session_output_sent(lcow_session *s, size_t n);
 /* Drops queued jobs and pending output; running jobs finish unseen. */
 void lcow_session_close(lcow_session *s);
 
+/* True once an answer was lost because memory ran out (nothing could be
+ * encoded or queued, not even ResourceExhausted): the client would wait
+ * for it forever, so the transport stops reading, sends the answers queued
+ * before it and closes the connection. The session has logged it. */
+bool lcow_session_failed(lcow_session *s);
+
 /* ---- another protocol on the same transports ------------------------- */
 
 /* A task for the pool's workers beside the sessions (a protocol's calls):

@@ -179,7 +179,8 @@ void lcow_os_fault_clear(void);
  * fault injection is compiled in). */
 unsigned lcow_os_fault_calls(lcow_os_op op);
 /* Parses "op:nth:fault[:persist]" (e.g. "rename:1:eio") as given in the
- * LCOW_FAULT environment variable of test builds. */
+ * LCOW_FAULT environment variable of test builds; "alloc:nth[:persist]"
+ * arms the allocation seam of core/base/alloc.h instead. */
 bool lcow_os_fault_parse(const char *spec);
 const char *lcow_os_op_name(lcow_os_op op);
 

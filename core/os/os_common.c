@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/alloc.h"
 static bool is_sep(char c)
 {
     return c == LCOW_PATH_SEP || c == '/';
@@ -16,7 +17,7 @@ char *lcow_path_join(const char *a, const char *b)
     /* b is relative to a: drop its leading separators so "a/" + "/b" is "a/b". */
     while (alen > 0 && blen > 0 && is_sep(*b))
         b++, blen--;
-    char *out = malloc(alen + need_sep + blen + 1);
+    char *out = lcow_malloc(alen + need_sep + blen + 1);
     if (!out)
         return NULL;
     memcpy(out, a, alen);

@@ -2,6 +2,8 @@
  * armed faults per operation, lock-free so any thread can hit the seam. */
 #include "core/os/os_internal.h"
 
+#include "core/base/alloc.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,7 +160,14 @@ lcow_code lcow_os_fault_check(lcow_os_op op, const char *what, lcow_error *err)
 
 #endif
 
-/* "op:nth:fault[:persist]"; several specs may be separated by ','. */
+/* Where the next item of a spec starts (after the ',' ending this one). */
+static const char *end_of_item(const char *p, size_t len)
+{
+    return p[len] == ',' ? p + len + 1 : p + len;
+}
+
+/* "op:nth:fault[:persist]" or "alloc:nth[:persist]"; several specs may be
+ * separated by ','. */
 bool lcow_os_fault_parse(const char *spec)
 {
     if (!spec || !*spec)
@@ -188,6 +197,20 @@ bool lcow_os_fault_parse(const char *spec)
             if (!colon)
                 break;
         }
+        if (strcmp(fields[0], "alloc") == 0) {
+            /* "alloc:nth[:persist]": the allocation seam of core/base/alloc.h */
+            char *num_end = NULL;
+            unsigned long n = fields[1] && fields[1][0] >= '0' && fields[1][0] <= '9'
+                                  ? strtoul(fields[1], &num_end, 10)
+                                  : 0;
+            bool persist = nfields == 3 && strcmp(fields[2], "persist") == 0;
+            if (!num_end || *num_end || n == 0 || n > 1000000000ul || nfields > 3 ||
+                (nfields == 3 && !persist))
+                return false;
+            ok = lcow_alloc_fault_arm((unsigned)n, persist);
+            p = end_of_item(p, len);
+            continue;
+        }
         if (nfields < 3)
             return false;
         int op = -1;
@@ -211,7 +234,7 @@ bool lcow_os_fault_parse(const char *spec)
         if (op < 0 || *num_end || nth == 0 || nth > 1000000000ul || fault == LCOW_FAULT_NONE)
             return false;
         ok = lcow_os_fault_arm((lcow_os_op)op, (unsigned)nth, fault, persistent);
-        p = end ? end + 1 : p + len;
+        p = end_of_item(p, len);
     }
     return ok;
 }

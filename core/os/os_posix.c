@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/alloc.h"
 #include "core/base/log.h"
 #include "core/base/types.h"
 
@@ -83,8 +84,8 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
         oflags |= O_EXCL;
     if (flags & LCOW_OPEN_TRUNCATE)
         oflags |= O_TRUNC;
-    lcow_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
+    lcow_file *f = lcow_calloc(1, sizeof *f);
+    if (!f || !(f->path = lcow_strdup(path))) {
         free(f);
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", path);
     }
@@ -218,7 +219,7 @@ lcow_code lcow_os_mkdir_all(const char *path, lcow_error *err)
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_MKDIR, path, err);
     if (rc)
         return rc;
-    char *buf = strdup(path);
+    char *buf = lcow_strdup(path);
     if (!buf)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "mkdir %s: out of memory", path);
     size_t len = strlen(buf);
@@ -529,7 +530,7 @@ static int copy_range(int in, int out, off_t off, off_t end, char *buf, size_t b
 static int copy_data_segments(int in, int out, off_t size)
 {
     enum { BUF = 1 << 20 };
-    char *buf = malloc(BUF);
+    char *buf = lcow_malloc(BUF);
     if (!buf)
         return ENOMEM;
     bool use_cfr = true;

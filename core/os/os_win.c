@@ -14,6 +14,7 @@
 #include <string.h>
 #include <wchar.h>
 
+#include "core/base/alloc.h"
 #include "core/base/log.h"
 #include "core/base/types.h"
 #include "core/os/win_str.h"
@@ -53,7 +54,7 @@ static wchar_t *to_wide_path(const char *path)
     DWORD n = GetFullPathNameW(w, 0, NULL, NULL);
     if (n == 0)
         return w;
-    wchar_t *full = malloc(((size_t)n + 8) * sizeof *full);
+    wchar_t *full = lcow_malloc(((size_t)n + 8) * sizeof *full);
     if (!full) {
         free(w);
         return NULL;
@@ -210,7 +211,7 @@ lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err)
     DWORD cap = 512, got = 0, e = 0;
     wchar_t *final = NULL;
     for (int attempt = 0; attempt < 8; attempt++) {
-        wchar_t *grown = realloc(final, (size_t)cap * sizeof *final);
+        wchar_t *grown = lcow_realloc(final, (size_t)cap * sizeof *final);
         if (!grown) {
             e = ERROR_NOT_ENOUGH_MEMORY;
             break;
@@ -272,8 +273,8 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
     wchar_t *w = to_wide_path(path);
     if (!w)
         return bad_path(err, "open", path);
-    lcow_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = _strdup(path))) {
+    lcow_file *f = lcow_calloc(1, sizeof *f);
+    if (!f || !(f->path = lcow_strdup(path))) {
         free(f);
         free(w);
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", path);
@@ -566,7 +567,7 @@ static wchar_t *wide_join(const wchar_t *dir, const wchar_t *name)
 {
     size_t a = wcslen(dir), b = wcslen(name);
     bool sep = a > 0 && dir[a - 1] != L'\\';
-    wchar_t *out = malloc((a + sep + b + 1) * sizeof *out);
+    wchar_t *out = lcow_malloc((a + sep + b + 1) * sizeof *out);
     if (!out)
         return NULL;
     memcpy(out, dir, a * sizeof *out);
@@ -889,7 +890,7 @@ static DWORD allocated_ranges(HANDLE src, uint64_t size, FILE_ALLOCATED_RANGE_BU
     *out = NULL;
     *count = 0;
     size_t cap = 64, n = 0;
-    FILE_ALLOCATED_RANGE_BUFFER *ranges = malloc(cap * sizeof *ranges);
+    FILE_ALLOCATED_RANGE_BUFFER *ranges = lcow_malloc(cap * sizeof *ranges);
     if (!ranges)
         return ERROR_NOT_ENOUGH_MEMORY;
     FILE_ALLOCATED_RANGE_BUFFER query;
@@ -929,7 +930,7 @@ static DWORD allocated_ranges(HANDLE src, uint64_t size, FILE_ALLOCATED_RANGE_BU
         }
         if (n == cap) {
             cap *= 2;
-            void *p = realloc(ranges, cap * sizeof *ranges);
+            void *p = lcow_realloc(ranges, cap * sizeof *ranges);
             if (!p) {
                 free(ranges);
                 return ERROR_NOT_ENOUGH_MEMORY;
@@ -946,7 +947,7 @@ static DWORD copy_ranges(HANDLE in, HANDLE out, const FILE_ALLOCATED_RANGE_BUFFE
                          size_t count, uint64_t size)
 {
     enum { BUF = 1 << 20 };
-    char *buf = malloc(BUF);
+    char *buf = lcow_malloc(BUF);
     if (!buf)
         return ERROR_NOT_ENOUGH_MEMORY;
     DWORD e = 0;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "core/base/alloc.h"
+
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(lcow_mutex), "lcow_mutex too small");
 _Static_assert(sizeof(pthread_cond_t) <= sizeof(lcow_cond), "lcow_cond too small");
 
@@ -83,7 +85,7 @@ static int create_blocked(pthread_t *id, const pthread_attr_t *attr, lcow_thread
 
 bool lcow_thread_create(lcow_thread *t, lcow_thread_fn fn, void *arg)
 {
-    struct lcow_thread_handle *h = malloc(sizeof *h);
+    struct lcow_thread_handle *h = lcow_malloc(sizeof *h);
     if (!h)
         return false;
     if (create_blocked(&h->id, NULL, fn, arg) != 0) {

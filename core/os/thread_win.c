@@ -6,6 +6,8 @@
 #include <process.h>
 #include <stdlib.h>
 
+#include "core/base/alloc.h"
+
 _Static_assert(sizeof(SRWLOCK) <= sizeof(lcow_mutex), "lcow_mutex too small");
 _Static_assert(sizeof(CONDITION_VARIABLE) <= sizeof(lcow_cond), "lcow_cond too small");
 
@@ -73,7 +75,7 @@ static unsigned __stdcall trampoline(void *p)
 
 bool lcow_thread_create(lcow_thread *t, lcow_thread_fn fn, void *arg)
 {
-    struct lcow_thread_handle *h = calloc(1, sizeof *h);
+    struct lcow_thread_handle *h = lcow_calloc(1, sizeof *h);
     if (!h)
         return false;
     h->fn = fn;
@@ -101,7 +103,7 @@ static unsigned __stdcall detached_trampoline(void *arg)
 
 bool lcow_thread_start_detached(lcow_thread_fn fn, void *arg, size_t stack_bytes)
 {
-    struct lcow_thread_handle *h = calloc(1, sizeof *h);
+    struct lcow_thread_handle *h = lcow_calloc(1, sizeof *h);
     if (!h)
         return false;
     h->fn = fn;

@@ -6,6 +6,8 @@
 
 #include <shellapi.h>
 
+#include "core/base/alloc.h"
+
 wchar_t *lcow_utf8_to_wide(const char *s)
 {
     if (!s)
@@ -13,7 +15,7 @@ wchar_t *lcow_utf8_to_wide(const char *s)
     int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
     if (n <= 0)
         return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
+    wchar_t *w = lcow_malloc((size_t)n * sizeof *w);
     if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
         free(w);
         return NULL;
@@ -28,7 +30,7 @@ char *lcow_wide_to_utf8(const wchar_t *w)
     int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, NULL, 0, NULL, NULL);
     if (n <= 0)
         return NULL;
-    char *s = malloc((size_t)n);
+    char *s = lcow_malloc((size_t)n);
     if (s && WideCharToMultiByte(CP_UTF8, 0, w, -1, s, n, NULL, NULL) != n) {
         free(s);
         return NULL;
@@ -51,7 +53,7 @@ bool lcow_utf8_argv(int *argc, char ***argv)
     wchar_t **wargv = CommandLineToArgvW(GetCommandLineW(), &n);
     if (!wargv)
         return false;
-    char **out = calloc((size_t)n + 1, sizeof *out);
+    char **out = lcow_calloc((size_t)n + 1, sizeof *out);
     bool ok = out != NULL;
     for (int i = 0; ok && i < n; i++)
         ok = (out[i] = lcow_wide_to_utf8(wargv[i])) != NULL;

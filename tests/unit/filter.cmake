@@ -1,6 +1,7 @@
 # The Walk filter. Its test links a private library of just the filter and
 # the value types, so it does not depend on the rest of lcow_core.
 add_library(lcow_filter_only STATIC ${PROJECT_SOURCE_DIR}/core/filter.c
+                                    ${PROJECT_SOURCE_DIR}/core/base/alloc.c
                                     ${PROJECT_SOURCE_DIR}/core/base/types.c
                                     ${PROJECT_SOURCE_DIR}/core/base/errors.c)
 target_include_directories(lcow_filter_only PUBLIC ${PROJECT_SOURCE_DIR})

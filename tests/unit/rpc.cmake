@@ -12,3 +12,7 @@ lcow_unit_test(NAME test_client
                        ${CMAKE_CURRENT_LIST_DIR}/test_util.c
                        ${LCOW_RPC_SERVER_SOURCES}
                LIBS lcow_client lcow_os $<$<BOOL:${WIN32}>:psapi> TIMEOUT 300)
+# The allocation seam (core/base/alloc.h) and its campaign over the RPC
+# paths: the real snapshotter (no scratch disks) behind the real transport.
+lcow_unit_test(NAME test_alloc SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_alloc.c
+               LIBS lcow_rpc lcow_client TIMEOUT 600)
