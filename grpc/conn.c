@@ -351,13 +351,14 @@ static void run_unary(gconn *c, gstream *st)
     msgpack_sbuffer_destroy(&msg);
 }
 
-/* One page of a List: Walk from the cursor, messages of up to
- * LCOW_GRPC_LIST_BATCH infos, then re-queue, park or finish. */
+/* One page of a List: a Walk page (LCOW_WALK_PAGE_MAX infos) from the
+ * cursor, sent as messages of up to LCOW_GRPC_LIST_BATCH infos, then
+ * re-queue, park or finish. */
 static void run_list_page(gconn *c, gstream *st)
 {
     if (!alive(c, st))
         return;
-    st->req.params.limit = LCOW_GRPC_LIST_BATCH;
+    st->req.params.limit = LCOW_WALK_PAGE_MAX;
     lcow_result result;
     lcow_error err;
     lcow_error_clear(&err);
@@ -367,8 +368,10 @@ static void run_list_page(gconn *c, gstream *st)
     lcow_code code = lcow_dispatch(c->snapshotter, &st->req, &result, &err);
     if (code == LCOW_OK) {
         for (size_t i = 0; i < result.infos.count && code == LCOW_OK;) {
-            size_t n = lcow_grpc_encode_infos(result.infos.items + i, result.infos.count - i,
-                                              LCOW_GRPC_LIST_BATCH_BYTES, &msg);
+            size_t left = result.infos.count - i;
+            size_t n = lcow_grpc_encode_infos(
+                result.infos.items + i, left < LCOW_GRPC_LIST_BATCH ? left : LCOW_GRPC_LIST_BATCH,
+                LCOW_GRPC_LIST_BATCH_BYTES, &msg);
             if (n == 0)
                 code = lcow_error_set(&err, LCOW_RESOURCE_EXHAUSTED,
                                       "out of memory encoding the result");
