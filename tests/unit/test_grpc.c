@@ -23,6 +23,7 @@
 #include <unistd.h>
 #endif
 
+#include "core/os/thread.h"
 #include "core/snapshotter.h"
 #include "google/protobuf/empty.pb-c.h"
 #include "grpc/codec.h"
@@ -799,6 +800,69 @@ static void connection_limit_and_idle_timeout(void **state)
     lcow_server_free(server);
 }
 
+/* The endpoint's access control is read back like the main one's. */
+static void endpoint_security_is_read_back(void **state)
+{
+    char *described = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_server_verify_security(grpc_server, &described, &err), LCOW_OK);
+    assert_non_null(described);
+#ifdef _WIN32
+    assert_string_equal(described, "D:P(A;;GA;;;SY)(A;;GA;;;BA)");
+#else
+    assert_string_equal(described, "mode 0660");
+#endif
+    free(described);
+}
+
+typedef struct stopper {
+    lcow_server *server;
+} stopper;
+
+static void *stop_main(void *arg)
+{
+    lcow_server_stop(((stopper *)arg)->server, 10000);
+    return NULL;
+}
+
+/* A graceful stop answers the call in flight: a List of thousands started
+ * before the stop arrives whole. */
+static void graceful_stop_answers_the_call_in_flight(void **state)
+{
+    char address[256];
+    make_address(address, sizeof address, "s");
+    lcow_server *server = start_server(store, address, true);
+    gtc *c = NULL;
+    lcow_error err;
+    assert_int_equal(gtc_connect(address, &c, &err), LCOW_OK);
+    ListReq req = CONTAINERD__SERVICES__SNAPSHOTS__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+    int32_t id = gtc_start_call(c, "List", &req.base);
+    gtc_reply *r = gtc_peek(c, id);
+    for (int i = 0; i < 100 && r->len == 0 && !r->closed; i++)
+        assert_int_equal(gtc_pump(c, 5000, &err), LCOW_OK);
+    stopper stop = {server};
+    lcow_thread t;
+    assert_true(lcow_thread_create(&t, stop_main, &stop));
+    r = wait_reply(c, id);
+    assert_int_equal(r->grpc_status, 0);
+    size_t infos = 0;
+    for (size_t i = 0; i < gtc_message_count(r); i++) {
+        const uint8_t *d;
+        size_t len;
+        assert_true(gtc_message(r, i, &d, &len));
+        ListResp *resp =
+            (ListResp *)protobuf_c_message_unpack(SVC_DESC(list_snapshots_response), NULL, len, d);
+        assert_non_null(resp);
+        infos += resp->n_info;
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    assert_true(infos >= MANY);
+    gtc_forget(c, id);
+    lcow_thread_join(t, NULL);
+    gtc_close(c);
+    lcow_server_free(server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -812,6 +876,8 @@ int main(void)
         cmocka_unit_test(reset_mid_call),
         cmocka_unit_test(concurrent_calls_on_one_connection),
         cmocka_unit_test(connection_limit_and_idle_timeout),
+        cmocka_unit_test(endpoint_security_is_read_back),
+        cmocka_unit_test(graceful_stop_answers_the_call_in_flight),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
