@@ -1,6 +1,7 @@
 # RPC unit tests: codec and framing (no core), dispatch against a fake core,
 # client library against an in-process server.
 lcow_unit_test(NAME test_proto SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_proto.c LIBS lcow_rpc_proto)
+lcow_unit_test(NAME test_frame SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_frame.c LIBS lcow_rpc_proto)
 # The fake core in test_dispatch.c stands in for core/snapshotter.c.
 lcow_unit_test(NAME test_dispatch
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_dispatch.c ${PROJECT_SOURCE_DIR}/rpc/dispatch.c
@@ -9,7 +10,7 @@ lcow_unit_test(NAME test_dispatch
 # transport, with the in-memory fake core (rpc_fake_core.c).
 lcow_unit_test(NAME test_client
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_client.c ${CMAKE_CURRENT_LIST_DIR}/rpc_fake_core.c
-                       ${CMAKE_CURRENT_LIST_DIR}/test_util.c
+                       ${CMAKE_CURRENT_LIST_DIR}/testlib.c
                        ${LCOW_RPC_SERVER_SOURCES}
                LIBS lcow_client lcow_os $<$<BOOL:${WIN32}>:psapi> TIMEOUT 300)
 # The allocation seam (core/base/alloc.h) and its campaign over the RPC

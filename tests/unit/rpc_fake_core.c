@@ -1,5 +1,7 @@
 /* An in-memory stand-in for core/snapshotter.c, for RPC tests that must not
- * depend on the store: keys live in a small sorted table under a mutex.
+ * depend on the store: keys live in a small sorted table under a mutex. It
+ * keeps containerd's snapshotter contract where test_rpc_fake_core.c runs
+ * it (snapshotter_contract.c; no filter grammar, Walk holds the lock).
  * Usage of "sleep:<ms>" sleeps (slow-request tests; Usage runs on the
  * worker pool, while Stat may run inline on the server's I/O thread); CreateScratch of a
  * path containing "fail" fails with InvalidArgument. */
@@ -10,7 +12,7 @@
 #include "core/os/os.h"
 #include "core/snapshotter.h"
 #include "core/os/thread.h"
-#include "unit/test_util.h"
+#include "unit/testlib.h"
 
 #define FAKE_MAX 8192
 
@@ -68,6 +70,7 @@ static void make_mounts(const char *key, lcow_kind kind, lcow_mounts *m)
 static lcow_code create(lcow_snapshotter *s, lcow_kind kind, const char *key, const char *parent,
                         const lcow_labels *labels, lcow_mounts *mounts, lcow_error *err)
 {
+    memset(mounts, 0, sizeof *mounts);
     if (!key[0])
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "empty key");
     lcow_mutex_lock(&s->lock);
@@ -119,6 +122,7 @@ lcow_code lcow_snapshotter_view(lcow_snapshotter *s, const char *key, const char
 lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,
                                   lcow_error *err)
 {
+    memset(mounts, 0, sizeof *mounts);
     lcow_mutex_lock(&s->lock);
     bool found;
     size_t at = find(s, key, &found);
@@ -194,6 +198,7 @@ lcow_code lcow_snapshotter_remove(lcow_snapshotter *s, const char *key, lcow_err
 lcow_code lcow_snapshotter_stat(lcow_snapshotter *s, const char *key, lcow_info *info,
                                 lcow_error *err)
 {
+    memset(info, 0, sizeof *info);
     lcow_mutex_lock(&s->lock);
     bool found;
     size_t at = find(s, key, &found);
@@ -207,6 +212,10 @@ lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
                                   const char *const *fieldpaths, size_t fieldpath_count,
                                   lcow_info *out, lcow_error *err)
 {
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < fieldpath_count; i++)
+        if (strcmp(fieldpaths[i], "labels") != 0 && strncmp(fieldpaths[i], "labels.", 7) != 0)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "cannot update %s", fieldpaths[i]);
     lcow_mutex_lock(&s->lock);
     bool found;
     size_t at = find(s, info->name, &found);
@@ -215,18 +224,16 @@ lcow_code lcow_snapshotter_update(lcow_snapshotter *s, const lcow_info *info,
         return lcow_error_set(err, LCOW_NOT_FOUND, "snapshot %s: not found", info->name);
     }
     lcow_info *cur = &s->items[at];
-    if (fieldpath_count == 0) {
-        lcow_labels_free(&cur->labels);
-        lcow_labels_copy(&cur->labels, &info->labels);
-    }
-    for (size_t i = 0; i < fieldpath_count; i++) {
-        if (strncmp(fieldpaths[i], "labels.", 7) != 0) {
-            lcow_mutex_unlock(&s->lock);
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "cannot update %s", fieldpaths[i]);
+    for (size_t i = 0; i <= fieldpath_count; i++) {
+        /* No paths or "labels": the labels are replaced. */
+        if (i == fieldpath_count ? fieldpath_count == 0 : strcmp(fieldpaths[i], "labels") == 0) {
+            lcow_labels_free(&cur->labels);
+            lcow_labels_copy(&cur->labels, &info->labels);
+        } else if (i < fieldpath_count) {
+            const char *k = fieldpaths[i] + 7;
+            const char *v = lcow_labels_get(&info->labels, k);
+            lcow_labels_set(&cur->labels, k, v ? v : "");
         }
-        const char *k = fieldpaths[i] + 7;
-        const char *v = lcow_labels_get(&info->labels, k);
-        lcow_labels_set(&cur->labels, k, v ? v : "");
     }
     cur->updated = lcow_os_time_now();
     lcow_info_copy(out, cur);
@@ -253,7 +260,11 @@ lcow_code lcow_snapshotter_usage(lcow_snapshotter *s, const char *key, lcow_usag
 lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *opts, lcow_walk_fn fn,
                                 void *ctx, char **next, lcow_error *err)
 {
-    *next = NULL;
+    static const lcow_walk_options all;
+    if (next)
+        *next = NULL;
+    if (!opts)
+        opts = &all;
     lcow_mutex_lock(&s->lock);
     size_t start = 0, n = 0;
     if (opts->after) {
@@ -268,7 +279,8 @@ lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *op
             s->items[i].kind != LCOW_KIND_COMMITTED)
             continue;
         if (opts->limit && n == opts->limit) {
-            *next = strdup(s->items[i - 1].name);
+            if (next)
+                *next = strdup(s->items[i - 1].name);
             break;
         }
         if (fn(ctx, &s->items[i]))

@@ -3,6 +3,6 @@
 # test does not depend on the metadata modules; the disk builder comes from
 # lcow_disk.
 lcow_unit_test(NAME test_scratch
-               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_scratch.c ${CMAKE_CURRENT_LIST_DIR}/test_util.c
+               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_scratch.c ${CMAKE_CURRENT_LIST_DIR}/testlib.c
                        ${PROJECT_SOURCE_DIR}/core/scratch.c
                LIBS lcow_disk lcow_os LABELS scratch TIMEOUT 900)

@@ -33,7 +33,7 @@
 #endif
 #include "rpc/client.h"
 #include "rpc/server.h"
-#include "unit/test_util.h"
+#include "unit/testlib.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define LCOW_TEST_ASAN 1

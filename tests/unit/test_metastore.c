@@ -12,7 +12,7 @@
 
 #include "core/metastore.h"
 #include "core/os/os.h"
-#include "unit/test_util.h"
+#include "unit/testlib.h"
 
 typedef struct fixture {
     char *dir;

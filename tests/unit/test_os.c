@@ -21,7 +21,7 @@
 #include "core/base/errors.h"
 #include "core/os/os.h"
 #include "core/os/thread.h"
-#include "unit/test_util.h"
+#include "unit/testlib.h"
 
 static void write_file(const char *path, const char *text)
 {

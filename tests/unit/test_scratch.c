@@ -17,7 +17,7 @@
 #include "core/scratch.h"
 #include "core/disk/scratchdisk.h"
 #include "core/os/thread.h"
-#include "unit/test_util.h"
+#include "unit/testlib.h"
 
 /* ---------------------------------------------------------------- helpers */
 

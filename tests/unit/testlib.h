@@ -1,7 +1,7 @@
-/* Helpers shared by the cmocka unit tests (tests/unit/test_util.c). Include
+/* Helpers shared by the cmocka unit tests (tests/unit/testlib.c). Include
  * after <cmocka.h>: the helpers fail the running test through its asserts. */
-#ifndef LCOW_TESTS_UNIT_TEST_UTIL_H
-#define LCOW_TESTS_UNIT_TEST_UTIL_H
+#ifndef LCOW_TESTS_UNIT_TESTLIB_H
+#define LCOW_TESTS_UNIT_TESTLIB_H
 
 /* Skips the running test in builds without LCOW_FAULT_INJECTION (the release
  * preset), which have no core/os fault seam. Needs core/os/os.h. */

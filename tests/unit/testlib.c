@@ -14,7 +14,7 @@
 
 #include "core/base/errors.h"
 #include "core/os/os.h"
-#include "unit/test_util.h"
+#include "unit/testlib.h"
 
 char *test_fresh_dir(const char *name)
 {
