@@ -214,6 +214,16 @@ static void answer_http_locked(gconn *c, gstream *st, const char *status)
         nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 
+/* A List the stopping pool will not continue ends with Unavailable, not
+ * with a success that would pass the missing pages off as the end. */
+static void list_cut_locked(gstream *st)
+{
+    st->eof = true;
+    st->status = lcow_grpc_status(LCOW_UNAVAILABLE);
+    free(st->message);
+    st->message = strdup("the service is stopping");
+}
+
 static ssize_t read_data(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *source, void *user_data)
 {
@@ -238,7 +248,7 @@ static ssize_t read_data(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, s
         /* A parked List: its messages drained, the next page may run. */
         st->parked = false;
         if (!submit_task_locked(c, st))
-            st->eof = true;
+            list_cut_locked(st);
     }
     if (left == 0 && st->eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
@@ -394,15 +404,17 @@ static void run_list_page(gconn *c, gstream *st)
             if (code != LCOW_OK || done) {
                 st->eof = true;
                 st->status = lcow_grpc_status(code);
-                if (code != LCOW_OK)
+                if (code != LCOW_OK) {
+                    free(st->message);
                     st->message = strdup(err.message);
+                }
             }
             respond_locked(c, st);
             if (!st->eof) {
                 if (st->data.size - st->data_off > c->max_output / 4)
                     st->parked = true; /* read_data re-queues it */
                 else if (!submit_task_locked(c, st))
-                    st->eof = true;
+                    list_cut_locked(st);
                 if (st->eof)
                     respond_locked(c, st);
             }
