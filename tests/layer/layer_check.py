@@ -514,7 +514,10 @@ def compare(img_tree, ref_tree, named):
         if a["type"] == "directory" and named.get(p, 0) > 1:
             # tar2ext4 keeps only the in-inode xattrs of a directory named
             # again (it rewrites the xattr block from the new entry alone)
-            if any(b["xattrs"].get(k) != v for k, v in ax.items()):
+            # (and tar -x may lose one of the last entry's xattrs when old and
+            # new together pass what one inode of the host's ext4 can hold)
+            last = named.xattrs[p][-1] if p in named.xattrs else set()
+            if any(b["xattrs"].get(k) != v and k not in last for k, v in ax.items()):
                 errs.append("%s: xattrs %s, tar -x %s" % (p, sorted(ax), sorted(b["xattrs"])))
         elif a["type"] == "regular" and named.get(p, 0) > 1 and ax != b["xattrs"]:
             # a file named again after a version without data blocks: tar2ext4
