@@ -128,9 +128,22 @@ service_entry_count() { # SCM entries that run the installed Program Files\lcows
     awk 'BEGIN { n = 0 } /ImagePath/ && index(tolower($0), "program files\\lcowsnap\\lcowsnap.exe") { n++ } END { print n }'
 }
 
+# The Wine tests need the wine fixture's persistent wineserver: without it the
+# server exits between two commands, stops every service and reloads the
+# registry (services STOPPED mid-test, values written a moment ago gone).
+# Checked, not assumed: a test registered without the fixture fails here,
+# saying so, instead of failing at random under load.
+require_persistent_wineserver() {
+  local helper
+  helper=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/wine-env.sh
+  LCOW_WINEPREFIX=$WINEPREFIX "$helper" persistent >/dev/null ||
+    fail "no persistent wineserver for $WINEPREFIX: run the Wine tests through ctest (fixture wine_up, FIXTURES_REQUIRED wine)"
+}
+
 # Serialise with every other user of the service name in this prefix (CTest's
 # RESOURCE_LOCK covers one ctest run; this lock also covers other build trees).
 take_service_lock() {
+  require_persistent_wineserver
   exec 9>"$WINEPREFIX/.lcowsnap-service.lock"
   flock -w 900 9 || fail "could not get $WINEPREFIX/.lcowsnap-service.lock within 900 s"
 }

@@ -7,6 +7,7 @@
 TEST_NAME=installer_msi_wait
 . "$(dirname "$0")/common.sh"
 skip_unless_built
+require_persistent_wineserver
 
 WAIT_EXE=${LCOW_MSI_WAIT_EXE:?}
 SVC_EXE=${LCOW_SERVICE_EXE:?}

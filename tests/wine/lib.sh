@@ -24,6 +24,11 @@ fail() {
   echo "FAIL: $*" >&2
   exit 1
 }
+# The fixture's persistent wineserver, checked rather than assumed: without it
+# the server exits between two commands, stops every service and reloads the
+# registry, and these tests fail at random under load.
+LCOW_WINEPREFIX=$WINEPREFIX "$(dirname "${BASH_SOURCE[0]}")/../../scripts/wine-env.sh" persistent >/dev/null ||
+  fail "no persistent wineserver for $WINEPREFIX: run these tests through ctest (fixture wine_up)"
 # Z:\... path of a Linux path (backslashes: LevelDB under Wine needs them).
 winpath() { printf 'Z:%s' "$(realpath -m "$1" | tr / '\\')"; }
 
