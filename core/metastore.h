@@ -214,8 +214,8 @@ typedef struct lcow_meta_remove_effect {
 lcow_code lcow_metastore_remove(lcow_metastore *ms, const char *key,
                                 lcow_meta_remove_effect *effect, lcow_error *err);
 
-/* Update by field paths (section 4 of the semantics): absent -> NotFound;
- * a path other than "labels" / "labels.<k>" (k non-empty) ->
+/* Update by field paths (docs/reference/containerd-snapshotter.md, section 3):
+ * absent -> NotFound; a path other than "labels" / "labels.<k>" (k non-empty) ->
  * InvalidArgument; resulting labels validated. Sets updated = now. */
 lcow_code lcow_metastore_update(lcow_metastore *ms, const lcow_info *info, const char *const *paths,
                                 size_t path_count, lcow_meta_record *out, lcow_error *err);

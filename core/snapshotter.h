@@ -5,7 +5,7 @@
  * active; the only kind that can be a parent). Every mutation is one synced
  * LevelDB write batch; a failed call changes nothing. Errors use the
  * containerd categories of core/base/errors.h, in containerd's evaluation order
- * (see docs and ../shared/reference/containerd-snapshotter-semantics.md).
+ * (docs/reference/containerd-snapshotter.md, section 10).
  *
  * All functions are thread-safe. Readers (stat, walk, mounts, usage) read a
  * LevelDB snapshot and never wait for a writer; slow file work (scratch

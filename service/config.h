@@ -1,5 +1,5 @@
 /* lcowsnap's command line: parsing and validation of the flags of
- * DESIGN.md "Command lines". Parsing is pure (no I/O); validation resolves
+ * README.md "Command line". Parsing is pure (no I/O); validation resolves
  * defaults and touches the file system (root must be writable).
  *
  * Every error names the flag and says what to do, e.g.

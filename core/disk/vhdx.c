@@ -1,5 +1,5 @@
 /* Dynamic VHDX writer and reader (MS-VHDX v1). Field tables and measured
- * qemu behaviour: ../shared/reference/vhdx-ext4-notes.md; our choices:
+ * qemu behaviour: docs/reference/vhdx-ext4.md; our choices:
  * docs/disk-format.md. Everything on disk is little-endian. */
 #include "core/disk/vhdx.h"
 

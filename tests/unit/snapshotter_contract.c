@@ -192,7 +192,7 @@ static void update(void **state)
         assert_int_equal(out.labels.count, 4);
         lcow_info_free(&out);
 
-        /* Worked example of section 4. */
+        /* The worked example of docs/reference/containerd-snapshotter.md, "Update field paths". */
         lcow_labels_free(&req.labels);
         lcow_labels_set(&req.labels, "l1", "updated");
         lcow_labels_set(&req.labels, "l4", "v4");

@@ -30,7 +30,7 @@ static const uint8_t SEED[16] = {0x11, 0x11, 0x11, 0x11, 0x22, 0x22, 0x33, 0x33,
 #define NOW 1700000000
 #endif
 
-/* Expected geometry: mke2fs 1.47 on Debian 12 (see vhdx-ext4-notes 3.5). */
+/* Expected geometry: mke2fs 1.47 on Debian 12 (see docs/reference/vhdx-ext4.md, 3.1). */
 static void geometry_matches_mke2fs(void **state)
 {
     struct {
