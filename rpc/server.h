@@ -19,6 +19,7 @@ typedef struct lcow_server lcow_server;
 #define LCOW_SERVER_DEFAULT_MAX_FRAME_BYTES ((size_t)4 << 20)
 #define LCOW_SERVER_DEFAULT_MAX_CONNECTIONS 256u
 #define LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS 300000u
+#define LCOW_SERVER_DEFAULT_FRAME_TIMEOUT_MS 30000u
 /* Per connection: no more requests are read while this many of its requests
  * are queued or running, or this much of its output is unsent, so a client
  * that does not read its responses only stalls itself. */
@@ -32,8 +33,16 @@ typedef struct lcow_server_config {
     const char *pipe_sddl;
     size_t max_frame_bytes;   /* 0 = LCOW_SERVER_DEFAULT_MAX_FRAME_BYTES (4 MiB) */
     unsigned max_connections; /* 0 = LCOW_SERVER_DEFAULT_MAX_CONNECTIONS (256) */
-    unsigned idle_timeout_ms; /* 0 = LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS (5 min) */
-    unsigned worker_threads;  /* 0 = 2 x CPUs, at least 4 */
+    /* A connection is closed when, for this long, it has had nothing to
+     * do: no request queued or running, no request completed, no answer
+     * written. Bytes of an unfinished request do not count.
+     * 0 = LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS (5 min). */
+    unsigned idle_timeout_ms;
+    /* A request must arrive whole within this long of its first byte, or
+     * the connection is closed (slowloris). 0 = LCOW_SERVER_DEFAULT_FRAME_
+     * TIMEOUT_MS (30 s). */
+    unsigned frame_timeout_ms;
+    unsigned worker_threads; /* 0 = 2 x CPUs, at least 4 */
     /* Windows only: accept a pipe_sddl that grants write access to Everyone
      * (WD) or Anonymous (AN); refused otherwise. */
     bool allow_world_writable_sddl;

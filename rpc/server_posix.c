@@ -53,6 +53,11 @@ typedef struct conn {
     uint8_t *buf;    /* READ_CHUNK bytes (reader thread) */
     size_t rest_off; /* buf[rest_off..+rest_len): received, not fed yet */
     size_t rest_len; /* (the session was full) */
+    /* Reader thread: the idle and frame deadlines (server_common.h), the
+     * SO_RCVTIMEO in force, and the output seen last (a change is activity). */
+    lcow_conn_clock clock;
+    int64_t recv_timeout_ms;
+    size_t last_output;
 } conn;
 
 struct lcow_server {
@@ -145,12 +150,13 @@ static bool conn_feed(conn *c)
     c->rest_len -= used;
     if (c->rest_len == 0)
         c->rest_off = 0;
+    lcow_conn_clock_fed(&c->clock, c->session, now_ms());
     return lcow_session_write(c->session, sock_write, c);
 }
 
 /* Reader thread, with nothing left in buf: receives and feeds.
- * READ_TIMED_OUT: a blocking recv() waited the whole idle timeout
- * (SO_RCVTIMEO) for nothing; READ_FAILED: close the connection now. */
+ * READ_TIMED_OUT: a blocking recv() waited its SO_RCVTIMEO (the nearer
+ * deadline) for nothing; READ_FAILED: close the connection now. */
 static read_outcome conn_read(conn *c, bool blocking)
 {
     for (;;) {
@@ -224,6 +230,30 @@ static void reader_gone(lcow_server *server)
     lcow_mutex_unlock(&server->lock);
 }
 
+/* The blocking recv() waits at most ms (at least 1). A timeout already in
+ * force is kept when it ends at most 250 ms after the deadline, so a busy
+ * connection does not pay a setsockopt per request. */
+static bool set_recv_timeout(conn *c, int64_t ms)
+{
+    if (ms < 1)
+        ms = 1;
+    if (c->recv_timeout_ms >= ms && c->recv_timeout_ms - ms <= 250)
+        return true;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+        return false;
+    c->recv_timeout_ms = ms;
+    return true;
+}
+
+/* A deadline passed: a slowloris (frame timeout) is worth a warning. */
+static void log_expiry(const conn *c, const char *why)
+{
+    if (strncmp(why, "frame timeout", 13) == 0)
+        LCOW_LOGW("rpc: connection fd %d: %s (%u ms); closing it", c->fd, why,
+                  c->server->settings.frame_timeout_ms);
+}
+
 static void *conn_main(void *arg)
 {
     conn *c = arg;
@@ -232,13 +262,9 @@ static void *conn_main(void *arg)
     const char *why = "out of memory";
     if (!c->buf)
         LCOW_LOGW("rpc: out of memory for the read buffer of connection fd %d; closing it", c->fd);
-    /* The idle timeout, for the blocking recv(). */
-    struct timeval tv = {(time_t)(server->settings.idle_timeout_ms / 1000),
-                         (suseconds_t)(server->settings.idle_timeout_ms % 1000) * 1000};
-    if (c->buf && setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
-        why = "setsockopt(SO_RCVTIMEO) failed";
-    else if (c->buf)
+    else
         why = NULL;
+    lcow_conn_clock_start(&c->clock, now_ms());
     while (!why) {
         bool stopping = atomic_load(&server->stopping);
         /* failed: an answer was lost (out of memory, logged by the session):
@@ -264,16 +290,49 @@ static void *conn_main(void *arg)
             }
             if (c->rest_len > 0)
                 continue; /* a worker finished since `accepting`: feed first */
-            /* Nothing in flight: only the client can give us work, and a
-             * recv() that times out means it gave none for the idle timeout. */
-            read_outcome got = conn_read(c, true);
-            if (got == READ_FAILED)
+            /* Nothing in flight: only the client can give us work. recv()
+             * waits until the idle timeout or the frame deadline; bytes of
+             * an unfinished request move neither (lcow_conn_clock_fed). */
+            c->last_output = 0;
+            const char *expiry;
+            int64_t now = now_ms();
+            int64_t deadline =
+                lcow_conn_clock_deadline(&c->clock, &server->settings, true, &expiry);
+            if (deadline <= now) {
+                log_expiry(c, expiry);
+                why = expiry;
+                break;
+            }
+            if (!set_recv_timeout(c, deadline - now)) {
+                why = "setsockopt(SO_RCVTIMEO) failed";
+                break;
+            }
+            if (conn_read(c, true) == READ_FAILED)
                 why = "read/write error or hang-up";
-            else if (got == READ_TIMED_OUT && !atomic_load(&server->stopping))
-                why = "idle timeout";
-            continue;
+            continue; /* READ_TIMED_OUT: the deadline is looked at again */
+        }
+        /* Requests in flight or answers unsent. Running work and output that
+         * moves are activity; a client that reads nothing for the idle
+         * timeout while its answers wait (and its queued jobs with them) is
+         * idle. */
+        int64_t now = now_ms();
+        bool working = pending > 0 && !lcow_session_output_full(c->session);
+        if (working || output != c->last_output)
+            lcow_conn_clock_active(&c->clock, now);
+        c->last_output = output;
+        if (!(open && c->rest_len == 0 && accepting))
+            lcow_conn_clock_paused(&c->clock, now); /* not reading: the frame clock waits */
+        const char *expiry;
+        int64_t deadline =
+            lcow_conn_clock_deadline(&c->clock, &server->settings, !working, &expiry);
+        if (!stopping && deadline <= now) {
+            log_expiry(c, expiry);
+            why = expiry;
+            break;
         }
         int timeout = 1000;
+        if (!stopping && deadline - now < timeout)
+            timeout = (int)(deadline - now);
         if (stopping) {
             int64_t left = atomic_load(&server->drain_deadline_ms) - now_ms();
             if (left <= 0) {

@@ -40,7 +40,10 @@ typedef struct conn {
     bool read_eof, broken, closing, reaped;
     msgpack_sbuffer writing; /* buffer of the pending WriteFile */
     size_t written;
-    ULONGLONG last_activity;
+    /* The idle and frame deadlines (server_common.h), and the output seen
+     * at the last look (a change is activity). */
+    lcow_conn_clock clock;
+    size_t last_output;
     /* read_buf[rest_off..+rest_len): received but not fed yet, because the
      * session was full (128 queued requests or 8 MiB unsent). */
     size_t rest_off, rest_len;
@@ -357,6 +360,7 @@ static void feed_rest(lcow_server *server, conn *c)
         }
         c->rest_off += used;
         c->rest_len -= used;
+        lcow_conn_clock_fed(&c->clock, c->session, (int64_t)GetTickCount64());
     }
     if (c->rest_len == 0)
         c->rest_off = 0;
@@ -431,7 +435,7 @@ static void on_connect(lcow_server *server, conn *c, BOOL ok)
     server->listening--;
     c->state = CONN_CONNECTED;
     server->connected++;
-    c->last_activity = GetTickCount64();
+    lcow_conn_clock_start(&c->clock, (int64_t)GetTickCount64());
     if (c->closing) {
         conn_reap(server, c);
         replenish_listeners(server);
@@ -451,7 +455,6 @@ static void on_connect(lcow_server *server, conn *c, BOOL ok)
 static void on_read(lcow_server *server, conn *c, BOOL ok, DWORD bytes)
 {
     c->read_pending = false;
-    c->last_activity = GetTickCount64();
     if (!ok) {
         DWORD e = GetLastError();
         if (e == ERROR_BROKEN_PIPE || e == ERROR_PIPE_NOT_CONNECTED)
@@ -471,7 +474,7 @@ static void on_read(lcow_server *server, conn *c, BOOL ok, DWORD bytes)
 static void on_write(lcow_server *server, conn *c, BOOL ok, DWORD bytes)
 {
     c->write_pending = false;
-    c->last_activity = GetTickCount64();
+    lcow_conn_clock_active(&c->clock, (int64_t)GetTickCount64());
     if (!ok) {
         if (!c->closing)
             conn_close(server, c, "write failed");
@@ -547,17 +550,36 @@ static void *io_main(void *arg)
             /* A worker has output for this connection. */
             conn *c = (conn *)key;
             lcow_session *s = c->session;
+            lcow_conn_clock_active(&c->clock, (int64_t)GetTickCount64());
             conn_progress(server, c);
             lcow_session_unref(s);
         }
-        /* Idle connections. */
+        /* Deadlines: idle connections, and requests that do not arrive whole
+         * in time (slowloris). */
         if (!stopping) {
-            now = GetTickCount64();
+            int64_t t = (int64_t)GetTickCount64();
             for (conn *c = server->conns, *next; c; c = next) {
                 next = c->next;
-                if (c->state == CONN_CONNECTED && !c->closing && conn_idle(c) &&
-                    now - c->last_activity >= server->settings.idle_timeout_ms)
-                    conn_close(server, c, "idle timeout");
+                if (c->state != CONN_CONNECTED || c->closing)
+                    continue;
+                size_t pending = lcow_session_pending(c->session);
+                size_t output = lcow_session_output_bytes(c->session);
+                /* queued jobs held for a client that does not read are
+                 * not work in progress */
+                bool working = pending > 0 && !lcow_session_output_full(c->session);
+                if (working || output != c->last_output)
+                    lcow_conn_clock_active(&c->clock, t);
+                c->last_output = output;
+                if (c->rest_len > 0 || c->read_eof || c->broken ||
+                    !lcow_session_accepting(c->session))
+                    lcow_conn_clock_paused(&c->clock, t); /* not reading */
+                const char *why;
+                if (t >= lcow_conn_clock_deadline(&c->clock, &server->settings, !working, &why)) {
+                    if (strncmp(why, "frame timeout", 13) == 0)
+                        LCOW_LOGW("rpc: pipe connection: %s (%u ms); closing it", why,
+                                  server->settings.frame_timeout_ms);
+                    conn_close(server, c, why);
+                }
             }
         }
     }

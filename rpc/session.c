@@ -626,6 +626,30 @@ bool lcow_session_accepting(lcow_session *s)
     return ok;
 }
 
+bool lcow_session_output_full(lcow_session *s)
+{
+    if (s->proto)
+        return false;
+    lcow_mutex_lock(&s->lock);
+    bool full = output_full_locked(s);
+    lcow_mutex_unlock(&s->lock);
+    return full;
+}
+
+bool lcow_session_in_request(lcow_session *s)
+{
+    if (s->proto)
+        return s->proto->in_request && s->proto->in_request(s->impl);
+    return lcow_frame_reader_in_frame(&s->reader);
+}
+
+uint64_t lcow_session_requests(lcow_session *s)
+{
+    if (s->proto)
+        return s->proto->requests ? s->proto->requests(s->impl) : 0;
+    return s->reader.frames;
+}
+
 size_t lcow_session_pending(lcow_session *s)
 {
     if (s->proto)

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <msgpack.h>
 
@@ -71,6 +72,15 @@ lcow_code lcow_session_feed(lcow_session *s, const void *data, size_t len, size_
 
 /* True while the session is under both limits (pending, unsent output). */
 bool lcow_session_accepting(lcow_session *s);
+/* True while max_output bytes are unsent: queued jobs wait for the client to
+ * read, so they are not work in progress (for the idle timeout). */
+bool lcow_session_output_full(lcow_session *s);
+
+/* I/O thread, for the transports' deadlines: part of a request has been
+ * fed and its end has not; and how many requests (frames, answered or
+ * rejected) were completed so far (0 when the protocol does not count). */
+bool lcow_session_in_request(lcow_session *s);
+uint64_t lcow_session_requests(lcow_session *s);
 
 /* Jobs queued or running. */
 size_t lcow_session_pending(lcow_session *s);
@@ -134,6 +144,9 @@ typedef struct lcow_session_proto {
     void (*close)(void *conn);
     /* True while part of a request has arrived and its end has not. */
     bool (*in_request)(void *conn);
+    /* Optional: requests completed so far (NULL: the transport counts a
+     * request when the connection leaves in_request). */
+    uint64_t (*requests)(void *conn);
 } lcow_session_proto;
 
 /* For a protocol: output is ready (or work finished); tells the transport

@@ -50,6 +50,7 @@ static lcow_code start_endpoint(const lcow_svc_config *cfg, const char *address,
         .max_frame_bytes = cfg->max_frame_bytes,
         .max_connections = cfg->max_connections,
         .idle_timeout_ms = cfg->idle_timeout_ms,
+        .frame_timeout_ms = cfg->frame_timeout_ms,
         .worker_threads = 0,
         /* A DACL that lets Everyone/Anonymous write is accepted only when the
          * administrator wrote it with --pipe-sddl; the default never does. */

@@ -118,6 +118,7 @@ typedef enum flag_id {
     F_MAX_FRAME_BYTES,
     F_MAX_CONNECTIONS,
     F_IDLE_TIMEOUT,
+    F_FRAME_TIMEOUT,
     F_SERVICE_NAME,
     F_REGISTER,
     F_UNREGISTER,
@@ -147,6 +148,7 @@ static const flag_def flags[] = {
     {"--max-frame-bytes", F_MAX_FRAME_BYTES, true, false, 0},
     {"--max-connections", F_MAX_CONNECTIONS, true, false, 0},
     {"--idle-timeout", F_IDLE_TIMEOUT, true, false, 0},
+    {"--frame-timeout", F_FRAME_TIMEOUT, true, false, 0},
     {"--service-name", F_SERVICE_NAME, true, true, 0},
     {"--register-service", F_REGISTER, false, true, LCOW_MODE_REGISTER},
     {"--unregister-service", F_UNREGISTER, false, true, LCOW_MODE_UNREGISTER},
@@ -289,6 +291,16 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
         cfg->idle_timeout_ms = ms;
         break;
     }
+    case F_FRAME_TIMEOUT: {
+        unsigned ms;
+        if (!lcow_parse_duration_ms(value, &ms) || ms == 0)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "--frame-timeout: '%s' is not a positive duration "
+                                  "(e.g. 30, 30s, 1m, 500ms)",
+                                  value);
+        cfg->frame_timeout_ms = ms;
+        break;
+    }
     case F_SERVICE_NAME: {
         size_t len = strlen(value);
         if (len == 0 || len > 256 || strpbrk(value, "/\\") != NULL)
@@ -323,6 +335,7 @@ lcow_code lcow_config_parse(lcow_svc_config *cfg, int argc, char **argv, lcow_er
     cfg->max_frame_bytes = LCOW_SERVER_DEFAULT_MAX_FRAME_BYTES;
     cfg->max_connections = LCOW_SERVER_DEFAULT_MAX_CONNECTIONS;
     cfg->idle_timeout_ms = LCOW_SERVER_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->frame_timeout_ms = LCOW_SERVER_DEFAULT_FRAME_TIMEOUT_MS;
     cfg->service_name = strdup(LCOW_DEFAULT_SERVICE_NAME);
     if (!cfg->service_name)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
@@ -582,6 +595,8 @@ static const char usage_text[] =
     "  --max-frame-bytes N      largest request accepted (default 4M)\n"
     "  --max-connections N      concurrent clients (default 256)\n"
     "  --idle-timeout D         close idle connections after D (default 5m)\n"
+    "  --frame-timeout D        close a connection whose request has not arrived\n"
+    "                           whole D after its first byte (default 30s)\n"
     "\n"
     "Service management (need an elevated, administrator prompt):\n"
     "  --register-service       create the SCM service (automatic, delayed start,\n"
@@ -631,6 +646,8 @@ static const char usage_text[] =
     "  --max-frame-bytes N      largest request accepted (default 4M)\n"
     "  --max-connections N      concurrent clients (default 256)\n"
     "  --idle-timeout D         close idle connections after D (default 5m)\n"
+    "  --frame-timeout D        close a connection whose request has not arrived\n"
+    "                           whole D after its first byte (default 30s)\n"
     "  --version                print the version\n"
     "  --help                   print this text\n"
     "\n"

@@ -61,6 +61,7 @@ typedef struct lcow_svc_config {
     size_t max_frame_bytes;
     unsigned max_connections;
     unsigned idle_timeout_ms;
+    unsigned frame_timeout_ms;
     char *service_name;
 
     /* The run-time flags exactly as given ("--root", "C:\x", ...), without

@@ -61,6 +61,7 @@ static void defaults_without_flags(void **state)
     assert_int_equal(cfg.max_frame_bytes, 4 * 1024 * 1024);
     assert_int_equal(cfg.max_connections, 256);
     assert_int_equal(cfg.idle_timeout_ms, 300000);
+    assert_int_equal(cfg.frame_timeout_ms, 30000);
     assert_string_equal(cfg.service_name, "lcowsnap");
     assert_null(cfg.root);
     assert_int_equal(cfg.service_arg_count, 0);
@@ -75,7 +76,8 @@ static void every_value_flag_parses_in_both_spellings(void **state)
                            "lcow.log", "--scratch-backend", "native", "--scratch-dir-allow",
                            ABS_ROOT SEP "a", "--scratch-dir-allow=" ABS_ROOT SEP "b",
                            "--max-frame-bytes", "64K", "--max-connections=32", "--idle-timeout",
-                           "5m", "--scratch-format-from-gb=256", NULL),
+                           "5m", "--scratch-format-from-gb=256", "--frame-timeout", "1500ms",
+                           NULL),
                      LCOW_OK);
     assert_string_equal(cfg.root, ABS_ROOT);
     assert_true(cfg.root_given);
@@ -88,8 +90,9 @@ static void every_value_flag_parses_in_both_spellings(void **state)
     assert_int_equal(cfg.max_connections, 32);
     assert_int_equal(cfg.idle_timeout_ms, 300000);
     assert_int_equal(cfg.scratch_format_from_gb, 256);
+    assert_int_equal(cfg.frame_timeout_ms, 1500);
     /* The run-time flags are kept, as given, for the service command line. */
-    assert_int_equal(cfg.service_arg_count, 20);
+    assert_int_equal(cfg.service_arg_count, 22);
     assert_string_equal(cfg.service_args[0], "--root");
     assert_string_equal(cfg.service_args[1], ABS_ROOT);
     assert_string_equal(cfg.service_args[2], "--log-level");
@@ -131,6 +134,9 @@ static void errors_name_the_flag(void **state)
     assert_int_equal(parse(&cfg, &err, "--max-frame-bytes", "12X", NULL), LCOW_INVALID_ARGUMENT);
     lcow_config_free(&cfg);
     assert_int_equal(parse(&cfg, &err, "--idle-timeout", "soon", NULL), LCOW_INVALID_ARGUMENT);
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--frame-timeout", "0", NULL), LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "--frame-timeout"));
     lcow_config_free(&cfg);
     assert_int_equal(parse(&cfg, &err, "--scratch-format-from-gb", "0", NULL),
                      LCOW_INVALID_ARGUMENT);
