@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "service/cmdline.h"
+#include "service/image_path.h"
 #include "service/logging.h"
 #include "service/svcapi.h"
 #include "service/win_util.h"
@@ -23,6 +24,54 @@
 static void win_error(DWORD code, char *buf, size_t size)
 {
     lcow_win_error_text(code, buf, size);
+}
+
+bool lcow_image_path_unquoted_with_space(const wchar_t *image_path)
+{
+    if (!image_path || image_path[0] == L'"')
+        return false;
+    for (const wchar_t *p = image_path; *p; p++) {
+        if (_wcsnicmp(p, L".exe", 4) == 0 && (p[4] == L'\0' || p[4] == L' '))
+            return wmemchr(image_path, L' ', (size_t)(p - image_path)) != NULL;
+    }
+    return wcschr(image_path, L' ') != NULL; /* no ".exe": any space is ambiguous */
+}
+
+void lcow_check_own_image_path(const char *service_name)
+{
+    const lcow_svcapi *api = lcow_svcapi_get();
+    wchar_t *wname = lcow_utf8_to_wide(service_name);
+    SC_HANDLE scm = wname ? api->OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT) : NULL;
+    SC_HANDLE service = scm ? api->OpenServiceW(scm, wname, SERVICE_QUERY_CONFIG) : NULL;
+    QUERY_SERVICE_CONFIGW *config = NULL;
+    DWORD needed = 0;
+    if (service && !api->QueryServiceConfigW(service, NULL, 0, &needed) &&
+        GetLastError() == ERROR_INSUFFICIENT_BUFFER && needed > 0) {
+        config = malloc(needed);
+        if (config && !api->QueryServiceConfigW(service, config, needed, &needed)) {
+            free(config);
+            config = NULL;
+        }
+    }
+    if (!config) {
+        LCOW_LOGD("service %s: could not read its ImagePath to check the quoting (error %lu)",
+                  service_name, (unsigned long)GetLastError());
+    } else if (lcow_image_path_unquoted_with_space(config->lpBinaryPathName)) {
+        char *path = lcow_wide_to_utf8(config->lpBinaryPathName);
+        LCOW_LOGW("service %s: its ImagePath is not quoted and the executable's path contains a "
+                  "space, so Windows may run another program first as this service's account "
+                  "(for C:\\Program Files\\... it tries C:\\Program.exe; CWE-428): %s; quote the "
+                  "executable's path (reinstall with the MSI, or --unregister-service then "
+                  "--register-service, which both quote it)",
+                  service_name, path ? path : "?");
+        free(path);
+    }
+    free(config);
+    if (service)
+        api->CloseServiceHandle(service);
+    if (scm)
+        api->CloseServiceHandle(scm);
+    free(wname);
 }
 
 static int not_admin(const char *what)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "service/image_path.h"
 #include "service/logging.h"
 #include "service/svcapi.h"
 #include "service/win_util.h"
@@ -177,6 +178,7 @@ static void WINAPI service_main(DWORD argc, LPWSTR *argv)
     }
     start_logging();
     report(SERVICE_START_PENDING, NO_ERROR, 0, WAIT_HINT_MS);
+    lcow_check_own_image_path(svc.name); /* warns on an unquoted path with a space */
 
     if (svc.startup_exit_code != 0) {
         fail_startup(svc.startup_exit_code, svc.startup_error ? svc.startup_error : "");

@@ -22,6 +22,8 @@ typedef struct lcow_svcapi {
     BOOL(WINAPI *ControlService)(SC_HANDLE service, DWORD control, LPSERVICE_STATUS status);
     BOOL(WINAPI *QueryServiceStatusEx)
     (SC_HANDLE service, SC_STATUS_TYPE level, LPBYTE buffer, DWORD size, LPDWORD needed);
+    BOOL(WINAPI *QueryServiceConfigW)
+    (SC_HANDLE service, LPQUERY_SERVICE_CONFIGW config, DWORD size, LPDWORD needed);
 
     /* Service process side */
     BOOL(WINAPI *StartServiceCtrlDispatcherW)(const SERVICE_TABLE_ENTRYW *table);

@@ -9,6 +9,7 @@ static const lcow_svcapi real_api = {
     .CloseServiceHandle = CloseServiceHandle,
     .ControlService = ControlService,
     .QueryServiceStatusEx = QueryServiceStatusEx,
+    .QueryServiceConfigW = QueryServiceConfigW,
     .StartServiceCtrlDispatcherW = StartServiceCtrlDispatcherW,
     .RegisterServiceCtrlHandlerExW = RegisterServiceCtrlHandlerExW,
     .SetServiceStatus = SetServiceStatus,

@@ -105,6 +105,19 @@ expect_running_after_install() {
 }
 
 ctl() { wine_run "$INSTALLED_CTL" "$@"; }
+
+# The installed service's ImagePath must be the quoted exe and the MSI's
+# arguments (CWE-428: unquoted, "C:\Program Files\..." lets Windows try
+# C:\Program.exe first). Wine's InstallServices writes it unquoted; the MSI's
+# LcowQuoteImagePath step quotes it. expect_quoted_image_path WHEN
+expect_quoted_image_path() {
+  local image_path
+  image_path=$(wine_run reg query "HKLM\\SYSTEM\\CurrentControlSet\\Services\\$SERVICE" /v ImagePath |
+    sed -n 's/.*ImagePath *REG_[A-Z_]* *//p')
+  log "ImagePath $1: $image_path"
+  [ "$image_path" = "\"$INSTALLED_SVC\" ${LCOW_SERVICE_ARGUMENTS:?}" ] ||
+    fail "ImagePath $1 is '$image_path', want '\"$INSTALLED_SVC\" $LCOW_SERVICE_ARGUMENTS' (quoted exe)"
+}
 # The version the running service reports over the pipe (Version RPC), not the client's.
 service_version() {
   local out

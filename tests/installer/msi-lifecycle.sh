@@ -39,15 +39,11 @@ for file in lcowsnap.exe lcowsnapctl.exe README.md LICENSE.txt; do
   [ -f "$INSTALL_DIR/$file" ] || fail "$file not installed in Program Files\\lcowsnap"
 done
 cmp -s "$INSTALL_DIR/lcowsnap.exe" "${LCOW_SERVICE_EXE:?}" || fail "installed lcowsnap.exe differs from the build's"
-# Wine writes ImagePath without quotes (Windows Installer quotes it); the MSI row itself
-# is checked in installer_msi_tables. Here: it points at the installed exe with the args.
-image_path=$(wine_run reg query "HKLM\\SYSTEM\\CurrentControlSet\\Services\\$SERVICE" /v ImagePath |
-  sed -n 's/.*ImagePath *REG_[A-Z_]* *//p')
-log "ImagePath: $image_path"
-case "$image_path" in
-  *"$INSTALLED_SVC"*" ${LCOW_SERVICE_ARGUMENTS:?}") ;;
-  *) fail "ImagePath '$image_path' is not the installed exe followed by '$LCOW_SERVICE_ARGUMENTS'" ;;
-esac
+# ImagePath: the quoted installed exe and the arguments (Wine's InstallServices leaves
+# it unquoted; LcowQuoteImagePath quotes it before StartServices).
+expect_quoted_image_path "after install"
+grep -aq 'Action start .*LcowQuoteImagePath' <(tr -d '\0' <"$LOGDIR/install1.log") ||
+  fail "LcowQuoteImagePath custom action did not run during install"
 # Event Log source registered with the installed exe as message file.
 eventlog_key="HKLM\\SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\$SERVICE"
 message_file=$(wine_run reg query "$eventlog_key" /v EventMessageFile | sed -n 's/.*EventMessageFile *REG_[A-Z_]* *//p')

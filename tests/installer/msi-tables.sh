@@ -146,6 +146,22 @@ rows Binary | awk -F '\t' -v b="$binary" '$1 == b { ok = 1 } END { exit !ok }' |
 [ "$(field CustomAction LcowWaitForExeRelease 4)" = '"[INSTALLDIR]lcowsnap.exe" 30000' ] ||
   fail "LcowWaitForExeRelease command line is '$(field CustomAction LcowWaitForExeRelease 4)'"
 field CustomAction LcowSetScPath 4 | grep -qx '\[System64Folder\]sc.exe' || fail "sc.exe path custom action changed"
+# CWE-428: the ImagePath quoting step (lcowsnap-msi-quote.exe from the Binary table)
+# after InstallServices, before StartServices (so the service first starts from the
+# quoted path), not on uninstall; type 2 (exe in Binary) + deferred + no
+# impersonation, return checked (3074); it quotes the installed lcowsnap.exe.
+[ "$(seq InstallServices)" -lt "$(seq LcowQuoteImagePath)" ] &&
+  [ "$(seq LcowQuoteImagePath)" -lt "$(seq StartServices)" ] ||
+  fail "LcowQuoteImagePath is not between InstallServices and StartServices"
+[ "$(field InstallExecuteSequence LcowQuoteImagePath 2)" = 'NOT (REMOVE~="ALL")' ] ||
+  fail "LcowQuoteImagePath runs on uninstall"
+[ "$(field CustomAction LcowQuoteImagePath 2)" = 3074 ] ||
+  fail "LcowQuoteImagePath has type $(field CustomAction LcowQuoteImagePath 2), want 3074"
+binary=$(field CustomAction LcowQuoteImagePath 3)
+rows Binary | awk -F '\t' -v b="$binary" '$1 == b { ok = 1 } END { exit !ok }' ||
+  fail "LcowQuoteImagePath names Binary '$binary', which the Binary table lacks"
+[ "$(field CustomAction LcowQuoteImagePath 4)" = "$SERVICE \"[INSTALLDIR]lcowsnap.exe\"" ] ||
+  fail "LcowQuoteImagePath command line is '$(field CustomAction LcowQuoteImagePath 4)'"
 
 # The zip: one folder with both exes, README.md, LICENSE and the two scripts.
 [ -f "$ZIP" ] || fail "$ZIP was not built (target lcowsnap_zip)"

@@ -34,6 +34,7 @@ log "install version $LCOW_VERSION"
 wine_run msiexec /i "$(winpath "$MSI")" /qn /l*v "$(winpath "$LOGDIR")\\install-n.log" >/dev/null ||
   fail "msiexec /i $(basename "$MSI") failed; log: $LOGDIR/install-n.log"
 expect_running_after_install
+expect_quoted_image_path "after installing $LCOW_VERSION"
 reported=$(service_version)
 [ "$reported" = "$LCOW_VERSION" ] || fail "service reports '$reported' before the upgrade, want $LCOW_VERSION"
 codes_before=$(installed_product_codes)
@@ -63,6 +64,7 @@ grep -aq 'Action start .*LcowWaitForExeRelease' <(tr -d '\0' <"$LOGDIR/install-n
 grep -aq 'Action start .*RemoveExistingProducts' "$LOGDIR/install-n1.log" ||
   fail "the N+1 install did not run RemoveExistingProducts"
 expect_running_after_install
+expect_quoted_image_path "after the upgrade"
 
 codes_after=$(installed_product_codes)
 [ "$(wc -w <<<"$codes_after")" -eq 1 ] || fail "expected one installed product after upgrade, got: $codes_after"

@@ -75,6 +75,11 @@ for script in install.ps1 uninstall.ps1; do
   grep -q 'exit 1' "$f" || fail "$script never exits non-zero"
 done
 grep -q "'--register-service'" "$dir/install.ps1" || fail "install.ps1 does not call --register-service"
+# ImagePath quoted (CWE-428): only --register-service registers (it quotes the exe
+# path); New-Service or `sc create` would take whatever quoting the script built.
+if grep -nEi 'New-Service|sc(\.exe)?["'"'"']?[[:space:]]+create' "$dir/install.ps1"; then
+  fail "install.ps1 registers the service itself (New-Service / sc create), not through --register-service"
+fi
 grep -q "@('--root', \$Root)" "$dir/install.ps1" || fail "install.ps1 does not pass -Root as --root"
 grep -q "@('--address', \$Address)" "$dir/install.ps1" || fail "install.ps1 does not pass -Address as --address"
 grep -q "\$ctlArgs += 'version'" "$dir/install.ps1" || fail "install.ps1 does not verify with lcowsnapctl version"

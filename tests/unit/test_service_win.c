@@ -21,6 +21,7 @@
 #include "lcowsnap_msg.h"
 #include "service/app.h"
 #include "service/config.h"
+#include "service/image_path.h"
 #include "service/logging.h"
 #include "service/scm.h"
 #include "service/svcapi.h"
@@ -178,6 +179,23 @@ static SC_HANDLE WINAPI f_OpenServiceW(SC_HANDLE scm, LPCWSTR name, DWORD access
     }
     fake.open_handles++;
     return SVC_HANDLE;
+}
+
+static BOOL WINAPI f_QueryServiceConfigW(SC_HANDLE svc, LPQUERY_SERVICE_CONFIGW config, DWORD size,
+                                         LPDWORD needed)
+{
+    assert_true(svc == SVC_HANDLE);
+    *needed = (DWORD)(sizeof *config + (wcslen(fake.binpath) + 1) * sizeof(wchar_t));
+    if (!config || size < *needed) {
+        SetLastError(ERROR_INSUFFICIENT_BUFFER);
+        return FALSE;
+    }
+    memset(config, 0, sizeof *config);
+    config->lpBinaryPathName = (wchar_t *)(config + 1);
+    wcscpy(config->lpBinaryPathName, fake.binpath);
+    config->dwServiceType = fake.service_type;
+    config->dwStartType = fake.start_type;
+    return TRUE;
 }
 
 static BOOL WINAPI f_CloseServiceHandle(SC_HANDLE h)
@@ -349,6 +367,7 @@ static const lcow_svcapi fake_api = {
     .CloseServiceHandle = f_CloseServiceHandle,
     .ControlService = f_ControlService,
     .QueryServiceStatusEx = f_QueryServiceStatusEx,
+    .QueryServiceConfigW = f_QueryServiceConfigW,
     .StartServiceCtrlDispatcherW = f_StartServiceCtrlDispatcherW,
     .RegisterServiceCtrlHandlerExW = f_RegisterServiceCtrlHandlerExW,
     .SetServiceStatus = f_SetServiceStatus,
@@ -729,6 +748,49 @@ static void check_clean_stop_run(fake_app *a)
     assert_int_equal(count_events(LCOWSNAP_MSG_STARTUP_FAILED), 0);
 }
 
+/* CWE-428: started under an unquoted ImagePath whose exe path has a space,
+ * the service warns (log and Event Log) and names the fix; quoted, or
+ * unquoted without a space, it says nothing (issue 14 item 13). */
+static void an_unquoted_image_path_with_a_space_is_warned_about(void **state)
+{
+    static const struct {
+        const wchar_t *path;
+        bool warn;
+    } cases[] = {
+        {FAKE_EXE L" --run-service --service-name lcow-unit", true},
+        {L"\"" FAKE_EXE L"\" --run-service --service-name lcow-unit", false},
+        {L"C:\\lcowsnap\\lcowsnap.exe --run-service --root \"C:\\my data\"", false},
+        {L"C:\\my tools\\LCOWSNAP.EXE", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setup(NULL);
+        fake.exists = true;
+        wcscpy(fake.name, L"lcow-unit");
+        wcscpy(fake.binpath, cases[i].path);
+        assert_int_equal(lcow_image_path_unquoted_with_space(cases[i].path), cases[i].warn);
+        fake_app a = {0};
+        assert_int_equal(run_service(&a, SERVICE_CONTROL_STOP, NULL, NULL), LCOW_EXIT_OK);
+        /* The running service logs to the Event Log (no console). */
+        const fake_event *warning = NULL;
+        for (int e = 0; e < fake.event_count; e++)
+            if (wcsstr(fake.events[e].text, L"ImagePath is not quoted"))
+                warning = &fake.events[e];
+        if ((warning != NULL) != cases[i].warn)
+            fail_msg("case %u: warned=%d, want %d", (unsigned)i, warning != NULL, cases[i].warn);
+        if (warning) {
+            assert_int_equal(warning->type, EVENTLOG_WARNING_TYPE);
+            assert_non_null(wcsstr(warning->text, L"CWE-428"));
+            assert_non_null(wcsstr(warning->text, L"--register-service"));
+            if (!wcsstr(warning->text, cases[i].path))
+                fail_msg("case %u: the warning does not name the path: %ls", (unsigned)i, warning->text);
+        }
+        assert_int_equal(fake.open_handles, 0);
+    }
+    assert_false(lcow_image_path_unquoted_with_space(NULL));
+    assert_false(lcow_image_path_unquoted_with_space(L"C:\\svc\\a.exe"));
+    assert_true(lcow_image_path_unquoted_with_space(L"C:\\a b\\svc"));
+}
+
 static void stop_drains_and_reports_stopped_zero(void **state)
 {
     fake_app a = {0};
@@ -901,6 +963,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(unregister_missing_service_is_a_clear_error, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stop_drains_and_reports_stopped_zero, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_unquoted_image_path_with_a_space_is_warned_about, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(preshutdown_and_shutdown_take_the_same_drain_as_stop, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(slow_open_and_drain_report_rising_checkpoints, setup,
