@@ -180,14 +180,13 @@ static char *meta_path(const char *root)
     return path;
 }
 
-lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snapshotter **out,
-                                lcow_error *err)
+/* Opens the metadata and directories under dir (the root, or a partition's
+ * directory); scratch: the base store's scratch policy for a partition,
+ * NULL to open the root's own. */
+static lcow_code open_in(const lcow_snapshotter_config *config, const char *dir,
+                         lcow_scratch *scratch, lcow_snapshotter **out, lcow_error *err)
 {
     *out = NULL;
-    if (!config || !config->root || !lcow_path_is_absolute(config->root))
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "snapshotter root must be an absolute path (got \"%s\")",
-                              config && config->root ? config->root : "");
     lcow_snapshotter *s = calloc(1, sizeof *s);
     if (!s)
         return lcow_snapshotter_oom(err);
@@ -197,10 +196,13 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
     atomic_init(&s->inflight, 0);
     atomic_init(&s->closed, false);
     s->no_scratch = config->no_scratch;
+    s->no_sync = config->no_sync;
+    s->partition = scratch != NULL;
+    s->scratch = scratch;
     s->root = strdup(config->root);
-    s->snapshots_dir = lcow_path_join(config->root, "snapshots");
-    s->tmp_dir = lcow_path_join(config->root, "tmp");
-    char *meta = meta_path(config->root);
+    s->snapshots_dir = lcow_path_join(dir, "snapshots");
+    s->tmp_dir = lcow_path_join(dir, "tmp");
+    char *meta = meta_path(dir);
     lcow_code rc =
         s->root && s->snapshots_dir && s->tmp_dir && meta ? LCOW_OK : lcow_snapshotter_oom(err);
     if (rc == LCOW_OK)
@@ -211,7 +213,7 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
         lcow_metastore_options mo = {.no_sync = config->no_sync};
         rc = lcow_metastore_open(meta, &mo, &s->ms, err);
     }
-    if (rc == LCOW_OK)
+    if (rc == LCOW_OK && !s->partition)
         rc = lcow_scratch_open(s->root, config->scratch_backend, config->scratch_format_from_gb,
                                config->scratch_dir_allow, config->scratch_dir_allow_count,
                                &s->scratch, err);
@@ -225,6 +227,52 @@ lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snap
     }
     *out = s;
     return LCOW_OK;
+}
+
+lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snapshotter **out,
+                                lcow_error *err)
+{
+    *out = NULL;
+    if (!config || !config->root || !lcow_path_is_absolute(config->root))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "snapshotter root must be an absolute path (got \"%s\")",
+                              config && config->root ? config->root : "");
+    return open_in(config, config->root, NULL, out, err);
+}
+
+lcow_code lcow_snapshotter_open_partition(lcow_snapshotter *base, const char *name,
+                                          lcow_snapshotter **out, lcow_error *err)
+{
+    *out = NULL;
+    size_t n = name ? strlen(name) : 0;
+    bool ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+             name[i] == '-';
+    if (!ok)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "partition name \"%s\": 1 to 64 of a-z, 0-9 and -",
+                              name ? name : "");
+    if (base->partition)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "a partition has no partitions");
+    lcow_code rc = lcow_snapshotter_check_open(base, err);
+    if (rc != LCOW_OK)
+        return rc;
+    char *parts = lcow_path_join(base->root, "partitions");
+    char *dir = parts ? lcow_path_join(parts, name) : NULL;
+    free(parts);
+    if (!dir)
+        return lcow_snapshotter_oom(err);
+    lcow_snapshotter_config config = {
+        .root = base->root,
+        .no_sync = base->no_sync,
+        .no_scratch = base->no_scratch,
+    };
+    rc = open_in(&config, dir, base->scratch, out, err);
+    if (rc != LCOW_OK)
+        lcow_error_wrap(err, "partition %s", name);
+    free(dir);
+    return rc;
 }
 
 lcow_code lcow_snapshotter_close(lcow_snapshotter *s)
@@ -242,7 +290,8 @@ lcow_code lcow_snapshotter_close(lcow_snapshotter *s)
     lcow_mutex_lock(&s->lock);
     lcow_metastore_close(s->ms);
     s->ms = NULL;
-    lcow_scratch_free(s->scratch);
+    if (!s->partition) /* a partition's is its base store's */
+        lcow_scratch_free(s->scratch);
     s->scratch = NULL;
     lcow_mutex_unlock(&s->lock);
     return LCOW_OK;

@@ -50,6 +50,18 @@ typedef struct lcow_snapshotter_config {
  * (removes rm-* and unknown snapshot directories, stale temp files). */
 lcow_code lcow_snapshotter_open(const lcow_snapshotter_config *config, lcow_snapshotter **out,
                                 lcow_error *err);
+/* A partition of an open store: snapshots of their own (metadata,
+ * snapshots/ and tmp/ under <root>/partitions/<name>), the same calls, the
+ * same rules, and nothing in common with the base store's snapshots or other
+ * partitions' (keys, parents, Walk, Cleanup and the invariant check stay
+ * inside it), while the scratch templates and their locations are the base
+ * store's. The endpoints use it to keep containerd's snapshots (gRPC) apart
+ * from the shims' (MessagePack-RPC): containerd's garbage collector removes
+ * every snapshot it sees and has no record of. name: 1..64 of [a-z0-9-].
+ * Close and free every partition before its base. */
+lcow_code lcow_snapshotter_open_partition(lcow_snapshotter *base, const char *name,
+                                          lcow_snapshotter **out, lcow_error *err);
+
 /* Closes the store. A second close returns LCOW_OK. Calls after close fail
  * with LCOW_UNAVAILABLE. */
 lcow_code lcow_snapshotter_close(lcow_snapshotter *s);

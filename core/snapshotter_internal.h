@@ -37,6 +37,11 @@ struct lcow_snapshotter {
     char *tmp_dir;
     lcow_metastore *ms;
     lcow_scratch *scratch;
+    /* A partition (lcow_snapshotter_open_partition): its own metadata and
+     * directories under root/partitions/<name>, the base store's scratch
+     * policy (templates, locations), which it does not free. */
+    bool partition;
+    bool no_sync;
     lcow_mutex lock; /* writer lock */
     atomic_bool closed;
     lcow_snapshotter_pending *pending;

@@ -86,11 +86,12 @@ struct gconn {
     nghttp2_session *h2;
     gstream *streams;
     gstream *ready;
-    size_t buffered;  /* request body bytes held over all streams */
-    unsigned tasks;   /* stream tasks queued or running */
-    unsigned partial; /* streams with a request not complete */
-    bool closed;      /* the transport closed the connection */
-    bool failed;      /* HTTP/2 session over: close after the output */
+    size_t buffered;   /* request body bytes held over all streams */
+    unsigned tasks;    /* stream tasks queued or running */
+    unsigned partial;  /* streams with a request not complete */
+    uint64_t requests; /* requests completed (END_STREAM), answered or refused */
+    bool closed;       /* the transport closed the connection */
+    bool failed;       /* HTTP/2 session over: close after the output */
     msgpack_sbuffer out;
     size_t out_off; /* out[out_off..size): not written yet */
     size_t lent;    /* taken by the transport, not reported sent */
@@ -451,6 +452,7 @@ static void stream_task(lcow_rpc_task *task, bool cancelled)
  * and put the stream on the ready list; or answer the error. */
 static void request_complete_locked(gconn *c, gstream *st)
 {
+    c->requests++;
     if (st->partial) {
         st->partial = false;
         c->partial--;
@@ -956,6 +958,15 @@ static bool grpc_in_request(void *impl)
     return in;
 }
 
+static uint64_t grpc_requests(void *impl)
+{
+    gconn *c = impl;
+    lcow_mutex_lock(&c->lock);
+    uint64_t n = c->requests;
+    lcow_mutex_unlock(&c->lock);
+    return n;
+}
+
 const lcow_session_proto lcow_grpc_protocol = {
     .name = "gRPC",
     .create = grpc_create,
@@ -969,4 +980,5 @@ const lcow_session_proto lcow_grpc_protocol = {
     .output_sent = grpc_output_sent,
     .close = grpc_close,
     .in_request = grpc_in_request,
+    .requests = grpc_requests,
 };

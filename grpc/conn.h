@@ -23,8 +23,13 @@
 
 #include "rpc/session.h"
 
-/* The session protocol of the gRPC endpoint (ctx unused). */
+/* The session protocol of the gRPC endpoint. */
 extern const lcow_session_proto lcow_grpc_protocol;
+
+/* The partition of the store the service gives the gRPC endpoint
+ * (lcow_snapshotter_open_partition): containerd's snapshots, apart from the
+ * shims'. */
+#define LCOW_GRPC_PARTITION "containerd"
 
 /* Infos per ListSnapshotsResponse at most (containerd's own server sends
  * batches of 100), and bytes per message at most (beyond one info). */

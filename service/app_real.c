@@ -10,6 +10,13 @@
 #include "grpc/conn.h"
 #include "rpc/server.h"
 
+/* The store: the shims' snapshots (MessagePack-RPC) and, with the gRPC
+ * endpoint on, containerd's in a partition (core/snapshotter.h). */
+typedef struct stores {
+    lcow_snapshotter *shims;
+    lcow_snapshotter *containerd;
+} stores;
+
 static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **store,
                                  lcow_error *err)
 {
@@ -27,15 +34,31 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
                   "endpoint); confine them with --scratch-dir-allow DIR");
     for (size_t i = 0; i < cfg->scratch_dir_allow_count; i++)
         LCOW_LOGI("scratch directories allowed under %s", cfg->scratch_dir_allow[i]);
-    lcow_snapshotter *s = NULL;
-    lcow_code code = lcow_snapshotter_open(&sc, &s, err);
-    *store = s;
-    return code;
+    *store = NULL;
+    stores *st = calloc(1, sizeof *st);
+    if (!st)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    lcow_code code = lcow_snapshotter_open(&sc, &st->shims, err);
+    /* containerd's snapshots in a partition of their own: its garbage
+     * collector removes every snapshot it sees and has no record of, so it
+     * must not see the shims' (nor Cleanup over MessagePack containerd's). */
+    if (code == LCOW_OK && cfg->grpc_address &&
+        (code = lcow_snapshotter_open_partition(st->shims, LCOW_GRPC_PARTITION, &st->containerd,
+                                                err)) == LCOW_OK)
+        LCOW_LOGI("containerd's snapshots (gRPC endpoint): partition %s of the store",
+                  LCOW_GRPC_PARTITION);
+    if (code != LCOW_OK) {
+        lcow_snapshotter_free(st->shims);
+        free(st);
+        return code;
+    }
+    *store = st;
+    return LCOW_OK;
 }
 
 /* The endpoints: MessagePack-RPC for shims, and containerd's snapshots
- * gRPC API (grpc/) unless --grpc-address "" turned it off. Same store,
- * transport, access rules and limits. */
+ * gRPC API (grpc/) unless --grpc-address "" turned it off, on its partition
+ * of the store. Same transport, access rules and limits. */
 typedef struct endpoints {
     lcow_server *rpc;
     lcow_server *grpc;
@@ -87,10 +110,11 @@ static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *
     endpoints *e = calloc(1, sizeof *e);
     if (!e)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    const stores *st = store;
     const char *address = cfg->address ? cfg->address : LCOW_DEFAULT_PIPE;
-    lcow_code code = start_endpoint(cfg, address, false, store, &e->rpc, err);
+    lcow_code code = start_endpoint(cfg, address, false, st->shims, &e->rpc, err);
     if (code == LCOW_OK && cfg->grpc_address)
-        code = start_endpoint(cfg, cfg->grpc_address, true, store, &e->grpc, err);
+        code = start_endpoint(cfg, cfg->grpc_address, true, st->containerd, &e->grpc, err);
     else if (code == LCOW_OK)
         LCOW_LOGI("gRPC endpoint off (--grpc-address \"\")");
     if (code != LCOW_OK) {
@@ -140,12 +164,22 @@ static void real_stop_server(void *ctx, void *server, unsigned drain_ms)
     free(e);
 }
 
+static void close_one(lcow_snapshotter *s, const char *what)
+{
+    if (!s)
+        return;
+    lcow_code code = lcow_snapshotter_close(s);
+    if (code != LCOW_OK)
+        LCOW_LOGE("closing %s failed: %s", what, lcow_code_name(code));
+    lcow_snapshotter_free(s);
+}
+
 static void real_close_store(void *ctx, void *store)
 {
-    lcow_code code = lcow_snapshotter_close(store);
-    if (code != LCOW_OK)
-        LCOW_LOGE("closing the snapshot store failed: %s", lcow_code_name(code));
-    lcow_snapshotter_free(store);
+    stores *st = store;
+    close_one(st->containerd, "containerd's partition of the snapshot store"); /* first */
+    close_one(st->shims, "the snapshot store");
+    free(st);
 }
 
 const lcow_app_ops lcow_app_real_ops = {

@@ -5,8 +5,10 @@
 # `ctr snapshots --snapshotter lcowsnap`: prepare, commit, view, ls, tree,
 # info, label, usage, mounts, rm and their errors as containerd reports them,
 # then containerd's garbage collector removing an unreferenced snapshot
-# through the endpoint. lcowsnapctl (the MessagePack endpoint) checks what the
-# store holds underneath.
+# through the endpoint. containerd's snapshots live in their own partition of
+# the store (<root>/partitions/containerd): lcowsnapctl (the MessagePack
+# endpoint, the shims') does not see them, a shim's snapshot survives
+# containerd's collector and containerd's survive a shim's Cleanup.
 #   proxy_plugin.sh LCOWSNAP LCOWSNAPCTL
 set -euo pipefail
 LCOWSNAP=$1 LCOWSNAPCTL=$2
@@ -122,10 +124,11 @@ lacks '"team"'
 ok "usage" -- "${SN[@]}" usage child
 grep -Eq "^child +[0-9.]+ [KMG]?i?B +[0-9]+" "$DIR/out" || fail "usage: $(cat "$DIR/out")"
 ok "mounts" -- "${SN[@]}" mounts /mnt child
-has "mount -t lcow-layer $DIR/root/snapshots/"
-# The backend keys are containerd's: namespace/id/key.
-ok "the store underneath (MessagePack endpoint)" -- ctl ls
-grep -Eq "^default/[0-9]+/child " "$DIR/out" || fail "lcowsnapctl ls: $(cat "$DIR/out")"
+has "mount -t lcow-layer $DIR/root/partitions/containerd/snapshots/"
+# containerd's partition: not the shims'.
+ok "the shims' partition (MessagePack endpoint)" -- ctl ls
+lacks "child"
+ok "a shim's snapshot" -- ctl prepare default/1/shim-layer
 
 refused "prepare on a missing parent" "does not exist: not found" -- "${SN[@]}" prepare x missing
 refused "prepare an existing key" "already exists" -- "${SN[@]}" prepare child base-c
@@ -143,14 +146,20 @@ lacks "child"; has "base-c"
 # endpoint's List, Remove and Cleanup.
 ok "prepare a collectable snapshot" -- "${SN[@]}" prepare gcme base-c
 ok "drop its gc root" -- "${SN[@]}" label gcme containerd.io/gc.root=
-ok "it is in the store" -- ctl ls
-grep -Eq "^default/[0-9]+/gcme " "$DIR/out" || fail "lcowsnapctl ls: $(cat "$DIR/out")"
+dirs_before=$(ls "$DIR/root/partitions/containerd/snapshots" | wc -l)
 lease=$("${CTR[@]}" leases create | awk '{print $1}')
 ok "run the garbage collector" -- "${CTR[@]}" leases rm --sync "$lease"
 ok "ls after gc" -- "${SN[@]}" ls
-lacks "gcme"
-ok "the store underneath after gc" -- ctl ls
-lacks "gcme"
+lacks "gcme"; has "base-c"
+dirs_after=$(ls "$DIR/root/partitions/containerd/snapshots" | wc -l)
+[ "$dirs_after" -lt "$dirs_before" ] ||
+  fail "gc left the directory: $dirs_before -> $dirs_after in partitions/containerd/snapshots"
+echo "ok: its directory is gone ($dirs_before -> $dirs_after)"
+ok "the shim's snapshot survived containerd's gc" -- ctl ls
+has "default/1/shim-layer"
+ok "a shim's Cleanup" -- ctl cleanup
+ok "containerd's snapshots survived it" -- "${SN[@]}" ls
+has "base-c"
 # containerd 1.6's collector leaves the collected child in its parent's
 # children index (its native snapshotter shows the same), so `ctr snapshots
 # rm base-c` would now be refused: the collector takes the parent too.
@@ -159,6 +168,9 @@ lease=$("${CTR[@]}" leases create | awk '{print $1}')
 ok "collect again" -- "${CTR[@]}" leases rm --sync "$lease"
 ok "ls after the second gc" -- "${SN[@]}" ls
 lacks "base-c"
-ok "the store is empty" -- ctl ls
-lacks "default/"
+[ -z "$(ls "$DIR/root/partitions/containerd/snapshots")" ] ||
+  fail "containerd's partition is not empty: $(ls "$DIR/root/partitions/containerd/snapshots")"
+echo "ok: containerd's partition is empty"
+ok "the shim's snapshot is still there" -- ctl ls
+has "default/1/shim-layer"
 echo "PASS: containerd_proxy_plugin"

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #endif
 
+#include "core/os/os.h"
 #include "core/os/thread.h"
 #include "core/snapshotter.h"
 #include "google/protobuf/empty.pb-c.h"
@@ -36,8 +37,15 @@
 #include "unit/testlib.h"
 
 #define MAX_MESSAGE (64 * 1024)
+#ifdef _WIN32
+#define SEP "\\"
+#else
+#define SEP "/"
+#endif
 
-static lcow_snapshotter *store;
+/* The shims' store (MessagePack endpoint) and containerd's partition of
+ * it (gRPC endpoint), as the service opens them. */
+static lcow_snapshotter *store, *partition;
 static lcow_server *mp_server, *grpc_server;
 static char mp_address[256], grpc_address[256];
 static unsigned address_seq;
@@ -79,10 +87,14 @@ static int setup(void **state)
         return -1;
     }
     free(root);
+    if (lcow_snapshotter_open_partition(store, LCOW_GRPC_PARTITION, &partition, &err) != LCOW_OK) {
+        print_error("partition: %s\n", err.message);
+        return -1;
+    }
     make_address(mp_address, sizeof mp_address, "mp");
     make_address(grpc_address, sizeof grpc_address, "g");
     mp_server = start_server(store, mp_address, false);
-    grpc_server = start_server(store, grpc_address, true);
+    grpc_server = start_server(partition, grpc_address, true);
     return 0;
 }
 
@@ -92,6 +104,8 @@ static int teardown(void **state)
     lcow_server_free(grpc_server);
     lcow_server_stop(mp_server, 1000);
     lcow_server_free(mp_server);
+    lcow_snapshotter_close(partition);
+    lcow_snapshotter_free(partition);
     lcow_snapshotter_close(store);
     lcow_snapshotter_free(store);
     return 0;
@@ -385,6 +399,22 @@ static lcow_client *connect_mp(void)
     return c;
 }
 
+/* A call over MessagePack that must succeed (Prepare/View of key on parent,
+ * or Commit of key as name). */
+static void mp_ok(lcow_client *m, lcow_method method, const char *key, const char *parent,
+                  const char *name)
+{
+    lcow_params p = {0};
+    p.key = (char *)key;
+    p.parent = (char *)parent;
+    p.name = (char *)name;
+    lcow_result r;
+    lcow_error err;
+    if (lcow_client_call(m, method, &p, &r, &err) != LCOW_OK)
+        fail_msg("%s %s over MessagePack: %s", lcow_method_name(method), key, err.message);
+    lcow_result_free(&r);
+}
+
 /* The same failing call through both endpoints: the gRPC status is the
  * MessagePack code's, the message the same text. */
 static void same_error(gtc *g, lcow_client *m, call_out o, lcow_method method,
@@ -408,6 +438,7 @@ static void errors_are_errdefs_codes_with_msgpack_messages(void **state)
 {
     gtc *g = connect_grpc();
     lcow_client *m = connect_mp();
+    /* The same snapshots in both partitions. */
     call_out o = prepare(g, "Prepare", "er/base", NULL, NULL, NULL);
     expect_ok(&o, "Prepare");
     call_free(&o);
@@ -420,6 +451,10 @@ static void errors_are_errdefs_codes_with_msgpack_messages(void **state)
     o = prepare(g, "View", "er/view", "er/committed", NULL, NULL);
     expect_ok(&o, "View");
     call_free(&o);
+    mp_ok(m, LCOW_METHOD_PREPARE, "er/base", NULL, NULL);
+    mp_ok(m, LCOW_METHOD_COMMIT, "er/base", NULL, "er/committed");
+    mp_ok(m, LCOW_METHOD_PREPARE, "er/child", "er/committed", NULL);
+    mp_ok(m, LCOW_METHOD_VIEW, "er/view", "er/committed", NULL);
 
     lcow_params p = {0};
     /* NotFound 5 */
@@ -669,7 +704,7 @@ static void populate_many(void)
         snprintf(key, sizeof key, "many/%05d", i);
         lcow_mounts mounts = {0};
         lcow_error err;
-        if (lcow_snapshotter_view(store, key, NULL, &labels, &mounts, &err) != LCOW_OK)
+        if (lcow_snapshotter_view(partition, key, NULL, &labels, &mounts, &err) != LCOW_OK)
             fail_msg("view %s: %s", key, err.message);
         lcow_mounts_free(&mounts);
     }
@@ -775,7 +810,7 @@ static void connection_limit_and_idle_timeout(void **state)
     };
     lcow_server *server = NULL;
     lcow_error err;
-    assert_int_equal(lcow_server_start(&cfg, store, &server, &err), LCOW_OK);
+    assert_int_equal(lcow_server_start(&cfg, partition, &server, &err), LCOW_OK);
     gtc *first = NULL, *second = NULL;
     assert_int_equal(gtc_connect(address, &first, &err), LCOW_OK);
     call_out o = keyed(first, "Stat", "nothing", NULL);
@@ -831,7 +866,7 @@ static void graceful_stop_answers_the_call_in_flight(void **state)
 {
     char address[256];
     make_address(address, sizeof address, "s");
-    lcow_server *server = start_server(store, address, true);
+    lcow_server *server = start_server(partition, address, true);
     gtc *c = NULL;
     lcow_error err;
     assert_int_equal(gtc_connect(address, &c, &err), LCOW_OK);
@@ -863,6 +898,153 @@ static void graceful_stop_answers_the_call_in_flight(void **state)
     lcow_server_free(server);
 }
 
+/* Whether path exists; *is_dir says if it is a directory. */
+static bool path_exists(const char *path, bool *is_dir)
+{
+    lcow_stat st;
+    lcow_error err;
+    if (lcow_os_stat(path, &st, &err) != LCOW_OK || !st.exists)
+        return false;
+    *is_dir = st.is_dir;
+    return true;
+}
+
+/* Each endpoint sees, walks and cleans only its own partition: containerd's
+ * garbage collector (gRPC) cannot remove a shim's snapshot (MessagePack),
+ * nor a shim's Cleanup containerd's; the same key may live in both. */
+static void partitions_keep_the_endpoints_apart(void **state)
+{
+    gtc *g = connect_grpc();
+    lcow_client *m = connect_mp();
+    call_out o = prepare(g, "Prepare", "pa/containerd", NULL, NULL, NULL);
+    expect_ok(&o, "Prepare pa/containerd");
+    const char *grpc_source = ((PrepareResp *)o.response)->mounts[0]->source;
+    assert_non_null(strstr(grpc_source, "partitions" SEP "containerd" SEP "snapshots"));
+    char *grpc_dir = strdup(grpc_source);
+    call_free(&o);
+    mp_ok(m, LCOW_METHOD_PREPARE, "pa/shim", NULL, NULL);
+
+    /* Not seen across. */
+    lcow_params p = {0};
+    p.key = "pa/containerd";
+    lcow_result r;
+    lcow_error err;
+    assert_int_equal(lcow_client_call(m, LCOW_METHOD_STAT, &p, &r, &err), LCOW_NOT_FOUND);
+    o = keyed(g, "Stat", "pa/shim", NULL);
+    assert_int_equal(o.status, 5);
+    call_free(&o);
+    char **names;
+    size_t messages;
+    int status;
+    size_t n = list(g, "name~=\"^pa/\"", &names, &messages, &status);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "pa/containerd");
+    free_names(names, n);
+    lcow_params walk = {0};
+    char *filter = "name~=\"^pa/\"";
+    walk.filters.count = 1;
+    walk.filters.items = &filter;
+    assert_int_equal(lcow_client_call(m, LCOW_METHOD_WALK, &walk, &r, &err), LCOW_OK);
+    assert_int_equal(r.infos.count, 1);
+    assert_string_equal(r.infos.items[0].name, "pa/shim");
+    lcow_result_free(&r);
+
+    /* The same key in both, each its own. */
+    mp_ok(m, LCOW_METHOD_PREPARE, "pa/containerd", NULL, NULL);
+    o = prepare(g, "Prepare", "pa/shim", NULL, NULL, NULL);
+    expect_ok(&o, "Prepare pa/shim over gRPC");
+    call_free(&o);
+
+    /* Cleanup over MessagePack keeps containerd's directory, and the other
+     * way round; Remove in one leaves the other's key. */
+    lcow_params none = {0};
+    assert_int_equal(lcow_client_call(m, LCOW_METHOD_CLEANUP, &none, &r, &err), LCOW_OK);
+    lcow_result_free(&r);
+    CleanupReq cr = CONTAINERD__SERVICES__SNAPSHOTS__V1__CLEANUP_REQUEST__INIT;
+    o = call(g, "Cleanup", &cr.base, NULL);
+    expect_ok(&o, "Cleanup");
+    call_free(&o);
+    bool is_dir = false;
+    assert_true(path_exists(grpc_dir, &is_dir));
+    assert_true(is_dir);
+    free(grpc_dir);
+    o = keyed(g, "Remove", "pa/containerd", NULL);
+    expect_ok(&o, "Remove");
+    call_free(&o);
+    p.key = "pa/containerd";
+    assert_int_equal(lcow_client_call(m, LCOW_METHOD_STAT, &p, &r, &err), LCOW_OK);
+    lcow_result_free(&r);
+    for (const char *k = "pa/shim";; k = NULL) {
+        o = keyed(g, "Remove", k ? k : "pa/none", NULL);
+        assert_int_equal(o.status, k ? 0 : 5);
+        call_free(&o);
+        if (!k)
+            break;
+    }
+    p.key = "pa/shim";
+    assert_int_equal(lcow_client_call(m, LCOW_METHOD_REMOVE, &p, &r, &err), LCOW_OK);
+    lcow_result_free(&r);
+    p.key = "pa/containerd";
+    assert_int_equal(lcow_client_call(m, LCOW_METHOD_REMOVE, &p, &r, &err), LCOW_OK);
+    lcow_result_free(&r);
+    assert_int_equal(lcow_snapshotter_check(store, &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_check(partition, &err), LCOW_OK);
+    lcow_client_close(m);
+    gtc_close(g);
+}
+
+/* The scratch templates are the store's, whichever partition asks. */
+static void partitions_share_the_scratch_templates(void **state)
+{
+    char *root = test_fresh_dir("grpc-templates");
+    lcow_snapshotter_config sc = {.root = root, .no_sync = true};
+    lcow_snapshotter *base = NULL, *part = NULL, *bad = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_snapshotter_open(&sc, &base, &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_open_partition(base, "Bad Name", &bad, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_int_equal(lcow_snapshotter_open_partition(base, LCOW_GRPC_PARTITION, &part, &err),
+                     LCOW_OK);
+    assert_int_equal(lcow_snapshotter_open_partition(part, "nested", &bad, &err),
+                     LCOW_INVALID_ARGUMENT);
+    lcow_mounts m1 = {0}, m2 = {0};
+    if (lcow_snapshotter_prepare(base, "default/1/c1", NULL, NULL, &m1, &err) != LCOW_OK ||
+        lcow_snapshotter_prepare(part, "default/1/c1", NULL, NULL, &m2, &err) != LCOW_OK)
+        fail_msg("prepare: %s", err.message);
+    assert_string_not_equal(m1.items[0].source, m2.items[0].source);
+    char path[2048];
+    bool is_dir = true;
+    snprintf(path, sizeof path, "%s" SEP "scratch.vhdx", root);
+    assert_true(path_exists(path, &is_dir) && !is_dir);
+    snprintf(path, sizeof path, "%s" SEP "sandbox.vhdx", m1.items[0].source);
+    assert_true(path_exists(path, &is_dir));
+    snprintf(path, sizeof path, "%s" SEP "sandbox.vhdx", m2.items[0].source);
+    assert_true(path_exists(path, &is_dir));
+    snprintf(path, sizeof path, "%s" SEP "partitions" SEP "containerd" SEP "scratch.vhdx", root);
+    assert_false(path_exists(path, &is_dir)); /* no template of its own */
+    lcow_mounts_free(&m1);
+    lcow_mounts_free(&m2);
+    assert_int_equal(lcow_snapshotter_cleanup(part, &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_cleanup(base, &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_check(base, &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_check(part, &err), LCOW_OK);
+    /* Reopened: each partition finds its own snapshots again. */
+    lcow_snapshotter_free(part);
+    lcow_snapshotter_free(base);
+    assert_int_equal(lcow_snapshotter_open(&sc, &base, &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_open_partition(base, LCOW_GRPC_PARTITION, &part, &err),
+                     LCOW_OK);
+    lcow_info info = {0};
+    assert_int_equal(lcow_snapshotter_stat(part, "default/1/c1", &info, &err), LCOW_OK);
+    lcow_info_free(&info);
+    assert_int_equal(lcow_snapshotter_remove(part, "default/1/c1", &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_stat(base, "default/1/c1", &info, &err), LCOW_OK);
+    lcow_info_free(&info);
+    lcow_snapshotter_free(part);
+    lcow_snapshotter_free(base);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -878,6 +1060,8 @@ int main(void)
         cmocka_unit_test(connection_limit_and_idle_timeout),
         cmocka_unit_test(endpoint_security_is_read_back),
         cmocka_unit_test(graceful_stop_answers_the_call_in_flight),
+        cmocka_unit_test(partitions_keep_the_endpoints_apart),
+        cmocka_unit_test(partitions_share_the_scratch_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
