@@ -835,6 +835,40 @@ static void connection_limit_and_idle_timeout(void **state)
     lcow_server_free(server);
 }
 
+/* The request deadline (--frame-timeout) holds for HTTP/2 too: a request
+ * whose END_STREAM never comes loses the connection, whatever else flows. */
+static void an_unfinished_request_loses_the_connection(void **state)
+{
+    char address[256];
+    make_address(address, sizeof address, "f");
+    lcow_server_config cfg = {
+        .address = address,
+        .idle_timeout_ms = 60000,
+        .frame_timeout_ms = 700,
+        .protocol = &lcow_grpc_protocol,
+    };
+    lcow_server *server = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_server_start(&cfg, partition, &server, &err), LCOW_OK);
+    gtc *c = NULL;
+    assert_int_equal(gtc_connect(address, &c, &err), LCOW_OK);
+    /* A complete call first: the connection works. */
+    call_out o = keyed(c, "Stat", "nothing", NULL);
+    assert_int_equal(o.status, 5);
+    call_free(&o);
+    uint8_t partial[] = {0, 0, 0, 0, 20, 0x12, 0x01};
+    int32_t id = start_raw(c, "Usage", partial, sizeof partial, false);
+    assert_true(id > 0);
+    lcow_code code = LCOW_OK;
+    for (int i = 0; i < 20 && code == LCOW_OK; i++)
+        code = gtc_pump(c, 10000, &err);
+    assert_int_equal(code, LCOW_UNAVAILABLE);
+    assert_null(strstr(err.message, "timed out")); /* closed by the service */
+    gtc_close(c);
+    lcow_server_stop(server, 1000);
+    lcow_server_free(server);
+}
+
 /* The endpoint's access control is read back like the main one's. */
 static void endpoint_security_is_read_back(void **state)
 {
@@ -1058,6 +1092,7 @@ int main(void)
         cmocka_unit_test(reset_mid_call),
         cmocka_unit_test(concurrent_calls_on_one_connection),
         cmocka_unit_test(connection_limit_and_idle_timeout),
+        cmocka_unit_test(an_unfinished_request_loses_the_connection),
         cmocka_unit_test(endpoint_security_is_read_back),
         cmocka_unit_test(graceful_stop_answers_the_call_in_flight),
         cmocka_unit_test(partitions_keep_the_endpoints_apart),
