@@ -869,6 +869,96 @@ static void an_unfinished_request_loses_the_connection(void **state)
     lcow_server_free(server);
 }
 
+/* HPACK: a literal header field without indexing, new name, no Huffman
+ * (names and values below 127 bytes). */
+static size_t hpack_literal(uint8_t *out, const char *name, const char *value)
+{
+    size_t n = 0, nl = strlen(name), vl = strlen(value);
+    out[n++] = 0x00;
+    out[n++] = (uint8_t)nl;
+    memcpy(out + n, name, nl);
+    n += nl;
+    out[n++] = (uint8_t)vl;
+    memcpy(out + n, value, vl);
+    return n + vl;
+}
+
+static size_t h2_frame(uint8_t *out, uint8_t type, uint8_t flags, uint32_t stream,
+                       const uint8_t *payload, size_t len)
+{
+    out[0] = (uint8_t)(len >> 16);
+    out[1] = (uint8_t)(len >> 8);
+    out[2] = (uint8_t)len;
+    out[3] = type;
+    out[4] = flags;
+    out[5] = (uint8_t)(stream >> 24);
+    out[6] = (uint8_t)(stream >> 16);
+    out[7] = (uint8_t)(stream >> 8);
+    out[8] = (uint8_t)stream;
+    if (len > 0)
+        memcpy(out + 9, payload, len);
+    return 9 + len;
+}
+
+/* SETTINGS_MAX_CONCURRENT_STREAMS (128 per connection) holds against a
+ * client that ignores it: the streams beyond are refused (RST_STREAM
+ * REFUSED_STREAM), the connection serves on. Raw frames: nghttp2's own
+ * client would queue them instead. */
+static void streams_beyond_the_limit_are_refused(void **state)
+{
+    lcow_transport *t = NULL;
+    lcow_error err;
+    assert_int_equal(lcow_transport_connect(grpc_address, 5000, &t, &err), LCOW_OK);
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *out = malloc(cap);
+    memcpy(out, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    len = 24;
+    len += h2_frame(out + len, 4, 0, 0, NULL, 0); /* SETTINGS */
+    uint8_t block[512];
+    size_t b = 0;
+    b += hpack_literal(block + b, ":method", "POST");
+    b += hpack_literal(block + b, ":scheme", "http");
+    b += hpack_literal(block + b, ":path", "/containerd.services.snapshots.v1.Snapshots/Stat");
+    b += hpack_literal(block + b, ":authority", "lcowsnap");
+    b += hpack_literal(block + b, "content-type", "application/grpc");
+    const int streams = 140;
+    for (int i = 0; i < streams; i++) /* HEADERS with END_HEADERS, no END_STREAM */
+        len += h2_frame(out + len, 1, 0x4, (uint32_t)(2 * i + 1), block, b);
+    assert_true(len < cap);
+    assert_int_equal(lcow_transport_write(t, out, len, 5000, &err), LCOW_OK);
+    /* Read frames until the refusals of the last 12 have come. */
+    int refused = 0;
+    size_t have = 0;
+    uint8_t *in = malloc(cap);
+    for (int reads = 0; reads < 200 && refused < streams - 128; reads++) {
+        size_t got = 0;
+        if (lcow_transport_read(t, in + have, cap - have, &got, 5000, &err) != LCOW_OK)
+            break;
+        have += got;
+        size_t off = 0;
+        while (have - off >= 9) {
+            size_t flen = (size_t)in[off] << 16 | (size_t)in[off + 1] << 8 | in[off + 2];
+            if (have - off < 9 + flen)
+                break;
+            if (in[off + 3] == 3 && flen == 4 && in[off + 12] == 7) /* REFUSED_STREAM */
+                refused++;
+            off += 9 + flen;
+        }
+        memmove(in, in + off, have - off);
+        have -= off;
+    }
+    assert_int_equal(refused, streams - 128);
+    free(in);
+    free(out);
+    lcow_transport_close(t);
+    /* Others are fine. */
+    gtc *c = connect_grpc();
+    call_out o = keyed(c, "Stat", "nothing", NULL);
+    assert_int_equal(o.status, 5);
+    call_free(&o);
+    gtc_close(c);
+}
+
 /* The endpoint's access control is read back like the main one's. */
 static void endpoint_security_is_read_back(void **state)
 {
@@ -1093,6 +1183,7 @@ int main(void)
         cmocka_unit_test(concurrent_calls_on_one_connection),
         cmocka_unit_test(connection_limit_and_idle_timeout),
         cmocka_unit_test(an_unfinished_request_loses_the_connection),
+        cmocka_unit_test(streams_beyond_the_limit_are_refused),
         cmocka_unit_test(endpoint_security_is_read_back),
         cmocka_unit_test(graceful_stop_answers_the_call_in_flight),
         cmocka_unit_test(partitions_keep_the_endpoints_apart),
