@@ -196,6 +196,31 @@ static void usage_by_kind(void **state)
     assert_int_equal(uc.inodes, 0);
 }
 
+/* An active whose directory was deleted by hand (issue 14, item 10): the key
+ * exists, so Usage and Commit answer FailedPrecondition naming the missing
+ * directory, never NotFound; nothing is committed. */
+static void missing_active_dir_is_failed_precondition(void **state)
+{
+    fixture *f = *state;
+    lcow_error err;
+    lcow_usage u;
+    prep(f->s, "a", "");
+    char *dir = lcow_snapshotter_dir_of(f->s, id_of(f->s, "a"));
+    ok(lcow_os_remove_all(dir, &err), &err);
+    assert_int_equal(lcow_snapshotter_usage(f->s, "a", &u, &err), LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, dir));
+    assert_int_equal(lcow_snapshotter_commit(f->s, "c", "a", NULL, NULL, &err),
+                     LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, dir));
+    lcow_info info;
+    assert_int_equal(lcow_snapshotter_stat(f->s, "c", &info, &err), LCOW_NOT_FOUND);
+    ok(lcow_snapshotter_stat(f->s, "a", &info, &err), &err);
+    assert_int_equal(info.kind, LCOW_KIND_ACTIVE);
+    lcow_info_free(&info);
+    ok(lcow_snapshotter_remove(f->s, "a", &err), &err);
+    free(dir);
+}
+
 /* ------------------------------------------------------------ paging */
 
 static void walk_paging(void **state)
@@ -780,6 +805,7 @@ int main(int argc, char **argv)
         T(errors_and_failed_calls_change_nothing),
         T(commit_resets_times_and_takes_commit_labels),
         T(usage_by_kind),
+        T(missing_active_dir_is_failed_precondition),
         T(walk_paging),
         T(directories_follow_kinds),
         T(reopen_keeps_state_and_never_reuses_ids),
