@@ -562,6 +562,26 @@ static lcow_code stat_impl(lcow_snapshotter *s, const char *key, lcow_info *info
     return LCOW_OK;
 }
 
+/* The usage of an active's directory. The key exists, so a directory that
+ * is gone (deleted by hand) is FailedPrecondition naming it, not NotFound. */
+static lcow_code active_usage(lcow_snapshotter *s, uint64_t id, lcow_usage *usage,
+                              lcow_error *err)
+{
+    char *dir = lcow_snapshotter_dir_of(s, id);
+    if (!dir)
+        return lcow_snapshotter_oom(err);
+    lcow_code rc = lcow_os_usage(dir, &usage->size, &usage->inodes, err);
+    if (rc == LCOW_NOT_FOUND) {
+        lcow_stat st;
+        if (lcow_os_stat(dir, &st, NULL) == LCOW_OK && !st.exists)
+            rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                "the snapshot directory %s is missing (removed outside lcowsnap?)",
+                                dir);
+    }
+    free(dir);
+    return rc;
+}
+
 static lcow_code usage_impl(lcow_snapshotter *s, const char *key, lcow_usage *usage,
                             lcow_error *err)
 {
@@ -576,10 +596,7 @@ static lcow_code usage_impl(lcow_snapshotter *s, const char *key, lcow_usage *us
     if (rec.kind == LCOW_KIND_COMMITTED) {
         *usage = rec.usage;
     } else if (rec.kind == LCOW_KIND_ACTIVE) {
-        char *dir = lcow_snapshotter_dir_of(s, rec.id);
-        rc =
-            dir ? lcow_os_usage(dir, &usage->size, &usage->inodes, err) : lcow_snapshotter_oom(err);
-        free(dir);
+        rc = active_usage(s, rec.id, usage, err);
         if (rc != LCOW_OK)
             lcow_error_wrap(err, "usage of %s", key);
     }
@@ -685,10 +702,7 @@ static lcow_code commit_impl(lcow_snapshotter *s, const char *name, const char *
     lcow_meta_record rec;
     if (key && *key && lcow_metastore_get(s->ms, NULL, key, &rec, NULL) == LCOW_OK) {
         if (rec.kind == LCOW_KIND_ACTIVE) {
-            char *dir = lcow_snapshotter_dir_of(s, rec.id);
-            usage_rc = dir ? lcow_os_usage(dir, &usage.size, &usage.inodes, &usage_err)
-                           : lcow_snapshotter_oom(&usage_err);
-            free(dir);
+            usage_rc = active_usage(s, rec.id, &usage, &usage_err);
             measured_id = rec.id;
         }
         lcow_meta_record_free(&rec);
@@ -704,10 +718,7 @@ static lcow_code commit_impl(lcow_snapshotter *s, const char *name, const char *
         rc = lcow_metastore_check_commit(s->ms, name, key ? key : "", labels, parent, &id, err);
     if (rc == LCOW_OK && id != measured_id) {
         /* The key was replaced between the measurement and the lock. */
-        char *dir = lcow_snapshotter_dir_of(s, id);
-        usage_rc = dir ? lcow_os_usage(dir, &usage.size, &usage.inodes, &usage_err)
-                       : lcow_snapshotter_oom(&usage_err);
-        free(dir);
+        usage_rc = active_usage(s, id, &usage, &usage_err);
     }
     if (rc == LCOW_OK && usage_rc != LCOW_OK) {
         if (err)
