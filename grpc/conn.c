@@ -483,8 +483,9 @@ static void request_complete_locked(gconn *c, gstream *st)
         answer_error_locked(c, st, code, err.message);
         return;
     }
-    st->answered = true; /* by the call */
-    st->refs++;          /* the ready list's, then the task's */
+    st->req.msgid = (uint32_t)st->id; /* what the dispatch's log lines call it */
+    st->answered = true;              /* by the call */
+    st->refs++;                       /* the ready list's, then the task's */
     st->ready_next = c->ready;
     c->ready = st;
 }
