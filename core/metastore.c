@@ -10,6 +10,7 @@
 
 #include <leveldb/c.h>
 
+#include "core/base/alloc.h"
 #include "core/base/log.h"
 #include "core/os/os.h" /* the clock only: the metastore knows no files */
 
@@ -50,7 +51,7 @@ static void buf_put(buf *b, const void *p, size_t n)
         size_t cap = b->cap ? b->cap * 2 : 128;
         while (cap < b->len + n)
             cap *= 2;
-        char *grown = realloc(b->data, cap);
+        char *grown = lcow_realloc(b->data, cap);
         if (!grown) {
             b->failed = true;
             return;
@@ -152,7 +153,7 @@ static uint64_t from_be64(const unsigned char *p)
 static char *rec_key(const char *key, size_t *len)
 {
     size_t n = strlen(key);
-    char *k = malloc(n + 2);
+    char *k = lcow_malloc(n + 2);
     if (!k)
         return NULL;
     k[0] = 's';
@@ -190,7 +191,7 @@ static char *client_index_key(const char *ns, size_t ns_len, const char *client,
 {
     size_t cl = strlen(client), kl = key ? strlen(key) : 0;
     size_t n = 2 + ns_len + 1 + cl + 1 + kl;
-    char *k = malloc(n);
+    char *k = lcow_malloc(n);
     if (!k)
         return NULL;
     char *p = k;
@@ -265,13 +266,16 @@ static void decode_fixed_fields(reader *r, lcow_meta_record *rec)
 typedef struct rec_space {
     buf *arena;
     char *next; /* arena: the next free byte */
+    bool oom;   /* an allocation failed (not a corrupt record) */
 } rec_space;
 
 static char *space_str(rec_space *sp, const void *p, size_t n)
 {
-    char *s = sp->arena ? sp->next : malloc(n + 1);
-    if (!s)
+    char *s = sp->arena ? sp->next : lcow_malloc(n + 1);
+    if (!s) {
+        sp->oom = true;
         return NULL;
+    }
     memcpy(s, p, n);
     s[n] = '\0';
     if (sp->arena)
@@ -297,13 +301,13 @@ static lcow_code decode_record(const char *key, size_t key_len, const char *val,
                                lcow_meta_record *rec, buf *arena, lcow_error *err)
 {
     memset(rec, 0, sizeof *rec);
-    rec_space sp = {arena, NULL};
+    rec_space sp = {arena, NULL, false};
     lcow_label *arena_labels = NULL;
     if (arena) {
         size_t max_labels = len / 8 + 1;
         size_t need = max_labels * sizeof(lcow_label) + key_len + 1 + len + 1;
         if (arena->cap < need) {
-            char *grown = realloc(arena->data, need * 2);
+            char *grown = lcow_realloc(arena->data, need * 2);
             if (!grown)
                 return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
             arena->data = grown;
@@ -326,8 +330,8 @@ static lcow_code decode_record(const char *key, size_t key_len, const char *val,
             r.bad = true;
         else if (arena)
             rec->labels.items = arena_labels;
-        else if (!(rec->labels.items = calloc(count, sizeof *rec->labels.items)))
-            r.bad = true;
+        else if (!(rec->labels.items = lcow_calloc(count, sizeof *rec->labels.items)))
+            r.bad = sp.oom = true;
         for (uint32_t i = 0; i < count && !r.bad; i++) {
             rec->labels.items[i].key = rd_str_in(&r, &sp);
             rec->labels.items[i].value = rd_str_in(&r, &sp);
@@ -338,6 +342,9 @@ static lcow_code decode_record(const char *key, size_t key_len, const char *val,
         if (!arena)
             lcow_meta_record_free(rec);
         memset(rec, 0, sizeof *rec);
+        if (sp.oom)
+            return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED,
+                                  "out of memory decoding snapshot record %.*s", (int)key_len, key);
         return lcow_error_set(err, LCOW_INTERNAL, "snapshot record %.*s is corrupt", (int)key_len,
                               key);
     }
@@ -357,8 +364,8 @@ void lcow_meta_record_free(lcow_meta_record *rec)
 bool lcow_meta_record_to_info(const lcow_meta_record *rec, lcow_info *info)
 {
     memset(info, 0, sizeof *info);
-    info->name = strdup(rec->key);
-    info->parent = strdup(rec->parent ? rec->parent : "");
+    info->name = lcow_strdup(rec->key);
+    info->parent = lcow_strdup(rec->parent ? rec->parent : "");
     info->kind = rec->kind;
     info->created = rec->created;
     info->updated = rec->updated;
@@ -400,15 +407,46 @@ static const leveldb_readoptions_t *read_opts(const lcow_metastore *ms, const lc
     return view ? view->read : ms->read_latest;
 }
 
-/* Gets a raw value; *val NULL when absent. */
+/* Gets a raw value into a buffer of ours (free() it); *val NULL when absent.
+ * Not leveldb_get: its C wrapper copies the value into a malloc it never
+ * checks (issue 14, item 2). An iterator lends the value; the copy is
+ * checked and its failure is ResourceExhausted. */
 static lcow_code db_get(lcow_metastore *ms, const lcow_meta_view *view, const char *k, size_t kl,
                         char **val, size_t *vl, lcow_error *err)
 {
+    *val = NULL;
+    *vl = 0;
+    lcow_code rc = LCOW_OK;
+    leveldb_iterator_t *it = leveldb_create_iterator(ms->db, read_opts(ms, view));
+    leveldb_iter_seek(it, k, kl);
+    if (leveldb_iter_valid(it)) {
+        size_t found_len;
+        const char *found = leveldb_iter_key(it, &found_len);
+        if (found_len == kl && memcmp(found, k, kl) == 0) {
+            size_t n;
+            const char *v = leveldb_iter_value(it, &n);
+            char *copy = lcow_malloc(n ? n : 1);
+            if (!copy) {
+                rc = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED,
+                                    "out of memory reading a metadata value of %" PRIu64 " bytes",
+                                    (uint64_t)n);
+            } else {
+                memcpy(copy, v, n);
+                *val = copy;
+                *vl = n;
+            }
+        }
+    }
     char *e = NULL;
-    *val = leveldb_get(ms->db, read_opts(ms, view), k, kl, vl, &e);
-    if (e)
+    leveldb_iter_get_error(it, &e);
+    leveldb_iter_destroy(it);
+    if (e) {
+        free(*val);
+        *val = NULL;
+        *vl = 0;
         return db_error(err, "get", e);
-    return LCOW_OK;
+    }
+    return rc;
 }
 
 static lcow_code db_write(lcow_metastore *ms, leveldb_writebatch_t *batch, lcow_error *err)
@@ -438,7 +476,7 @@ static lcow_code get_record(lcow_metastore *ms, const lcow_meta_view *view, cons
         rc = decode_record(key, strlen(key), val, vl, rec, NULL, err);
         *found = rc == LCOW_OK;
     }
-    leveldb_free(val);
+    free(val);
     free(k);
     return rc;
 }
@@ -459,7 +497,7 @@ static lcow_code get_disk(lcow_metastore *ms, const lcow_meta_view *view, uint64
         else
             *found = true;
     }
-    leveldb_free(val);
+    free(val);
     return rc;
 }
 
@@ -546,7 +584,7 @@ static lcow_code read_decimal(lcow_metastore *ms, const char *k, uint64_t *v, bo
         else
             n = n * 10 + (uint64_t)(val[i] - '0');
     }
-    leveldb_free(val);
+    free(val);
     if (!ok)
         return lcow_error_set(err, LCOW_INTERNAL, "metadata key %s holds a malformed number", k);
     *v = n;
@@ -594,8 +632,8 @@ lcow_code lcow_metastore_open(const char *path, const lcow_metastore_options *op
                               lcow_metastore **out, lcow_error *err)
 {
     *out = NULL;
-    lcow_metastore *ms = calloc(1, sizeof *ms);
-    if (!ms || !(ms->path = strdup(path))) {
+    lcow_metastore *ms = lcow_calloc(1, sizeof *ms);
+    if (!ms || !(ms->path = lcow_strdup(path))) {
         free(ms);
         return oom(err);
     }
@@ -687,7 +725,7 @@ lcow_code lcow_metastore_set_schema_version(lcow_metastore *ms, uint32_t version
 
 lcow_meta_view *lcow_metastore_view_begin(lcow_metastore *ms)
 {
-    lcow_meta_view *v = calloc(1, sizeof *v);
+    lcow_meta_view *v = lcow_calloc(1, sizeof *v);
     if (!v)
         return NULL;
     v->snapshot = leveldb_create_snapshot(ms->db);
@@ -748,12 +786,12 @@ lcow_code lcow_metastore_key_of(lcow_metastore *ms, const lcow_meta_view *view, 
         return rc;
     if (!val)
         return lcow_error_set(err, LCOW_NOT_FOUND, "no snapshot with id %" PRIu64, id);
-    *key = malloc(vl + 1);
+    *key = lcow_malloc(vl + 1);
     if (*key) {
         memcpy(*key, val, vl);
         (*key)[vl] = '\0';
     }
-    leveldb_free(val);
+    free(val);
     return *key ? LCOW_OK : oom(err);
 }
 
@@ -809,7 +847,7 @@ lcow_code lcow_metastore_parent_ids(lcow_metastore *ms, const lcow_meta_view *vi
     *ids = NULL;
     *count = 0;
     size_t cap = 0;
-    char *parent = strdup(rec->parent ? rec->parent : "");
+    char *parent = lcow_strdup(rec->parent ? rec->parent : "");
     if (!parent)
         return oom(err);
     lcow_code rc = LCOW_OK;
@@ -901,7 +939,7 @@ static int client_one(void *ctx, const char *k, size_t kl, const char *v, size_t
     client_ctx *c = ctx;
     size_t n = kl - c->prefix_len;
     free(c->key);
-    c->key = malloc(n + 1);
+    c->key = lcow_malloc(n + 1);
     if (!c->key) {
         c->oom = true;
         return 1;
@@ -980,7 +1018,7 @@ static int child_one(void *ctx, const char *k, size_t kl, const char *v, size_t 
         return 1;
     }
     free(c->key);
-    c->key = malloc(vl + 1);
+    c->key = lcow_malloc(vl + 1);
     if (!c->key) {
         c->failed = true;
         return 1;
