@@ -195,6 +195,7 @@ static lcow_code open_in(const lcow_snapshotter_config *config, const char *dir,
     lcow_cond_init(&s->drained);
     atomic_init(&s->inflight, 0);
     atomic_init(&s->closed, false);
+    atomic_init(&s->cancel_work, false);
     s->no_scratch = config->no_scratch;
     s->no_sync = config->no_sync;
     s->partition = scratch != NULL;
@@ -308,6 +309,9 @@ void lcow_snapshotter_free(lcow_snapshotter *s)
     }
     free(s->pending);
     free(s->discarding);
+    for (size_t i = 0; i < s->applying_count; i++)
+        free(s->applying[i].key);
+    free(s->applying);
     lcow_mutex_destroy(&s->lock);
     lcow_cond_destroy(&s->drained);
     lcow_mutex_destroy(&s->drain_lock);
@@ -714,6 +718,9 @@ static lcow_code commit_impl(lcow_snapshotter *s, const char *name, const char *
     if (rc == LCOW_OK && find_pending(s, name))
         rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "snapshot %s already exists (being prepared)",
                             name);
+    if (rc == LCOW_OK && key && lcow_snapshotter_find_applying(s, key))
+        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                            "cannot commit %s now: a layer is being applied to it", key);
     if (rc == LCOW_OK)
         rc = lcow_metastore_check_commit(s->ms, name, key ? key : "", labels, parent, &id, err);
     if (rc == LCOW_OK && id != measured_id) {
@@ -756,6 +763,10 @@ static lcow_code remove_impl(lcow_snapshotter *s, const char *key, lcow_error *e
     if (rc == LCOW_OK)
         rc = lcow_metastore_get(s->ms, NULL, key, &rec, err);
     if (rc == LCOW_OK) {
+        if (lcow_snapshotter_find_applying(s, key))
+            rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                "cannot remove snapshot %s now: a layer is being applied to it",
+                                key);
         for (size_t i = 0; i < s->pending_count && rc == LCOW_OK; i++) {
             if (strcmp(s->pending[i].parent, key) == 0)
                 rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,

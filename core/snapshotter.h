@@ -23,6 +23,7 @@
 #include "core/base/errors.h"
 #include "core/base/types.h"
 #include "core/disk/scratchdisk.h" /* lcow_scratch_backend */
+#include "core/disk/sha256.h"      /* digest string sizes */
 
 typedef struct lcow_snapshotter lcow_snapshotter;
 
@@ -113,6 +114,42 @@ lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err);
  * CreateScratch of runhcs); path is subject to the scratch_dir_allow list. */
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                           uint32_t block_size_mb, lcow_error *err);
+
+/* ---- layer import (Apply) ---- */
+
+typedef struct lcow_apply_request {
+    const char *key;        /* an active snapshot (normally an extract-* key) */
+    const char *path;       /* the layer blob on this host, absolute */
+    const char *media_type; /* NULL or "": detect gzip / zstd / tar by magic bytes */
+    const char *digest;     /* "sha256:<hex>" the blob must have; NULL: not checked */
+    bool verity;            /* append a dm-verity superblock and hash tree */
+} lcow_apply_request;
+
+typedef struct lcow_apply_result {
+    char diff_id[LCOW_SHA256_DIGEST_STRING_SIZE]; /* "sha256:<hex>" of the uncompressed tar */
+    char digest[LCOW_SHA256_DIGEST_STRING_SIZE];  /* "sha256:<hex>" of the blob */
+    uint64_t size;                                /* blob bytes */
+    uint64_t layer_bytes;                         /* bytes of layer.vhd */
+    bool has_verity_root_hash;
+    char verity_root_hash[LCOW_SHA256_HEX_SIZE]; /* hex, as veritysetup takes it */
+} lcow_apply_result;
+
+/* Converts the blob into <dir>/layer.vhd of the active snapshot key: ext4
+ * byte-identical to tar2ext4 -overlay -vhd -max-gb 128 (docs/layers.md),
+ * with dm-verity when asked. The conversion runs outside the metadata lock;
+ * while it runs, Remove and Commit of key are FailedPrecondition (as a
+ * second Apply of it). NotFound for a missing key or blob, FailedPrecondition
+ * for a key that is not active or already has a layer.vhd, InvalidArgument
+ * for a relative path and for bad blobs (naming the entry), ResourceExhausted
+ * past 128 GiB, Unavailable when a stop cancels it. On any failure the
+ * snapshot's directory is as it was (no layer.vhd, no temporary file). */
+lcow_code lcow_snapshotter_apply(lcow_snapshotter *s, const lcow_apply_request *req,
+                                 lcow_apply_result *out, lcow_error *err);
+
+/* The first step of a stop: Applies in flight are cancelled (Unavailable,
+ * their temporary files removed) and new ones refused; every other call
+ * goes on until close. Close implies it. */
+void lcow_snapshotter_cancel_work(lcow_snapshotter *s);
 
 /* Invariant check: every record's parent exists and is committed, child
  * counts match, every active's directory exists, no directory without a

@@ -5,6 +5,7 @@
  *   mounts.c                the lcow-layer mount and its parentLayerPaths JSON
  *   snapshotter_recovery.c  orphan sweeps at open and in Cleanup
  *   snapshotter_check.c     lcow_snapshotter_check (the invariant checker)
+ *   snapshotter_apply.c     Apply (a layer blob to layer.vhd) and its sweep
  *
  * Locking: s->lock (the writer lock) guards metadata read-validate-write and
  * the in-memory reservations (pending, discarding); slow file work runs
@@ -31,6 +32,12 @@ typedef struct lcow_snapshotter_pending {
     uint64_t disk_id; /* shared disk it links to, 0 = none */
 } lcow_snapshotter_pending;
 
+/* An Apply between its phases: the key's layer.vhd is being written. */
+typedef struct lcow_snapshotter_applying {
+    char *key;
+    uint64_t id;
+} lcow_snapshotter_applying;
+
 struct lcow_snapshotter {
     char *root;
     char *snapshots_dir;
@@ -50,6 +57,12 @@ struct lcow_snapshotter {
      * lock): Cleanup leaves <id> and rm-<id> of these to it. */
     uint64_t *discarding;
     size_t discarding_count, discarding_cap;
+    /* Applies in flight (outside the lock): Remove and Commit of their keys
+     * are refused, Cleanup leaves their temporary files alone. */
+    lcow_snapshotter_applying *applying;
+    size_t applying_count, applying_cap;
+    /* lcow_snapshotter_cancel_work was called: Applies stop. */
+    atomic_bool cancel_work;
     bool no_scratch;
     /* Calls in progress; close waits for them to drain. */
     atomic_uint inflight;
@@ -93,6 +106,18 @@ bool lcow_snapshotter_parse_id(const char *name, uint64_t *id);
 lcow_code lcow_snapshotter_build_mounts(lcow_snapshotter *s, const lcow_meta_view *view,
                                         const lcow_meta_record *rec, lcow_mounts *mounts,
                                         lcow_error *err);
+
+/* ---- snapshotter_apply.c ---- */
+
+/* The Apply in flight on key, or NULL. Caller holds the lock. */
+const lcow_snapshotter_applying *lcow_snapshotter_find_applying(const lcow_snapshotter *s,
+                                                                const char *key);
+
+/* Removes the temporary files an interrupted Apply left in the directories
+ * of active snapshots (none is running for them: at open every one; in
+ * Cleanup each directory is swept under the lock, skipping Applies in
+ * flight). Best effort: the first failure is reported. */
+lcow_code lcow_snapshotter_sweep_apply_temps(lcow_snapshotter *s, bool at_open, lcow_error *err);
 
 /* ---- snapshotter_recovery.c ---- */
 

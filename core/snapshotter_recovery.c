@@ -1,7 +1,9 @@
 /* Recovery of the snapshotter: the sweep of snapshots/ (and at open of
- * tmp/) that removes what no snapshot record names. It runs at open, after a
- * crash of an interrupted Prepare or Remove, and as Cleanup while the store
- * serves calls; then it keeps what a Prepare or Remove in flight owns. */
+ * tmp/) that removes what no snapshot record names, and of the temporary
+ * files an Apply leaves in an active's directory when it is interrupted. It
+ * runs at open, after a crash of an interrupted Prepare, Remove or Apply,
+ * and as Cleanup while the store serves calls; then it keeps what a
+ * Prepare, Remove or Apply in flight owns. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -162,6 +164,9 @@ lcow_code lcow_snapshotter_sweep_orphans(lcow_snapshotter *s, bool at_open, lcow
         }
         free(t.doomed);
     }
+    /* Temporary files of an Apply that a crash interrupted. */
+    if (first == LCOW_OK)
+        first = lcow_snapshotter_sweep_apply_temps(s, at_open, err);
     if (first == LCOW_OK && s->scratch)
         first = lcow_scratch_cleanup(s->scratch, err);
     return first;

@@ -62,6 +62,11 @@ lcow_code lcow_file_size(lcow_file *f, uint64_t *size, lcow_error *err);
 /* Sets the file length (extends with zeros, never marks the file sparse). */
 lcow_code lcow_file_truncate(lcow_file *f, uint64_t size, lcow_error *err);
 lcow_code lcow_file_sync(lcow_file *f, lcow_error *err);
+/* Starts writing [off, off+len) of f back to disk without waiting for it
+ * (Linux: sync_file_range(SYNC_FILE_RANGE_WRITE)), so that a later
+ * lcow_file_sync has less left to wait for. A hint: it cannot fail, and it
+ * is a no-op where the platform has no such call (Windows). */
+void lcow_file_start_writeback(lcow_file *f, uint64_t off, uint64_t len);
 /* Closes and frees; NULL is a no-op. Errors at close are logged, not returned. */
 void lcow_file_close(lcow_file *f);
 

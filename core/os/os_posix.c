@@ -176,6 +176,16 @@ lcow_code lcow_file_sync(lcow_file *f, lcow_error *err)
     return LCOW_OK;
 }
 
+void lcow_file_start_writeback(lcow_file *f, uint64_t off, uint64_t len)
+{
+#ifdef __linux__
+    if (f && len)
+        (void)sync_file_range(f->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)f, (void)off, (void)len;
+#endif
+}
+
 void lcow_file_close(lcow_file *f)
 {
     if (!f)

@@ -389,6 +389,13 @@ lcow_code lcow_file_sync(lcow_file *f, lcow_error *err)
     return LCOW_OK;
 }
 
+/* NTFS has no asynchronous writeback hint worth the call; FlushFileBuffers
+ * at lcow_file_sync does the work. */
+void lcow_file_start_writeback(lcow_file *f, uint64_t off, uint64_t len)
+{
+    (void)f, (void)off, (void)len;
+}
+
 void lcow_file_close(lcow_file *f)
 {
     if (!f)

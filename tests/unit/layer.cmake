@@ -1,6 +1,6 @@
 # Layer import formats: the dm-verity hash tree (core/disk/verity), the fixed
-# VHD footer (core/disk/vhd), SHA-256 (core/disk/sha256) and the layer blob
-# reader (core/layer/blob).
+# VHD footer (core/disk/vhd), SHA-256 (core/disk/sha256), the layer blob
+# reader (core/layer/blob) and Apply (core/layer/apply, core/snapshotter_apply).
 #
 # Fixture layer_golden (tests/layer/make-golden.sh, run natively in both
 # builds) writes the golden tars and tar2ext4-ref's images of them; the win64
@@ -57,6 +57,15 @@ foreach(t verity vhd blob)
     set_property(TEST test_${t} APPEND PROPERTY FIXTURES_REQUIRED ${lcow_layer_saved_fixture})
   endif()
 endforeach()
+# Apply (core/layer/apply.h, lcow_snapshotter_apply): the whole blob ->
+# layer.vhd sequence, the golden cases, failures and cancellation, and the
+# store's side of it.
+lcow_unit_test(NAME test_apply
+               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_apply.c ${CMAKE_CURRENT_LIST_DIR}/testlib.c
+               LIBS lcow_core LABELS layer TIMEOUT 600)
+if(lcow_layer_saved_fixture)
+  set_property(TEST test_apply APPEND PROPERTY FIXTURES_REQUIRED ${lcow_layer_saved_fixture})
+endif()
 set(LCOW_TEST_ENV "${lcow_layer_saved_env}")
 set(LCOW_TEST_FIXTURE "${lcow_layer_saved_fixture}")
 
