@@ -240,12 +240,25 @@ lcow_code lcow_scratch_path_allowed(lcow_scratch *sc, const char *path, lcow_err
     if (!path || !lcow_path_is_absolute(path))
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: must be an absolute path",
                               path ? path : "(null)");
-    if (sc->allow_count == 0)
-        return LCOW_OK;
     char *resolved;
     lcow_code rc = resolve_for_policy(path, &resolved, err);
     if (rc != LCOW_OK)
         return rc;
+    /* Never inside the service's own root, whatever the allow list says: a
+     * file there could stand at the next snapshot id or a template's name
+     * (issue 14, item 6). */
+    if (path_within(resolved, sc->root)) {
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                            "%s (resolved %s) is inside the service's root %s, which only "
+                            "lcowsnap writes",
+                            path, resolved, sc->root);
+        free(resolved);
+        return rc;
+    }
+    if (sc->allow_count == 0) {
+        free(resolved);
+        return LCOW_OK;
+    }
     bool ok = false;
     for (size_t i = 0; i < sc->allow_count && !ok; i++)
         ok = path_within(resolved, sc->allow[i]);

@@ -55,7 +55,8 @@ lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *ke
                                 lcow_error *err);
 
 /* Checks a path against the allow list (after resolving "..", links and
- * junctions of its existing part). */
+ * junctions of its existing part); a path inside the service's root is
+ * refused whatever the list says (InvalidArgument naming it). */
 lcow_code lcow_scratch_path_allowed(lcow_scratch *sc, const char *path, lcow_error *err);
 
 /* MODE_OWN: creates <snapshot_dir>/sandbox.vhdx from the template of

@@ -482,6 +482,31 @@ static lcow_code create_snapshot_impl(lcow_snapshotter *s, lcow_kind kind, const
         rc = lcow_snapshotter_oom(err);
     if (rc == LCOW_OK)
         rc = lcow_os_mkdir(dir, err);
+    /* Ids are never reused, so an entry already at this id is foreign (put
+     * there by hand or by an older bug): skip to the next id rather than
+     * answer AlreadyExists for a key that does not exist (issue 14, item 6). */
+    for (int skips = 0; rc == LCOW_ALREADY_EXISTS && skips < 64; skips++) {
+        LCOW_LOGW("%s is not lcowsnap's (no snapshot has id %" PRIu64
+                  "); leaving it and using the next id for %s",
+                  dir, req.id, key);
+        free(dir);
+        dir = NULL;
+        lcow_mutex_lock(&s->lock);
+        uint64_t next = 0;
+        rc = lcow_metastore_next_id(s->ms, &next, err);
+        lcow_snapshotter_pending *p = rc == LCOW_OK ? find_pending(s, key) : NULL;
+        if (p) {
+            p->id = next;
+            req.id = next;
+        } else if (rc == LCOW_OK) {
+            rc = lcow_error_set(err, LCOW_INTERNAL, "prepare %s: its reservation vanished", key);
+        }
+        lcow_mutex_unlock(&s->lock);
+        if (rc == LCOW_OK && !(dir = lcow_snapshotter_dir_of(s, req.id)))
+            rc = lcow_snapshotter_oom(err);
+        if (rc == LCOW_OK)
+            rc = lcow_os_mkdir(dir, err);
+    }
     bool made_dir = rc == LCOW_OK;
     if (rc == LCOW_OK && plan.mode == LCOW_META_SCRATCH_OWN)
         rc = lcow_scratch_create_own(s->scratch, &plan, dir, err);

@@ -248,21 +248,35 @@ static void location_label_must_be_an_existing_absolute_directory(void **state)
     assert_non_null(strstr(err.message, "absolute"));
     assert_non_null(strstr(err.message, LCOW_LABEL_LOCATION));
 
-    char *missing = join(fx.root, "missing");
+    /* Locations live outside the service's root (issue 14, item 6). */
+    char *elsewhere = fresh_dir("plan-location-out");
+    assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, fx.root,
+                               &plan, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "root"));
+    char *in_root = subdir(fx.root, "inside");
+    assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, in_root,
+                               &plan, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, in_root));
+    assert_non_null(strstr(err.message, "root"));
+    free(in_root);
+
+    char *missing = join(elsewhere, "missing");
     assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, missing,
                                &plan, &err),
                      LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "existing directory"));
     assert_false(exists(missing)); /* not created either */
 
-    char *file = join(fx.root, "file");
+    char *file = join(elsewhere, "file");
     write_file(file, "x");
     assert_int_equal(
         plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, file, &plan, &err),
         LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "directory"));
 
-    char *cache = subdir(fx.root, "cache");
+    char *cache = subdir(elsewhere, "cache");
     char *dotted = join(cache, ".." LCOW_PATH_SEP_STR "cache");
     assert_int_equal(
         plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, dotted, &plan, &err),
@@ -273,6 +287,7 @@ static void location_label_must_be_an_existing_absolute_directory(void **state)
     free(cache);
     free(file);
     free(missing);
+    free(elsewhere);
     close_fixture(&fx);
 }
 
@@ -336,11 +351,13 @@ static void allow_list_errors_keep_the_remedy_in_a_deep_tree(void **state)
     }
     char *allowed = subdir(deep, "allowed");
     char *outside = subdir(deep, "outside");
+    char *svc_root = subdir(base, "root"); /* locations may not be inside it */
     assert_true(strlen(outside) > 250);
     const char *allow[] = {allowed};
     lcow_scratch *sc;
     lcow_error err;
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_open(svc_root, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err),
+                     LCOW_OK);
     lcow_scratch_plan plan;
     assert_int_equal(
         plan_with(sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, outside, &plan, &err),
@@ -355,6 +372,7 @@ static void allow_list_errors_keep_the_remedy_in_a_deep_tree(void **state)
     free(target);
     free(outside);
     free(allowed);
+    free(svc_root);
     free(deep);
     free(base);
 }
@@ -365,10 +383,12 @@ static void allow_list_confines_locations(void **state)
     char *allowed = subdir(base, "allowed");
     char *outside = subdir(base, "outside");
     char *inner = subdir(allowed, "inner");
+    char *svc_root = subdir(base, "root"); /* locations may not be inside it */
     const char *allow[] = {allowed};
     lcow_scratch *sc;
     lcow_error err;
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_open(svc_root, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err),
+                     LCOW_OK);
 
     lcow_scratch_plan plan;
     assert_int_equal(
@@ -414,8 +434,14 @@ static void allow_list_confines_locations(void **state)
     lcow_scratch_free(sc);
 
     /* Without a list, any absolute path passes. */
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err), LCOW_OK);
+    assert_int_equal(lcow_scratch_open(svc_root, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err),
+                     LCOW_OK);
     assert_int_equal(lcow_scratch_path_allowed(sc, outside, &err), LCOW_OK);
+    /* except the service's root, list or no list (issue 14, item 6) */
+    char *in_root = join(svc_root, "scratch_7.vhdx");
+    assert_int_equal(lcow_scratch_path_allowed(sc, in_root, &err), LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, in_root));
+    free(in_root);
     lcow_scratch_free(sc);
 
     /* A bad list entry refuses to open. */
@@ -436,6 +462,7 @@ static void allow_list_confines_locations(void **state)
     free(inner);
     free(outside);
     free(allowed);
+    free(svc_root);
     free(base);
 }
 

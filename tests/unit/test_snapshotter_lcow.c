@@ -3,6 +3,7 @@
  * them, and the scratch policy through the store (own, shared and retained
  * scratch disks, failures, CreateScratch). containerd's contract and the
  * store's own cases are in test_snapshotter.c. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -423,12 +424,16 @@ static void create_scratch_validates_path(void **state)
     fixture *f = *state;
     open_with_scratch(f);
     lcow_error err;
+    static int n;
+    char name[32];
+    snprintf(name, sizeof name, "csout%d", n++);
+    char *out = test_fresh_dir(name); /* never the root: see create_scratch_never_in_root */
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, "relative.vhdx", 1, 0, &err),
                      LCOW_INVALID_ARGUMENT);
-    char *missing_dir = lcow_path_join(f->root, "no-such-dir");
+    char *missing_dir = lcow_path_join(out, "no-such-dir");
     char *in_missing = lcow_path_join(missing_dir, "x.vhdx");
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, in_missing, 1, 0, &err), LCOW_NOT_FOUND);
-    char *target = lcow_path_join(f->root, "made.vhdx");
+    char *target = lcow_path_join(out, "made.vhdx");
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 0, 3, &err),
                      LCOW_INVALID_ARGUMENT); /* block size not a power of two */
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 70000, 0, &err),
@@ -439,17 +444,108 @@ static void create_scratch_validates_path(void **state)
                      LCOW_ALREADY_EXISTS);
     /* no temp file left next to it, also after a failed build */
     lcow_os_fault_arm(LCOW_OS_OP_WRITE, 3, LCOW_FAULT_ENOSPC, false);
-    char *second = lcow_path_join(f->root, "second.vhdx");
+    char *second = lcow_path_join(out, "second.vhdx");
     assert_int_not_equal(lcow_snapshotter_create_scratch(f->s, second, 1, 0, &err), LCOW_OK);
     lcow_os_fault_clear();
     assert_false(stat_path(second).exists);
     int temps = 0;
-    ok(lcow_os_list_dir(f->root, count_temp, &temps, &err), &err);
+    ok(lcow_os_list_dir(out, count_temp, &temps, &err), &err);
     assert_int_equal(temps, 0);
+    lcow_os_remove_all(out, &err);
+    free(out);
     free(second);
     free(missing_dir);
     free(in_missing);
     free(target);
+}
+
+/* The service's root is lcowsnap's alone (issue 14, item 6): a CreateScratch
+ * target or a rootfs.location inside it is InvalidArgument naming the path,
+ * also when reached through "..", and whatever the allow list says. Nothing
+ * is written there. */
+static void create_scratch_never_in_root(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    char *snapshots = lcow_path_join(f->root, "snapshots");
+    char next[32];
+    snprintf(next, sizeof next, "%" PRIu64, lcow_metastore_peek_next_id(f->s->ms));
+    char *at_next = lcow_path_join(snapshots, next);
+    char *template7 = lcow_path_join(f->root, "scratch_7.vhdx");
+    char *climb_dir = lcow_path_join(snapshots, "..");
+    char *climb = lcow_path_join(climb_dir, "scratch_1.vhdx");
+    const char *targets[] = {at_next, template7, climb};
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        assert_int_equal(lcow_snapshotter_create_scratch(f->s, targets[i], 1, 0, &err),
+                         LCOW_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.message, targets[i]));
+        assert_non_null(strstr(err.message, "root"));
+    }
+    assert_false(stat_path(at_next).exists);
+    assert_false(stat_path(template7).exists);
+    /* a rootfs.location in the root, or the root itself */
+    const char *locations[] = {f->root, snapshots};
+    for (size_t i = 0; i < 2; i++) {
+        lcow_labels l = {0};
+        lcow_labels_set(&l, LABEL_SIZE, "1");
+        lcow_labels_set(&l, "containerd.io/snapshot/io.microsoft.container.storage.rootfs.location",
+                        locations[i]);
+        lcow_mounts m = {0};
+        assert_int_equal(lcow_snapshotter_prepare(f->s, "c1", "", &l, &m, &err),
+                         LCOW_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.message, "root"));
+        lcow_labels_free(&l);
+    }
+    /* the allow list does not open the root */
+    lcow_snapshotter_free(f->s);
+    const char *allow[] = {f->root};
+    lcow_snapshotter_config c = {
+        .root = f->root, .scratch_dir_allow = allow, .scratch_dir_allow_count = 1};
+    f->s = NULL;
+    ok(lcow_snapshotter_open(&c, &f->s, &err), &err);
+    assert_int_equal(lcow_snapshotter_create_scratch(f->s, template7, 1, 0, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_false(stat_path(template7).exists);
+    /* and the next Prepare of a new key is unharmed */
+    ok(prep_scratch(f->s, "c2", NULL, &err), &err);
+    free(snapshots);
+    free(at_next);
+    free(template7);
+    free(climb_dir);
+    free(climb);
+}
+
+/* A foreign entry at the next snapshot id under <root>/snapshots (issue 14,
+ * item 6) is skipped: Prepare takes the next id and succeeds, the entry is
+ * left alone, never AlreadyExists for a key that does not exist. */
+static void foreign_entry_at_next_id_is_skipped(void **state)
+{
+    fixture *f = *state;
+    lcow_error err;
+    uint64_t id = lcow_metastore_peek_next_id(f->s->ms);
+    char *foreign = lcow_snapshotter_dir_of(f->s, id);
+    char *foreign2 = lcow_snapshotter_dir_of(f->s, id + 1);
+    lcow_file *fh;
+    ok(lcow_file_open(foreign, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &fh, &err), &err);
+    lcow_file_close(fh);
+    ok(lcow_os_mkdir(foreign2, &err), &err);
+    lcow_mounts m = {0};
+    ok(lcow_snapshotter_prepare(f->s, "k", "", NULL, &m, &err), &err);
+    lcow_mounts_free(&m);
+    lcow_meta_record rec;
+    ok(lcow_metastore_get(f->s->ms, NULL, "k", &rec, &err), &err);
+    assert_int_equal(rec.id, id + 2);
+    lcow_meta_record_free(&rec);
+    lcow_stat st = stat_path(foreign);
+    assert_true(st.exists);
+    assert_false(st.is_dir);
+    assert_true(stat_path(foreign2).is_dir);
+    ok(lcow_snapshotter_remove(f->s, "k", &err), &err);
+    ok(lcow_os_remove(foreign, &err), &err);
+    ok(lcow_os_remove_all(foreign2, &err), &err);
+    free(foreign);
+    free(foreign2);
 }
 
 /* CreateScratch builds with the configured --scratch-backend, as Prepare
@@ -467,14 +563,17 @@ static void create_scratch_uses_configured_backend(void **state)
     lcow_error err;
     f->s = NULL;
     ok(lcow_snapshotter_open(&c, &f->s, &err), &err);
-    char *target = lcow_path_join(f->root, "virt.vhdx");
+    char *out = test_fresh_dir("virtout"); /* not the root: create_scratch_never_in_root */
+    char *target = lcow_path_join(out, "virt.vhdx");
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 1, 0, &err),
                      LCOW_NOT_IMPLEMENTED);
     assert_non_null(strstr(err.message, "virtdisk"));
     assert_false(stat_path(target).exists);
     int temps = 0;
-    ok(lcow_os_list_dir(f->root, count_temp, &temps, &err), &err);
+    ok(lcow_os_list_dir(out, count_temp, &temps, &err), &err);
     assert_int_equal(temps, 0);
+    lcow_os_remove_all(out, &err);
+    free(out);
     assert_int_equal(prep_scratch(f->s, "c1", NULL, &err), LCOW_NOT_IMPLEMENTED);
     assert_non_null(strstr(err.message, "virtdisk"));
     free(target);
@@ -492,6 +591,8 @@ int main(void)
         T(scratch_failures_leave_nothing),
         T(scratch_creation_blocks_no_one),
         T(create_scratch_validates_path),
+        T(create_scratch_never_in_root),
+        T(foreign_entry_at_next_id_is_skipped),
         T(create_scratch_uses_configured_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
