@@ -428,3 +428,16 @@ lcow_code lcow_client_create_scratch(lcow_client *c, const char *path, uint32_t 
     p.block_size_mb = block_size_mb;
     return empty_call(c, LCOW_METHOD_CREATE_SCRATCH, &p, err);
 }
+
+lcow_code lcow_client_apply(lcow_client *c, const char *key, const char *path,
+                            const char *media_type, const char *digest, bool verity,
+                            lcow_result *result, lcow_error *err)
+{
+    lcow_params p = borrow_labels(NULL);
+    p.key = BORROW(key);
+    p.path = BORROW(path);
+    p.media_type = BORROW(media_type);
+    p.digest = BORROW(digest);
+    p.verity = verity;
+    return lcow_client_call(c, LCOW_METHOD_APPLY, &p, result, err);
+}

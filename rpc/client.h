@@ -78,5 +78,13 @@ lcow_code lcow_client_cleanup(lcow_client *c, lcow_error *err);
 lcow_code lcow_client_version(lcow_client *c, lcow_result *result, lcow_error *err);
 lcow_code lcow_client_create_scratch(lcow_client *c, const char *path, uint32_t size_gb,
                                      uint32_t block_size_mb, lcow_error *err);
+/* Apply: the layer blob at path (absolute, on the service's host) into the
+ * active snapshot key's layer.vhd. media_type and digest may be NULL. On
+ * LCOW_OK result holds diff_id, digest, size, layer_bytes and, with verity,
+ * verity_root_hash (free with lcow_result_free). The call lasts as long as
+ * the conversion: set a call timeout to match (or 0). */
+lcow_code lcow_client_apply(lcow_client *c, const char *key, const char *path,
+                            const char *media_type, const char *digest, bool verity,
+                            lcow_result *result, lcow_error *err);
 
 #endif

@@ -123,6 +123,29 @@ static lcow_code do_create_scratch(lcow_snapshotter *s, const lcow_params *p, lc
     return r->path ? LCOW_OK : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
 }
 
+static lcow_code do_apply(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                          lcow_error *err)
+{
+    lcow_apply_request req = {.key = p->key,
+                              .path = p->path,
+                              .media_type = p->media_type,
+                              .digest = p->digest,
+                              .verity = p->verity};
+    lcow_apply_result res;
+    lcow_code code = lcow_snapshotter_apply(s, &req, &res, err);
+    if (code != LCOW_OK)
+        return code;
+    r->diff_id = lcow_strdup(res.diff_id);
+    r->digest = lcow_strdup(res.digest);
+    r->size = (int64_t)res.size;
+    r->layer_bytes = (int64_t)res.layer_bytes;
+    if (res.has_verity_root_hash && !(r->verity_root_hash = lcow_strdup(res.verity_root_hash)))
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    if (!r->diff_id || !r->digest)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    return LCOW_OK;
+}
+
 /* The method table, indexed by lcow_method (the wire names live in
  * rpc/proto.c beside each method's field tables). "inline" marks point reads
  * of the store that never wait for a writer or touch files: the server may
@@ -146,6 +169,7 @@ static const method_row method_table[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_CLEANUP] = {do_cleanup, false},
     [LCOW_METHOD_VERSION] = {do_version, true},
     [LCOW_METHOD_CREATE_SCRATCH] = {do_create_scratch, false},
+    [LCOW_METHOD_APPLY] = {do_apply, false}, /* minutes of file work: the worker pool */
 };
 
 bool lcow_dispatch_runs_inline(lcow_method method)

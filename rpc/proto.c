@@ -20,6 +20,7 @@ typedef enum field_type {
     FT_I64,    /* int64_t */
     FT_MOUNTS, /* lcow_mounts */
     FT_INFOS,  /* lcow_infos */
+    FT_BOOL,   /* bool; absent = false */
 } field_type;
 
 typedef struct field_spec {
@@ -60,6 +61,14 @@ static const field_spec scratch_params[] = {
     {"block_size_mb", FT_U32, false, P(block_size_mb)},
 };
 
+static const field_spec apply_params[] = {
+    {"key", FT_STR, true, P(key)},
+    {"path", FT_STR, true, P(path)},
+    {"media_type", FT_STR, false, P(media_type)},
+    {"digest", FT_STR, false, P(digest)},
+    {"verity", FT_BOOL, false, P(verity)},
+};
+
 static const field_spec mounts_result[] = {{"mounts", FT_MOUNTS, true, R(mounts)}};
 static const field_spec info_result[] = {{"info", FT_INFO, true, R(info), R(has_info)}};
 static const field_spec usage_result[] = {
@@ -76,6 +85,13 @@ static const field_spec version_result[] = {
     {"snapshotter", FT_STR, true, R(snapshotter)},
 };
 static const field_spec path_result[] = {{"path", FT_STR, true, R(path)}};
+static const field_spec apply_result[] = {
+    {"diff_id", FT_STR, true, R(diff_id)},
+    {"digest", FT_STR, true, R(digest)},
+    {"size", FT_I64, true, R(size)},
+    {"layer_bytes", FT_I64, true, R(layer_bytes)},
+    {"verity_root_hash", FT_STR, false, R(verity_root_hash)},
+};
 
 typedef struct method_desc {
     const char *name;
@@ -101,6 +117,7 @@ static const method_desc methods[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_CLEANUP] = {"Cleanup", NO_FIELDS, NO_FIELDS},
     [LCOW_METHOD_VERSION] = {"Version", NO_FIELDS, FIELDS(version_result)},
     [LCOW_METHOD_CREATE_SCRATCH] = {"CreateScratch", FIELDS(scratch_params), FIELDS(path_result)},
+    [LCOW_METHOD_APPLY] = {"Apply", FIELDS(apply_params), FIELDS(apply_result)},
 };
 
 const char *lcow_method_name(lcow_method method)
@@ -158,6 +175,8 @@ void lcow_params_free(lcow_params *p)
     lcow_strv_free(&p->filters);
     free(p->after);
     free(p->path);
+    free(p->media_type);
+    free(p->digest);
     memset(p, 0, sizeof *p);
 }
 
@@ -189,6 +208,9 @@ void lcow_result_free(lcow_result *r)
     free(r->version);
     free(r->snapshotter);
     free(r->path);
+    free(r->diff_id);
+    free(r->digest);
+    free(r->verity_root_hash);
     memset(r, 0, sizeof *r);
 }
 
@@ -413,6 +435,11 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
             *(uint64_t *)at = v->via.u64;
         else
             *(uint32_t *)at = (uint32_t)v->via.u64;
+        return LCOW_OK;
+    case FT_BOOL:
+        if (v->type != MSGPACK_OBJECT_BOOLEAN)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: expected true or false", what);
+        *(bool *)at = v->via.boolean;
         return LCOW_OK;
     case FT_I64:
         if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
@@ -640,6 +667,8 @@ static bool field_present(const field_spec *f, const void *base)
         return *(const uint64_t *)at != 0;
     case FT_U32:
         return *(const uint32_t *)at != 0;
+    case FT_BOOL:
+        return *(const bool *)at;
     default:
         return true;
     }
@@ -669,6 +698,8 @@ static bool pack_field(msgpack_packer *pk, const field_spec *f, const void *base
         return msgpack_pack_uint32(pk, *(const uint32_t *)at) == 0;
     case FT_I64:
         return msgpack_pack_int64(pk, *(const int64_t *)at) == 0;
+    case FT_BOOL:
+        return (*(const bool *)at ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) == 0;
     case FT_MOUNTS: {
         const lcow_mounts *m = (const lcow_mounts *)at;
         if (msgpack_pack_array(pk, m->count) != 0)

@@ -45,6 +45,7 @@ typedef enum lcow_method {
     LCOW_METHOD_CLEANUP,
     LCOW_METHOD_VERSION,
     LCOW_METHOD_CREATE_SCRATCH,
+    LCOW_METHOD_APPLY,
     LCOW_METHOD_COUNT
 } lcow_method;
 
@@ -75,9 +76,12 @@ typedef struct lcow_params {
     lcow_strv filters;    /* Walk */
     uint64_t limit;       /* Walk; 0 = none */
     char *after;          /* Walk */
-    char *path;           /* CreateScratch */
+    char *path;           /* CreateScratch, Apply */
     uint32_t size_gb;     /* CreateScratch; 0 = default */
     uint32_t block_size_mb;
+    char *media_type; /* Apply; NULL = detect */
+    char *digest;     /* Apply; NULL = not checked */
+    bool verity;      /* Apply */
 } lcow_params;
 
 void lcow_params_free(lcow_params *params);
@@ -96,7 +100,7 @@ typedef struct lcow_result {
     lcow_mounts mounts; /* Prepare, View, Mounts */
     lcow_info info;     /* Stat, Update */
     bool has_info;
-    int64_t size; /* Usage */
+    int64_t size; /* Usage; Apply: blob bytes */
     int64_t inodes;
     lcow_infos infos; /* Walk */
     char *next;       /* Walk; NULL = no more */
@@ -104,6 +108,10 @@ typedef struct lcow_result {
     int64_t protocol;
     char *snapshotter;
     char *path; /* CreateScratch */
+    char *diff_id; /* Apply: "sha256:<hex>" of the uncompressed tar */
+    char *digest;  /* Apply: "sha256:<hex>" of the blob */
+    int64_t layer_bytes;
+    char *verity_root_hash; /* Apply with verity; NULL otherwise */
 } lcow_result;
 
 void lcow_result_free(lcow_result *result);

@@ -62,6 +62,7 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
 typedef struct endpoints {
     lcow_server *rpc;
     lcow_server *grpc;
+    lcow_snapshotter *store;
 } endpoints;
 
 static lcow_code start_endpoint(const lcow_svc_config *cfg, const char *address, bool grpc,
@@ -111,6 +112,7 @@ static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *
     if (!e)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     const stores *st = store;
+    e->store = st->shims; /* Apply runs there (gRPC has none) */
     const char *address = cfg->address ? cfg->address : LCOW_DEFAULT_PIPE;
     lcow_code code = start_endpoint(cfg, address, false, st->shims, &e->rpc, err);
     if (code == LCOW_OK && cfg->grpc_address)
@@ -150,6 +152,9 @@ static void *stop_main(void *arg)
 static void real_stop_server(void *ctx, void *server, unsigned drain_ms)
 {
     endpoints *e = server;
+    /* Long work in flight (an Apply converting a layer) stops now and
+     * answers Unavailable, so the drain below does not wait for it. */
+    lcow_snapshotter_cancel_work(e->store);
     /* Both drain at the same time: the stop takes the longer of the two. */
     stop_args grpc_stop = {e->grpc, drain_ms};
     lcow_thread t;

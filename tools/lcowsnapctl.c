@@ -16,6 +16,7 @@
 #include "core/base/errors.h"
 #include "core/base/json.h"
 #include "core/base/types.h"
+#include "core/os/os.h"
 #include "rpc/client.h"
 #include "rpc/proto.h"
 
@@ -43,11 +44,16 @@ static const char usage_text[] =
     "  tree\n"
     "  label KEY [k=v|k=]...\n"
     "  cleanup\n"
-    "  create-scratch [--size-gb N] [--block-size-mb M] PATH\n";
+    "  create-scratch [--size-gb N] [--block-size-mb M] PATH\n"
+    "  apply [--media-type T] [--digest D] [--verity] KEY BLOB\n"
+    "  import [--media-type T] [--digest D] [--verity] NAME BLOB [PARENT]\n"
+    "apply and import wait for the conversion without a time limit unless --timeout is given;\n"
+    "a relative BLOB is made absolute here (the service reads the file itself).\n";
 
 typedef struct ctl {
     lcow_client *client;
     bool json;
+    bool timeout_given; /* --timeout: also for apply and import */
 } ctl;
 
 #if defined(__GNUC__)
@@ -640,6 +646,198 @@ static int cmd_create_scratch(ctl *c, int argc, char **argv)
     return 0;
 }
 
+/* ---- layer import --------------------------------------------------------- */
+
+typedef struct apply_args {
+    const char *media_type, *digest;
+    bool verity;
+    char *blob; /* absolute, malloc'd */
+} apply_args;
+
+/* [--media-type T] [--digest D] [--verity], then positional arguments from
+ * the returned index (-1: usage error, already reported). */
+static int take_apply_options(int argc, char **argv, apply_args *a)
+{
+    int i = 1;
+    while (i < argc && strncmp(argv[i], "--", 2) == 0) {
+        if (strcmp(argv[i], "--verity") == 0) {
+            a->verity = true;
+            i++;
+        } else if (strcmp(argv[i], "--media-type") == 0 && i + 1 < argc) {
+            a->media_type = argv[i + 1];
+            i += 2;
+        } else if (strncmp(argv[i], "--media-type=", 13) == 0) {
+            a->media_type = argv[i++] + 13;
+        } else if (strcmp(argv[i], "--digest") == 0 && i + 1 < argc) {
+            a->digest = argv[i + 1];
+            i += 2;
+        } else if (strncmp(argv[i], "--digest=", 9) == 0) {
+            a->digest = argv[i++] + 9;
+        } else {
+            usage_error("unknown or incomplete option \"%s\"", argv[i]);
+            return -1;
+        }
+    }
+    return i;
+}
+
+/* The service needs an absolute path: a relative BLOB is resolved here. */
+static int absolute_blob(const char *blob, apply_args *a)
+{
+    lcow_error err;
+    if (lcow_path_is_absolute(blob)) {
+        a->blob = strdup(blob);
+    } else if (lcow_os_realpath(blob, &a->blob, &err) != LCOW_OK) {
+        return service_error(&err);
+    }
+    if (!a->blob) {
+        fputs("lcowsnapctl: out of memory\n", stderr);
+        return EXIT_SERVICE;
+    }
+    return 0;
+}
+
+/* Long conversions: no call timeout unless --timeout was given. */
+static void apply_timeout(ctl *c)
+{
+    if (!c->timeout_given)
+        lcow_client_set_call_timeout(c->client, 0);
+}
+
+static void print_apply(const ctl *c, const char *name, const lcow_result *r)
+{
+    if (c->json) {
+        fputs("{", stdout);
+        if (name) {
+            fputs("\"name\": ", stdout);
+            json_str(name);
+            fputs(", ", stdout);
+        }
+        fputs("\"diff_id\": ", stdout);
+        json_str(r->diff_id);
+        fputs(", \"digest\": ", stdout);
+        json_str(r->digest);
+        printf(", \"size\": %" PRId64 ", \"layer_bytes\": %" PRId64, r->size, r->layer_bytes);
+        if (r->verity_root_hash) {
+            fputs(", \"verity_root_hash\": ", stdout);
+            json_str(r->verity_root_hash);
+        }
+        puts("}");
+        return;
+    }
+    if (name)
+        printf("name:             %s\n", name);
+    printf("diff_id:          %s\ndigest:           %s\nsize:             %" PRId64
+           "\nlayer_bytes:      %" PRId64 "\n",
+           r->diff_id, r->digest, r->size, r->layer_bytes);
+    if (r->verity_root_hash)
+        printf("verity_root_hash: %s\n", r->verity_root_hash);
+}
+
+static int cmd_apply(ctl *c, int argc, char **argv)
+{
+    apply_args a = {0};
+    int i = take_apply_options(argc, argv, &a);
+    if (i < 0)
+        return EXIT_USAGE;
+    if (argc - i != 2)
+        return usage_error("%s", "apply needs KEY BLOB");
+    int rc = absolute_blob(argv[i + 1], &a);
+    if (rc != 0)
+        return rc;
+    apply_timeout(c);
+    lcow_result r;
+    lcow_error err;
+    if (lcow_client_apply(c->client, argv[i], a.blob, a.media_type, a.digest, a.verity, &r,
+                          &err) != LCOW_OK) {
+        rc = service_error(&err);
+    } else {
+        print_apply(c, NULL, &r);
+        lcow_result_free(&r);
+    }
+    free(a.blob);
+    return rc;
+}
+
+/* The extract key for NAME: containerd's unpack key form "extract-<unique>
+ * <name>", in NAME's namespace when it has one ("ns/3/x" -> "ns/3/extract-..."). */
+static char *extract_key_for(const char *name)
+{
+    size_t prefix = 0;
+    const char *slash = strchr(name, '/');
+    if (slash && slash != name) {
+        const char *p = slash + 1;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p > slash + 1 && *p == '/')
+            prefix = (size_t)(p + 1 - name);
+    }
+    lcow_time now = lcow_os_time_now();
+    uint8_t rnd[4] = {0};
+    lcow_os_random(rnd, sizeof rnd, NULL);
+    size_t len = strlen(name) + 64;
+    char *key = malloc(len);
+    if (key)
+        snprintf(key, len, "%.*sextract-%lld%09u-%02x%02x%02x%02x %s", (int)prefix, name,
+                 (long long)now.sec, (unsigned)now.nsec, rnd[0], rnd[1], rnd[2], rnd[3],
+                 name + prefix);
+    return key;
+}
+
+static int cmd_import(ctl *c, int argc, char **argv)
+{
+    apply_args a = {0};
+    int i = take_apply_options(argc, argv, &a);
+    if (i < 0)
+        return EXIT_USAGE;
+    if (argc - i < 2 || argc - i > 3)
+        return usage_error("%s", "import needs NAME BLOB [PARENT]");
+    const char *name = argv[i], *parent = argc - i == 3 ? argv[i + 2] : NULL;
+    int rc = absolute_blob(argv[i + 1], &a);
+    if (rc != 0)
+        return rc;
+    char *key = extract_key_for(name);
+    if (!key) {
+        free(a.blob);
+        fputs("lcowsnapctl: out of memory\n", stderr);
+        return EXIT_SERVICE;
+    }
+    lcow_error err;
+    lcow_mounts mounts = {0};
+    lcow_result r = {0};
+    bool prepared = false, applied = false;
+    lcow_code code = lcow_client_prepare(c->client, key, parent, NULL, &mounts, &err);
+    lcow_mounts_free(&mounts);
+    prepared = code == LCOW_OK;
+    if (code == LCOW_OK) {
+        apply_timeout(c);
+        code = lcow_client_apply(c->client, key, a.blob, a.media_type, a.digest, a.verity, &r,
+                                 &err);
+        applied = code == LCOW_OK;
+    }
+    if (code == LCOW_OK)
+        code = lcow_client_commit(c->client, name, key, NULL, NULL, &err);
+    if (code != LCOW_OK) {
+        rc = service_error(&err);
+        /* Leave nothing behind: the extract snapshot goes (with its layer). */
+        lcow_error rm_err;
+        if (prepared && err.code != LCOW_UNAVAILABLE &&
+            lcow_client_remove(c->client, key, &rm_err) != LCOW_OK)
+            fprintf(stderr, "lcowsnapctl: removing %s after the failure: %s: %s\n", key,
+                    lcow_code_name(rm_err.code), rm_err.message);
+        else if (prepared && err.code == LCOW_UNAVAILABLE)
+            fprintf(stderr, "lcowsnapctl: %s is left for `lcowsnapctl rm` (the service is "
+                            "unavailable)\n", key);
+    } else {
+        print_apply(c, name, &r);
+    }
+    if (applied)
+        lcow_result_free(&r);
+    free(key);
+    free(a.blob);
+    return rc;
+}
+
 typedef struct command {
     const char *name;
     int (*run)(ctl *c, int argc, char **argv);
@@ -669,6 +867,8 @@ static const command commands[] = {
     {"label", cmd_label},
     {"cleanup", cmd_cleanup},
     {"create-scratch", cmd_create_scratch},
+    {"apply", cmd_apply},
+    {"import", cmd_import},
 };
 
 static int run(int argc, char **argv)
@@ -705,7 +905,7 @@ static int run(int argc, char **argv)
     }
     if (!cmd)
         return usage_error("unknown command \"%s\"", argv[i]);
-    ctl c = {NULL, json};
+    ctl c = {NULL, json, timeout_ms != 0};
     lcow_error err;
     if (lcow_client_connect(address, timeout_ms, &c.client, &err) != LCOW_OK)
         return service_error(&err);

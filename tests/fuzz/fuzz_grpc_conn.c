@@ -123,6 +123,13 @@ lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path,
     return LCOW_OK;
 }
 
+/* (rpc/dispatch.c's Apply row links against it; gRPC has no Apply) */
+lcow_code lcow_snapshotter_apply(lcow_snapshotter *s, const lcow_apply_request *req,
+                                 lcow_apply_result *out, lcow_error *err)
+{
+    return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "no Apply in this fake");
+}
+
 /* ---- the connection ------------------------------------------------------ */
 
 static lcow_rpc_pool *pool;

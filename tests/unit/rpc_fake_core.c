@@ -303,3 +303,28 @@ lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path,
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: refused", path);
     return LCOW_OK;
 }
+
+/* Apply converts nothing: a key that is not an active is refused as the
+ * real core refuses it, a path containing "fail" is InvalidArgument, and
+ * anything else gets fixed digests. */
+lcow_code lcow_snapshotter_apply(lcow_snapshotter *s, const lcow_apply_request *req,
+                                 lcow_apply_result *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    lcow_mutex_lock(&s->lock);
+    bool found;
+    size_t at = find(s, req->key, &found);
+    lcow_kind kind = found ? s->items[at].kind : LCOW_KIND_UNKNOWN;
+    lcow_mutex_unlock(&s->lock);
+    if (!found)
+        return lcow_error_set(err, LCOW_NOT_FOUND, "snapshot %s: not found", req->key);
+    if (kind != LCOW_KIND_ACTIVE)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s is not active", req->key);
+    if (strstr(req->path, "fail"))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: refused", req->path);
+    snprintf(out->diff_id, sizeof out->diff_id, "sha256:%064d", 0);
+    snprintf(out->digest, sizeof out->digest, "sha256:%064d", 0);
+    out->size = strlen(req->path);
+    out->layer_bytes = 4096 + 512;
+    return LCOW_OK;
+}

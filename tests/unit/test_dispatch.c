@@ -18,7 +18,8 @@
 
 static struct fake {
     char call[32];
-    char arg1[64], arg2[64], arg3[64];
+    char arg1[64], arg2[64], arg3[64], arg4[80];
+    bool verity;
     size_t label_count, count2;
     uint64_t limit;
     uint32_t size_gb, block_mb;
@@ -173,6 +174,26 @@ lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path,
     fake.size_gb = size_gb;
     fake.block_mb = block_size_mb;
     return fake_enter("create_scratch", path, NULL, NULL, err);
+}
+
+lcow_code lcow_snapshotter_apply(lcow_snapshotter *s, const lcow_apply_request *req,
+                                 lcow_apply_result *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    fake.verity = req->verity;
+    snprintf(fake.arg4, sizeof fake.arg4, "%s", req->digest ? req->digest : "(null)");
+    lcow_code code = fake_enter("apply", req->key, req->path, req->media_type, err);
+    if (code != LCOW_OK)
+        return code;
+    snprintf(out->diff_id, sizeof out->diff_id, "sha256:%064d", 1);
+    snprintf(out->digest, sizeof out->digest, "sha256:%064d", 2);
+    out->size = 1234;
+    out->layer_bytes = (1ull << 33) + 512;
+    if (req->verity) {
+        out->has_verity_root_hash = true;
+        snprintf(out->verity_root_hash, sizeof out->verity_root_hash, "%064d", 3);
+    }
+    return LCOW_OK;
 }
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -387,6 +408,44 @@ static void version_and_create_scratch(void **state)
     lcow_result_free(&r);
 }
 
+static void apply_passes_its_fields_and_returns_the_layer(void **state)
+{
+    lcow_params p;
+    memset(&p, 0, sizeof p);
+    p.key = "ns/1/extract-1";
+    p.path = "/blobs/l.tar.gz";
+    p.media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+    p.digest = "sha256:0000000000000000000000000000000000000000000000000000000000000002";
+    lcow_result r;
+    lcow_error e;
+    assert_int_equal(roundtrip(LCOW_METHOD_APPLY, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "apply");
+    assert_string_equal(fake.arg1, "ns/1/extract-1");
+    assert_string_equal(fake.arg2, "/blobs/l.tar.gz");
+    assert_string_equal(fake.arg3, "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_string_equal(fake.arg4, p.digest);
+    assert_false(fake.verity);
+    assert_string_equal(r.diff_id,
+                        "sha256:0000000000000000000000000000000000000000000000000000000000000001");
+    assert_string_equal(r.digest, p.digest);
+    assert_int_equal(r.size, 1234);
+    assert_int_equal(r.layer_bytes, (1ll << 33) + 512);
+    assert_null(r.verity_root_hash); /* absent without verity */
+    lcow_result_free(&r);
+
+    /* optional fields absent; verity on */
+    p.media_type = NULL;
+    p.digest = NULL;
+    p.verity = true;
+    assert_int_equal(roundtrip(LCOW_METHOD_APPLY, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.arg3, "(null)");
+    assert_string_equal(fake.arg4, "(null)");
+    assert_true(fake.verity);
+    assert_string_equal(r.verity_root_hash,
+                        "0000000000000000000000000000000000000000000000000000000000000003");
+    lcow_result_free(&r);
+}
+
 static void core_errors_reach_the_wire_one_to_one(void **state)
 {
     for (int code = LCOW_NOT_FOUND; code < LCOW_CODE_COUNT; code++) {
@@ -439,6 +498,7 @@ int main(void)
         cmocka_unit_test_setup(update_passes_info_and_fieldpaths, reset),
         cmocka_unit_test_setup(walk_pages_are_capped_and_carry_next, reset),
         cmocka_unit_test_setup(version_and_create_scratch, reset),
+        cmocka_unit_test_setup(apply_passes_its_fields_and_returns_the_layer, reset),
         cmocka_unit_test_setup(core_errors_reach_the_wire_one_to_one, reset),
         cmocka_unit_test_setup(undecodable_requests_get_error_responses, reset),
     };

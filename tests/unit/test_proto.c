@@ -103,6 +103,9 @@ static void every_method_round_trips_its_params(void **state)
     in.path = "/tmp/x.vhdx";
     in.size_gb = 20;
     in.block_size_mb = 1;
+    in.media_type = "application/vnd.oci.image.layer.v1.tar+zstd";
+    in.digest = "sha256:00";
+    in.verity = true;
     for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
         packed p;
         packed_init(&p);
@@ -157,6 +160,14 @@ static void every_method_round_trips_its_params(void **state)
             assert_string_equal(out->path, "/tmp/x.vhdx");
             assert_int_equal(out->size_gb, 20);
             assert_int_equal(out->block_size_mb, 1);
+            break;
+        case LCOW_METHOD_APPLY:
+            assert_string_equal(out->key, "ns/1/k");
+            assert_string_equal(out->path, "/tmp/x.vhdx");
+            assert_string_equal(out->media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+            assert_string_equal(out->digest, "sha256:00");
+            assert_true(out->verity);
+            assert_null(out->parent);
             break;
         default:
             assert_null(out->key);
@@ -543,6 +554,10 @@ static void results_round_trip(void **state)
     in.protocol = 1;
     in.snapshotter = "windows-lcow";
     in.path = "/x.vhdx";
+    in.diff_id = "sha256:11";
+    in.digest = "sha256:22";
+    in.layer_bytes = (1LL << 37) + 512;
+    in.verity_root_hash = "ab";
 
     for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
         packed p;
@@ -591,6 +606,13 @@ static void results_round_trip(void **state)
             break;
         case LCOW_METHOD_CREATE_SCRATCH:
             assert_string_equal(out.path, "/x.vhdx");
+            break;
+        case LCOW_METHOD_APPLY:
+            assert_string_equal(out.diff_id, "sha256:11");
+            assert_string_equal(out.digest, "sha256:22");
+            assert_int_equal(out.size, 1LL << 40);
+            assert_int_equal(out.layer_bytes, (1LL << 37) + 512);
+            assert_string_equal(out.verity_root_hash, "ab");
             break;
         default:
             break;
