@@ -16,11 +16,12 @@ LCOWSNAP := build/native/service/lcowsnap
 
 export LCOW_JOBS := $(JOBS)
 
-.PHONY: help deps deps-native run test bench fmt fuzz torture clean distclean
+.PHONY: help deps deps-native run test stress-test bench fmt fuzz torture clean distclean
 
 help:
 	@echo "make run       install deps, build natively, run lcowsnap in the foreground (--root $(ROOT_DIR))"
 	@echo "make test      install deps; build and test native, native-asan, win64 (Wine) and fuzz"
+	@echo "make stress-test  the win64 (Wine) suite 5 times under stress-ng --cpu 2, zero failures"
 	@echo "make deps      apt packages + Windows libraries in build/deps/win64"
 	@echo "make bench     Release build, run every build/release/bench/bench_* program"
 	@echo "make fuzz      fuzz every target for FUZZ_SECONDS (default 300) each"
@@ -49,6 +50,12 @@ run: deps-native
 
 test: deps
 	@scripts/run-tests.sh native native-asan win64 fuzz
+
+# The win64 suite under CPU load (two stress-ng hogs on top of the tests' own
+# -j2): a test that passes only on an idle machine has a race. LCOW_STRESS_ROUNDS
+# (default 5) rounds in build/win64; see scripts/stress-test.sh.
+stress-test: deps
+	@scripts/stress-test.sh
 
 # Convention: a bench/<area>.cmake fragment adds executables named bench_*;
 # they land in build/release/bench/ and each runs with no arguments, printing
