@@ -959,6 +959,22 @@ static bool grpc_in_request(void *impl)
     return in;
 }
 
+/* The server stops: a GOAWAY naming the last stream taken, so the client
+ * starts no new call on this connection (grpc-go retries those elsewhere);
+ * calls in flight are answered until the drain ends. */
+static void grpc_stopping(void *impl)
+{
+    gconn *c = impl;
+    lcow_mutex_lock(&c->lock);
+    if (!c->closed && !c->failed) {
+        nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        pull_locked(c);
+    }
+    lcow_mutex_unlock(&c->lock);
+}
+
 static uint64_t grpc_requests(void *impl)
 {
     gconn *c = impl;
@@ -982,4 +998,5 @@ const lcow_session_proto lcow_grpc_protocol = {
     .close = grpc_close,
     .in_request = grpc_in_request,
     .requests = grpc_requests,
+    .stopping = grpc_stopping,
 };

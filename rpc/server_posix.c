@@ -606,6 +606,7 @@ void lcow_server_stop(lcow_server *server, unsigned drain_ms)
      * answers what it has in flight (until the drain deadline) and closes. */
     lcow_mutex_lock(&server->lock);
     for (conn *c = server->conns; c; c = c->next) {
+        lcow_session_stopping(c->session); /* gRPC: GOAWAY, written by the reader */
         shutdown(c->fd, SHUT_RD);
         signal_fd(c->wake_fd);
     }

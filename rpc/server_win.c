@@ -512,10 +512,16 @@ static void *io_main(void *arg)
             /* Stop listening and stop reading; writes continue. */
             for (conn *c = server->conns, *next; c; c = next) {
                 next = c->next;
-                if (c->state == CONN_LISTENING)
+                if (c->state == CONN_LISTENING) {
                     conn_close(server, c, "server stopping");
-                else if (c->read_pending)
+                    continue;
+                }
+                if (c->read_pending)
                     CancelIoEx(c->pipe, &c->read_ov);
+                if (!c->closing) {
+                    lcow_session_stopping(c->session); /* gRPC: GOAWAY */
+                    start_write(server, c);
+                }
             }
         }
         if (stopping && !drained) {

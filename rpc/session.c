@@ -777,6 +777,12 @@ void lcow_session_notify(lcow_session *s)
     s->ops->notify(s->transport);
 }
 
+void lcow_session_stopping(lcow_session *s)
+{
+    if (s->proto && s->proto->stopping)
+        s->proto->stopping(s->impl);
+}
+
 bool lcow_session_failed(lcow_session *s)
 {
     if (s->proto)

@@ -147,10 +147,17 @@ typedef struct lcow_session_proto {
     /* Optional: requests completed so far (NULL: the transport counts a
      * request when the connection leaves in_request). */
     uint64_t (*requests)(void *conn);
+    /* Optional: lcow_session_stopping. */
+    void (*stopping)(void *conn);
 } lcow_session_proto;
 
 /* For a protocol: output is ready (or work finished); tells the transport
  * (no lock may be held). */
 void lcow_session_notify(lcow_session *s);
+
+/* The server is stopping: the transport calls it once per connected
+ * connection before it stops reading, then writes what it produced (gRPC:
+ * a GOAWAY, so the client starts no new call here; MessagePack-RPC: no-op). */
+void lcow_session_stopping(lcow_session *s);
 
 #endif

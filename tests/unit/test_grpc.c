@@ -985,7 +985,8 @@ static void *stop_main(void *arg)
 }
 
 /* A graceful stop answers the call in flight: a List of thousands started
- * before the stop arrives whole. */
+ * before the stop arrives whole, after a GOAWAY that tells the client to
+ * start no new call on the connection. */
 static void graceful_stop_answers_the_call_in_flight(void **state)
 {
     char address[256];
@@ -1016,6 +1017,10 @@ static void graceful_stop_answers_the_call_in_flight(void **state)
         protobuf_c_message_free_unpacked(&resp->base, NULL);
     }
     assert_true(infos >= MANY);
+    /* The stop said goodbye first: a GOAWAY, NO_ERROR. */
+    uint32_t goaway = 99;
+    assert_true(gtc_goaway(c, &goaway));
+    assert_int_equal(goaway, 0);
     gtc_forget(c, id);
     lcow_thread_join(t, NULL);
     gtc_close(c);
