@@ -213,7 +213,7 @@ static int listen_unix(const char *path)
 
 typedef enum scenario { SC_ECHO, SC_GRPC, SC_MSGPACK, SC_COUNT } scenario;
 static const char *const scenario_names[SC_COUNT] = {"bare HTTP/2 echo", "gRPC Stat",
-                                                      "MessagePack Stat"};
+                                                     "MessagePack Stat"};
 static char echo_address[256], grpc_address[256], mp_address[256];
 
 typedef struct client {
@@ -268,10 +268,10 @@ static void run_cell(unsigned nclients, double seconds)
         for (unsigned i = 0; i < nclients; i++) {
             client *c = &clients[sc][i];
             c->sc = (scenario)sc;
-            lcow_code code = sc == SC_MSGPACK
-                                 ? lcow_client_connect(mp_address, 5000, &c->m, &err)
-                                 : gtc_connect(sc == SC_ECHO ? echo_address : grpc_address,
-                                               &c->g, &err);
+            lcow_code code =
+                sc == SC_MSGPACK
+                    ? lcow_client_connect(mp_address, 5000, &c->m, &err)
+                    : gtc_connect(sc == SC_ECHO ? echo_address : grpc_address, &c->g, &err);
             if (code != LCOW_OK) {
                 fprintf(stderr, "connect: %s\n", err.message);
                 exit(1);
@@ -441,8 +441,8 @@ int main(int argc, char **argv)
     lcow_mounts_free(&mounts);
     lcow_server *mp, *gr;
     lcow_server_config mc = {.address = mp_address, .max_connections = 1024};
-    lcow_server_config gc = {.address = grpc_address, .max_connections = 1024,
-                             .protocol = &lcow_grpc_protocol};
+    lcow_server_config gc = {
+        .address = grpc_address, .max_connections = 1024, .protocol = &lcow_grpc_protocol};
     if (lcow_server_start(&mc, store, &mp, &err) != LCOW_OK ||
         lcow_server_start(&gc, store, &gr, &err) != LCOW_OK) {
         fprintf(stderr, "server: %s\n", err.message);

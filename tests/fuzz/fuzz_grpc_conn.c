@@ -135,13 +135,9 @@ lcow_code lcow_snapshotter_apply(lcow_snapshotter *s, const lcow_apply_request *
 static lcow_rpc_pool *pool;
 static struct lcow_snapshotter store;
 
-static void on_notify(void *transport)
-{
-}
+static void on_notify(void *transport) {}
 
-static void on_destroy(void *transport)
-{
-}
+static void on_destroy(void *transport) {}
 
 static const lcow_session_ops ops = {on_notify, on_destroy};
 
