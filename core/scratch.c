@@ -434,10 +434,16 @@ static template_build *find_build(lcow_scratch *sc, const char *final_path)
  * new container. Templates the reader cannot fully interpret (a log to
  * replay, features it does not implement) are used as they are, with a
  * warning: Windows tools may have made them and Windows can attach them. */
-static lcow_code check_template(const char *path, uint32_t size_gb, lcow_error *err)
+static lcow_code check_template(const char *path, uint32_t size_gb, bool *wrong_type,
+                                lcow_error *err)
 {
     lcow_file *f;
-    lcow_code rc = lcow_file_open(path, LCOW_OPEN_READ, &f, err);
+    *wrong_type = false;
+    /* Never waited on (a FIFO), never followed (a symbolic link): a regular
+     * file or nothing (issue 14, item 3). */
+    lcow_code rc = lcow_file_open(path, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &f, err);
+    if (rc == LCOW_FAILED_PRECONDITION)
+        *wrong_type = true;
     if (rc != LCOW_OK)
         return rc;
     lcow_vhdx_io io = lcow_vhdx_io_file(f);
@@ -623,27 +629,71 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
     }
     lcow_code rc = LCOW_OK;
     template_build *mine = NULL;
-    lcow_mutex_lock(&sc->lock);
-    for (;;) {
-        if (find_build(sc, final_path)) {
-            lcow_cond_wait(&sc->build_done, &sc->lock);
-            continue;
-        }
-        lcow_stat st;
-        rc = lcow_os_stat(final_path, &st, err);
-        if (rc != LCOW_OK || st.exists)
+    bool checked = false;
+    for (int pass = 0; pass < 2 && rc == LCOW_OK && !mine && !checked; pass++) {
+        bool set_aside = false;
+        lcow_mutex_lock(&sc->lock);
+        for (;;) {
+            if (find_build(sc, final_path)) {
+                lcow_cond_wait(&sc->build_done, &sc->lock);
+                continue;
+            }
+            lcow_stat st;
+            rc = lcow_os_stat(final_path, &st, err);
+            if (rc != LCOW_OK)
+                break;
+            if (st.exists && pass == 0) {
+                /* Checked outside the lock, then built in a second round
+                 * when it is not a regular file. */
+                break;
+            }
+            if (st.exists)
+                set_aside = true;
+            else if (!(mine = build_register(sc, final_path)))
+                rc = oom(err, "scratch template");
             break;
-        if (!(mine = build_register(sc, final_path)))
-            rc = oom(err, "scratch template");
-        break;
+        }
+        lcow_mutex_unlock(&sc->lock);
+        if (rc != LCOW_OK || mine || set_aside)
+            break;
+        bool wrong_type = false;
+        lcow_error e;
+        rc = check_template(final_path, size_gb, &wrong_type, &e);
+        if (rc == LCOW_OK) {
+            checked = true;
+        } else if (wrong_type) {
+            /* A FIFO, socket, device, directory or link where the template
+             * belongs: moved aside (never waited on, never followed) and a
+             * template built in its place. */
+            lcow_time now = lcow_os_time_now();
+            char aside[96];
+            snprintf(aside, sizeof aside, "%s.bad-%" PRId64 "-%09" PRIu32, name, now.sec,
+                     now.nsec);
+            char *aside_path = lcow_path_join(dir, aside);
+            lcow_error re;
+            if (!aside_path) {
+                rc = oom(err, "scratch template");
+            } else if ((rc = lcow_os_rename(final_path, aside_path, &re)) != LCOW_OK) {
+                rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                    "scratch template %s is not a regular file (%s) and could "
+                                    "not be moved aside: %s",
+                                    final_path, e.message, re.message);
+            } else {
+                LCOW_LOGW("scratch template %s: %s; moved aside to %s and rebuilt", final_path,
+                          e.message, aside_path);
+            }
+            free(aside_path);
+        } else if (err) {
+            *err = e;
+        }
     }
-    lcow_mutex_unlock(&sc->lock);
+    if (rc == LCOW_OK && !mine && !checked)
+        rc = lcow_error_set(err, LCOW_UNAVAILABLE,
+                            "scratch template %s keeps being replaced; try again", final_path);
 
     if (rc == LCOW_OK && mine) {
         rc = build_template(sc, dir, name, size_gb, mine, err);
         build_unregister(sc, mine);
-    } else if (rc == LCOW_OK) {
-        rc = check_template(final_path, size_gb, err);
     }
     if (rc != LCOW_OK) {
         free(final_path);

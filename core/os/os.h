@@ -49,6 +49,11 @@ enum {
     LCOW_OPEN_CREATE = 1 << 2,    /* create if missing */
     LCOW_OPEN_EXCLUSIVE = 1 << 3, /* with CREATE: fail with ALREADY_EXISTS if present */
     LCOW_OPEN_TRUNCATE = 1 << 4,
+    /* A file the service opens by name that someone else could have put
+     * there (templates, sandboxes): never block on it (a FIFO), never follow
+     * a final symbolic link or reparse point, and accept only a regular
+     * file. Anything else is FAILED_PRECONDITION "not a regular file". */
+    LCOW_OPEN_REGULAR = 1 << 5,
 };
 
 lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_error *err);

@@ -84,6 +84,8 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
         oflags |= O_EXCL;
     if (flags & LCOW_OPEN_TRUNCATE)
         oflags |= O_TRUNC;
+    if (flags & LCOW_OPEN_REGULAR)
+        oflags |= O_NONBLOCK | O_NOFOLLOW;
     lcow_file *f = lcow_calloc(1, sizeof *f);
     if (!f || !(f->path = lcow_strdup(path))) {
         free(f);
@@ -96,7 +98,36 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
         int e = errno;
         free(f->path);
         free(f);
+        /* ELOOP: a final symbolic link; ENXIO: a socket or a FIFO without a
+         * reader. */
+        if ((flags & LCOW_OPEN_REGULAR) && (e == ELOOP || e == ENXIO || e == EMLINK))
+            return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                  "open %s: not a regular file (%s)", path, strerror(e));
         return os_fail(err, e, "open", path);
+    }
+    if (flags & LCOW_OPEN_REGULAR) {
+        struct stat st;
+        int e = 0;
+        if (fstat(f->fd, &st) != 0)
+            e = errno;
+        else if (!S_ISREG(st.st_mode))
+            e = -1;
+        else if (fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK) != 0)
+            e = errno;
+        if (e) {
+            close(f->fd);
+            free(f->path);
+            free(f);
+            if (e > 0)
+                return os_fail(err, e, "open", path);
+            return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                  "open %s: not a regular file (a %s)", path,
+                                  S_ISFIFO(st.st_mode)   ? "FIFO"
+                                  : S_ISSOCK(st.st_mode) ? "socket"
+                                  : S_ISDIR(st.st_mode)  ? "directory"
+                                  : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "device"
+                                                                                : "special file");
+        }
     }
     *out = f;
     return LCOW_OK;
@@ -579,7 +610,11 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst, err);
     if (rc)
         return rc;
-    int in = open(src, O_RDONLY | O_CLOEXEC);
+    /* The source is never waited on (a FIFO) nor followed (a final link). */
+    int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+    if (in < 0 && (errno == ELOOP || errno == ENXIO))
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "copy: source %s is not a regular file (%s)", src, strerror(errno));
     if (in < 0)
         return os_fail(err, errno, "copy: open source", src);
     struct stat s;
@@ -587,6 +622,11 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
         rc = os_fail(err, errno, "copy: stat source", src);
         close(in);
         return rc;
+    }
+    if (!S_ISREG(s.st_mode)) {
+        close(in);
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "copy: source %s is not a regular file", src);
     }
     int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {

@@ -280,14 +280,34 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", path);
     }
     /* Sharing delete lets rename/remove of an open file work as on POSIX. */
+    /* LCOW_OPEN_REGULAR: the reparse point itself, never its target. */
+    DWORD attrs = FILE_ATTRIBUTE_NORMAL;
+    if (flags & LCOW_OPEN_REGULAR)
+        attrs |= FILE_FLAG_OPEN_REPARSE_POINT;
     f->h = CreateFileW(w, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
-                       disposition, FILE_ATTRIBUTE_NORMAL, NULL);
+                       disposition, attrs, NULL);
     free(w);
     if (f->h == INVALID_HANDLE_VALUE) {
         DWORD e = GetLastError();
         free(f->path);
         free(f);
         return win_fail(err, e, "open", path);
+    }
+    if (flags & LCOW_OPEN_REGULAR) {
+        BY_HANDLE_FILE_INFORMATION info;
+        bool regular = GetFileType(f->h) == FILE_TYPE_DISK &&
+                       GetFileInformationByHandle(f->h, &info) &&
+                       !(info.dwFileAttributes &
+                         (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT));
+        if (!regular) {
+            CloseHandle(f->h);
+            free(f->path);
+            free(f);
+            return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                  "open %s: not a regular file (a device, pipe, directory or "
+                                  "reparse point)",
+                                  path);
+        }
     }
     *out = f;
     return LCOW_OK;

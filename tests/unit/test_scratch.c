@@ -11,6 +11,13 @@
 
 #include <cmocka.h>
 
+#ifndef _WIN32
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#endif
+
 #include "core/base/errors.h"
 #include "core/base/log.h"
 #include "core/os/os.h"
@@ -893,6 +900,72 @@ static void different_sizes_build_in_parallel(void **state)
     close_fixture(&fx);
 }
 
+#ifndef _WIN32
+static int count_aside(void *ctx, const char *name, bool is_dir)
+{
+    (void)is_dir;
+    if (strstr(name, "scratch_1.vhdx.bad-") == name)
+        (*(int *)ctx)++;
+    return 0;
+}
+
+/* A FIFO, a socket or a symbolic link at a template's name (issue 14,
+ * item 3): the template check neither waits on it nor follows it; it is
+ * moved aside (scratch_1.vhdx.bad-<time>) and a template is built in its
+ * place, so the Prepare completes. */
+static void template_of_wrong_type_is_set_aside_and_rebuilt(void **state)
+{
+    fixture fx = open_fixture("own-wrong-type", NULL, 0);
+    char *elsewhere = fresh_dir("own-wrong-type-out");
+    char *target = join(elsewhere, "target.vhdx");
+    write_file(target, "not a disk");
+    char *template_path = join(fx.root, "scratch_1.vhdx");
+    lcow_scratch_plan plan = own_plan(1, NULL);
+    lcow_error err;
+    for (int kind = 0; kind < 3; kind++) {
+        if (kind == 0) {
+            assert_int_equal(mkfifo(template_path, 0600), 0);
+        } else if (kind == 1) {
+            int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+            assert_true(fd >= 0);
+            struct sockaddr_un sa = {.sun_family = AF_UNIX};
+            if (strlen(template_path) >= sizeof sa.sun_path) {
+                close(fd);
+                continue; /* too deep a checkout for a socket here */
+            }
+            strcpy(sa.sun_path, template_path);
+            assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+            close(fd);
+        } else {
+            assert_int_equal(symlink(target, template_path), 0);
+        }
+        char name[16];
+        snprintf(name, sizeof name, "%d", kind);
+        char *snap = subdir(fx.root, name);
+        /* A blocking open of the FIFO would hang here. */
+        assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
+        lcow_stat st;
+        assert_int_equal(lcow_os_stat(template_path, &st, &err), LCOW_OK);
+        assert_true(st.exists && !st.is_dir && !st.is_link);
+        char *disk = join(snap, LCOW_SANDBOX_NAME);
+        assert_valid_disk(disk, 1);
+        free(disk);
+        free(snap);
+        int aside = 0;
+        assert_int_equal(lcow_os_list_dir(fx.root, count_aside, &aside, &err), LCOW_OK);
+        assert_int_equal(aside, kind + 1);
+        /* the link's target is untouched */
+        assert_true(exists(target));
+        assert_int_equal(lcow_os_remove(template_path, &err), LCOW_OK);
+    }
+    lcow_scratch_plan_free(&plan);
+    free(template_path);
+    free(target);
+    free(elsewhere);
+    close_fixture(&fx);
+}
+#endif
+
 int main(void)
 {
     lcow_mutex_init(&log_lock);
@@ -907,6 +980,9 @@ int main(void)
         cmocka_unit_test(allow_list_errors_keep_the_remedy_in_a_deep_tree),
         cmocka_unit_test(default_template_is_built_once_then_copied),
         cmocka_unit_test(sized_templates_live_in_the_location),
+#ifndef _WIN32
+        cmocka_unit_test(template_of_wrong_type_is_set_aside_and_rebuilt),
+#endif
         cmocka_unit_test(large_sizes_are_formatted_directly),
         cmocka_unit_test(rename_failure_leaves_no_template_and_next_call_succeeds),
         cmocka_unit_test(every_failure_of_a_cold_create_leaves_nothing_behind),
