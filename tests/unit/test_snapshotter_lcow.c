@@ -14,6 +14,10 @@
 
 #include <cmocka.h>
 
+#ifndef _WIN32
+#include <sys/stat.h>
+#endif
+
 #include "core/base/json.h"
 #include "core/disk/vdisk.h"
 #include "core/os/os.h"
@@ -579,6 +583,40 @@ static void create_scratch_uses_configured_backend(void **state)
     free(target);
 }
 
+#ifndef _WIN32
+/* A FIFO at a template's name, in the root and in a rootfs.location
+ * directory (issue 14, item 3): Prepare neither blocks on it nor fails; the
+ * FIFO is moved aside and the template rebuilt. */
+static void prepare_completes_with_a_fifo_at_the_template(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    char *location = test_fresh_dir("fifo-location");
+    const char *dirs[] = {f->root, location};
+    for (int i = 0; i < 2; i++) {
+        char *template_path = lcow_path_join(dirs[i], "scratch_1.vhdx");
+        assert_int_equal(mkfifo(template_path, 0600), 0);
+        lcow_labels l = {0};
+        lcow_labels_set(&l, LABEL_SIZE, "1");
+        if (i == 1)
+            lcow_labels_set(
+                &l, "containerd.io/snapshot/io.microsoft.container.storage.rootfs.location",
+                location);
+        lcow_mounts m = {0};
+        ok(lcow_snapshotter_prepare(f->s, i ? "c2" : "c1", "", &l, &m, &err), &err);
+        lcow_mounts_free(&m);
+        lcow_labels_free(&l);
+        lcow_stat st = stat_path(template_path);
+        assert_true(st.exists && !st.is_dir && !st.is_link);
+        assert_disk_valid(template_path);
+        free(template_path);
+    }
+    lcow_os_remove_all(location, &err);
+    free(location);
+}
+#endif
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -593,6 +631,9 @@ int main(void)
         T(create_scratch_validates_path),
         T(create_scratch_never_in_root),
         T(foreign_entry_at_next_id_is_skipped),
+#ifndef _WIN32
+        T(prepare_completes_with_a_fifo_at_the_template),
+#endif
         T(create_scratch_uses_configured_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
