@@ -637,6 +637,14 @@ static void foreground_drains_then_closes(void **state)
     lcow_config_free(&cfg);
 }
 
+/* The last 12 bytes of a path: what survives of it in an error message
+ * however long the path is. */
+static const char *path_tail(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 12 ? path + n - 12 : path;
+}
+
 static void foreground_startup_failures_map_to_exit_codes(void **state)
 {
     lcow_svc_config cfg;
@@ -670,16 +678,18 @@ static void foreground_startup_failures_map_to_exit_codes(void **state)
     assert_int_equal(lcow_app_open_store(&app, &exit_code, &err), LCOW_OK);
     assert_int_equal(lcow_app_start_server(&app, &exit_code, &err), LCOW_ALREADY_EXISTS);
     assert_int_equal(exit_code, LCOW_EXIT_ADDRESS_IN_USE);
-    assert_non_null(strstr(err.message, cfg.address));
+    /* A long path is shortened in its middle (core/base/errors.c), so a deep
+     * checkout's test directory leaves only the head and the tail of it. */
+    assert_non_null(strstr(err.message, path_tail(cfg.address)));
+    assert_non_null(strstr(err.message, "is in use"));
     assert_non_null(strstr(err.message, "pass a different --address)"));
     ops = fake_ops(&g2);
     lcow_app_init(&app, &ops, &cfg);
     assert_int_equal(lcow_app_open_store(&app, &exit_code, &err), LCOW_OK);
     assert_int_equal(lcow_app_start_server(&app, &exit_code, &err), LCOW_ALREADY_EXISTS);
     assert_int_equal(exit_code, LCOW_EXIT_ADDRESS_IN_USE);
-    char want[600];
-    snprintf(want, sizeof want, "address %s is in use", cfg.grpc_address);
-    assert_non_null(strstr(err.message, want));
+    assert_non_null(strstr(err.message, path_tail(cfg.grpc_address)));
+    assert_non_null(strstr(err.message, "is in use"));
     assert_non_null(strstr(err.message, "pass a different --grpc-address)"));
     lcow_config_free(&cfg);
 }
