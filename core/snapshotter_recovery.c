@@ -42,10 +42,14 @@ static bool sweep_keeps(sweep *w, uint64_t id)
     free(key);
     if (rc == LCOW_OK)
         return true;
-    lcow_meta_disk disk;
-    rc = lcow_metastore_disk_get(w->s->ms, w->view, id, &disk, &e);
-    if (rc == LCOW_OK)
-        return true;
+    if (rc == LCOW_NOT_FOUND) {
+        /* Only a sure "no record" goes on: a lookup that failed (out of
+         * memory, I/O) must not make a live snapshot's directory an orphan. */
+        lcow_meta_disk disk;
+        rc = lcow_metastore_disk_get(w->s->ms, w->view, id, &disk, &e);
+        if (rc == LCOW_OK)
+            return true;
+    }
     if (rc != LCOW_NOT_FOUND) {
         /* Unsure: keep it rather than delete something live. */
         w->rc = rc;
