@@ -8,10 +8,10 @@
  *     lcow_blob_read_view (what the tar reader does) and discarding it
  *   blob reader, synchronous: the same on one thread
  *   the parts alone: zlib/libzstd decompression, and SHA-256 over the tar
- *   end to end, as Apply will do it, in a process of its own (its CPU and
- *     peak RSS from /usr/bin/time): blob reader -> tar reader -> ext4 writer
- *     (core/layer/convert) [-> dm-verity from on_final] -> VHD footer ->
- *     fsync, beside `gzip -dc | tar2ext4-ref -overlay -vhd -max-gb 128`,
+ *   end to end, as Apply does it (lcow_layer_apply_file), in a process of
+ *     its own (its CPU and peak RSS from /usr/bin/time): blob reader -> tar
+ *     reader -> ext4 writer [-> dm-verity from on_final] -> VHD footer ->
+ *     fsync -> rename, beside `gzip -dc | tar2ext4-ref -overlay -vhd -max-gb 128`,
  *     tar2ext4-ref on the tar (LCOW_TAR2EXT4_REF, default
  *     ../shared/tools/tar2ext4-ref, if present; it does not fsync) and the
  *     copy floor `cp` + `sync`
@@ -32,12 +32,9 @@
 #include <zstd.h>
 
 #include "core/base/errors.h"
-#include "core/disk/ext4_writer.h"
 #include "core/disk/sha256.h"
-#include "core/disk/verity.h"
-#include "core/disk/vhd.h"
+#include "core/layer/apply.h"
 #include "core/layer/blob.h"
-#include "core/layer/convert.h"
 #include "core/os/os.h"
 
 static double now_s(void)
@@ -167,50 +164,18 @@ static double time_blob(const char *path, bool synchronous, uint64_t *tar_bytes)
     return best;
 }
 
-/* Blob to layer.vhd, as Apply will do it: `bench_blob --convert BLOB OUT
+/* Blob to layer.vhd exactly as Apply does it (core/layer/apply.h: blob ->
+ * tar reader -> ext4 writer [-> dm-verity from on_final] -> VHD footer ->
+ * fsync -> rename -> directory sync): `bench_blob --convert BLOB OUT
  * VERITY(0|1)`, run by time_convert in a process of its own. */
 static void convert(const char *blob, const char *out, bool verity)
 {
-    {
-        lcow_error err;
-        lcow_blob *b;
-        if (lcow_blob_open(blob, NULL, &b, &err))
-            die(blob, err.message);
-        lcow_verity_hasher *h = NULL;
-        if (verity && lcow_verity_hasher_create(NULL, &h, &err))
-            die("verity", err.message);
-        lcow_ext4_writer_options wo = {.max_disk_size = LCOW_LAYER_MAX_DISK_SIZE};
-        if (h) {
-            wo.on_final = lcow_verity_on_final;
-            wo.on_final_ctx = h;
-        }
-        lcow_ext4_writer *w;
-        if (lcow_ext4_writer_open(out, &wo, &w, &err))
-            die(out, err.message);
-        lcow_tar_source src = {.view = lcow_blob_read_view_callback, .ctx = b};
-        lcow_layer_convert_options co = {.convert_whiteouts = true,
-                                         .max_disk_size = LCOW_LAYER_MAX_DISK_SIZE};
-        uint64_t size;
-        lcow_blob_result r;
-        if (lcow_layer_convert_entries(w, &src, &co, NULL, &err) || lcow_blob_finish(b, &r, &err) ||
-            lcow_ext4_writer_finish(w, &size, &err))
-            die("convert", err.message);
-        lcow_file *f = lcow_ext4_writer_file(w);
-        uint64_t disk = size;
-        if (h) {
-            if (lcow_verity_hasher_finish(h, size, NULL, &err) ||
-                lcow_verity_hasher_write_file(h, f, size, NULL, &err))
-                die("verity", err.message);
-            disk += LCOW_VERITY_SUPERBLOCK_SIZE + lcow_verity_hasher_tree_bytes(h);
-        }
-        uint8_t footer[LCOW_VHD_FOOTER_SIZE];
-        if (lcow_vhd_footer_fixed(disk, NULL, 0, footer, &err) ||
-            lcow_file_pwrite(f, footer, sizeof footer, disk, &err) || lcow_file_sync(f, &err))
-            die("footer", err.message);
-        lcow_ext4_writer_close(w);
-        lcow_verity_hasher_free(h);
-        lcow_blob_close(b);
-    }
+    lcow_layer_apply_format fmt = LCOW_LAYER_APPLY_DIFFER_FORMAT;
+    fmt.verity = verity;
+    lcow_layer_apply_options o = {.replace = true};
+    lcow_error err;
+    if (lcow_layer_apply_file(blob, out, &fmt, &o, NULL, &err))
+        die("convert", err.message);
 }
 
 static double time_convert(const char *blob, const char *out, bool verity)
