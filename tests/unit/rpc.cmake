@@ -13,6 +13,13 @@ lcow_unit_test(NAME test_client
                        ${CMAKE_CURRENT_LIST_DIR}/testlib.c
                        ${LCOW_RPC_SERVER_SOURCES}
                LIBS lcow_client lcow_os $<$<BOOL:${WIN32}>:psapi> TIMEOUT 300)
+# Sessions and the worker pool through rpc/session.h alone: a fake
+# transport (lcow_session_ops), no sockets, the same fake core.
+lcow_unit_test(NAME test_session
+               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_session.c ${CMAKE_CURRENT_LIST_DIR}/rpc_fake_core.c
+                       ${CMAKE_CURRENT_LIST_DIR}/testlib.c
+                       ${PROJECT_SOURCE_DIR}/rpc/session.c ${PROJECT_SOURCE_DIR}/rpc/dispatch.c
+               LIBS lcow_rpc_proto lcow_os)
 # The allocation seam (core/base/alloc.h) and its campaign over the RPC
 # paths: the real snapshotter (no scratch disks) behind the real transport.
 lcow_unit_test(NAME test_alloc SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_alloc.c
