@@ -851,9 +851,10 @@ static lcow_code update_impl(lcow_snapshotter *s, const lcow_info *info,
     if (rc == LCOW_OK)
         rc = lcow_metastore_update(s->ms, info, fieldpaths, fieldpath_count, &rec, err);
     lcow_mutex_unlock(&s->lock);
+    bool updated = rc == LCOW_OK;
     if (rc == LCOW_OK && out && !lcow_meta_record_to_info(&rec, out))
         rc = lcow_snapshotter_oom(err);
-    if (rc == LCOW_OK)
+    if (updated) /* also when the copy for the answer ran out of memory */
         lcow_meta_record_free(&rec);
     return rc;
 }
