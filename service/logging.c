@@ -90,7 +90,7 @@ void lcow_logging_stop(void)
 
 void lcow_log_event(lcow_svc_event event, lcow_log_level level, const char *fmt, ...)
 {
-    char text[1024];
+    char text[4096]; /* an lcow_error message (2048) and its context */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);

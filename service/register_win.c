@@ -58,11 +58,12 @@ void lcow_check_own_image_path(const char *service_name)
                   service_name, (unsigned long)GetLastError());
     } else if (lcow_image_path_unquoted_with_space(config->lpBinaryPathName)) {
         char *path = lcow_wide_to_utf8(config->lpBinaryPathName);
+        /* The fix before the path: a long path must not push it out of the line. */
         LCOW_LOGW("service %s: its ImagePath is not quoted and the executable's path contains a "
                   "space, so Windows may run another program first as this service's account "
-                  "(for C:\\Program Files\\... it tries C:\\Program.exe; CWE-428): %s; quote the "
+                  "(for C:\\Program Files\\... it tries C:\\Program.exe; CWE-428); quote the "
                   "executable's path (reinstall with the MSI, or --unregister-service then "
-                  "--register-service, which both quote it)",
+                  "--register-service, which both quote it). ImagePath: %s",
                   service_name, path ? path : "?");
         free(path);
     }

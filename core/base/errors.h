@@ -22,7 +22,10 @@ typedef enum lcow_code {
     LCOW_CODE_COUNT
 } lcow_code;
 
-#define LCOW_ERROR_MESSAGE_MAX 512
+/* Room for a few paths of a deep checkout or root (a message longer than this
+ * keeps every word: errors.c shortens its long tokens, the paths, in the
+ * middle). 512 cut off the remedy at a 150-character checkout. */
+#define LCOW_ERROR_MESSAGE_MAX 2048
 
 /* An error: a category plus a human-readable message. Callers may pass NULL
  * for the error record when they only need the code. */

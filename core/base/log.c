@@ -50,7 +50,7 @@ void lcow_log(lcow_log_level level, const char *fmt, ...)
 {
     if ((int)level > current_level)
         return;
-    char line[1024];
+    char line[4096]; /* an lcow_error message (2048) and its context */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);

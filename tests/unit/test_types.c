@@ -76,7 +76,7 @@ static void errors_carry_code_and_wrapped_message(void **state)
 static void long_messages_keep_cause_and_remedy(void **state)
 {
     static const char remedy[] = "is outside every --scratch-dir-allow directory";
-    for (size_t len = 480; len < 1600; len += 97) {
+    for (size_t len = LCOW_ERROR_MESSAGE_MAX - 30; len < 3 * LCOW_ERROR_MESSAGE_MAX; len += 97) {
         char *path = malloc(len + 1);
         assert_non_null(path);
         path[0] = '/';
@@ -106,7 +106,7 @@ static void long_messages_keep_cause_and_remedy(void **state)
         free(path);
     }
     /* Every word survives: only the long tokens (the paths) are shortened. */
-    char a[700], b[900];
+    char a[LCOW_ERROR_MESSAGE_MAX * 3 / 4], b[LCOW_ERROR_MESSAGE_MAX];
     memset(a, 'a', sizeof a - 1);
     a[0] = '/';
     a[sizeof a - 1] = '\0';
@@ -125,10 +125,10 @@ static void long_messages_keep_cause_and_remedy(void **state)
         strcmp(err.message + n - 17, "permission denied") != 0)
         fail_msg("a word was lost: %s", err.message);
     /* Too many words for the record: the middle of the message goes. */
-    char many[3000];
+    char many[3 * LCOW_ERROR_MESSAGE_MAX];
     size_t at = 0;
     at += (size_t)snprintf(many, sizeof many, "cause:");
-    while (at < 2000)
+    while (at < 2 * LCOW_ERROR_MESSAGE_MAX)
         at += (size_t)snprintf(many + at, sizeof many - at, " w%zu", at);
     snprintf(many + at, sizeof many - at, " remedy");
     lcow_error_set(&err, LCOW_INTERNAL, "%s", many);
