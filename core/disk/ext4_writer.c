@@ -10,6 +10,7 @@
 
 #include "core/disk/byteorder.h"
 #include "core/disk/go_sort.h"
+#include "core/base/types.h"
 
 #define BS 4096u
 #define INODE_SIZE 256u
@@ -158,21 +159,6 @@ static bool node_is(const node *n, uint16_t type)
     return S_TYPE(n->mode) == type;
 }
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 16;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q)
-        return false;
-    *p = q;
-    *cap = c;
-    return true;
-}
-
 #define GROW(arr, capfield, need) grow_field((void **)&(arr), &(capfield), (need), sizeof *(arr))
 
 static bool grow_field(void **p, uint32_t *cap, size_t need, size_t elem)
@@ -180,7 +166,7 @@ static bool grow_field(void **p, uint32_t *cap, size_t need, size_t elem)
     if (need > 0xffffffffu)
         return false;
     size_t c = *cap;
-    if (!grow(p, &c, need, elem))
+    if (!lcow_grow(p, &c, need, elem))
         return false;
     *cap = (uint32_t)(c > 0xffffffffu ? 0xffffffffu : c);
     return true;
@@ -488,7 +474,7 @@ static bool dir_add(lcow_ext4_writer *w, uint32_t parent, const char *p, size_t 
     if (!GROW(w->dirents, w->dirents_cap, (size_t)w->ndirents + 1))
         return false;
     size_t ncap = (size_t)w->names_cap;
-    if (!grow((void **)&w->names, &ncap, (size_t)(w->names_len + len), 1))
+    if (!lcow_grow(&w->names, &ncap, (size_t)(w->names_len + len), 1))
         return false;
     w->names_cap = ncap;
     memcpy(w->names + w->names_len, p, len);
@@ -533,7 +519,7 @@ static lcow_code split_path(lcow_ext4_writer *w, const char *path, size_t len, s
             k--;
             continue;
         }
-        if (!grow((void **)&w->comps, &w->comps_cap, k + 1, sizeof *w->comps))
+        if (!lcow_grow(&w->comps, &w->comps_cap, k + 1, sizeof *w->comps))
             return oom(w, err);
         w->comps[k].p = s;
         w->comps[k].len = l;
@@ -772,7 +758,7 @@ static void release_blocks(lcow_ext4_writer *w, uint64_t start, uint64_t count)
 {
     if (count == 0)
         return;
-    if (grow((void **)&w->freed, &w->freed_cap, w->nfreed + 1, sizeof *w->freed)) {
+    if (lcow_grow(&w->freed, &w->freed_cap, w->nfreed + 1, sizeof *w->freed)) {
         w->freed[w->nfreed].start = start;
         w->freed[w->nfreed].end = start + count;
         w->nfreed++;
@@ -899,7 +885,7 @@ static lcow_code start_data(lcow_ext4_writer *w, uint32_t ino, uint64_t size, co
     w->cur_written = 0;
     w->cur_max = size;
     size_t show = len > 200 ? 200 : len;
-    if (!grow((void **)&w->cur_name, &w->cur_name_cap, show + 1, 1))
+    if (!lcow_grow(&w->cur_name, &w->cur_name_cap, show + 1, 1))
         return oom(w, err);
     memcpy(w->cur_name, name, show);
     w->cur_name[show] = 0;
@@ -961,7 +947,7 @@ static bool xlists_add(xlists *l, const uint8_t *name, size_t name_len, const ui
         return true;
     }
     if (l->block_left >= need) {
-        if (!grow((void **)&l->in_block, &l->block_cap, l->n_block + 1, sizeof *l->in_block)) {
+        if (!lcow_grow(&l->in_block, &l->block_cap, l->n_block + 1, sizeof *l->in_block)) {
             *oom_flag = true;
             return false;
         }
@@ -995,7 +981,7 @@ static lcow_code write_xattrs(lcow_ext4_writer *w, uint32_t ino, xlists *l, lcow
         if (n->xattr_block)
             return out_rewrite_block(w, n->xattr_block, b, err);
         uint32_t blk = out_block(w);
-        if (!grow((void **)&w->xblocks, &w->xblocks_cap, w->nxblocks + 1, sizeof *w->xblocks))
+        if (!lcow_grow(&w->xblocks, &w->xblocks_cap, w->nxblocks + 1, sizeof *w->xblocks))
             return oom(w, err);
         lcow_code rc = out_write(w, b, BS, err);
         if (rc != LCOW_OK)
@@ -1018,7 +1004,7 @@ static bool xcollect_add(void *ctx, const uint8_t *name, size_t name_len, const 
                          size_t value_len)
 {
     xcollect *c = ctx;
-    if (!grow((void **)&c->v, &c->cap, c->n + 1, sizeof *c->v)) {
+    if (!lcow_grow(&c->v, &c->cap, c->n + 1, sizeof *c->v)) {
         c->oom = true;
         return false;
     }
@@ -1411,7 +1397,7 @@ static bool statx_add(void *ctx, const uint8_t *name, size_t name_len, const uin
             s->v[i].value_len = value_len;
             return true;
         }
-    if (!grow((void **)&s->v, &s->cap, s->n + 1, sizeof *s->v)) {
+    if (!lcow_grow(&s->v, &s->cap, s->n + 1, sizeof *s->v)) {
         s->oom = true;
         return false;
     }
@@ -1443,7 +1429,7 @@ lcow_code lcow_ext4_writer_set_xattr(lcow_ext4_writer *w, const char *path, size
      * (a name gains at most a 24-byte prefix; a block holds <= 254 entries). */
     enum { BLOCK_NAMES = 16 * 1024, AREA_NAMES = 1024 };
     size_t need = BS + INODE_XATTR + BLOCK_NAMES + AREA_NAMES;
-    if (!grow((void **)&w->scratch, &w->scratch_cap, need, 1))
+    if (!lcow_grow(&w->scratch, &w->scratch_cap, need, 1))
         return oom(w, err);
     uint8_t *block = w->scratch;
     uint8_t *area = w->scratch + BS;
@@ -1601,7 +1587,7 @@ static lcow_code write_directories(lcow_ext4_writer *w, lcow_error *err)
     child *kids = NULL;
     size_t kcap = 0;
     lcow_code rc = LCOW_OK;
-    if (!grow((void **)&stack, &scap, 2, sizeof *stack))
+    if (!lcow_grow(&stack, &scap, 2, sizeof *stack))
         return oom(w, err);
     stack[sp++] = ROOT_INO;
     stack[sp++] = ROOT_INO;
@@ -1613,7 +1599,7 @@ static lcow_code write_directories(lcow_ext4_writer *w, lcow_error *err)
             break;
         size_t nk = 0;
         for (uint32_t d = N(w, dir)->children; d; d = w->dirents[d - 1].next) {
-            if (!grow((void **)&kids, &kcap, nk + 1, sizeof *kids)) {
+            if (!lcow_grow(&kids, &kcap, nk + 1, sizeof *kids)) {
                 rc = oom(w, err);
                 goto out;
             }
@@ -1641,7 +1627,7 @@ static lcow_code write_directories(lcow_ext4_writer *w, lcow_error *err)
         size_t ndirs = 0;
         for (size_t i = 0; i < nk; i++)
             ndirs += node_is(N(w, kids[i].ino), LCOW_EXT4W_S_IFDIR);
-        if (!grow((void **)&stack, &scap, sp + 2 * ndirs, sizeof *stack)) {
+        if (!lcow_grow(&stack, &scap, sp + 2 * ndirs, sizeof *stack)) {
             rc = oom(w, err);
             break;
         }

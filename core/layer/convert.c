@@ -1,5 +1,6 @@
 /* tar2ext4's driver (see convert.h). */
 #include "core/layer/convert.h"
+#include "core/base/types.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,24 +19,9 @@ typedef struct driver {
     size_t xattrs_cap;
 } driver;
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q)
-        return false;
-    *p = q;
-    *cap = c;
-    return true;
-}
-
 static const char *slashed(char **buf, size_t *cap, const char *s, size_t n)
 {
-    if (!grow((void **)buf, cap, n + 1, 1))
+    if (!lcow_grow(buf, cap, n + 1, 1))
         return NULL;
     for (size_t i = 0; i < n; i++)
         (*buf)[i] = s[i] == '\\' ? '/' : s[i];
@@ -94,7 +80,7 @@ static lcow_code entry(driver *d, lcow_tar_reader *r, const lcow_tar_header *h, 
                 return lcow_ext4_writer_set_xattr(w, name, base, "trusted.overlay.opaque", "y", 1,
                                                   err);
             /* dir + name without ".wh.": path.Join's cleaning is the writer's */
-            if (!grow((void **)&d->path, &d->path_cap, nl, 1))
+            if (!lcow_grow(&d->path, &d->path_cap, nl, 1))
                 return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
             memcpy(d->path, name, base);
             memcpy(d->path + base, file + 4, fl - 4);
@@ -112,7 +98,7 @@ static lcow_code entry(driver *d, lcow_tar_reader *r, const lcow_tar_header *h, 
         size_t pl = sizeof XATTR_RECORD - 1;
         if (rec->key_len < pl || memcmp(rec->key, XATTR_RECORD, pl) != 0)
             continue;
-        if (!grow((void **)&d->xattrs, &d->xattrs_cap, nx + 1, sizeof *d->xattrs))
+        if (!lcow_grow(&d->xattrs, &d->xattrs_cap, nx + 1, sizeof *d->xattrs))
             return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
         d->xattrs[nx++] =
             (lcow_ext4_xattr){rec->key + pl, rec->key_len - pl, rec->value, rec->value_len};

@@ -3,6 +3,7 @@
  * reader makes a choice (what ends an archive, how numbers parse, which
  * records apply) the choice is Go's, and the comment says so. */
 #include "core/layer/tar.h"
+#include "core/base/types.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,21 +51,6 @@ static const uint8_t ZEROS[64 * 1024];
 static size_t to_size(int64_t v)
 {
     return (uint64_t)v > SIZE_MAX ? SIZE_MAX : (size_t)v;
-}
-
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q)
-        return false;
-    *p = q;
-    *cap = c;
-    return true;
 }
 
 /* ---- errors ---- */
@@ -344,7 +330,7 @@ static bool set_string(char **buf, size_t *cap, const void *a, size_t al, const 
                        bool slash)
 {
     size_t n = al + (slash ? 1 : 0) + bl;
-    if (!grow((void **)buf, cap, n + 1, 1))
+    if (!lcow_grow(buf, cap, n + 1, 1))
         return false;
     if (al)
         memcpy(*buf, a, al);
@@ -463,7 +449,7 @@ static lcow_code read_special(lcow_tar_reader *r, char **buf, size_t *cap, size_
     if (r->nb > (int64_t)MAX_SPECIAL)
         return bad(r, err, "PAX header or GNU long name larger than 1 MiB");
     size_t n = (size_t)r->nb;
-    if (!grow((void **)buf, cap, n + 1, 1))
+    if (!lcow_grow(buf, cap, n + 1, 1))
         return oom(r, err);
     size_t got;
     lcow_code rc = in_copy(r, *buf, n, &got, err);
@@ -547,7 +533,7 @@ static lcow_code parse_pax(lcow_tar_reader *r, lcow_error *err)
         if (off || rec_is(k, kl, "GNU.sparse.numbytes")) {
             if ((pairs % 2 == 0) != off || memchr(v, ',', vl))
                 return bad(r, err, "malformed GNU sparse PAX records");
-            if (!grow((void **)&r->smap, &r->smap_cap, r->smap_len + vl + 2, 1))
+            if (!lcow_grow(&r->smap, &r->smap_cap, r->smap_len + vl + 2, 1))
                 return oom(r, err);
             if (pairs)
                 r->smap[r->smap_len++] = ',';
@@ -556,7 +542,7 @@ static lcow_code parse_pax(lcow_tar_reader *r, lcow_error *err)
             pairs++;
             continue;
         }
-        if (!grow((void **)&r->recs, &r->recs_cap, r->nrecs + 1, sizeof *r->recs))
+        if (!lcow_grow(&r->recs, &r->recs_cap, r->nrecs + 1, sizeof *r->recs))
             return oom(r, err);
         r->recs[r->nrecs++] = (lcow_tar_record){k, kl, v, vl};
     }
@@ -581,7 +567,7 @@ static lcow_code parse_pax(lcow_tar_reader *r, lcow_error *err)
                 r->recs[i] = r->recs[--r->nrecs];
                 break;
             }
-        if (!grow((void **)&r->recs, &r->recs_cap, r->nrecs + 1, sizeof *r->recs))
+        if (!lcow_grow(&r->recs, &r->recs_cap, r->nrecs + 1, sizeof *r->recs))
             return oom(r, err);
         r->recs[r->nrecs++] = (lcow_tar_record){map_key, sizeof map_key - 1, r->smap, r->smap_len};
     }
@@ -628,7 +614,7 @@ static lcow_code merge_pax(lcow_tar_reader *r, lcow_error *err)
 
 static bool add_frag(frag **v, size_t *n, size_t *cap, int64_t off, int64_t len)
 {
-    if (!grow((void **)v, cap, *n + 1, sizeof **v))
+    if (!lcow_grow(v, cap, *n + 1, sizeof **v))
         return false;
     (*v)[(*n)++] = (frag){off, len};
     return true;
@@ -716,7 +702,7 @@ static lcow_code gnu_map_1x0(lcow_tar_reader *r, frag **v, size_t *n, size_t *ca
         }
         if (r->nb < (int64_t)BLK)
             return bad(r, err, "archive truncated inside a GNU sparse 1.0 map");
-        if (!grow((void **)&r->map1, &r->map1_cap, len + BLK, 1))
+        if (!lcow_grow(&r->map1, &r->map1_cap, len + BLK, 1))
             return oom(r, err);
         size_t got;
         lcow_code rc = in_copy(r, r->map1 + len, BLK, &got, err);
