@@ -14,9 +14,12 @@ TEST_NAME=$(basename "$0" .sh)
 # prefix, and a leftover from an interrupted run must not collide.
 SVC="lcowsnap-${TEST_NAME#service_}-$$"
 PIPE="\\\\.\\pipe\\$SVC"
-WORK="$LCOW_TEST_TMP/$TEST_NAME-$$"
-rm -rf "$WORK"
-mkdir -p "$WORK"
+# Work files and the service's --root in a short private directory, not under
+# the build tree: LevelDB under Windows opens its files by name and stops at
+# MAX_PATH (260), which <checkout>\build\win64\test-tmp\wine-service\<test>\
+# <root>\partitions\containerd\meta\MANIFEST-000001 passes in a checkout of
+# ~150 characters ("File name is too long"; issue 14 item 11).
+WORK=$(mktemp -d /tmp/lcow.XXXXXX)
 BACKGROUND_PIDS=()
 
 step() { echo "== $*"; }
