@@ -281,6 +281,16 @@ static void *conn_main(void *arg)
         size_t pending = lcow_session_pending(c->session);
         size_t output = lcow_session_output_bytes(c->session);
         if (pending == 0 && output == 0) {
+            /* failed is looked at again now: a worker that lost an answer
+             * since the top of the loop set it before it lowered pending
+             * (one critical section), so read after pending it is current.
+             * With the stale value the reader would block in recv() for
+             * the idle timeout, the connection neither answered nor
+             * closed. */
+            if (!failed && lcow_session_failed(c->session)) {
+                failed = true;
+                open = false;
+            }
             if (!open) {
                 why = failed      ? "an answer was lost (out of memory)"
                       : c->broken ? "stream broken"
