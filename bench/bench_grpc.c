@@ -463,8 +463,8 @@ int main(int argc, char **argv)
     lcow_thread_join(echo, NULL);
     lcow_server_stop(gr, 1000);
     lcow_server_stop(mp, 1000);
-    lcow_server_free(gr);
-    lcow_server_free(mp);
+    lcow_server_destroy(gr);
+    lcow_server_destroy(mp);
     lcow_snapshotter_close(store);
     lcow_snapshotter_free(store);
     char cmd[600];

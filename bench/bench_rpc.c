@@ -541,7 +541,7 @@ int main(int argc, char **argv)
     atomic_store(&echo_stop, true);
     lcow_thread_join(echo_thread, NULL);
     lcow_server_stop(server, 5000);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
     lcow_snapshotter_free(store);
     free(hists);
     free(cells);

@@ -127,7 +127,7 @@ int main(void)
     int cold_runs = runs / 3 > 3 ? runs / 3 : 3;
     lcow_error err;
     lcow_scratch *sc;
-    if (lcow_scratch_open(root, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err))
+    if (lcow_scratch_create(root, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err))
         die("open", &err);
 
     lcow_scratch_plan plan = {.mode = LCOW_META_SCRATCH_OWN, .size_gb = LCOW_SCRATCH_DEFAULT_GB};
@@ -256,7 +256,7 @@ int main(void)
 
     printf("\nruns: %d warm/cp, %d cold, %d per size; work dir %s\n", runs, cold_runs, size_runs,
            work);
-    lcow_scratch_free(sc);
+    lcow_scratch_destroy(sc);
     lcow_os_remove_all(work, NULL);
     free(fmt);
     free(copy);

@@ -65,7 +65,7 @@ void lcow_scratch_plan_free(lcow_scratch_plan *plan)
     plan->owner_key = NULL;
 }
 
-void lcow_scratch_free(lcow_scratch *sc)
+void lcow_scratch_destroy(lcow_scratch *sc)
 {
     if (!sc)
         return;
@@ -81,9 +81,9 @@ void lcow_scratch_free(lcow_scratch *sc)
     free(sc);
 }
 
-lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend, uint32_t format_from_gb,
-                            const char *const *allow, size_t allow_count, lcow_scratch **out,
-                            lcow_error *err)
+lcow_code lcow_scratch_create(const char *root, lcow_scratch_backend backend,
+                              uint32_t format_from_gb, const char *const *allow, size_t allow_count,
+                              lcow_scratch **out, lcow_error *err)
 {
     *out = NULL;
     if (!root || !lcow_path_is_absolute(root))
@@ -96,7 +96,7 @@ lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend, uint
     lcow_cond_init(&sc->build_done);
     sc->backend = backend;
     if (format_from_gb > LCOW_SCRATCH_MAX_GB) {
-        lcow_scratch_free(sc);
+        lcow_scratch_destroy(sc);
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "--scratch-format-from-gb %u: must be 1 to %u (0 = always copy)",
                               (unsigned)format_from_gb, LCOW_SCRATCH_MAX_GB);
@@ -105,14 +105,14 @@ lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend, uint
     /* Canonical when it exists, so templates and locations compare equal. */
     lcow_code rc = lcow_os_realpath(root, &sc->root, NULL);
     if (rc != LCOW_OK && !(sc->root = strdup(root))) {
-        lcow_scratch_free(sc);
+        lcow_scratch_destroy(sc);
         return oom(err, "scratch open");
     }
     rc = LCOW_OK;
     if (allow_count > 0) {
         sc->allow = calloc(allow_count, sizeof *sc->allow);
         if (!sc->allow) {
-            lcow_scratch_free(sc);
+            lcow_scratch_destroy(sc);
             return oom(err, "scratch open");
         }
     }
@@ -135,7 +135,7 @@ lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend, uint
         }
         if (rc != LCOW_OK) {
             sc->allow_count = i + 1;
-            lcow_scratch_free(sc);
+            lcow_scratch_destroy(sc);
             return rc;
         }
     }
@@ -667,8 +667,7 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
              * template built in its place. */
             lcow_time now = lcow_os_time_now();
             char aside[96];
-            snprintf(aside, sizeof aside, "%s.bad-%" PRId64 "-%09" PRIu32, name, now.sec,
-                     now.nsec);
+            snprintf(aside, sizeof aside, "%s.bad-%" PRId64 "-%09" PRIu32, name, now.sec, now.nsec);
             char *aside_path = lcow_path_join(dir, aside);
             lcow_error re;
             if (!aside_path) {

@@ -42,10 +42,10 @@ typedef struct lcow_scratch lcow_scratch;
  * the template (--scratch-format-from-gb; 0 = always copy; at most
  * LCOW_SCRATCH_MAX_GB). allow: the --scratch-dir-allow list (NULL/0 = any
  * existing absolute directory). */
-lcow_code lcow_scratch_open(const char *root, lcow_scratch_backend backend, uint32_t format_from_gb,
-                            const char *const *allow, size_t allow_count, lcow_scratch **out,
-                            lcow_error *err);
-void lcow_scratch_free(lcow_scratch *sc);
+lcow_code lcow_scratch_create(const char *root, lcow_scratch_backend backend,
+                              uint32_t format_from_gb, const char *const *allow, size_t allow_count,
+                              lcow_scratch **out, lcow_error *err);
+void lcow_scratch_destroy(lcow_scratch *sc);
 
 /* Decides from kind, key and labels, validating every label (bad size ->
  * InvalidArgument; relative, missing, non-directory or disallowed location ->

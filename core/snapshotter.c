@@ -215,9 +215,9 @@ static lcow_code open_in(const lcow_snapshotter_config *config, const char *dir,
         rc = lcow_metastore_open(meta, &mo, &s->ms, err);
     }
     if (rc == LCOW_OK && !s->partition)
-        rc = lcow_scratch_open(s->root, config->scratch_backend, config->scratch_format_from_gb,
-                               config->scratch_dir_allow, config->scratch_dir_allow_count,
-                               &s->scratch, err);
+        rc = lcow_scratch_create(s->root, config->scratch_backend, config->scratch_format_from_gb,
+                                 config->scratch_dir_allow, config->scratch_dir_allow_count,
+                                 &s->scratch, err);
     /* Crash recovery: orphans of an interrupted Prepare or Remove. */
     if (rc == LCOW_OK && (rc = lcow_snapshotter_sweep_orphans(s, true, err)) != LCOW_OK)
         lcow_error_wrap(err, "recovering %s", s->root);
@@ -252,8 +252,7 @@ lcow_code lcow_snapshotter_open_partition(lcow_snapshotter *base, const char *na
              name[i] == '-';
     if (!ok)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "partition name \"%s\": 1 to 64 of a-z, 0-9 and -",
-                              name ? name : "");
+                              "partition name \"%s\": 1 to 64 of a-z, 0-9 and -", name ? name : "");
     if (base->partition)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "a partition has no partitions");
     lcow_code rc = lcow_snapshotter_check_open(base, err);
@@ -292,7 +291,7 @@ lcow_code lcow_snapshotter_close(lcow_snapshotter *s)
     lcow_metastore_close(s->ms);
     s->ms = NULL;
     if (!s->partition) /* a partition's is its base store's */
-        lcow_scratch_free(s->scratch);
+        lcow_scratch_destroy(s->scratch);
     s->scratch = NULL;
     lcow_mutex_unlock(&s->lock);
     return LCOW_OK;
@@ -593,8 +592,7 @@ static lcow_code stat_impl(lcow_snapshotter *s, const char *key, lcow_info *info
 
 /* The usage of an active's directory. The key exists, so a directory that
  * is gone (deleted by hand) is FailedPrecondition naming it, not NotFound. */
-static lcow_code active_usage(lcow_snapshotter *s, uint64_t id, lcow_usage *usage,
-                              lcow_error *err)
+static lcow_code active_usage(lcow_snapshotter *s, uint64_t id, lcow_usage *usage, lcow_error *err)
 {
     char *dir = lcow_snapshotter_dir_of(s, id);
     if (!dir)

@@ -77,6 +77,6 @@ unsigned lcow_server_inflight(const lcow_server *server);
 lcow_code lcow_server_verify_security(const lcow_server *server, char **description,
                                       lcow_error *err);
 
-void lcow_server_free(lcow_server *server);
+void lcow_server_destroy(lcow_server *server);
 
 #endif

@@ -665,7 +665,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
     *out = server;
     return LCOW_OK;
 fail:
-    lcow_server_free(server);
+    lcow_server_destroy(server);
     return code;
 }
 
@@ -700,12 +700,12 @@ unsigned lcow_server_inflight(const lcow_server *server)
     return server && server->pool ? lcow_rpc_pool_inflight(server->pool) : 0;
 }
 
-void lcow_server_free(lcow_server *server)
+void lcow_server_destroy(lcow_server *server)
 {
     if (!server)
         return;
     lcow_server_stop(server, 0);
-    lcow_rpc_pool_free(server->pool);
+    lcow_rpc_pool_destroy(server->pool);
     if (server->first_instance != INVALID_HANDLE_VALUE)
         CloseHandle(server->first_instance);
     if (server->iocp)

@@ -298,7 +298,7 @@ lcow_rpc_pool *lcow_rpc_pool_create(unsigned threads, lcow_error *err)
         if (!lcow_thread_create(&pool->threads[i], worker_main, pool)) {
             lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "cannot start worker thread %u", i);
             lcow_rpc_pool_shutdown(pool);
-            lcow_rpc_pool_free(pool);
+            lcow_rpc_pool_destroy(pool);
             return NULL;
         }
         pool->thread_count = i + 1;
@@ -342,7 +342,7 @@ void lcow_rpc_pool_shutdown(lcow_rpc_pool *pool)
     }
 }
 
-void lcow_rpc_pool_free(lcow_rpc_pool *pool)
+void lcow_rpc_pool_destroy(lcow_rpc_pool *pool)
 {
     if (!pool)
         return;

@@ -36,7 +36,7 @@ typedef struct lcow_session_ops {
 lcow_rpc_pool *lcow_rpc_pool_create(unsigned threads, lcow_error *err);
 /* Workers finish their current job and exit; queued jobs are dropped. */
 void lcow_rpc_pool_shutdown(lcow_rpc_pool *pool);
-void lcow_rpc_pool_free(lcow_rpc_pool *pool);
+void lcow_rpc_pool_destroy(lcow_rpc_pool *pool);
 /* Requests queued or executing over all sessions. */
 unsigned lcow_rpc_pool_inflight(const lcow_rpc_pool *pool);
 

@@ -93,7 +93,7 @@ static lcow_code start_endpoint(const lcow_svc_config *cfg, const char *address,
     code = lcow_server_verify_security(srv, &described, err);
     if (code != LCOW_OK) {
         lcow_server_stop(srv, 0);
-        lcow_server_free(srv);
+        lcow_server_destroy(srv);
         *out = NULL;
         return code;
     }
@@ -122,7 +122,7 @@ static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *
     if (code != LCOW_OK) {
         if (e->rpc) {
             lcow_server_stop(e->rpc, 0);
-            lcow_server_free(e->rpc);
+            lcow_server_destroy(e->rpc);
         }
         free(e);
         return code;
@@ -164,8 +164,8 @@ static void real_stop_server(void *ctx, void *server, unsigned drain_ms)
         lcow_thread_join(t, NULL);
     else if (e->grpc)
         lcow_server_stop(e->grpc, drain_ms);
-    lcow_server_free(e->rpc);
-    lcow_server_free(e->grpc);
+    lcow_server_destroy(e->rpc);
+    lcow_server_destroy(e->grpc);
     free(e);
 }
 

@@ -167,7 +167,7 @@ static void campaign_open(campaign *cp, const char *name)
 static void campaign_close(campaign *cp)
 {
     lcow_alloc_fault_clear();
-    lcow_server_free(cp->server);
+    lcow_server_destroy(cp->server);
     lcow_error err;
     assert_int_equal(lcow_snapshotter_check(cp->store, &err), LCOW_OK);
     lcow_snapshotter_close(cp->store);

@@ -211,7 +211,7 @@ static void every_method_through_the_client(void **state)
     lcow_info_free(&info);
     lcow_labels_free(&labels);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* ---- pipelining and concurrency ----------------------------------------- */
@@ -296,7 +296,7 @@ static void pipelining_1000_requests_answers_in_order(void **state)
         lcow_result_free(&r);
     }
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 typedef struct worker_args {
@@ -369,7 +369,7 @@ static void thirty_two_concurrent_clients(void **state)
     }
     assert_int_equal(failures, 0);
     assert_int_equal(lcow_server_inflight(server), 0);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* ---- malformed input ------------------------------------------------------ */
@@ -450,7 +450,7 @@ static void malformed_input_gets_errors_and_the_connection_survives(void **state
     version_still_works(bystander);
     lcow_client_close(c);
     lcow_client_close(bystander);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* ---- bounded memory under pipelining (issue 14 item 1) --------------------- */
@@ -688,7 +688,7 @@ static void pipelined_stats_of_a_big_snapshot_stay_bounded(void **state)
                  (unsigned long)(BURST_BOUND >> 10));
     version_still_works(c);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* Walk runs on the worker pool: the bound must hold for queued requests too
@@ -706,7 +706,7 @@ static void pipelined_walks_of_a_big_snapshot_stay_bounded(void **state)
                  (unsigned long)(BURST_BOUND >> 10));
     version_still_works(c);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* ---- limits, slow clients, shutdown --------------------------------------- */
@@ -734,7 +734,7 @@ static void connection_limit_refuses_extra_clients(void **state)
     version_still_works(c);
     lcow_client_close(c);
     lcow_client_close(a);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 static void idle_connections_are_closed(void **state)
@@ -748,7 +748,7 @@ static void idle_connections_are_closed(void **state)
     lcow_error err;
     assert_int_equal(lcow_client_version(c, &v, &err), LCOW_UNAVAILABLE);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 typedef struct slow_args {
@@ -791,7 +791,7 @@ static void a_slow_request_does_not_block_other_clients(void **state)
     if (took >= 1000)
         fail_msg("10 Version calls took %llu ms beside a slow request", took);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 typedef struct hog_args {
@@ -844,7 +844,7 @@ static void a_client_that_never_reads_only_stalls_itself(void **state)
     assert_int_equal(hog.code, LCOW_UNAVAILABLE);
     version_still_works(c);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* ---- slowloris (issue 14 item 7) ------------------------------------------ */
@@ -962,7 +962,7 @@ static void trickling_clients_lose_their_slots(lcow_server_config *cfg, unsigned
         fail_msg("a new client was served only after %llu ms (deadline %u ms)", served_at,
                  deadline_ms);
     assert_int_equal(closed, TRICKLERS);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* Bytes of an unfinished request are not activity: the idle timeout closes
@@ -1011,7 +1011,7 @@ static void a_request_arriving_in_pieces_within_the_deadline_is_answered(void **
         assert_int_equal(lcow_client_receive_raw(c, &has_msgid, &msgid, &call_err, &err), LCOW_OK);
     }
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* A client that pipelines requests and never reads the answers holds its
@@ -1048,7 +1048,7 @@ static void a_client_that_never_reads_loses_its_slot(void **state)
     }
     lcow_thread_join(t, NULL);
     assert_int_equal(hog.code, LCOW_UNAVAILABLE);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 static void stop_finishes_in_flight_requests(void **state)
@@ -1068,7 +1068,7 @@ static void stop_finishes_in_flight_requests(void **state)
     lcow_client *c = NULL;
     lcow_error err;
     assert_int_equal(lcow_client_connect(address, 500, &c, &err), LCOW_UNAVAILABLE);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 static void call_timeout_makes_the_connection_unusable(void **state)
@@ -1084,7 +1084,7 @@ static void call_timeout_makes_the_connection_unusable(void **state)
     assert_int_equal(lcow_client_version(c, &v, &err), LCOW_UNAVAILABLE);
     assert_non_null(strstr(err.message, "unusable"));
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 /* ---- endpoint ownership and security -------------------------------------- */
@@ -1100,7 +1100,7 @@ static void a_second_server_cannot_take_the_address(void **state)
     lcow_client *c = connect_ok();
     version_still_works(c);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 }
 
 static void endpoint_security_is_read_back(void **state)
@@ -1118,7 +1118,7 @@ static void endpoint_security_is_read_back(void **state)
     assert_int_equal(st.st_mode & 0777, 0660);
 #endif
     free(description);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 
 #ifdef _WIN32
     lcow_server_config cfg = {.pipe_sddl = "D:P(A;;GA;;;SY)"};
@@ -1126,7 +1126,7 @@ static void endpoint_security_is_read_back(void **state)
     assert_int_equal(lcow_server_verify_security(server, &description, &err), LCOW_OK);
     assert_string_equal(description, "D:P(A;;GA;;;SY)");
     free(description);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
 
     lcow_server_config world = {.address = next_address(), .pipe_sddl = "D:P(A;;GA;;;WD)"};
     lcow_server *refused = NULL;
@@ -1137,7 +1137,7 @@ static void endpoint_security_is_read_back(void **state)
     world.allow_world_writable_sddl = true;
     world.pipe_sddl = "D:P(A;;GA;;;WD)";
     assert_int_equal(lcow_server_start(&world, store, &refused, &err), LCOW_OK);
-    lcow_server_free(refused);
+    lcow_server_destroy(refused);
 #endif
 }
 
@@ -1147,7 +1147,7 @@ static void a_stale_socket_file_is_replaced(void **state)
     next_address();
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     assert_int_equal(lcow_os_unix_bind(fd, address), 0); /* the checkout may be deep */
-    close(fd); /* a socket file nobody listens on */
+    close(fd);                                           /* a socket file nobody listens on */
     lcow_server_config cfg = {.address = address};
     lcow_server *server = NULL;
     lcow_error err;
@@ -1155,7 +1155,7 @@ static void a_stale_socket_file_is_replaced(void **state)
     lcow_client *c = connect_ok();
     version_still_works(c);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
     assert_int_not_equal(access(address, F_OK), 0); /* removed on stop */
 
     /* A regular file is never deleted. */
@@ -1197,7 +1197,7 @@ static void a_socket_path_of_any_length_is_served(void **state)
     assert_int_equal(lcow_server_start(&cfg, store, &second, &err), LCOW_ALREADY_EXISTS);
     version_still_works(c);
     lcow_client_close(c);
-    lcow_server_free(server);
+    lcow_server_destroy(server);
     assert_int_not_equal(access(address, F_OK), 0); /* removed on stop */
 
     /* Only the file name must fit. */

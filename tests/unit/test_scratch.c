@@ -146,8 +146,8 @@ static fixture open_fixture_formatting(const char *name, uint32_t format_from_gb
 {
     fixture fx = {.root = fresh_dir(name)};
     lcow_error err;
-    assert_int_equal(lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, format_from_gb, allow,
-                                       allow_count, &fx.sc, &err),
+    assert_int_equal(lcow_scratch_create(fx.root, LCOW_SCRATCH_NATIVE, format_from_gb, allow,
+                                         allow_count, &fx.sc, &err),
                      LCOW_OK);
     return fx;
 }
@@ -159,7 +159,7 @@ static fixture open_fixture(const char *name, const char *const *allow, size_t a
 
 static void close_fixture(fixture *fx)
 {
-    lcow_scratch_free(fx->sc);
+    lcow_scratch_destroy(fx->sc);
     free(fx->root);
 }
 
@@ -365,7 +365,7 @@ static void allow_list_errors_keep_the_remedy_in_a_deep_tree(void **state)
     const char *allow[] = {allowed};
     lcow_scratch *sc;
     lcow_error err;
-    assert_int_equal(lcow_scratch_open(svc_root, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err),
+    assert_int_equal(lcow_scratch_create(svc_root, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err),
                      LCOW_OK);
     lcow_scratch_plan plan;
     assert_int_equal(
@@ -377,7 +377,7 @@ static void allow_list_errors_keep_the_remedy_in_a_deep_tree(void **state)
     assert_int_equal(lcow_scratch_path_allowed(sc, target, &err), LCOW_INVALID_ARGUMENT);
     if (!strstr(err.message, "--scratch-dir-allow"))
         fail_msg("the refusal lost its remedy: %s", err.message);
-    lcow_scratch_free(sc);
+    lcow_scratch_destroy(sc);
     free(target);
     free(outside);
     free(allowed);
@@ -396,7 +396,7 @@ static void allow_list_confines_locations(void **state)
     const char *allow[] = {allowed};
     lcow_scratch *sc;
     lcow_error err;
-    assert_int_equal(lcow_scratch_open(svc_root, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err),
+    assert_int_equal(lcow_scratch_create(svc_root, LCOW_SCRATCH_NATIVE, 0, allow, 1, &sc, &err),
                      LCOW_OK);
 
     lcow_scratch_plan plan;
@@ -440,10 +440,10 @@ static void allow_list_confines_locations(void **state)
     assert_int_equal(lcow_scratch_path_allowed(sc, "relative", &err), LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "absolute"));
     assert_int_equal(lcow_scratch_path_allowed(sc, allowed, &err), LCOW_OK);
-    lcow_scratch_free(sc);
+    lcow_scratch_destroy(sc);
 
     /* Without a list, any absolute path passes. */
-    assert_int_equal(lcow_scratch_open(svc_root, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err),
+    assert_int_equal(lcow_scratch_create(svc_root, LCOW_SCRATCH_NATIVE, 0, NULL, 0, &sc, &err),
                      LCOW_OK);
     assert_int_equal(lcow_scratch_path_allowed(sc, outside, &err), LCOW_OK);
     /* except the service's root, list or no list (issue 14, item 6) */
@@ -451,17 +451,18 @@ static void allow_list_confines_locations(void **state)
     assert_int_equal(lcow_scratch_path_allowed(sc, in_root, &err), LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, in_root));
     free(in_root);
-    lcow_scratch_free(sc);
+    lcow_scratch_destroy(sc);
 
     /* A bad list entry refuses to open. */
     char *missing = join(base, "missing");
     const char *bad_allow[] = {allowed, missing};
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, bad_allow, 2, &sc, &err),
+    assert_int_equal(lcow_scratch_create(base, LCOW_SCRATCH_NATIVE, 0, bad_allow, 2, &sc, &err),
                      LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "--scratch-dir-allow"));
     const char *relative_allow[] = {"relative"};
-    assert_int_equal(lcow_scratch_open(base, LCOW_SCRATCH_NATIVE, 0, relative_allow, 1, &sc, &err),
-                     LCOW_INVALID_ARGUMENT);
+    assert_int_equal(
+        lcow_scratch_create(base, LCOW_SCRATCH_NATIVE, 0, relative_allow, 1, &sc, &err),
+        LCOW_INVALID_ARGUMENT);
     free(missing);
     free(future_climb);
     free(future);
@@ -568,8 +569,8 @@ static void large_sizes_are_formatted_directly(void **state)
     assert_false(exists(disk2));
 
     lcow_scratch *bad;
-    assert_int_equal(lcow_scratch_open(fx.root, LCOW_SCRATCH_NATIVE, LCOW_SCRATCH_MAX_GB + 1, NULL,
-                                       0, &bad, &err),
+    assert_int_equal(lcow_scratch_create(fx.root, LCOW_SCRATCH_NATIVE, LCOW_SCRATCH_MAX_GB + 1,
+                                         NULL, 0, &bad, &err),
                      LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "--scratch-format-from-gb"));
     free(disk2);

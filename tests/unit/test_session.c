@@ -84,7 +84,7 @@ static void fixture_free(fixture *f)
     lcow_rpc_pool_shutdown(f->pool);
     assert_int_equal(atomic_load(&f->transport.destroyed), 1);
     assert_int_equal(lcow_rpc_pool_inflight(f->pool), 0);
-    lcow_rpc_pool_free(f->pool);
+    lcow_rpc_pool_destroy(f->pool);
     fake_core_free(f->core);
     msgpack_sbuffer_destroy(&f->wire);
     msgpack_sbuffer_destroy(&f->output);
