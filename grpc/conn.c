@@ -92,6 +92,7 @@ struct gconn {
     uint64_t requests; /* requests completed (END_STREAM), answered or refused */
     bool closed;       /* the transport closed the connection */
     bool failed;       /* HTTP/2 session over: close after the output */
+    bool goaway_sent;  /* the stop's GOAWAY (sent once) */
     msgpack_sbuffer out;
     size_t out_off; /* out[out_off..size): not written yet */
     size_t lent;    /* taken by the transport, not reported sent */
@@ -966,7 +967,8 @@ static void grpc_stopping(void *impl)
 {
     gconn *c = impl;
     lcow_mutex_lock(&c->lock);
-    if (!c->closed && !c->failed) {
+    if (!c->closed && !c->failed && !c->goaway_sent) {
+        c->goaway_sent = true;
         nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
                               NULL, 0);

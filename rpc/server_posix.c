@@ -49,6 +49,7 @@ typedef struct conn {
     atomic_bool waiting;   /* the reader is in poll() and wants wake-ups */
     lcow_session *session; /* holds the last reference to this struct */
     bool read_eof;
+    bool told_stopping; /* lcow_session_stopping was called (by the stop or by us) */
     bool broken;     /* stream cannot be resynchronised */
     uint8_t *buf;    /* READ_CHUNK bytes (reader thread) */
     size_t rest_off; /* buf[rest_off..+rest_len): received, not fed yet */
@@ -290,6 +291,14 @@ static void *conn_main(void *arg)
             if (!failed && lcow_session_failed(c->session)) {
                 failed = true;
                 open = false;
+            }
+            if (!open && stopping && !c->told_stopping) {
+                /* The stop sets `stopping` before it tells each session
+                 * (gRPC: a GOAWAY): a reader that sees the flag first tells
+                 * its session itself and sends what that queued. */
+                c->told_stopping = true;
+                lcow_session_stopping(c->session);
+                continue;
             }
             if (!open) {
                 why = failed      ? "an answer was lost (out of memory)"
@@ -595,7 +604,7 @@ lcow_code lcow_server_start(const lcow_server_config *config, lcow_snapshotter *
 fail_unlink:
     close_listener(server);
 fail:
-    lcow_server_free(server);
+    lcow_server_destroy(server);
     return code;
 }
 
@@ -656,12 +665,12 @@ lcow_code lcow_server_verify_security(const lcow_server *server, char **descript
     return LCOW_OK;
 }
 
-void lcow_server_free(lcow_server *server)
+void lcow_server_destroy(lcow_server *server)
 {
     if (!server)
         return;
     lcow_server_stop(server, 0);
-    lcow_rpc_pool_free(server->pool);
+    lcow_rpc_pool_destroy(server->pool);
     for (int k = 0; k < 2; k++) {
         if (server->wake_fds[k] >= 0)
             close(server->wake_fds[k]);
