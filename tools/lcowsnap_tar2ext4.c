@@ -12,11 +12,7 @@
 #include "core/os/os.h"
 
 #ifdef _WIN32
-#include <fcntl.h>
-#include <io.h>
-#include <windows.h>
-
-#include "core/os/win_str.h"
+#include "core/os/win_str.h" /* lcow_utf8_argv for main() */
 #endif
 
 #define EXIT_FAILED 1
@@ -110,19 +106,6 @@ static char *dir_of(const char *path)
     return d;
 }
 
-static char *temp_dir(void)
-{
-#ifdef _WIN32
-    const char *t = getenv("TEMP");
-    if (!t || !*t)
-        t = getenv("TMP");
-    return strdup(t && *t ? t : ".");
-#else
-    const char *t = getenv("TMPDIR");
-    return strdup(t && *t ? t : "/tmp");
-#endif
-}
-
 /* A fresh file name in dir: "<dir>/.lcowsnap-tar2ext4-<what>-<random>". */
 static lcow_code temp_name(const char *dir, const char *what, char **out, lcow_error *err)
 {
@@ -142,9 +125,7 @@ static lcow_code temp_name(const char *dir, const char *what, char **out, lcow_e
  * offset, which a pipe cannot do). */
 static lcow_code spool_stdin(const char *path, lcow_error *err)
 {
-#ifdef _WIN32
-    _setmode(_fileno(stdin), _O_BINARY);
-#endif
+    lcow_os_stdin_binary();
     lcow_file *f;
     lcow_code rc =
         lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f, err);
@@ -234,7 +215,7 @@ static int run(int argc, char **argv)
 
     lcow_error err;
     lcow_code rc = LCOW_OK;
-    char *work_dir = roothash ? temp_dir() : dir_of(out);
+    char *work_dir = roothash ? lcow_os_temp_dir() : dir_of(out);
     char *spooled = NULL, *image = NULL;
     if (!work_dir)
         rc = lcow_error_set(&err, LCOW_RESOURCE_EXHAUSTED, "out of memory");

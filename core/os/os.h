@@ -139,6 +139,13 @@ lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err);
 
 /* ---- process ---- */
 
+/* The directory for temporary files (TMPDIR or /tmp; GetTempPathW on
+ * Windows); malloc'd, NULL when out of memory. */
+char *lcow_os_temp_dir(void);
+/* Standard input as bytes (Windows: _O_BINARY, no CR-LF translation; a
+ * no-op elsewhere). */
+void lcow_os_stdin_binary(void);
+
 /* Sets the allocator up for a long-running service with many threads: on
  * glibc at most 2 malloc arenas (one per connection thread would each keep
  * its own high-water mark) and a fixed 256 KiB mmap threshold (the dynamic

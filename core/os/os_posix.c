@@ -101,8 +101,8 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
         /* ELOOP: a final symbolic link; ENXIO: a socket or a FIFO without a
          * reader. */
         if ((flags & LCOW_OPEN_REGULAR) && (e == ELOOP || e == ENXIO || e == EMLINK))
-            return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                                  "open %s: not a regular file (%s)", path, strerror(e));
+            return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "open %s: not a regular file (%s)",
+                                  path, strerror(e));
         return os_fail(err, e, "open", path);
     }
     if (flags & LCOW_OPEN_REGULAR) {
@@ -122,11 +122,11 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
                 return os_fail(err, e, "open", path);
             return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                                   "open %s: not a regular file (a %s)", path,
-                                  S_ISFIFO(st.st_mode)   ? "FIFO"
-                                  : S_ISSOCK(st.st_mode) ? "socket"
-                                  : S_ISDIR(st.st_mode)  ? "directory"
+                                  S_ISFIFO(st.st_mode)                         ? "FIFO"
+                                  : S_ISSOCK(st.st_mode)                       ? "socket"
+                                  : S_ISDIR(st.st_mode)                        ? "directory"
                                   : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "device"
-                                                                                : "special file");
+                                                                               : "special file");
         }
     }
     *out = f;
@@ -693,3 +693,11 @@ void lcow_os_release_free_memory(void)
     malloc_trim(0);
 #endif
 }
+
+char *lcow_os_temp_dir(void)
+{
+    const char *t = getenv("TMPDIR");
+    return strdup(t && *t ? t : "/tmp");
+}
+
+void lcow_os_stdin_binary(void) {}

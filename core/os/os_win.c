@@ -8,6 +8,8 @@
 /* RtlGenRandom is exported by advapi32 as SystemFunction036. */
 #include <ntsecapi.h>
 
+#include <fcntl.h>
+#include <io.h>
 #include <process.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,10 +297,9 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
     }
     if (flags & LCOW_OPEN_REGULAR) {
         BY_HANDLE_FILE_INFORMATION info;
-        bool regular = GetFileType(f->h) == FILE_TYPE_DISK &&
-                       GetFileInformationByHandle(f->h, &info) &&
-                       !(info.dwFileAttributes &
-                         (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT));
+        bool regular =
+            GetFileType(f->h) == FILE_TYPE_DISK && GetFileInformationByHandle(f->h, &info) &&
+            !(info.dwFileAttributes & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT));
         if (!regular) {
             CloseHandle(f->h);
             free(f->path);
@@ -1116,4 +1117,20 @@ void lcow_os_tune_allocator(void)
 void lcow_os_release_free_memory(void)
 {
     /* The Windows heap decommits free memory by itself. */
+}
+
+char *lcow_os_temp_dir(void)
+{
+    wchar_t w[MAX_PATH + 2];
+    DWORD n = GetTempPathW((DWORD)(sizeof w / sizeof w[0]), w);
+    if (n == 0 || n >= sizeof w / sizeof w[0])
+        return strdup(".");
+    if (n > 3 && (w[n - 1] == L'\\' || w[n - 1] == L'/'))
+        w[n - 1] = L'\0'; /* "C:\Temp\" -> "C:\Temp"; "C:\" stays */
+    return lcow_wide_to_utf8(w);
+}
+
+void lcow_os_stdin_binary(void)
+{
+    _setmode(_fileno(stdin), _O_BINARY);
 }
