@@ -386,6 +386,10 @@ static void run_list(lcow_snapshotter *store, size_t n)
         lcow_result_free(&res);
     } while (after);
     ms = (double)(now_ns() - t0) / 1e6;
+    if (total == 0) {
+        fprintf(stderr, "MessagePack Walk returned no snapshot\n");
+        exit(1);
+    }
     printf("| MessagePack Walk (pages of 1000) | %.0f | %zu |\n", ms, pages);
     lcow_client_close(m);
 
