@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/layer/store.h"
 #include "core/metastore.h"
 #include "core/os/thread.h"
 #include "core/scratch.h"
@@ -44,6 +45,9 @@ struct lcow_snapshotter {
     char *tmp_dir;
     lcow_metastore *ms;
     lcow_scratch *scratch;
+    /* The layer store (core/layer/store.h, <root>/layers): the base store
+     * opens and closes it, a partition uses its base store's. */
+    lcow_layer_store *layers;
     /* A partition (lcow_snapshotter_open_partition): its own metadata and
      * directories under root/partitions/<name>, the base store's scratch
      * policy (templates, locations), which it does not free. */
