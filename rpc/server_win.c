@@ -259,8 +259,10 @@ static void conn_reap(lcow_server *server, conn *c)
     c->reaped = true;
     list_remove(server, c);
     if (c->state == CONN_CONNECTED) {
+        /* No DisconnectNamedPipe: it throws away what the client has not
+         * read yet (the last answers, a GOAWAY). Closing the handle alone
+         * lets the client read them and then see the pipe end. */
         server->connected--;
-        DisconnectNamedPipe(c->pipe);
     } else {
         server->listening--;
     }
