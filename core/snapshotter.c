@@ -150,7 +150,8 @@ static void drop_discarding(lcow_snapshotter *s, uint64_t id)
 
 /* Removes a snapshot directory the metadata no longer names: rename to
  * rm-<id> (so a crash mid-delete leaves an obvious orphan), then delete. A
- * failure is logged; open and Cleanup reclaim what is left. */
+ * deletion a held file stops is queued (snapshotter_removal.c); the sweeps
+ * at open and in Cleanup reclaim whatever else is left. */
 static void discard_dir(lcow_snapshotter *s, uint64_t id)
 {
     char *dir = lcow_snapshotter_dir_of(s, id), *rm = rm_dir_of(s, id);
@@ -158,12 +159,15 @@ static void discard_dir(lcow_snapshotter *s, uint64_t id)
     if (!dir || !rm) {
         LCOW_LOGW("snapshot directory %" PRIu64 " left for cleanup (out of memory)", id);
     } else if (lcow_os_rename(dir, rm, &e) == LCOW_OK) {
-        if (lcow_os_remove_all(rm, &e) != LCOW_OK)
-            LCOW_LOGW("removing %s failed, left for cleanup: %s", rm, e.message);
+        /* The removal name is durable before anything is deleted. */
+        if (!s->no_sync && lcow_os_sync_dir(s->snapshots_dir, &e) != LCOW_OK)
+            LCOW_LOGW("syncing %s: %s", s->snapshots_dir, e.message);
+        lcow_snapshotter_delete_or_queue(s, rm, NULL);
     } else if (e.code != LCOW_NOT_FOUND) {
-        LCOW_LOGW("renaming %s for removal failed (%s); deleting in place", dir, e.message);
-        if (lcow_os_remove_all(dir, &e) != LCOW_OK)
-            LCOW_LOGW("removing %s failed, left for cleanup: %s", dir, e.message);
+        /* Windows refuses to rename a directory with a file held open in
+         * it: delete (or queue) it under its own name. */
+        LCOW_LOGD("renaming %s for removal failed (%s); deleting in place", dir, e.message);
+        lcow_snapshotter_delete_or_queue(s, dir, NULL);
     }
     free(dir);
     free(rm);
@@ -193,6 +197,11 @@ static lcow_code open_in(const lcow_snapshotter_config *config, const char *dir,
     lcow_mutex_init(&s->lock);
     lcow_mutex_init(&s->drain_lock);
     lcow_cond_init(&s->drained);
+    lcow_mutex_init(&s->removal_lock);
+    lcow_cond_init(&s->removal_wake);
+    s->removal_retry_ms = config->removal_retry_ms;
+    s->on_removal_queued = config->on_removal_queued;
+    s->removal_ctx = config->removal_ctx;
     atomic_init(&s->inflight, 0);
     atomic_init(&s->closed, false);
     atomic_init(&s->cancel_work, false);
@@ -267,6 +276,9 @@ lcow_code lcow_snapshotter_open_partition(lcow_snapshotter *base, const char *na
         .root = base->root,
         .no_sync = base->no_sync,
         .no_scratch = base->no_scratch,
+        .removal_retry_ms = base->removal_retry_ms,
+        .on_removal_queued = base->on_removal_queued,
+        .removal_ctx = base->removal_ctx,
     };
     rc = open_in(&config, dir, base->scratch, out, err);
     if (rc != LCOW_OK)
@@ -287,6 +299,7 @@ lcow_code lcow_snapshotter_close(lcow_snapshotter *s)
     while (atomic_load(&s->inflight) > 0)
         lcow_cond_wait(&s->drained, &s->drain_lock);
     lcow_mutex_unlock(&s->drain_lock);
+    lcow_snapshotter_removal_stop(s);
     lcow_mutex_lock(&s->lock);
     lcow_metastore_close(s->ms);
     s->ms = NULL;
@@ -311,6 +324,9 @@ void lcow_snapshotter_free(lcow_snapshotter *s)
     for (size_t i = 0; i < s->applying_count; i++)
         free(s->applying[i].key);
     free(s->applying);
+    lcow_snapshotter_removal_free(s);
+    lcow_cond_destroy(&s->removal_wake);
+    lcow_mutex_destroy(&s->removal_lock);
     lcow_mutex_destroy(&s->lock);
     lcow_cond_destroy(&s->drained);
     lcow_mutex_destroy(&s->drain_lock);

@@ -27,6 +27,16 @@
 
 typedef struct lcow_snapshotter lcow_snapshotter;
 
+/* Told once per directory whose deletion had to be queued (path, and why
+ * the first attempt failed); the service writes one Event Log event. It
+ * runs on the thread that queued the deletion and must not call the store. */
+typedef void (*lcow_snapshotter_removal_fn)(void *ctx, const char *path, const char *reason);
+
+/* The reaper's backoff: the first retry after removal_retry_ms (default
+ * LCOW_REMOVAL_RETRY_MS), doubling up to LCOW_REMOVAL_RETRY_MAX_MS. */
+#define LCOW_REMOVAL_RETRY_MS 1000u
+#define LCOW_REMOVAL_RETRY_MAX_MS (10u * 60u * 1000u)
+
 typedef struct lcow_snapshotter_config {
     const char *root; /* state directory, absolute */
     lcow_scratch_backend scratch_backend;
@@ -43,6 +53,13 @@ typedef struct lcow_snapshotter_config {
     /* Tests and benchmarks of the metadata path only: actives get an empty
      * directory, as extract-* layers do, and no scratch disk. */
     bool no_scratch;
+    /* Deletions stopped by a held file (docs/reliability.md): first retry
+     * after this many ms (0 = LCOW_REMOVAL_RETRY_MS; tests use less), and who
+     * hears of each one queued (NULL = the log only). A partition uses its
+     * base store's. */
+    unsigned removal_retry_ms;
+    lcow_snapshotter_removal_fn on_removal_queued;
+    void *removal_ctx;
 } lcow_snapshotter_config;
 
 /* Opens (creating if needed) the store under config->root: creates meta/,
@@ -107,8 +124,17 @@ typedef int (*lcow_walk_fn)(void *ctx, const lcow_info *info);
 lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *opts, lcow_walk_fn fn,
                                 void *ctx, char **next, lcow_error *err);
 
-/* Removes every directory and file the metadata does not reference. */
+/* Removes every directory and file the metadata does not reference. A
+ * directory that cannot go now (a held file) is queued, as Remove's are,
+ * and does not fail the call; the queue is retried first. */
 lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err);
+
+/* Directories whose deletion a held file stopped (Remove, Cleanup, the sweep
+ * at open), waiting for the reaper thread's next attempt. */
+size_t lcow_snapshotter_pending_removals(lcow_snapshotter *s);
+/* Tries every queued deletion now, whatever its backoff; returns how many
+ * are still queued. */
+size_t lcow_snapshotter_retry_removals(lcow_snapshotter *s);
 
 /* Creates a formatted ext4 scratch VHDX at an absolute path (the standalone
  * CreateScratch of runhcs); path is subject to the scratch_dir_allow list. */

@@ -131,6 +131,11 @@ static int check_dir_entry(void *ctx, const char *name, bool is_dir)
     check_state *c = ctx;
     uint64_t id;
     bool rm_dir = strncmp(name, "rm-", 3) == 0 && lcow_snapshotter_parse_id(name + 3, &id);
+    char *path = lcow_path_join(c->s->snapshots_dir, name);
+    bool queued = path && lcow_snapshotter_removal_queued(c->s, path);
+    free(path);
+    if (queued)
+        return 0; /* a held file stopped its deletion: the reaper retries it */
     for (size_t i = 0; rm_dir && i < c->s->discarding_count; i++)
         if (c->s->discarding[i] == id)
             return 0; /* a Remove is deleting it right now */

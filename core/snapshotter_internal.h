@@ -6,6 +6,8 @@
  *   snapshotter_recovery.c  orphan sweeps at open and in Cleanup
  *   snapshotter_check.c     lcow_snapshotter_check (the invariant checker)
  *   snapshotter_apply.c     Apply (a layer blob to layer.vhd) and its sweep
+ *   snapshotter_removal.c   the queue of deletions a held file stopped, and
+ *                           the thread that retries them with backoff
  *
  * Locking: s->lock (the writer lock) guards metadata read-validate-write and
  * the in-memory reservations (pending, discarding); slow file work runs
@@ -32,6 +34,13 @@ typedef struct lcow_snapshotter_pending {
     uint64_t id;
     uint64_t disk_id; /* shared disk it links to, 0 = none */
 } lcow_snapshotter_pending;
+
+/* A directory whose deletion failed (a held file): retried with backoff. */
+typedef struct lcow_snapshotter_removal {
+    char *path;         /* snapshots/rm-<id> or, when renaming failed, snapshots/<id> */
+    unsigned attempts;  /* failed deletions so far */
+    uint64_t due_ms;    /* next attempt, lcow_os_monotonic_ms */
+} lcow_snapshotter_removal;
 
 /* An Apply between its phases: the key's layer.vhd is being written. */
 typedef struct lcow_snapshotter_applying {
@@ -68,6 +77,18 @@ struct lcow_snapshotter {
     /* lcow_snapshotter_cancel_work was called: Applies stop. */
     atomic_bool cancel_work;
     bool no_scratch;
+    /* Deletions a held file stopped (snapshotter_removal.c), under
+     * removal_lock; the reaper thread retries them from the first one
+     * queued until close. */
+    lcow_mutex removal_lock;
+    lcow_cond removal_wake;
+    lcow_snapshotter_removal *removals;
+    size_t removal_count, removal_cap;
+    lcow_thread reaper;
+    bool reaper_started, reaper_stop;
+    unsigned removal_retry_ms; /* first backoff; doubles up to LCOW_REMOVAL_RETRY_MAX_MS */
+    lcow_snapshotter_removal_fn on_removal_queued;
+    void *removal_ctx;
     /* Calls in progress; close waits for them to drain. */
     atomic_uint inflight;
     lcow_mutex drain_lock;
@@ -122,6 +143,22 @@ const lcow_snapshotter_applying *lcow_snapshotter_find_applying(const lcow_snaps
  * Cleanup each directory is swept under the lock, skipping Applies in
  * flight). Best effort: the first failure is reported. */
 lcow_code lcow_snapshotter_sweep_apply_temps(lcow_snapshotter *s, bool at_open, lcow_error *err);
+
+/* ---- snapshotter_removal.c ---- */
+
+/* Deletes the tree at path (a directory no record names any more). When
+ * that fails (a file held open: EBUSY, a sharing violation, EACCES), the
+ * path joins the removal queue, the reaper retries it with backoff, and
+ * LCOW_OK is returned: the directory is an orphan either way, so a restart
+ * finds it again (sweep at open) and queues it anew. Only out of memory is
+ * returned (the directory then stays for the next sweep). */
+lcow_code lcow_snapshotter_delete_or_queue(lcow_snapshotter *s, const char *path,
+                                           lcow_error *err);
+/* Whether path is in the removal queue (the invariant check allows it). */
+bool lcow_snapshotter_removal_queued(lcow_snapshotter *s, const char *path);
+/* Stops the reaper (close) and frees the queue (free). */
+void lcow_snapshotter_removal_stop(lcow_snapshotter *s);
+void lcow_snapshotter_removal_free(lcow_snapshotter *s);
 
 /* ---- snapshotter_recovery.c ---- */
 

@@ -139,19 +139,12 @@ lcow_code lcow_snapshotter_sweep_orphans(lcow_snapshotter *s, bool at_open, lcow
     if (rc == LCOW_OK)
         rc = w.rc;
     lcow_code first = rc;
-    /* Best effort: one entry that cannot go (a VM holds a file) does not
-     * stop the rest; the first failure is reported. */
+    /* One entry that cannot go now (a VM holds a file) is queued for the
+     * reaper and does not stop the rest; only out of memory is reported. */
     for (size_t i = 0; i < w.doomed_count; i++) {
-        LCOW_LOGI("cleanup: removing %s (no snapshot record names it)", w.doomed[i]);
-        lcow_error e;
-        lcow_code one = rc == LCOW_OK ? lcow_os_remove_all(w.doomed[i], &e) : LCOW_OK;
-        if (one != LCOW_OK) {
-            LCOW_LOGW("cleanup: %s", e.message);
-            if (first == LCOW_OK) {
-                first = one;
-                if (err)
-                    *err = e;
-            }
+        if (first == LCOW_OK) {
+            LCOW_LOGI("cleanup: removing %s (no snapshot record names it)", w.doomed[i]);
+            first = lcow_snapshotter_delete_or_queue(s, w.doomed[i], err);
         }
         free(w.doomed[i]);
     }
@@ -162,8 +155,8 @@ lcow_code lcow_snapshotter_sweep_orphans(lcow_snapshotter *s, bool at_open, lcow
         if (first == LCOW_OK && t.failed)
             first = lcow_snapshotter_oom(err);
         for (size_t i = 0; i < t.count; i++) {
-            if (first == LCOW_OK && lcow_os_remove_all(t.doomed[i], err) != LCOW_OK)
-                first = err ? err->code : LCOW_INTERNAL;
+            if (first == LCOW_OK)
+                first = lcow_snapshotter_delete_or_queue(s, t.doomed[i], err);
             free(t.doomed[i]);
         }
         free(t.doomed);
@@ -183,6 +176,7 @@ static lcow_code cleanup_impl(lcow_snapshotter *s, lcow_error *err)
     lcow_code rc = lcow_snapshotter_check_open(s, err);
     if (rc != LCOW_OK)
         return rc;
+    lcow_snapshotter_retry_removals(s);
     return lcow_snapshotter_sweep_orphans(s, false, err);
 }
 

@@ -54,6 +54,11 @@ enum {
      * a final symbolic link or reparse point, and accept only a regular
      * file. Anything else is FAILED_PRECONDITION "not a regular file". */
     LCOW_OPEN_REGULAR = 1 << 5,
+    /* Windows: share nothing (no FILE_SHARE_*): the open fails with a
+     * sharing violation while anyone else has the file open, and while it
+     * is held nobody else can open, rename or delete it, as a VM or a
+     * scanner holding a disk does. POSIX has no mandatory sharing: no effect. */
+    LCOW_OPEN_SHARE_NONE = 1 << 6,
 };
 
 lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_error *err);
@@ -112,6 +117,16 @@ lcow_code lcow_os_list_dir(const char *dir, lcow_dir_fn fn, void *ctx, lcow_erro
  * file system is missing, so callers can fall back to a hard link. */
 lcow_code lcow_os_symlink(const char *target, const char *link_path, lcow_error *err);
 lcow_code lcow_os_hardlink(const char *existing, const char *link_path, lcow_error *err);
+/* A file's identity and hard-link count, links not followed: (st_dev,
+ * st_ino, st_nlink) on POSIX, (volume serial, file index, nNumberOfLinks)
+ * from GetFileInformationByHandle on Windows. Two names with equal volume
+ * and index are one file. A missing path is NOT_FOUND. */
+typedef struct lcow_file_id {
+    uint64_t volume;
+    uint64_t index;
+    uint32_t links;
+} lcow_file_id;
+lcow_code lcow_os_file_id(const char *path, lcow_file_id *out, lcow_error *err);
 
 /* ---- space ---- */
 
@@ -130,6 +145,11 @@ lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
  * GetSystemTimePreciseAsFileTime: 100 ns ticks, the precision containerd's
  * Windows clock has). */
 lcow_time lcow_os_time_now(void);
+/* Milliseconds of a monotonic clock (CLOCK_MONOTONIC / GetTickCount64), for
+ * deadlines and durations; never goes back. */
+uint64_t lcow_os_monotonic_ms(void);
+/* Microseconds of the same kind of clock, for request latencies. */
+uint64_t lcow_os_monotonic_us(void);
 
 /* ---- random bytes ---- */
 
@@ -185,6 +205,7 @@ typedef enum lcow_os_fault {
     LCOW_FAULT_ENOSPC, /* -> LCOW_RESOURCE_EXHAUSTED */
     LCOW_FAULT_EIO,    /* -> LCOW_INTERNAL */
     LCOW_FAULT_EACCES, /* e.g. rename refused because a VM holds the file */
+    LCOW_FAULT_EBUSY,  /* a file in use (EBUSY; Windows' sharing violation) */
 } lcow_os_fault;
 
 /* Arms a fault: the nth (1-based) call of op from now on fails with fault;

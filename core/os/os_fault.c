@@ -129,6 +129,9 @@ lcow_code lcow_os_fault_check(lcow_os_op op, const char *what, lcow_error *err)
     case LCOW_FAULT_EACCES:
         return lcow_error_set(err, LCOW_INTERNAL, "%s %s: access denied (injected)",
                               lcow_os_op_name(op), what ? what : "");
+    case LCOW_FAULT_EBUSY:
+        return lcow_error_set(err, LCOW_INTERNAL, "%s %s: device or resource busy (injected)",
+                              lcow_os_op_name(op), what ? what : "");
     case LCOW_FAULT_EIO:
     default:
         return lcow_error_set(err, LCOW_INTERNAL, "%s %s: input/output error (injected)",
@@ -176,7 +179,8 @@ bool lcow_os_fault_parse(const char *spec)
         const char *name;
         lcow_os_fault fault;
     } faults[] = {
-        {"enospc", LCOW_FAULT_ENOSPC}, {"eio", LCOW_FAULT_EIO}, {"eacces", LCOW_FAULT_EACCES}};
+        {"enospc", LCOW_FAULT_ENOSPC}, {"eio", LCOW_FAULT_EIO}, {"eacces", LCOW_FAULT_EACCES},
+        {"ebusy", LCOW_FAULT_EBUSY}};
     const char *p = spec;
     bool ok = true;
     while (*p && ok) {

@@ -438,6 +438,20 @@ lcow_code lcow_os_hardlink(const char *existing, const char *link_path, lcow_err
     return LCOW_OK;
 }
 
+lcow_code lcow_os_file_id(const char *path, lcow_file_id *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct stat s;
+    if (lstat(path, &s) != 0) {
+        int e = errno;
+        return lcow_error_set(err, code_of_errno(e), "stat %s: %s", path, strerror(e));
+    }
+    out->volume = (uint64_t)s.st_dev;
+    out->index = (uint64_t)s.st_ino;
+    out->links = s.st_nlink > UINT32_MAX ? UINT32_MAX : (uint32_t)s.st_nlink;
+    return LCOW_OK;
+}
+
 /* ---- space ---- */
 
 typedef struct inode_set {
@@ -662,6 +676,18 @@ lcow_time lcow_os_time_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (lcow_time){.sec = ts.tv_sec, .nsec = (uint32_t)ts.tv_nsec};
+}
+
+uint64_t lcow_os_monotonic_ms(void)
+{
+    return lcow_os_monotonic_us() / 1000;
+}
+
+uint64_t lcow_os_monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err)

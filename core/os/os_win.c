@@ -286,8 +286,10 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
     DWORD attrs = FILE_ATTRIBUTE_NORMAL;
     if (flags & LCOW_OPEN_REGULAR)
         attrs |= FILE_FLAG_OPEN_REPARSE_POINT;
-    f->h = CreateFileW(w, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
-                       disposition, attrs, NULL);
+    DWORD share = (flags & LCOW_OPEN_SHARE_NONE)
+                      ? 0
+                      : FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    f->h = CreateFileW(w, access, share, NULL, disposition, attrs, NULL);
     free(w);
     if (f->h == INVALID_HANDLE_VALUE) {
         DWORD e = GetLastError();
@@ -803,6 +805,32 @@ lcow_code lcow_os_hardlink(const char *existing, const char *link_path, lcow_err
     return LCOW_OK;
 }
 
+lcow_code lcow_os_file_id(const char *path, lcow_file_id *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    wchar_t *w = to_wide_path(path);
+    if (!w)
+        return bad_path(err, "file id", path);
+    HANDLE h = CreateFileW(w, FILE_READ_ATTRIBUTES,
+                           FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT,
+                           NULL);
+    DWORD e = GetLastError();
+    free(w);
+    if (h == INVALID_HANDLE_VALUE)
+        return win_fail(err, e, "file id", path);
+    BY_HANDLE_FILE_INFORMATION fi;
+    BOOL ok = GetFileInformationByHandle(h, &fi);
+    e = GetLastError();
+    CloseHandle(h);
+    if (!ok)
+        return win_fail(err, e, "file id", path);
+    out->volume = fi.dwVolumeSerialNumber;
+    out->index = ((uint64_t)fi.nFileIndexHigh << 32) | fi.nFileIndexLow;
+    out->links = fi.nNumberOfLinks;
+    return LCOW_OK;
+}
+
 /* ---- space ---- */
 
 typedef struct file_id {
@@ -1093,6 +1121,20 @@ lcow_time lcow_os_time_now(void)
     ticks -= 116444736000000000ULL;
     return (lcow_time){.sec = (int64_t)(ticks / 10000000ULL),
                        .nsec = (uint32_t)(ticks % 10000000ULL) * 100};
+}
+
+uint64_t lcow_os_monotonic_ms(void)
+{
+    return GetTickCount64();
+}
+
+uint64_t lcow_os_monotonic_us(void)
+{
+    LARGE_INTEGER now, freq;
+    if (!QueryPerformanceCounter(&now) || !QueryPerformanceFrequency(&freq) || freq.QuadPart <= 0)
+        return GetTickCount64() * 1000u;
+    uint64_t t = (uint64_t)now.QuadPart, f = (uint64_t)freq.QuadPart;
+    return t / f * 1000000u + t % f * 1000000u / f;
 }
 
 lcow_code lcow_os_random(void *buf, size_t len, lcow_error *err)

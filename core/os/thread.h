@@ -41,6 +41,9 @@ void lcow_cond_destroy(lcow_cond *c);
 /* Atomically releases m and waits; m is held again on return. Spurious
  * wake-ups happen: always wait in a loop on the predicate. */
 void lcow_cond_wait(lcow_cond *c, lcow_mutex *m);
+/* lcow_cond_wait for at most ms milliseconds (a timeout is not an error:
+ * the caller re-checks its predicate and its deadline). */
+void lcow_cond_wait_ms(lcow_cond *c, lcow_mutex *m, unsigned ms);
 void lcow_cond_signal(lcow_cond *c);
 void lcow_cond_broadcast(lcow_cond *c);
 

@@ -1,10 +1,12 @@
 /* core/thread on pthreads. */
 #include "core/os/thread.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/base/alloc.h"
@@ -60,6 +62,23 @@ void lcow_cond_destroy(lcow_cond *c)
 void lcow_cond_wait(lcow_cond *c, lcow_mutex *m)
 {
     check(pthread_cond_wait(COND(c), MUTEX(m)), "pthread_cond_wait");
+}
+
+void lcow_cond_wait_ms(lcow_cond *c, lcow_mutex *m, unsigned ms)
+{
+    /* The condition variable waits on CLOCK_REALTIME (the default): a clock
+     * step only makes one wait shorter or longer, and callers loop. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    int rc = pthread_cond_timedwait(COND(c), MUTEX(m), &ts);
+    if (rc != ETIMEDOUT)
+        check(rc, "pthread_cond_timedwait");
 }
 
 void lcow_cond_signal(lcow_cond *c)

@@ -56,6 +56,11 @@ void lcow_cond_wait(lcow_cond *c, lcow_mutex *m)
     SleepConditionVariableSRW(COND(c), LOCK(m), INFINITE, 0);
 }
 
+void lcow_cond_wait_ms(lcow_cond *c, lcow_mutex *m, unsigned ms)
+{
+    SleepConditionVariableSRW(COND(c), LOCK(m), ms, 0);
+}
+
 void lcow_cond_signal(lcow_cond *c)
 {
     WakeConditionVariable(COND(c));
