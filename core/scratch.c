@@ -272,9 +272,8 @@ lcow_code lcow_scratch_path_allowed(lcow_scratch *sc, const char *path, lcow_err
 
 /* ------------------------------------------------------------ plan */
 
-/* Strict size: a plain string of decimal digits, 1..LCOW_SCRATCH_MAX_GB. */
-/* The scratch size rule, checked here and nowhere below: the size-gb
- * label (through parse_size_gb) and CreateScratch's size_gb are whole GiB,
+/* The scratch size rule, checked here and nowhere below: the size labels
+ * (through size_from_labels) and CreateScratch's size_gb are whole GiB,
  * 1..LCOW_SCRATCH_MAX_GB. A plan or a disk built from them is not checked
  * again (the ext4 and VHDX limits of core/disk stand behind it). */
 static bool size_gb_valid(uint64_t gb)
@@ -282,7 +281,9 @@ static bool size_gb_valid(uint64_t gb)
     return gb >= 1 && gb <= LCOW_SCRATCH_MAX_GB;
 }
 
-static bool parse_size_gb(const char *s, uint32_t *out)
+/* Strict number: a non-empty string of decimal digits (no sign, space or
+ * base prefix), 1..max. */
+static bool parse_decimal(const char *s, uint64_t max, uint64_t *out)
 {
     if (!*s)
         return false;
@@ -291,13 +292,57 @@ static bool parse_size_gb(const char *s, uint32_t *out)
         if (*p < '0' || *p > '9')
             return false;
         v = v * 10 + (uint64_t)(*p - '0');
-        if (v > LCOW_SCRATCH_MAX_GB)
-            return false; /* also stops overflow */
+        if (v > max)
+            return false; /* also stops overflow: max < UINT64_MAX / 10 */
     }
-    if (!size_gb_valid(v))
+    if (v == 0)
         return false;
-    *out = (uint32_t)v;
+    *out = v;
     return true;
+}
+
+/* The three labels that size a scratch disk, in precedence order: the first
+ * one present wins. Every one present is checked, so a malformed label is
+ * refused even when a higher one decides the size. */
+static const struct size_label {
+    const char *key;
+    bool bytes; /* decimal bytes, rounded up to whole GiB; else GiB */
+} size_labels[] = {
+    {LCOW_LABEL_SIZE_GB, false},
+    {LCOW_LABEL_MAX_SIZE, true},
+    {LCOW_LABEL_SIZE_BYTES, true},
+};
+
+static lcow_code size_from_labels(const lcow_labels *labels, uint32_t *size_gb, lcow_error *err)
+{
+    bool decided = false;
+    for (size_t i = 0; i < sizeof size_labels / sizeof size_labels[0]; i++) {
+        const struct size_label *l = &size_labels[i];
+        const char *value = labels ? lcow_labels_get(labels, l->key) : NULL;
+        if (!value)
+            continue;
+        const uint64_t max_bytes = (uint64_t)LCOW_SCRATCH_MAX_GB << 30;
+        uint64_t v = 0;
+        if (!parse_decimal(value, l->bytes ? max_bytes : LCOW_SCRATCH_MAX_GB, &v)) {
+            if (l->bytes)
+                return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                      "label %s=\"%.64s\": the scratch size must be a whole "
+                                      "number of bytes from 1 to %llu (digits only; rounded up "
+                                      "to whole GiB)",
+                                      l->key, value, (unsigned long long)max_bytes);
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "label %s=\"%.64s\": the scratch size must be a whole number of "
+                                  "GiB from 1 to %u (digits only)",
+                                  l->key, value, LCOW_SCRATCH_MAX_GB);
+        }
+        /* 1..max_bytes rounds up to 1..LCOW_SCRATCH_MAX_GB GiB. */
+        uint64_t gb = l->bytes ? (v + ((UINT64_C(1) << 30) - 1)) >> 30 : v;
+        if (!decided) {
+            *size_gb = (uint32_t)gb;
+            decided = true;
+        }
+    }
+    return LCOW_OK;
 }
 
 lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *key,
@@ -323,13 +368,10 @@ lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *ke
 
     plan->mode = LCOW_META_SCRATCH_OWN;
     plan->size_gb = LCOW_SCRATCH_DEFAULT_GB;
-    const char *size = labels ? lcow_labels_get(labels, LCOW_LABEL_SIZE_GB) : NULL;
-    if (size && !parse_size_gb(size, &plan->size_gb)) {
+    lcow_code size_rc = size_from_labels(labels, &plan->size_gb, err);
+    if (size_rc != LCOW_OK) {
         memset(plan, 0, sizeof *plan);
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "label %s=\"%.64s\": the scratch size must be a whole number of GiB "
-                              "from 1 to %u (digits only)",
-                              LCOW_LABEL_SIZE_GB, size, LCOW_SCRATCH_MAX_GB);
+        return size_rc;
     }
 
     const char *location = labels ? lcow_labels_get(labels, LCOW_LABEL_LOCATION) : NULL;

@@ -17,6 +17,11 @@
 #include "core/metastore.h"        /* lcow_meta_scratch */
 
 #define LCOW_LABEL_SIZE_GB "containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb"
+/* Also sizing a container's scratch, after size-gb in precedence: bytes,
+ * rounded up to whole GiB (containerd's generic label, and what its CRI
+ * plugin sets for a Windows container's rootfs size). */
+#define LCOW_LABEL_MAX_SIZE "containerd.io/snapshot/max-size"
+#define LCOW_LABEL_SIZE_BYTES "containerd.io/snapshot/windows/rootfs.sizebytes"
 #define LCOW_LABEL_LOCATION "containerd.io/snapshot/io.microsoft.container.storage.rootfs.location"
 #define LCOW_LABEL_REUSE "containerd.io/snapshot/io.microsoft.container.storage.reuse-scratch"
 #define LCOW_LABEL_OWNER "containerd.io/snapshot/io.microsoft.owner.key"
@@ -47,8 +52,9 @@ lcow_code lcow_scratch_create(const char *root, lcow_scratch_backend backend,
                               lcow_scratch **out, lcow_error *err);
 void lcow_scratch_destroy(lcow_scratch *sc);
 
-/* Decides from kind, key and labels, validating every label (bad size ->
- * InvalidArgument; relative, missing, non-directory or disallowed location ->
+/* Decides from kind, key and labels, validating every label (the size from
+ * size-gb, else max-size, else sizebytes; any of them malformed or out of
+ * range -> InvalidArgument; relative, missing, non-directory or disallowed location ->
  * InvalidArgument). No files are created. */
 lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *key,
                                 const lcow_labels *labels, lcow_scratch_plan *plan,

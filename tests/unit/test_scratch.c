@@ -246,6 +246,111 @@ static void size_label_is_a_plain_positive_integer(void **state)
     close_fixture(&fx);
 }
 
+/* containerd's max-size and CRI's rootfs.sizebytes: decimal bytes, rounded
+ * up to whole GiB, 1 byte .. 65536 GiB (issue 16). */
+static void byte_size_labels_round_up_to_whole_gib(void **state)
+{
+    fixture fx = open_fixture("plan-bytes", NULL, 0);
+    lcow_scratch_plan plan;
+    lcow_error err;
+    const char *keys[] = {LCOW_LABEL_MAX_SIZE, LCOW_LABEL_SIZE_BYTES};
+    const struct {
+        const char *value;
+        uint32_t gb;
+    } good[] = {{"1", 1},
+                {"1073741823", 1},
+                {"1073741824", 1},
+                {"1073741825", 2},
+                {"21474836480", 20},
+                {"0010737418240", 10},
+                {"70368744177663", 65536},
+                {"70368744177664", 65536}};
+    const char *bad[] = {"0",   "-1",   "+1073741824",    " 1",
+                         "1 ",  "1.5",  "1e9",            "0x40000000",
+                         "1GB", "10Gi", "70368744177665", "18446744073709551616",
+                         "99999999999999999999999"};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+            assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", keys[k],
+                                       good[i].value, &plan, &err),
+                             LCOW_OK);
+            assert_int_equal(plan.mode, LCOW_META_SCRATCH_OWN);
+            assert_int_equal(plan.size_gb, good[i].gb);
+            lcow_scratch_plan_free(&plan);
+        }
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", keys[k], bad[i],
+                                       &plan, &err),
+                             LCOW_INVALID_ARGUMENT);
+            assert_non_null(strstr(err.message, keys[k]));
+            assert_non_null(strstr(err.message, "bytes from 1 to 70368744177664"));
+            assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
+        }
+        /* Views and extract layers have no scratch: the label is not read. */
+        assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/extract-1 sha256:00",
+                                   keys[k], "abc", &plan, &err),
+                         LCOW_OK);
+        assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
+    }
+    assert_int_equal(entries_in(fx.root), 0);
+    close_fixture(&fx);
+}
+
+/* size-gb, then max-size, then sizebytes; every one present is checked. */
+static void size_labels_in_precedence_order(void **state)
+{
+    fixture fx = open_fixture("plan-precedence", NULL, 0);
+    lcow_scratch_plan plan;
+    lcow_error err;
+    lcow_labels labels = {0};
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_SIZE_BYTES, "3221225472")); /* 3 GiB */
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.size_gb, 3);
+    lcow_scratch_plan_free(&plan);
+
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_MAX_SIZE, "5368709120")); /* 5 GiB */
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.size_gb, 5);
+    lcow_scratch_plan_free(&plan);
+
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_SIZE_GB, "7"));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.size_gb, 7);
+    lcow_scratch_plan_free(&plan);
+
+    /* A malformed lower label is refused even though size-gb decides. */
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_SIZE_BYTES, "3GiB"));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", &labels, &plan, &err),
+        LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, LCOW_LABEL_SIZE_BYTES));
+    assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_SIZE_BYTES, "1"));
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_MAX_SIZE, "0"));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", &labels, &plan, &err),
+        LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, LCOW_LABEL_MAX_SIZE));
+
+    /* A shared disk is not sized (as upstream): the size labels are not read. */
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_REUSE, "true"));
+    assert_true(lcow_labels_set(&labels, LCOW_LABEL_OWNER, "pod-sandbox"));
+    assert_int_equal(
+        lcow_scratch_plan_for(fx.sc, LCOW_KIND_ACTIVE, "default/2/c", &labels, &plan, &err),
+        LCOW_OK);
+    assert_int_equal(plan.mode, LCOW_META_SCRATCH_SHARED);
+    lcow_scratch_plan_free(&plan);
+    lcow_labels_free(&labels);
+    assert_int_equal(entries_in(fx.root), 0);
+    close_fixture(&fx);
+}
+
 static void location_label_must_be_an_existing_absolute_directory(void **state)
 {
     fixture fx = open_fixture("plan-location", NULL, 0);
@@ -972,6 +1077,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(views_and_extract_layers_get_no_scratch),
         cmocka_unit_test(size_label_is_a_plain_positive_integer),
+        cmocka_unit_test(byte_size_labels_round_up_to_whole_gib),
+        cmocka_unit_test(size_labels_in_precedence_order),
         cmocka_unit_test(location_label_must_be_an_existing_absolute_directory),
         cmocka_unit_test(sharing_needs_reuse_true_and_an_owner),
         cmocka_unit_test(allow_list_confines_locations),

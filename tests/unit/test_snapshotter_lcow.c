@@ -242,6 +242,53 @@ static void scratch_for_containers_not_extract_layers(void **state)
     free(d3);
 }
 
+/* The byte-size labels through Prepare (issue 16): CRI's rootfs.sizebytes
+ * of 1 GiB + 1 byte gives a 2 GiB scratch (its template scratch_2.vhdx),
+ * max-size beats it, size-gb beats both; a malformed one creates nothing. */
+static void byte_size_labels_size_the_scratch(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    lcow_mounts m = {0};
+    lcow_labels l = {0};
+    lcow_labels_set(&l, "containerd.io/snapshot/windows/rootfs.sizebytes", "1073741825");
+    ok(lcow_snapshotter_prepare(f->s, "default/1/c1", "", &l, &m, &err), &err);
+    lcow_mounts_free(&m);
+    char *t2 = lcow_path_join(f->root, "scratch_2.vhdx");
+    char *t1 = lcow_path_join(f->root, "scratch_1.vhdx");
+    assert_true(stat_path(t2).exists);
+    assert_false(stat_path(t1).exists);
+    char *disk = sandbox_of(f->s, id_of(f->s, "default/1/c1"));
+    assert_int_equal(stat_path(disk).size, stat_path(t2).size);
+    assert_disk_valid(disk);
+    free(disk);
+
+    lcow_labels_set(&l, "containerd.io/snapshot/max-size", "1024");
+    ok(lcow_snapshotter_prepare(f->s, "default/2/c2", "", &l, &m, &err), &err);
+    lcow_mounts_free(&m);
+    assert_true(stat_path(t1).exists);
+
+    lcow_labels_set(&l, "containerd.io/snapshot/max-size", "1 GiB");
+    assert_int_equal(lcow_snapshotter_prepare(f->s, "default/3/bad", "", &l, &m, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "containerd.io/snapshot/max-size"));
+    assert_int_equal(stat_code(f->s, "default/3/bad"), LCOW_NOT_FOUND);
+    lcow_labels_set(&l, LABEL_SIZE, "1");
+    assert_int_equal(lcow_snapshotter_prepare(f->s, "default/3/bad", "", &l, &m, &err),
+                     LCOW_INVALID_ARGUMENT);
+    lcow_labels_set(&l, "containerd.io/snapshot/max-size", "4294967296");
+    ok(lcow_snapshotter_prepare(f->s, "default/4/c4", "", &l, &m, &err), &err);
+    lcow_mounts_free(&m);
+    char *t4 = lcow_path_join(f->root, "scratch_4.vhdx");
+    assert_false(stat_path(t4).exists); /* size-gb=1 decided */
+    lcow_labels_free(&l);
+    check(f->s);
+    free(t1);
+    free(t2);
+    free(t4);
+}
+
 static void shared_owner_is_exact_client_key_in_namespace(void **state)
 {
     fixture *f = *state;
@@ -625,6 +672,7 @@ int main(void)
         T(chain_128_layers),
         T(mounts_exactly_as_upstream),
         T(scratch_for_containers_not_extract_layers),
+        T(byte_size_labels_size_the_scratch),
         T(shared_owner_is_exact_client_key_in_namespace),
         T(owner_removed_before_members_keeps_disk),
         T(scratch_failures_leave_nothing),
