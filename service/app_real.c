@@ -9,6 +9,7 @@
 #include "core/snapshotter.h"
 #include "grpc/conn.h"
 #include "rpc/server.h"
+#include "service/logging.h"
 
 /* The store: the shims' snapshots (MessagePack-RPC) and, with the gRPC
  * endpoint on, containerd's in a partition (core/snapshotter.h). */
@@ -16,6 +17,14 @@ typedef struct stores {
     lcow_snapshotter *shims;
     lcow_snapshotter *containerd;
 } stores;
+
+/* One Event Log event per deletion a held file stopped (core queues it). */
+static void removal_queued(void *ctx, const char *path, const char *reason)
+{
+    (void)ctx;
+    lcow_log_event(LCOW_EVENT_REMOVAL_QUEUED, LCOW_LOG_WARN,
+                   "deleting %s failed (%s); queued, retried in the background", path, reason);
+}
 
 static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **store,
                                  lcow_error *err)
@@ -27,6 +36,7 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
         .scratch_dir_allow_count = cfg->scratch_dir_allow_count,
         .scratch_format_from_gb = cfg->scratch_format_from_gb,
         .no_sync = false,
+        .on_removal_queued = removal_queued,
     };
     if (cfg->scratch_dir_allow_count == 0)
         LCOW_LOGW("scratch directory allow-list is open: rootfs.location labels and CreateScratch "

@@ -26,6 +26,7 @@ typedef enum lcow_svc_event {
     LCOW_EVENT_STARTUP_FAILED, /* text starts with the service-specific exit code */
     LCOW_EVENT_REGISTERED,
     LCOW_EVENT_UNREGISTERED,
+    LCOW_EVENT_REMOVAL_QUEUED, /* a held file stopped a deletion: queued, retried */
 } lcow_svc_event;
 
 typedef struct lcow_logging_options {

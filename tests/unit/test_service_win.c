@@ -943,6 +943,22 @@ static void event_log_gets_levels_but_not_debug(void **state)
     assert_int_equal(fake.events[2].type, EVENTLOG_INFORMATION_TYPE);
 }
 
+/* The event of a deletion that a held file stopped (core/snapshotter_removal.c
+ * through service/app_real.c): its own ID, a warning, at any --log-level. */
+static void event_log_gets_one_event_per_queued_removal(void **state)
+{
+    lcow_logging_options opts = {.level = LCOW_LOG_ERROR, .event_source = "lcow-removal"};
+    lcow_error err;
+    assert_int_equal(lcow_logging_start(&opts, &err), LCOW_OK);
+    lcow_log_event(LCOW_EVENT_REMOVAL_QUEUED, LCOW_LOG_WARN, "deleting %s failed (%s); queued",
+                   "C:\\state\\snapshots\\rm-7", "sharing violation");
+    lcow_logging_stop();
+    assert_int_equal(fake.event_count, 1);
+    assert_int_equal(fake.events[0].id, LCOWSNAP_MSG_REMOVAL_QUEUED);
+    assert_int_equal(fake.events[0].type, EVENTLOG_WARNING_TYPE);
+    assert_non_null(wcsstr(fake.events[0].text, L"rm-7"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -975,6 +991,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_flags_under_the_scm_report_bad_config, setup, teardown),
         cmocka_unit_test_setup_teardown(run_service_outside_the_scm_says_so, setup, teardown),
         cmocka_unit_test_setup_teardown(event_log_gets_levels_but_not_debug, setup, teardown),
+        cmocka_unit_test_setup_teardown(event_log_gets_one_event_per_queued_removal, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
