@@ -5,7 +5,8 @@
 .DESCRIPTION
     Run from the unpacked lcowsnap-<version>-x64 folder, in an elevated PowerShell
     (Windows PowerShell 5.1 or PowerShell 7):
-      1. copies lcowsnap.exe, lcowsnapctl.exe, README.md and LICENSE into
+      1. copies lcowsnap.exe, lcowsnapctl.exe, lcowsnap-tar2ext4.exe, README.md and
+         LICENSE into
          -InstallDir (default: Program Files\lcowsnap);
       2. registers the service with `lcowsnap.exe --register-service`, passing -Root
          and -Address through as --root / --address (the service stores them in its
@@ -66,7 +67,7 @@ if (-not (Test-Administrator)) {
 }
 
 $sourceDir = $PSScriptRoot
-$payload = @('lcowsnap.exe', 'lcowsnapctl.exe', 'README.md', 'LICENSE')
+$payload = @('lcowsnap.exe', 'lcowsnapctl.exe', 'lcowsnap-tar2ext4.exe', 'README.md', 'LICENSE')
 foreach ($name in $payload) {
     if (-not (Test-Path -LiteralPath (Join-Path $sourceDir $name) -PathType Leaf)) {
         Write-Host "install.ps1: $name is missing next to this script ($sourceDir)." -ForegroundColor Red

@@ -96,7 +96,7 @@ if ($null -ne $service) {
 
 if (Test-Path -LiteralPath $InstallDir) {
     Write-Host "Removing binaries from $InstallDir"
-    foreach ($name in @('lcowsnap.exe', 'lcowsnapctl.exe', 'README.md', 'LICENSE')) {
+    foreach ($name in @('lcowsnap.exe', 'lcowsnapctl.exe', 'lcowsnap-tar2ext4.exe', 'README.md', 'LICENSE')) {
         $path = Join-Path $InstallDir $name
         if (Test-Path -LiteralPath $path) { Remove-Item -LiteralPath $path -Force }
     }

@@ -163,12 +163,13 @@ rows Binary | awk -F '\t' -v b="$binary" '$1 == b { ok = 1 } END { exit !ok }' |
 [ "$(field CustomAction LcowQuoteImagePath 4)" = "$SERVICE \"[INSTALLDIR]lcowsnap.exe\"" ] ||
   fail "LcowQuoteImagePath command line is '$(field CustomAction LcowQuoteImagePath 4)'"
 
-# The zip: one folder with both exes, README.md, LICENSE and the two scripts.
+# The zip: one folder with the three exes, README.md, LICENSE and the two scripts.
 [ -f "$ZIP" ] || fail "$ZIP was not built (target lcowsnap_zip)"
 stem=$(basename "$ZIP" .zip)
 listing=$("${LCOW_CMAKE:-cmake}" -E tar tf "$ZIP" | sort)
 want=$(printf '%s\n' "$stem/" "$stem/LICENSE" "$stem/README.md" "$stem/install.ps1" \
-  "$stem/lcowsnap.exe" "$stem/lcowsnapctl.exe" "$stem/uninstall.ps1" | sort)
+  "$stem/lcowsnap.exe" "$stem/lcowsnapctl.exe" "$stem/lcowsnap-tar2ext4.exe" \
+  "$stem/uninstall.ps1" | sort)
 [ "$listing" = "$want" ] || fail "zip contents differ: $(diff <(echo "$want") <(echo "$listing"))"
 [ "$stem" = "lcowsnap-$LCOW_VERSION-x64" ] || fail "zip is named $stem"
 log "MSI tables and zip contents OK ($(basename "$MSI"), $(basename "$ZIP"))"
