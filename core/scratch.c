@@ -13,6 +13,9 @@
 #include "core/os/os.h"
 #include "core/disk/scratchdisk.h"
 #include "core/os/thread.h"
+#include "core/disk/byteorder.h"
+#include "core/disk/crc32c.h"
+#include "core/disk/ext4.h"
 #include "core/disk/vhdx.h"
 
 /* Containerd's unpack prefix (snapshots.UnpackKeyPrefix + "-"). */
@@ -471,50 +474,86 @@ static template_build *find_build(lcow_scratch *sc, const char *final_path)
     return NULL;
 }
 
-/* An existing template must be a VHDX of the size its name promises: a
- * truncated, foreign or misnamed file would otherwise be copied into every
- * new container. Templates the reader cannot fully interpret (a log to
- * replay, features it does not implement) are used as they are, with a
- * warning: Windows tools may have made them and Windows can attach them. */
-static lcow_code check_template(const char *path, uint32_t size_gb, bool *wrong_type,
-                                lcow_error *err)
+/* The ext4 superblock (virtual bytes 1024..2047) of a template for a disk of
+ * size_bytes: the magic, 4 KiB blocks, the block count the formatter writes
+ * for that size and, with metadata_csum, its checksum. false with a reason in
+ * err (INVALID_ARGUMENT) when it does not match; an I/O error keeps its code. */
+static lcow_code check_template_ext4(lcow_vhdx_reader *r, uint64_t size_bytes, lcow_error *err)
+{
+    uint8_t sb[1024];
+    lcow_code rc = lcow_vhdx_reader_read(r, 1024, sb, sizeof sb, err);
+    if (rc != LCOW_OK)
+        return rc;
+    lcow_ext4_layout layout;
+    rc = lcow_ext4_plan(size_bytes, &layout, err);
+    if (rc != LCOW_OK)
+        return rc;
+    if (lcow_le_get16(sb + 0x38) != 0xEF53)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "no ext4 filesystem (bad magic)");
+    if (lcow_le_get32(sb + 0x18) != 2)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "ext4 block size is not 4 KiB (log %" PRIu32 ")",
+                              lcow_le_get32(sb + 0x18));
+    uint64_t blocks = lcow_le_get32(sb + 0x04);
+    if (lcow_le_get32(sb + 0x60) & 0x80u) /* INCOMPAT_64BIT */
+        blocks |= (uint64_t)lcow_le_get32(sb + 0x150) << 32;
+    if (blocks != layout.block_count)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "ext4 filesystem of %" PRIu64 " blocks, not the %" PRIu64
+                              " of this size",
+                              blocks, layout.block_count);
+    if ((lcow_le_get32(sb + 0x64) & 0x400u) && /* RO_COMPAT_METADATA_CSUM */
+        lcow_crc32c_update(0xffffffffu, sb, 0x3fc) != lcow_le_get32(sb + 0x3fc))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "ext4 superblock checksum mismatch");
+    return LCOW_OK;
+}
+
+/* An existing template is used only when it is a regular file holding a
+ * fully valid VHDX (headers, regions, metadata, every BAT entry inside the
+ * file: lcow_vhdx_reader_check) of the size its name promises, whose ext4
+ * superblock matches that size (issue 14, item 4). Anything else sets *bad:
+ * a file of the wrong type, a truncated, foreign, misnamed or crafted file,
+ * a VHDX the reader cannot fully interpret (a log to replay, unknown
+ * required items: the template would be copied into every new container
+ * unchecked). The caller moves a bad template aside and rebuilds it. An I/O
+ * error reading a good one keeps its own code (EIO, ENOSPC...). */
+static lcow_code check_template(const char *path, uint32_t size_gb, bool *bad, lcow_error *err)
 {
     lcow_file *f;
-    *wrong_type = false;
+    *bad = false;
     /* Never waited on (a FIFO), never followed (a symbolic link): a regular
      * file or nothing (issue 14, item 3). */
     lcow_code rc = lcow_file_open(path, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &f, err);
     if (rc == LCOW_FAILED_PRECONDITION)
-        *wrong_type = true;
+        *bad = true;
     if (rc != LCOW_OK)
         return rc;
+    uint64_t want = (uint64_t)size_gb << 30;
     lcow_vhdx_io io = lcow_vhdx_io_file(f);
     lcow_vhdx_reader *r = NULL;
     lcow_error e;
+    lcow_vhdx_check_report report;
     rc = lcow_vhdx_reader_open(&io, &r, &e);
-    uint64_t virtual_size = rc == LCOW_OK ? lcow_vhdx_reader_info(r)->virtual_size : 0;
+    if (rc == LCOW_OK && lcow_vhdx_reader_info(r)->virtual_size != want)
+        rc = lcow_error_set(&e, LCOW_INVALID_ARGUMENT, "holds a %" PRIu64 "-byte disk, not %u GiB",
+                            lcow_vhdx_reader_info(r)->virtual_size, (unsigned)size_gb);
+    if (rc == LCOW_OK)
+        rc = lcow_vhdx_reader_check(r, &report, &e);
+    if (rc == LCOW_OK)
+        rc = check_template_ext4(r, want, &e);
     lcow_vhdx_reader_free(r);
     lcow_file_close(f);
-    if (rc == LCOW_NOT_IMPLEMENTED) {
-        LCOW_LOGW("scratch template %s: not fully checked (%s); using it as it is", path,
-                  e.message);
+    if (rc == LCOW_OK)
         return LCOW_OK;
+    /* The reader reports a malformed file as InvalidArgument and one it
+     * cannot fully interpret as NotImplemented; anything else is the I/O
+     * underneath and keeps its own code. */
+    if (rc == LCOW_INVALID_ARGUMENT || rc == LCOW_NOT_IMPLEMENTED) {
+        *bad = true;
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "not a usable %u GiB template (%s)",
+                              (unsigned)size_gb, e.message);
     }
-    /* The reader reports a malformed file as InvalidArgument; anything else
-     * is the I/O underneath (EIO, ENOSPC...) and keeps its own code. */
-    if (rc == LCOW_INVALID_ARGUMENT)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "scratch template %s is not a usable VHDX file (%s); remove it and "
-                              "it will be rebuilt",
-                              path, e.message);
-    if (rc != LCOW_OK)
-        return lcow_error_set(err, rc, "reading scratch template %s: %s", path, e.message);
-    if (virtual_size != (uint64_t)size_gb << 30)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "scratch template %s holds a %llu-byte disk, not %u GiB; remove it "
-                              "and it will be rebuilt",
-                              path, (unsigned long long)virtual_size, (unsigned)size_gb);
-    return LCOW_OK;
+    return lcow_error_set(err, rc, "reading scratch template %s: %s", path, e.message);
 }
 
 /* ------------------------------------------------------------ build and publish */
@@ -672,7 +711,9 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
     lcow_code rc = LCOW_OK;
     template_build *mine = NULL;
     bool checked = false;
-    for (int pass = 0; pass < 2 && rc == LCOW_OK && !mine && !checked; pass++) {
+    /* Pass 0 checks an existing template; after a bad one was moved aside,
+     * pass 1 builds it, or checks what another caller built meanwhile. */
+    for (int pass = 0; pass < 3 && rc == LCOW_OK && !mine && !checked; pass++) {
         bool set_aside = false;
         lcow_mutex_lock(&sc->lock);
         for (;;) {
@@ -684,9 +725,9 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
             rc = lcow_os_stat(final_path, &st, err);
             if (rc != LCOW_OK)
                 break;
-            if (st.exists && pass == 0) {
-                /* Checked outside the lock, then built in a second round
-                 * when it is not a regular file. */
+            if (st.exists && pass < 2) {
+                /* Checked outside the lock; moved aside and built in a
+                 * later round when it is not a usable template. */
                 break;
             }
             if (st.exists)
@@ -698,15 +739,16 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
         lcow_mutex_unlock(&sc->lock);
         if (rc != LCOW_OK || mine || set_aside)
             break;
-        bool wrong_type = false;
+        bool bad = false;
         lcow_error e;
-        rc = check_template(final_path, size_gb, &wrong_type, &e);
+        rc = check_template(final_path, size_gb, &bad, &e);
         if (rc == LCOW_OK) {
             checked = true;
-        } else if (wrong_type) {
+        } else if (bad) {
             /* A FIFO, socket, device, directory or link where the template
-             * belongs: moved aside (never waited on, never followed) and a
-             * template built in its place. */
+             * belongs, or a file that is not a valid template of this size:
+             * moved aside (never waited on, never followed, never copied)
+             * and a template built in its place (issue 14, items 3 and 4). */
             lcow_time now = lcow_os_time_now();
             char aside[96];
             snprintf(aside, sizeof aside, "%s.bad-%" PRId64 "-%09" PRIu32, name, now.sec, now.nsec);
@@ -714,10 +756,12 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
             lcow_error re;
             if (!aside_path) {
                 rc = oom(err, "scratch template");
-            } else if ((rc = lcow_os_rename(final_path, aside_path, &re)) != LCOW_OK) {
+            } else if ((rc = lcow_os_rename(final_path, aside_path, &re)) == LCOW_NOT_FOUND) {
+                rc = LCOW_OK; /* another caller moved it aside first */
+            } else if (rc != LCOW_OK) {
                 rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                                    "scratch template %s is not a regular file (%s) and could "
-                                    "not be moved aside: %s",
+                                    "scratch template %s: %s; it could not be moved aside (%s): "
+                                    "remove it and it will be rebuilt",
                                     final_path, e.message, re.message);
             } else {
                 LCOW_LOGW("scratch template %s: %s; moved aside to %s and rebuilt", final_path,

@@ -24,7 +24,9 @@
 #include "core/base/log.h"
 #include "core/os/os.h"
 #include "core/scratch.h"
+#include "core/disk/crc32c.h"
 #include "core/disk/scratchdisk.h"
+#include "core/disk/vhdx.h"
 #include "core/os/thread.h"
 #include "unit/testlib.h"
 
@@ -89,6 +91,7 @@ static int entries_in(const char *dir)
 static lcow_mutex log_lock;
 static int builds_logged;
 static int hardlink_fallbacks_logged;
+static int aside_logged;
 
 static void counting_sink(void *ctx, lcow_log_level level, const char *line)
 {
@@ -98,7 +101,17 @@ static void counting_sink(void *ctx, lcow_log_level level, const char *line)
         builds_logged++;
     if (strstr(line, "through a hard link"))
         hardlink_fallbacks_logged++;
+    if (strstr(line, "moved aside"))
+        aside_logged++;
     lcow_mutex_unlock(&log_lock);
+}
+
+static int warnings_so_far(void)
+{
+    lcow_mutex_lock(&log_lock);
+    int n = aside_logged;
+    lcow_mutex_unlock(&log_lock);
+    return n;
 }
 
 static int builds_so_far(void)
@@ -841,35 +854,153 @@ static void stale_temp_files_are_cleaned_up(void **state)
     close_fixture(&fx);
 }
 
-static void a_foreign_template_is_refused(void **state)
+static void write_bytes(const char *path, const void *data, size_t len)
 {
-    fixture fx = open_fixture("foreign", NULL, 0);
-    lcow_error err;
-    char *template_path = join(fx.root, "scratch_4.vhdx");
-    write_file(template_path, "this is not a disk");
-    char *snap = subdir(fx.root, "snap");
-    lcow_scratch_plan plan = own_plan(4, NULL);
-    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_FAILED_PRECONDITION);
-    assert_non_null(strstr(err.message, "scratch_4.vhdx"));
-    assert_int_equal(entries_in(snap), 0);
+    lcow_file *f;
+    assert_int_equal(
+        lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE, &f, NULL),
+        LCOW_OK);
+    assert_int_equal(lcow_file_pwrite(f, data, len, 0, NULL), LCOW_OK);
+    lcow_file_close(f);
+}
 
-    /* A real VHDX under the wrong size's name is refused too. */
-    char *misnamed = join(fx.root, "scratch_3.vhdx");
-    lcow_scratch_disk_options opts = {.geometry.size_bytes = 1ull << 30,
-                                      .backend = LCOW_SCRATCH_NATIVE};
-    assert_int_equal(lcow_scratch_disk_create(misnamed, &opts, &err), LCOW_OK);
-    plan = own_plan(3, NULL);
-    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_FAILED_PRECONDITION);
-    assert_non_null(strstr(err.message, "not 3 GiB"));
-    assert_int_equal(entries_in(snap), 0);
-    /* Removed, it is rebuilt. */
-    assert_int_equal(lcow_os_remove(misnamed, &err), LCOW_OK);
-    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
-    char *disk = join(snap, LCOW_SANDBOX_NAME);
-    assert_valid_disk(disk, 3);
-    free(disk);
-    free(misnamed);
-    free(snap);
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    lcow_file *f;
+    uint64_t size;
+    assert_int_equal(lcow_file_open(path, LCOW_OPEN_READ, &f, NULL), LCOW_OK);
+    assert_int_equal(lcow_file_size(f, &size, NULL), LCOW_OK);
+    uint8_t *data = malloc((size_t)size + 1);
+    assert_non_null(data);
+    assert_int_equal(lcow_file_pread(f, data, (size_t)size, 0, NULL, NULL), LCOW_OK);
+    lcow_file_close(f);
+    *len = (size_t)size;
+    return data;
+}
+
+static int count_bad_1(void *ctx, const char *name, bool is_dir)
+{
+    (void)is_dir;
+    if (strstr(name, "scratch_1.vhdx.bad-") == name)
+        (*(int *)ctx)++;
+    return 0;
+}
+
+/* A template that is a regular file but not a valid template of its size
+ * (issue 14, item 4): random bytes, a template cut in half (its BAT points
+ * past the end), a VHDX of the right size with no filesystem, a crafted
+ * 256 KiB file (signature plus a header with a log GUID: the reader answers
+ * NotImplemented), an ext4 of another size in a VHDX of the right size, and a
+ * valid VHDX of another size. Each is moved aside (scratch_1.vhdx.bad-<time>)
+ * with one warning and rebuilt; the container gets a valid disk. Before the
+ * fix: FailedPrecondition "remove it", and the truncated file and the
+ * crafted one were used as they were. */
+static void a_bad_template_is_set_aside_and_rebuilt(void **state)
+{
+    fixture fx = open_fixture("bad-template", NULL, 0);
+    lcow_error err;
+    char *template_path = join(fx.root, "scratch_1.vhdx");
+    lcow_scratch_plan plan = own_plan(1, NULL);
+    char *first = subdir(fx.root, "first");
+    assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, first, &err), LCOW_OK);
+    size_t good_len;
+    uint8_t *good = read_all(template_path, &good_len);
+    assert_true(good_len > 512 * 1024);
+    /* A valid 2 GiB template: the right VHDX size for scratch_2, not 1. */
+    char *other = join(fx.root, "other.vhdx");
+    lcow_scratch_disk_options two = {.geometry.size_bytes = 2ull << 30,
+                                     .backend = LCOW_SCRATCH_NATIVE};
+    assert_int_equal(lcow_scratch_disk_create(other, &two, &err), LCOW_OK);
+
+    for (int kind = 0; kind < 6; kind++) {
+        if (kind == 0) { /* random bytes */
+            uint8_t junk[64 * 1024];
+            assert_int_equal(lcow_os_random(junk, sizeof junk, &err), LCOW_OK);
+            write_bytes(template_path, junk, sizeof junk);
+        } else if (kind == 1) { /* cut in half */
+            write_bytes(template_path, good, good_len / 2);
+        } else if (kind == 2) { /* a 1 GiB VHDX with nothing in it */
+            lcow_file *f;
+            assert_int_equal(lcow_os_remove(template_path, &err), LCOW_OK);
+            assert_int_equal(lcow_file_open(template_path,
+                                            LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE |
+                                                LCOW_OPEN_EXCLUSIVE,
+                                            &f, &err),
+                             LCOW_OK);
+            lcow_vhdx_io io = lcow_vhdx_io_file(f);
+            lcow_vhdx_params params = {.geometry.size_bytes = 1ull << 30};
+            lcow_vhdx_writer *w;
+            assert_int_equal(lcow_vhdx_writer_create(&io, &params, &w, &err), LCOW_OK);
+            assert_int_equal(lcow_vhdx_writer_finish(w, false, &err), LCOW_OK);
+            lcow_vhdx_writer_free(w);
+            lcow_file_close(f);
+        } else if (kind == 3) { /* 256 KiB: identifier, headers with a log GUID */
+            uint8_t crafted[256 * 1024];
+            memcpy(crafted, good, sizeof crafted);
+            for (size_t h = 64 * 1024; h <= 128 * 1024; h += 64 * 1024) {
+                memset(crafted + h + 48, 0x5a, 16); /* LogGuid */
+                memset(crafted + h + 4, 0, 4);
+                uint32_t crc = lcow_crc32c(crafted + h, 4096);
+                for (int b = 0; b < 4; b++)
+                    crafted[h + 4 + (size_t)b] = (uint8_t)(crc >> (8 * b));
+            }
+            write_bytes(template_path, crafted, sizeof crafted);
+        } else if (kind == 4) { /* the 2 GiB disk's ext4 in a 1 GiB VHDX */
+            lcow_file *f;
+            assert_int_equal(lcow_file_open(other, LCOW_OPEN_READ, &f, &err), LCOW_OK);
+            lcow_vhdx_io io = lcow_vhdx_io_file(f);
+            lcow_vhdx_reader *r;
+            assert_int_equal(lcow_vhdx_reader_open(&io, &r, &err), LCOW_OK);
+            uint8_t sb[1024];
+            assert_int_equal(lcow_vhdx_reader_read(r, 1024, sb, sizeof sb, &err), LCOW_OK);
+            lcow_vhdx_reader_free(r);
+            lcow_file_close(f);
+            /* the good template with that superblock written over its own */
+            write_bytes(template_path, good, good_len);
+            assert_int_equal(lcow_file_open(template_path, LCOW_OPEN_READ, &f, &err), LCOW_OK);
+            io = lcow_vhdx_io_file(f);
+            assert_int_equal(lcow_vhdx_reader_open(&io, &r, &err), LCOW_OK);
+            lcow_vhdx_block_state bs;
+            uint64_t off;
+            assert_int_equal(lcow_vhdx_reader_block(r, 0, &bs, &off, &err), LCOW_OK);
+            assert_int_equal(bs, LCOW_VHDX_BLOCK_FULLY_PRESENT);
+            lcow_vhdx_reader_free(r);
+            lcow_file_close(f);
+            assert_int_equal(lcow_file_open(template_path, LCOW_OPEN_WRITE, &f, &err), LCOW_OK);
+            assert_int_equal(lcow_file_pwrite(f, sb, sizeof sb, off + 1024, &err), LCOW_OK);
+            lcow_file_close(f);
+        } else { /* a valid VHDX of another size */
+            size_t other_len;
+            uint8_t *o = read_all(other, &other_len);
+            write_bytes(template_path, o, other_len);
+            free(o);
+        }
+        int warned = warnings_so_far();
+        char name[16];
+        snprintf(name, sizeof name, "%d", kind);
+        char *snap = subdir(fx.root, name);
+        assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, snap, &err), LCOW_OK);
+        assert_int_equal(warnings_so_far(), warned + 1);
+        char *disk = join(snap, LCOW_SANDBOX_NAME);
+        assert_valid_disk(disk, 1);
+        free(disk);
+        free(snap);
+        int aside = 0;
+        assert_int_equal(lcow_os_list_dir(fx.root, count_bad_1, &aside, &err), LCOW_OK);
+        assert_int_equal(aside, kind + 1);
+        /* the rebuilt template is used as it is from now on */
+        char *again = join(first, "again");
+        assert_int_equal(lcow_os_mkdir(again, &err), LCOW_OK);
+        assert_int_equal(lcow_scratch_create_own(fx.sc, &plan, again, &err), LCOW_OK);
+        assert_int_equal(warnings_so_far(), warned + 1);
+        assert_int_equal(lcow_os_remove_all(again, &err), LCOW_OK);
+        free(again);
+    }
+    assert_valid_disk(template_path, 1);
+    lcow_scratch_plan_free(&plan);
+    free(good);
+    free(other);
+    free(first);
     free(template_path);
     close_fixture(&fx);
 }
@@ -1092,7 +1223,7 @@ int main(void)
         cmocka_unit_test(rename_failure_leaves_no_template_and_next_call_succeeds),
         cmocka_unit_test(every_failure_of_a_cold_create_leaves_nothing_behind),
         cmocka_unit_test(stale_temp_files_are_cleaned_up),
-        cmocka_unit_test(a_foreign_template_is_refused),
+        cmocka_unit_test(a_bad_template_is_set_aside_and_rebuilt),
         cmocka_unit_test(shared_disk_links_to_the_canonical_file),
         cmocka_unit_test(eight_threads_build_a_new_size_once),
         cmocka_unit_test(different_sizes_build_in_parallel),
