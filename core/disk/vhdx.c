@@ -526,6 +526,8 @@ void lcow_vhdx_writer_free(lcow_vhdx_writer *w)
 struct lcow_vhdx_reader {
     lcow_vhdx_io io;
     lcow_vhdx_info info;
+    uint8_t header[HEADER_SIZE]; /* the current header, as read */
+    bool updating;
     uint64_t log_offset, log_length;
     uint64_t blocks;
     uint64_t bat_cache_first; /* first entry index cached, or UINT64_MAX */
@@ -623,6 +625,7 @@ static lcow_code read_headers(lcow_vhdx_reader *r, lcow_error *err)
         return bad(err, "no valid header (bad signature or CRC-32C in both copies)");
     }
     const uint8_t *hd = h[cur];
+    memcpy(r->header, hd, HEADER_SIZE);
     r->info.current_header = cur + 1;
     r->info.sequence_number = lcow_le_get64(hd + 8);
     if (lcow_le_get16(hd + 66) != 1)
@@ -992,6 +995,68 @@ lcow_code lcow_vhdx_reader_check(lcow_vhdx_reader *r, lcow_vhdx_check_report *re
     }
     free(offsets);
     return rc;
+}
+
+lcow_code lcow_vhdx_reader_begin_update(lcow_vhdx_reader *r, lcow_error *err)
+{
+    if (r->updating)
+        return LCOW_OK;
+    if (!r->io.pwrite || !r->io.sync)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "vhdx: opened read-only");
+    uint8_t h[HEADER_SIZE];
+    memcpy(h, r->header, HEADER_SIZE);
+    uint64_t seq = r->info.sequence_number + 1;
+    lcow_le_put64(h + 8, seq);
+    lcow_code rc;
+    if ((rc = random_guid(h + 16, err)) || (rc = random_guid(h + 32, err)))
+        return rc;
+    memset(h + 4, 0, 4);
+    lcow_le_put32(h + 4, lcow_crc32c(h, HEADER_SIZE));
+    /* The other copy: until it is complete the current one stays valid. */
+    uint64_t at = r->info.current_header == 1 ? HEADER2_OFFSET : HEADER1_OFFSET;
+    if ((rc = r->io.pwrite(r->io.ctx, h, HEADER_SIZE, at, err)) ||
+        (rc = r->io.sync(r->io.ctx, err)))
+        return lcow_error_wrap_code(err, rc, "vhdx: header update");
+    memcpy(r->header, h, HEADER_SIZE);
+    r->info.sequence_number = seq;
+    r->info.current_header = r->info.current_header == 1 ? 2 : 1;
+    r->updating = true;
+    return LCOW_OK;
+}
+
+lcow_code lcow_vhdx_reader_set_block(lcow_vhdx_reader *r, uint64_t block,
+                                     lcow_vhdx_block_state state, uint64_t file_offset,
+                                     lcow_error *err)
+{
+    if (!r->updating)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "vhdx: BAT write before the header update");
+    if (block >= r->blocks || file_offset % MiB)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "vhdx: bad BAT update of block %llu",
+                              (unsigned long long)block);
+    uint64_t idx = bat_index(block, r->info.chunk_ratio);
+    uint64_t e = file_offset | ((uint64_t)state & BAT_STATE_MASK);
+    uint8_t raw[8];
+    lcow_le_put64(raw, e);
+    lcow_code rc = r->io.pwrite(r->io.ctx, raw, 8, r->info.bat_offset + idx * 8, err);
+    if (rc)
+        return lcow_error_wrap_code(err, rc, "vhdx: BAT entry of block %llu",
+                                    (unsigned long long)block);
+    if (r->bat_cache_first != UINT64_MAX && idx >= r->bat_cache_first &&
+        idx - r->bat_cache_first < BAT_CACHE_ENTRIES)
+        r->bat_cache[idx - r->bat_cache_first] = e;
+    return LCOW_OK;
+}
+
+uint64_t lcow_vhdx_reader_payload_start(const lcow_vhdx_reader *r)
+{
+    uint64_t end = MiB;
+    uint64_t ends[3] = {r->log_length ? r->log_offset + r->log_length : 0,
+                        r->info.metadata_offset + r->info.metadata_length,
+                        r->info.bat_offset + r->info.bat_length};
+    for (int i = 0; i < 3; i++)
+        if (ends[i] > end)
+            end = ends[i];
+    return round_up(end, MiB);
 }
 
 void lcow_vhdx_reader_free(lcow_vhdx_reader *r)

@@ -144,6 +144,26 @@ typedef struct lcow_vhdx_check_report {
  * aligned, unique and clear of the headers, log, metadata and BAT. */
 lcow_code lcow_vhdx_reader_check(lcow_vhdx_reader *r, lcow_vhdx_check_report *report,
                                  lcow_error *err);
+
+/* ---- in-place updates (core/disk/compact.c) ----
+ * The io given to lcow_vhdx_reader_open must then have pwrite and sync.
+ *
+ * Starts modifying the file, as MS-VHDX 2.2.2 asks before the first change:
+ * writes the non-current header with the next sequence number and new
+ * FileWriteGuid and DataWriteGuid (LogGuid stays zero: no log), then syncs.
+ * A crash leaves either header current, both valid. Once per open. */
+lcow_code lcow_vhdx_reader_begin_update(lcow_vhdx_reader *r, lcow_error *err);
+/* Writes the BAT entry of payload block `block`: state with file_offset (a
+ * 1 MiB multiple; 0 for a state without data). Only after begin_update; the
+ * caller syncs (io.sync) when its ordering needs the entry durable. One
+ * aligned 8-byte write: a crash leaves the old or the new entry. */
+lcow_code lcow_vhdx_reader_set_block(lcow_vhdx_reader *r, uint64_t block,
+                                     lcow_vhdx_block_state state, uint64_t file_offset,
+                                     lcow_error *err);
+/* Where the first payload block may start: past the headers, log, metadata
+ * and BAT regions (1 MiB aligned). */
+uint64_t lcow_vhdx_reader_payload_start(const lcow_vhdx_reader *r);
+
 void lcow_vhdx_reader_free(lcow_vhdx_reader *r);
 
 #endif

@@ -35,3 +35,35 @@ if(LCOW_DISK_QEMU_IMG AND LCOW_DISK_E2FSCK AND LCOW_DISK_DUMPE2FS)
                          FIXTURES_REQUIRED disk_export_${exporter} LABELS "unit;disk" TIMEOUT 300)
   endforeach()
 endif()
+
+# core/disk/compact and ext4_view. A disk filled and emptied with debugfs
+# and converted with qemu-img (tests/disk/compact-fixture.sh, on the build
+# host) is compacted by the test exe of every build (Wine too), and the
+# results are checked with qemu-img, e2fsck and debugfs afterwards
+# (tests/disk/compact-check.sh). Without the tools those cases skip.
+lcow_unit_test(NAME test_compact SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_compact.c LIBS lcow_disk)
+find_program(LCOW_DISK_DEBUGFS debugfs PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
+find_program(LCOW_DISK_MKFS_EXT4 mkfs.ext4 PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
+if(LCOW_DISK_QEMU_IMG AND LCOW_DISK_E2FSCK AND LCOW_DISK_DEBUGFS AND LCOW_DISK_MKFS_EXT4)
+  set(fixture ${CMAKE_BINARY_DIR}/test-tmp/compact-fixture)
+  if(WIN32)
+    string(REPLACE "/" "\\" fixture_native "Z:${fixture}")
+  else()
+    set(fixture_native ${fixture})
+  endif()
+  add_test(NAME test_compact_fixture
+           COMMAND sh ${PROJECT_SOURCE_DIR}/tests/disk/compact-fixture.sh ${fixture}
+                   ${LCOW_DISK_QEMU_IMG} ${LCOW_DISK_DEBUGFS} ${LCOW_DISK_MKFS_EXT4})
+  add_test(NAME test_compact_checked
+           COMMAND sh ${PROJECT_SOURCE_DIR}/tests/disk/compact-check.sh ${fixture}
+                   ${LCOW_DISK_QEMU_IMG} ${LCOW_DISK_E2FSCK} ${LCOW_DISK_DEBUGFS})
+  set_tests_properties(test_compact_fixture PROPERTIES FIXTURES_SETUP compact_fixture
+                       LABELS "unit;disk" TIMEOUT 300)
+  set_tests_properties(test_compact PROPERTIES FIXTURES_REQUIRED compact_fixture
+                       FIXTURES_SETUP compact_result)
+  set_property(TEST test_compact APPEND PROPERTY ENVIRONMENT
+               "LCOW_COMPACT_FIXTURE=${fixture_native}")
+  set_tests_properties(test_compact_checked PROPERTIES
+                       FIXTURES_REQUIRED "compact_fixture;compact_result" LABELS "unit;disk"
+                       TIMEOUT 300)
+endif()
