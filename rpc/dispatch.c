@@ -110,6 +110,10 @@ static lcow_code do_version(lcow_snapshotter *s, const lcow_params *p, lcow_resu
     r->protocol = LCOW_PROTOCOL_VERSION;
     if (!r->version || !r->snapshotter)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    static const char *const caps[] = LCOW_CAPABILITIES;
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+        if (!lcow_strv_push(&r->capabilities, caps[i]))
+            return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     return LCOW_OK;
 }
 

@@ -83,6 +83,7 @@ static const field_spec version_result[] = {
     {"version", FT_STR, true, R(version)},
     {"protocol", FT_I64, true, R(protocol)},
     {"snapshotter", FT_STR, true, R(snapshotter)},
+    {"capabilities", FT_STRV, false, R(capabilities)},
 };
 static const field_spec path_result[] = {{"path", FT_STR, true, R(path)}};
 static const field_spec apply_result[] = {
@@ -207,6 +208,7 @@ void lcow_result_free(lcow_result *r)
     free(r->next);
     free(r->version);
     free(r->snapshotter);
+    lcow_strv_free(&r->capabilities);
     free(r->path);
     free(r->diff_id);
     free(r->digest);

@@ -28,6 +28,11 @@
 
 #define LCOW_PROTOCOL_VERSION 1
 #define LCOW_SNAPSHOTTER_NAME "windows-lcow"
+/* What Version advertises, as containerd names a snapshotter's capabilities:
+ * "rebase" (Commit takes a parent, so containerd's unpacker may prepare and
+ * apply every layer of an image at once and give each its parent at Commit;
+ * docs/grpc.md). */
+#define LCOW_CAPABILITIES {"rebase"}
 /* Walk answers at most this many infos per call (less if the client's limit
  * is lower); a `next` cursor continues. */
 #define LCOW_WALK_PAGE_MAX 1000
@@ -107,6 +112,7 @@ typedef struct lcow_result {
     char *version;    /* Version */
     int64_t protocol;
     char *snapshotter;
+    lcow_strv capabilities; /* Version: LCOW_CAPABILITIES (absent from older services) */
     char *path; /* CreateScratch */
     char *diff_id; /* Apply: "sha256:<hex>" of the uncompressed tar */
     char *digest;  /* Apply: "sha256:<hex>" of the blob */

@@ -226,11 +226,20 @@ static int cmd_version(ctl *c, int argc, char **argv)
         json_str(r.version);
         printf(", \"protocol\": %" PRId64 ", \"snapshotter\": ", r.protocol);
         json_str(r.snapshotter);
-        puts("}");
+        printf(", \"capabilities\": [");
+        for (size_t i = 0; i < r.capabilities.count; i++) {
+            if (i)
+                printf(", ");
+            json_str(r.capabilities.items[i]);
+        }
+        puts("]}");
     } else {
         printf("Client:\n  Version:     %s\nService:\n  Version:     %s\n  Protocol:    %" PRId64
-               "\n  Snapshotter: %s\n",
+               "\n  Snapshotter: %s\n  Capabilities:",
                LCOW_VERSION, r.version, r.protocol, r.snapshotter);
+        for (size_t i = 0; i < r.capabilities.count; i++)
+            printf(" %s", r.capabilities.items[i]);
+        printf("\n");
     }
     lcow_result_free(&r);
     return 0;

@@ -94,8 +94,9 @@ def check_info(info, name, kind, parent=""):
 def every_method():
     c = Conn()
     v = ok(c, "Version")
-    check(v == {"version": v.get("version"), "protocol": 1, "snapshotter": "windows-lcow"},
-          f"Version result {v}")
+    check(v == {"version": v.get("version"), "protocol": 1, "snapshotter": "windows-lcow",
+                "capabilities": v.get("capabilities")}, f"Version result {v}")
+    check("rebase" in v["capabilities"], f"Version capabilities {v['capabilities']}")
     # an empty params array is accepted for methods without required fields
     c.send("Version", extra_params=[])
     resp = c.recv()

@@ -394,6 +394,11 @@ static void version_and_create_scratch(void **state)
     assert_string_equal(r.version, LCOW_VERSION);
     assert_int_equal(r.protocol, 1);
     assert_string_equal(r.snapshotter, "windows-lcow");
+    /* containerd's unpacker unpacks in parallel only for "rebase" (issue 16). */
+    bool rebase = false;
+    for (size_t i = 0; i < r.capabilities.count; i++)
+        rebase |= strcmp(r.capabilities.items[i], "rebase") == 0;
+    assert_true(rebase);
     lcow_result_free(&r);
 
     lcow_params p;

@@ -553,6 +553,8 @@ static void results_round_trip(void **state)
     in.version = "0.1.0";
     in.protocol = 1;
     in.snapshotter = "windows-lcow";
+    char *caps[] = {"rebase", "remote-snapshot"};
+    in.capabilities = (lcow_strv){2, caps};
     in.path = "/x.vhdx";
     in.diff_id = "sha256:11";
     in.digest = "sha256:22";
@@ -603,6 +605,9 @@ static void results_round_trip(void **state)
             assert_string_equal(out.version, "0.1.0");
             assert_int_equal(out.protocol, 1);
             assert_string_equal(out.snapshotter, "windows-lcow");
+            assert_int_equal(out.capabilities.count, 2);
+            assert_string_equal(out.capabilities.items[0], "rebase");
+            assert_string_equal(out.capabilities.items[1], "remote-snapshot");
             break;
         case LCOW_METHOD_CREATE_SCRATCH:
             assert_string_equal(out.path, "/x.vhdx");
