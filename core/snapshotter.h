@@ -136,6 +136,18 @@ size_t lcow_snapshotter_pending_removals(lcow_snapshotter *s);
  * are still queued. */
 size_t lcow_snapshotter_retry_removals(lcow_snapshotter *s);
 
+/* What Status reports about one store (or partition). */
+typedef struct lcow_store_status {
+    int64_t active, committed, view; /* snapshots by kind */
+    int64_t bytes, inodes;           /* the whole root on disk (lcow_os_usage) */
+    int64_t scratch_templates;       /* scratch*.vhdx cached in the root */
+    int64_t layers;                  /* layers stored; -1 = no layer store in this build */
+    int64_t pending_removals;        /* lcow_snapshotter_pending_removals */
+} lcow_store_status;
+
+/* Walks the metadata and the root once (milliseconds per thousand snapshots). */
+lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, lcow_error *err);
+
 /* Creates a formatted ext4 scratch VHDX at an absolute path (the standalone
  * CreateScratch of runhcs); path is subject to the scratch_dir_allow list. */
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,

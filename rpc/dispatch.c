@@ -1,11 +1,14 @@
 /* Method table and handlers: decoded params -> core/snapshotter.h calls. */
 #include "rpc/dispatch.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/base/alloc.h"
 #include "core/base/log.h"
+#include "core/base/stats.h"
+#include "core/os/os.h"
 #include "rpc/frame.h"
 
 typedef lcow_code (*handler_fn)(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
@@ -123,6 +126,9 @@ static lcow_code do_create_scratch(lcow_snapshotter *s, const lcow_params *p, lc
     lcow_code code = lcow_snapshotter_create_scratch(s, p->path, p->size_gb, p->block_size_mb, err);
     if (code != LCOW_OK)
         return code;
+    lcow_stat st;
+    if (lcow_os_stat(p->path, &st, NULL) == LCOW_OK && st.exists)
+        lcow_stats_add_created(st.size);
     r->path = lcow_strdup(p->path);
     return r->path ? LCOW_OK : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
 }
@@ -150,6 +156,27 @@ static lcow_code do_apply(lcow_snapshotter *s, const lcow_params *p, lcow_result
     return LCOW_OK;
 }
 
+static lcow_code do_status(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                           lcow_error *err)
+{
+    lcow_store_status st;
+    lcow_code code = lcow_snapshotter_status(s, &st, err);
+    if (code != LCOW_OK)
+        return code;
+    lcow_status *o = &r->status;
+    o->active = st.active;
+    o->committed = st.committed;
+    o->view = st.view;
+    o->store_bytes = st.bytes;
+    o->store_inodes = st.inodes;
+    o->scratch_templates = st.scratch_templates;
+    o->layers = st.layers;
+    o->pending_removals = st.pending_removals;
+    if (!(r->version = lcow_strdup(LCOW_VERSION)))
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    return lcow_dispatch_fill_counters(o, err);
+}
+
 /* The method table, indexed by lcow_method (the wire names live in
  * rpc/proto.c beside each method's field tables). "inline" marks point reads
  * of the store that never wait for a writer or touch files: the server may
@@ -174,7 +201,47 @@ static const method_row method_table[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_VERSION] = {do_version, true},
     [LCOW_METHOD_CREATE_SCRATCH] = {do_create_scratch, false},
     [LCOW_METHOD_APPLY] = {do_apply, false}, /* minutes of file work: the worker pool */
+    [LCOW_METHOD_STATUS] = {do_status, false}, /* walks the store */
 };
+
+lcow_code lcow_dispatch_fill_counters(lcow_status *o, lcow_error *err)
+{
+    lcow_stats_view *v = lcow_malloc(sizeof *v);
+    if (!v)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+    lcow_stats_read(v);
+    uint64_t now = lcow_os_monotonic_ms();
+    o->uptime_seconds = v->start_ms && now > v->start_ms ? (int64_t)((now - v->start_ms) / 1000) : 0;
+    o->connections_open = (int64_t)v->connections_open;
+    o->connections_total = (int64_t)v->connections_total;
+    o->bytes_converted = (int64_t)v->bytes_converted;
+    o->bytes_created = (int64_t)v->bytes_created;
+    bool ok = true;
+    for (unsigned m = 0; m < LCOW_METHOD_COUNT && m < LCOW_STATS_METHODS; m++)
+        for (unsigned c = 0; c < LCOW_CODE_COUNT; c++) {
+            uint64_t n = v->requests[m][c];
+            if (n == 0)
+                continue;
+            o->requests_total += (int64_t)n;
+            if (c != LCOW_OK)
+                o->errors_total += (int64_t)n;
+            char name[96];
+            snprintf(name, sizeof name, "%s/%s", lcow_method_name((lcow_method)m),
+                     lcow_code_name((lcow_code)c));
+            ok = ok && lcow_counters_add(&o->requests, name, (int64_t)n);
+        }
+    static const struct {
+        const char *name;
+        double q;
+    } quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"max", 1.0}};
+    for (size_t i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++) {
+        uint64_t us = lcow_stats_quantile_us(v, LCOW_STATS_METHODS, quantiles[i].q);
+        ok = ok && lcow_counters_add(&o->latency_us, quantiles[i].name,
+                                     us > INT64_MAX ? INT64_MAX : (int64_t)us);
+    }
+    free(v);
+    return ok ? LCOW_OK : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+}
 
 bool lcow_dispatch_runs_inline(lcow_method method)
 {
@@ -189,11 +256,17 @@ lcow_code lcow_dispatch(lcow_snapshotter *snapshotter, const lcow_request *req, 
         return lcow_error_set(err, LCOW_NOT_IMPLEMENTED, "method not implemented");
     lcow_error local;
     lcow_error_clear(&local);
+    uint64_t start = lcow_os_monotonic_us();
     lcow_code code = method_table[req->method].handler(snapshotter, &req->params, result, &local);
+    /* Core codes are the protocol's categories; anything else is Internal. */
+    if ((unsigned)code >= LCOW_CODE_COUNT)
+        code = LCOW_INTERNAL;
+    lcow_stats_request((unsigned)req->method, code, lcow_os_monotonic_us() - start);
+    if (code == LCOW_OK && req->method == LCOW_METHOD_APPLY) {
+        lcow_stats_add_converted((uint64_t)result->size);
+        lcow_stats_add_created((uint64_t)result->layer_bytes);
+    }
     if (code != LCOW_OK) {
-        /* Core codes are the protocol's categories; anything else is Internal. */
-        if ((unsigned)code >= LCOW_CODE_COUNT)
-            code = LCOW_INTERNAL;
         if (local.message[0] == '\0')
             lcow_error_set(&local, code, "%s failed", lcow_method_name(req->method));
         lcow_error_set(err, code, "%s", local.message);

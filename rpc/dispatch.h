@@ -25,6 +25,11 @@ bool lcow_dispatch_respond(lcow_snapshotter *snapshotter, const lcow_request *re
  * thread (point reads: Stat, Mounts, Version). */
 bool lcow_dispatch_runs_inline(lcow_method method);
 
+/* The process-wide counters of Status (core/base/stats.h) into o: uptime,
+ * connections, requests and errors per method and code, latency quantiles,
+ * bytes converted and created. The metrics endpoint reads the same. */
+lcow_code lcow_dispatch_fill_counters(lcow_status *o, lcow_error *err);
+
 /* Appends an error response; when that runs out of memory, a short
  * ResourceExhausted "out of memory" instead. False if neither fits (out is
  * then as it was). */

@@ -21,6 +21,7 @@ typedef enum field_type {
     FT_MOUNTS, /* lcow_mounts */
     FT_INFOS,  /* lcow_infos */
     FT_BOOL,   /* bool; absent = false */
+    FT_COUNTERS, /* lcow_counters: a map of string -> integer */
 } field_type;
 
 typedef struct field_spec {
@@ -93,6 +94,27 @@ static const field_spec apply_result[] = {
     {"layer_bytes", FT_I64, true, R(layer_bytes)},
     {"verity_root_hash", FT_STR, false, R(verity_root_hash)},
 };
+#define S(f) R(status.f)
+static const field_spec status_result[] = {
+    {"version", FT_STR, true, R(version)},
+    {"uptime_seconds", FT_I64, true, S(uptime_seconds)},
+    {"active", FT_I64, true, S(active)},
+    {"committed", FT_I64, true, S(committed)},
+    {"view", FT_I64, true, S(view)},
+    {"store_bytes", FT_I64, true, S(store_bytes)},
+    {"store_inodes", FT_I64, true, S(store_inodes)},
+    {"scratch_templates", FT_I64, true, S(scratch_templates)},
+    {"layers", FT_I64, true, S(layers)},
+    {"pending_removals", FT_I64, true, S(pending_removals)},
+    {"connections_open", FT_I64, true, S(connections_open)},
+    {"connections_total", FT_I64, true, S(connections_total)},
+    {"requests_total", FT_I64, true, S(requests_total)},
+    {"errors_total", FT_I64, true, S(errors_total)},
+    {"bytes_converted", FT_I64, true, S(bytes_converted)},
+    {"bytes_created", FT_I64, true, S(bytes_created)},
+    {"requests", FT_COUNTERS, true, S(requests)},
+    {"latency_us", FT_COUNTERS, true, S(latency_us)},
+};
 
 typedef struct method_desc {
     const char *name;
@@ -119,6 +141,7 @@ static const method_desc methods[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_VERSION] = {"Version", NO_FIELDS, FIELDS(version_result)},
     [LCOW_METHOD_CREATE_SCRATCH] = {"CreateScratch", FIELDS(scratch_params), FIELDS(path_result)},
     [LCOW_METHOD_APPLY] = {"Apply", FIELDS(apply_params), FIELDS(apply_result)},
+    [LCOW_METHOD_STATUS] = {"Status", NO_FIELDS, FIELDS(status_result)},
 };
 
 const char *lcow_method_name(lcow_method method)
@@ -213,7 +236,36 @@ void lcow_result_free(lcow_result *r)
     free(r->diff_id);
     free(r->digest);
     free(r->verity_root_hash);
+    lcow_counters_free(&r->status.requests);
+    lcow_counters_free(&r->status.latency_us);
     memset(r, 0, sizeof *r);
+}
+
+bool lcow_counters_add(lcow_counters *c, const char *name, int64_t value)
+{
+    char *copy = lcow_strdup(name);
+    if (!copy || !lcow_grow(&c->items, &c->cap, c->count + 1, sizeof *c->items)) {
+        free(copy);
+        return false;
+    }
+    c->items[c->count++] = (lcow_counter){copy, value};
+    return true;
+}
+
+int64_t lcow_counters_get(const lcow_counters *c, const char *name, int64_t fallback)
+{
+    for (size_t i = 0; i < c->count; i++)
+        if (strcmp(c->items[i].name, name) == 0)
+            return c->items[i].value;
+    return fallback;
+}
+
+void lcow_counters_free(lcow_counters *c)
+{
+    for (size_t i = 0; i < c->count; i++)
+        free(c->items[i].name);
+    free(c->items);
+    memset(c, 0, sizeof *c);
 }
 
 /* ---- decoding --------------------------------------------------------- */
@@ -469,6 +521,34 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
         }
         return LCOW_OK;
     }
+    case FT_COUNTERS: {
+        lcow_counters *c = (lcow_counters *)at;
+        if (v->type != MSGPACK_OBJECT_MAP)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: expected a map", what);
+        if (v->via.map.size > LCOW_COUNTERS_MAX)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: more than %d counters", what,
+                                  LCOW_COUNTERS_MAX);
+        lcow_counters_free(c);
+        for (uint32_t i = 0; i < v->via.map.size; i++) {
+            const msgpack_object *val = &v->via.map.ptr[i].val;
+            char *name = NULL;
+            lcow_code code = dup_str(&v->via.map.ptr[i].key, what, &name, err);
+            int64_t n = 0;
+            if (code == LCOW_OK && val->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                val->via.u64 <= INT64_MAX)
+                n = (int64_t)val->via.u64;
+            else if (code == LCOW_OK && val->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+                n = val->via.i64;
+            else if (code == LCOW_OK)
+                code = lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: expected integers", what);
+            if (code == LCOW_OK && !lcow_counters_add(c, name, n))
+                code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+            free(name);
+            if (code != LCOW_OK)
+                return code;
+        }
+        return LCOW_OK;
+    }
     case FT_INFOS: {
         lcow_infos *infos = (lcow_infos *)at;
         if (v->type != MSGPACK_OBJECT_ARRAY)
@@ -714,6 +794,16 @@ static bool pack_field(msgpack_packer *pk, const field_spec *f, const void *base
                 !pack_strs(pk, mt->options, mt->option_count))
                 return false;
         }
+        return true;
+    }
+    case FT_COUNTERS: {
+        const lcow_counters *c = (const lcow_counters *)at;
+        if (msgpack_pack_map(pk, c->count) != 0)
+            return false;
+        for (size_t i = 0; i < c->count; i++)
+            if (!pack_str(pk, c->items[i].name) ||
+                msgpack_pack_int64(pk, c->items[i].value) != 0)
+                return false;
         return true;
     }
     case FT_INFOS: {

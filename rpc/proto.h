@@ -51,6 +51,7 @@ typedef enum lcow_method {
     LCOW_METHOD_VERSION,
     LCOW_METHOD_CREATE_SCRATCH,
     LCOW_METHOD_APPLY,
+    LCOW_METHOD_STATUS,
     LCOW_METHOD_COUNT
 } lcow_method;
 
@@ -100,6 +101,40 @@ typedef struct lcow_infos {
 bool lcow_infos_push_copy(lcow_infos *infos, const lcow_info *info);
 void lcow_infos_free(lcow_infos *infos);
 
+/* Named counters (Status: "Prepare/NotFound" -> 3, "p99" -> 4096). */
+typedef struct lcow_counter {
+    char *name;
+    int64_t value;
+} lcow_counter;
+
+typedef struct lcow_counters {
+    size_t count, cap;
+    lcow_counter *items;
+} lcow_counters;
+
+/* Clients accept at most this many counters in one map. */
+#define LCOW_COUNTERS_MAX 4096
+
+bool lcow_counters_add(lcow_counters *c, const char *name, int64_t value);
+/* The value of name, or fallback when absent. */
+int64_t lcow_counters_get(const lcow_counters *c, const char *name, int64_t fallback);
+void lcow_counters_free(lcow_counters *c);
+
+/* Status (docs/protocol.md): the service and its store. */
+typedef struct lcow_status {
+    int64_t uptime_seconds;
+    int64_t active, committed, view;
+    int64_t store_bytes, store_inodes;
+    int64_t scratch_templates;
+    int64_t layers; /* -1: no layer store in this build */
+    int64_t pending_removals;
+    int64_t connections_open, connections_total;
+    int64_t requests_total, errors_total;
+    int64_t bytes_converted, bytes_created;
+    lcow_counters requests;   /* "<Method>/<lcow_code_name>" -> answers */
+    lcow_counters latency_us; /* "p50", "p90", "p99", "max": bucket upper bounds */
+} lcow_status;
+
 /* Results of every method, flattened. */
 typedef struct lcow_result {
     lcow_mounts mounts; /* Prepare, View, Mounts */
@@ -118,6 +153,7 @@ typedef struct lcow_result {
     char *digest;  /* Apply: "sha256:<hex>" of the blob */
     int64_t layer_bytes;
     char *verity_root_hash; /* Apply with verity; NULL otherwise */
+    lcow_status status;     /* Status */
 } lcow_result;
 
 void lcow_result_free(lcow_result *result);

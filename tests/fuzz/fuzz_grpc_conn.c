@@ -117,6 +117,13 @@ lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err)
     return LCOW_OK;
 }
 
+lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->layers = -1;
+    return LCOW_OK;
+}
+
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                           uint32_t block_size_mb, lcow_error *err)
 {

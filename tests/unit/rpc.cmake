@@ -5,7 +5,7 @@ lcow_unit_test(NAME test_frame SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_frame.c LI
 # The fake core in test_dispatch.c stands in for core/snapshotter.c.
 lcow_unit_test(NAME test_dispatch
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_dispatch.c ${PROJECT_SOURCE_DIR}/rpc/dispatch.c
-               LIBS lcow_rpc_proto)
+               LIBS lcow_rpc_proto lcow_os)
 # Client + server transport in one process over the platform's real
 # transport, with the in-memory fake core (rpc_fake_core.c).
 lcow_unit_test(NAME test_client

@@ -296,6 +296,24 @@ lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err)
     return LCOW_OK;
 }
 
+/* Status: the kinds counted from the records; nothing on disk. */
+lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->layers = -1;
+    lcow_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->count; i++) {
+        if (s->items[i].kind == LCOW_KIND_ACTIVE)
+            out->active++;
+        else if (s->items[i].kind == LCOW_KIND_COMMITTED)
+            out->committed++;
+        else if (s->items[i].kind == LCOW_KIND_VIEW)
+            out->view++;
+    }
+    lcow_mutex_unlock(&s->lock);
+    return LCOW_OK;
+}
+
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                           uint32_t block_size_mb, lcow_error *err)
 {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "core/snapshotter.h"
+#include "core/base/stats.h"
 #include "rpc/dispatch.h"
 
 /* ---- fake core ----------------------------------------------------------- */
@@ -166,6 +167,18 @@ lcow_code lcow_snapshotter_walk(lcow_snapshotter *s, const lcow_walk_options *op
 lcow_code lcow_snapshotter_cleanup(lcow_snapshotter *s, lcow_error *err)
 {
     return fake_enter("cleanup", NULL, NULL, NULL, err);
+}
+
+lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    lcow_code code = fake_enter("status", NULL, NULL, NULL, err);
+    if (code != LCOW_OK)
+        return code;
+    *out = (lcow_store_status){.active = 3, .committed = 2, .view = 1, .bytes = 4096,
+                               .inodes = 7, .scratch_templates = 1, .layers = -1,
+                               .pending_removals = 5};
+    return LCOW_OK;
 }
 
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
@@ -413,6 +426,59 @@ static void version_and_create_scratch(void **state)
     lcow_result_free(&r);
 }
 
+/* Status: the store's numbers from the core, and counters that match the
+ * calls this test made (two Stats answered, one NotFound, one Apply). */
+static void status_counts_the_calls_made(void **state)
+{
+    lcow_stats_reset();
+    lcow_result r;
+    lcow_error e;
+    lcow_params p = params_with_key("k");
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(roundtrip(LCOW_METHOD_STAT, &p, &r, &e), LCOW_OK);
+        lcow_result_free(&r);
+    }
+    fake.fail_code = LCOW_NOT_FOUND;
+    snprintf(fake.fail_message, sizeof fake.fail_message, "no such snapshot");
+    assert_int_equal(roundtrip(LCOW_METHOD_STAT, &p, &r, &e), LCOW_NOT_FOUND);
+    fake.fail_code = LCOW_OK;
+    lcow_params a;
+    memset(&a, 0, sizeof a);
+    a.key = "extract-1";
+    a.path = "/blobs/1";
+    assert_int_equal(roundtrip(LCOW_METHOD_APPLY, &a, &r, &e), LCOW_OK);
+    lcow_result_free(&r);
+
+    assert_int_equal(roundtrip(LCOW_METHOD_STATUS, NULL, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "status");
+    assert_string_equal(r.version, LCOW_VERSION);
+    assert_int_equal(r.status.active, 3);
+    assert_int_equal(r.status.committed, 2);
+    assert_int_equal(r.status.view, 1);
+    assert_int_equal(r.status.store_bytes, 4096);
+    assert_int_equal(r.status.layers, -1);
+    assert_int_equal(r.status.pending_removals, 5);
+    /* Status itself is counted after it answers: 4 calls before it. */
+    assert_int_equal(r.status.requests_total, 4);
+    assert_int_equal(r.status.errors_total, 1);
+    assert_int_equal(lcow_counters_get(&r.status.requests, "Stat/OK", 0), 2);
+    assert_int_equal(lcow_counters_get(&r.status.requests, "Stat/NotFound", 0), 1);
+    assert_int_equal(lcow_counters_get(&r.status.requests, "Apply/OK", 0), 1);
+    assert_int_equal(lcow_counters_get(&r.status.requests, "Prepare/OK", -1), -1);
+    assert_int_equal(r.status.bytes_converted, 1234);
+    assert_int_equal(r.status.bytes_created, (int64_t)((1ull << 33) + 512));
+    int64_t p50 = lcow_counters_get(&r.status.latency_us, "p50", -1);
+    int64_t max = lcow_counters_get(&r.status.latency_us, "max", -1);
+    assert_true(p50 >= 1 && max >= p50);
+    lcow_result_free(&r);
+
+    /* The next Status sees the previous one. */
+    assert_int_equal(roundtrip(LCOW_METHOD_STATUS, NULL, &r, &e), LCOW_OK);
+    assert_int_equal(lcow_counters_get(&r.status.requests, "Status/OK", 0), 1);
+    assert_int_equal(r.status.requests_total, 5);
+    lcow_result_free(&r);
+}
+
 static void apply_passes_its_fields_and_returns_the_layer(void **state)
 {
     lcow_params p;
@@ -504,6 +570,7 @@ int main(void)
         cmocka_unit_test_setup(walk_pages_are_capped_and_carry_next, reset),
         cmocka_unit_test_setup(version_and_create_scratch, reset),
         cmocka_unit_test_setup(apply_passes_its_fields_and_returns_the_layer, reset),
+        cmocka_unit_test_setup(status_counts_the_calls_made, reset),
         cmocka_unit_test_setup(core_errors_reach_the_wire_one_to_one, reset),
         cmocka_unit_test_setup(undecodable_requests_get_error_responses, reset),
     };
