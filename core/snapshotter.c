@@ -223,6 +223,11 @@ static lcow_code open_in(const lcow_snapshotter_config *config, const char *dir,
         lcow_metastore_options mo = {.no_sync = config->no_sync};
         rc = lcow_metastore_open(meta, &mo, &s->ms, err);
     }
+    if (rc == LCOW_OK && !s->partition) {
+        lcow_layer_store_options lo = {.max_unreferenced_bytes = config->layer_cache_max_bytes,
+                                       .no_sync = config->no_sync};
+        rc = lcow_layer_store_open(s->root, &lo, &s->layers, err);
+    }
     if (rc == LCOW_OK && !s->partition)
         rc = lcow_scratch_create(s->root, config->scratch_backend, config->scratch_format_from_gb,
                                  config->scratch_dir_allow, config->scratch_dir_allow_count,
@@ -284,6 +289,8 @@ lcow_code lcow_snapshotter_open_partition(lcow_snapshotter *base, const char *na
     if (rc != LCOW_OK)
         lcow_error_wrap(err, "partition %s", name);
     free(dir);
+    if (rc == LCOW_OK)
+        (*out)->layers = base->layers;
     return rc;
 }
 
@@ -303,9 +310,12 @@ lcow_code lcow_snapshotter_close(lcow_snapshotter *s)
     lcow_mutex_lock(&s->lock);
     lcow_metastore_close(s->ms);
     s->ms = NULL;
-    if (!s->partition) /* a partition's is its base store's */
+    if (!s->partition) { /* a partition's are its base store's */
         lcow_scratch_destroy(s->scratch);
+        lcow_layer_store_close(s->layers);
+    }
     s->scratch = NULL;
+    s->layers = NULL;
     lcow_mutex_unlock(&s->lock);
     return LCOW_OK;
 }
@@ -771,8 +781,14 @@ static lcow_code commit_impl(lcow_snapshotter *s, const char *name, const char *
             *err = usage_err;
         rc = lcow_error_wrap(err, "commit %s: measuring usage", key);
     }
+    /* The layer labels Apply recorded on the active go with it. */
+    lcow_labels merged;
     if (rc == LCOW_OK)
-        rc = lcow_metastore_commit(s->ms, name, key, labels, parent, &usage, err);
+        rc = lcow_snapshotter_merge_layer_labels(s, key, labels, &merged, err);
+    if (rc == LCOW_OK) {
+        rc = lcow_metastore_commit(s->ms, name, key, &merged, parent, &usage, err);
+        lcow_labels_free(&merged);
+    }
     lcow_mutex_unlock(&s->lock);
     return rc;
 }

@@ -24,6 +24,7 @@
 #include "core/base/types.h"
 #include "core/disk/scratchdisk.h" /* lcow_scratch_backend */
 #include "core/disk/sha256.h"      /* digest string sizes */
+#include "core/layer/store.h"      /* the layer store's types */
 
 typedef struct lcow_snapshotter lcow_snapshotter;
 
@@ -48,6 +49,9 @@ typedef struct lcow_snapshotter_config {
      * instead of copied from the cached template (--scratch-format-from-gb);
      * 0 = always copy. */
     uint32_t scratch_format_from_gb;
+    /* The layer store's bound on unreferenced layers, in bytes
+     * (--layer-cache-max-bytes; 0 = LCOW_LAYER_STORE_DEFAULT_MAX_BYTES). */
+    uint64_t layer_cache_max_bytes;
     /* false only for bulk benchmark population: batches are not synced. */
     bool no_sync;
     /* Tests and benchmarks of the metadata path only: actives get an empty
@@ -188,6 +192,18 @@ lcow_code lcow_snapshotter_apply(lcow_snapshotter *s, const lcow_apply_request *
  * their temporary files removed) and new ones refused; every other call
  * goes on until close. Close implies it. */
 void lcow_snapshotter_cancel_work(lcow_snapshotter *s);
+
+/* ---- the layer store (core/layer/store.h, shared with partitions) ---- */
+
+/* lcowsnapctl layers: every stored layer with its blob digests. */
+lcow_code lcow_snapshotter_list_layers(lcow_snapshotter *s, lcow_layer_store_list_fn fn, void *ctx,
+                                       lcow_error *err);
+/* lcowsnapctl prune: unreferenced stored layers removed as opts says. */
+lcow_code lcow_snapshotter_prune_layers(lcow_snapshotter *s,
+                                        const lcow_layer_store_prune_options *opts,
+                                        lcow_layer_store_prune_result *res, lcow_error *err);
+/* The store itself (tests, benchmarks, the remote-snapshot Prepare). */
+lcow_layer_store *lcow_snapshotter_layer_store(lcow_snapshotter *s);
 
 /* Invariant check: every record's parent exists and is committed, child
  * counts match, every active's directory exists, no directory without a

@@ -10,9 +10,12 @@
  *      for calls to drain);
  *   3. under the lock: the reservation is dropped.
  *
- * No metadata changes: the directory's content is what Apply produces, and
- * the record stays an active for Commit to turn into a layer. */
+ * The conversion goes into the layer store (core/layer/store.h), which links
+ * the stored layer as layer.vhd (or only links it when the layer is stored
+ * already); then the active gets the layer labels (diffID, verity root
+ * hash) that Commit carries to the committed layer. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +77,32 @@ void lcow_snapshotter_cancel_work(lcow_snapshotter *s)
         atomic_store(&s->cancel_work, true);
 }
 
+/* Sets the layer labels on the active key (one synced batch). */
+static lcow_code record_layer_labels(lcow_snapshotter *s, const char *key,
+                                     const lcow_apply_result *out, lcow_error *err)
+{
+    lcow_info info = {.name = (char *)key};
+    const char *paths[] = {"labels." LCOW_LAYER_STORE_LABEL_DIFF_ID,
+                           "labels." LCOW_LAYER_STORE_LABEL_VERITY_ROOT};
+    if (!lcow_labels_set(&info.labels, LCOW_LAYER_STORE_LABEL_DIFF_ID, out->diff_id) ||
+        (out->has_verity_root_hash &&
+         !lcow_labels_set(&info.labels, LCOW_LAYER_STORE_LABEL_VERITY_ROOT,
+                          out->verity_root_hash))) {
+        lcow_labels_free(&info.labels);
+        return lcow_snapshotter_oom(err);
+    }
+    lcow_meta_record rec;
+    lcow_mutex_lock(&s->lock);
+    lcow_code rc = lcow_snapshotter_check_open(s, err);
+    if (rc == LCOW_OK)
+        rc = lcow_metastore_update(s->ms, &info, paths, 2, &rec, err);
+    lcow_mutex_unlock(&s->lock);
+    if (rc == LCOW_OK)
+        lcow_meta_record_free(&rec);
+    lcow_labels_free(&info.labels);
+    return rc == LCOW_OK ? rc : lcow_error_wrap(err, "Apply %s: recording the layer labels", key);
+}
+
 static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
                             lcow_apply_result *out, lcow_error *err)
 {
@@ -131,9 +160,10 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
         return rc;
     }
 
-    /* 2. Convert, without the lock. */
+    /* 2. Convert into the layer store (or link the stored layer), without
+     * the lock. */
     char *dir = lcow_snapshotter_dir_of(s, rec.id);
-    lcow_layer_apply_result res;
+    lcow_layer_store_apply_result res;
     if (!dir) {
         rc = lcow_snapshotter_oom(err);
     } else {
@@ -144,7 +174,7 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
             .cancelled = apply_cancelled,
             .cancel_ctx = s,
         };
-        rc = lcow_layer_apply_blob(req->path, dir, &o, &res, err);
+        rc = lcow_layer_store_apply(s->layers, req->path, dir, &o, &res, err);
         if (rc == LCOW_ALREADY_EXISTS)
             rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                                 "snapshot %s already has a " LCOW_LAYER_APPLY_VHD_NAME
@@ -158,16 +188,30 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
             lcow_error_wrap(err, "Apply %s", req->key);
     }
     if (rc == LCOW_OK) {
-        lcow_sha256_digest_string(res.diff_id, out->diff_id);
-        lcow_sha256_digest_string(res.digest, out->digest);
-        out->size = res.blob_bytes;
-        out->layer_bytes = res.layer_bytes;
-        out->has_verity_root_hash = res.has_root_hash;
-        if (res.has_root_hash)
-            lcow_sha256_hex(res.root_hash, out->verity_root_hash);
-        LCOW_LOGI("Apply %s: %s (%s, %" PRIu64 " bytes, diff_id %s) -> %s, %" PRIu64 " bytes%s",
-                  req->key, req->path, lcow_blob_format_name(res.format), res.blob_bytes,
-                  out->diff_id, dir, res.layer_bytes, res.has_root_hash ? ", verity" : "");
+        lcow_sha256_digest_string(res.apply.diff_id, out->diff_id);
+        lcow_sha256_digest_string(res.apply.digest, out->digest);
+        out->size = res.apply.blob_bytes;
+        out->layer_bytes = res.apply.layer_bytes;
+        out->has_verity_root_hash = res.apply.has_root_hash;
+        if (res.apply.has_root_hash)
+            lcow_sha256_hex(res.apply.root_hash, out->verity_root_hash);
+        LCOW_LOGI("Apply %s: %s (%" PRIu64 " bytes, diff_id %s) -> %s, %" PRIu64 " bytes%s, %s",
+                  req->key, req->path, res.apply.blob_bytes, out->diff_id, dir,
+                  res.apply.layer_bytes, res.apply.has_root_hash ? ", verity" : "",
+                  res.converted ? "converted into the layer store" : "linked from the layer store");
+        /* The labels Commit carries to the layer (Stat, Walk, the remote
+         * snapshot chain). After the link: a crash in between leaves a
+         * layer.vhd without labels, never labels without a layer. */
+        rc = record_layer_labels(s, req->key, out, err);
+        if (rc != LCOW_OK) {
+            char *vhd = lcow_path_join(dir, LCOW_LAYER_APPLY_VHD_NAME);
+            lcow_error e;
+            if (!vhd || lcow_os_remove(vhd, &e) != LCOW_OK)
+                LCOW_LOGW("Apply %s: %s left behind after a failure", req->key,
+                          vhd ? vhd : LCOW_LAYER_APPLY_VHD_NAME);
+            free(vhd);
+            memset(out, 0, sizeof *out);
+        }
     }
 
     /* 3. Release. */
@@ -242,5 +286,114 @@ lcow_code lcow_snapshotter_sweep_apply_temps(lcow_snapshotter *s, bool at_open, 
         free(dir);
     }
     free(a.ids);
+    /* The layer store's leftovers and its bound (at open, its own open did
+     * this); a partition's Cleanup sweeps the shared store too. */
+    if (!at_open && s->layers) {
+        lcow_error e;
+        lcow_code one = lcow_layer_store_sweep(s->layers, &e);
+        if (one != LCOW_OK) {
+            LCOW_LOGW("cleanup: %s", e.message);
+            if (first == LCOW_OK) {
+                first = one;
+                if (err)
+                    *err = e;
+            }
+        }
+    }
     return first;
+}
+
+/* ---------------------------------------------------------------- layer store */
+
+lcow_code lcow_snapshotter_merge_layer_labels(lcow_snapshotter *s, const char *key,
+                                              const lcow_labels *given, lcow_labels *out,
+                                              lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (given && !lcow_labels_copy(out, given))
+        return lcow_snapshotter_oom(err);
+    lcow_meta_record rec;
+    if (!key || lcow_metastore_get(s->ms, NULL, key, &rec, NULL) != LCOW_OK)
+        return LCOW_OK; /* Commit's own checks report it */
+    static const char *const names[] = {LCOW_LAYER_STORE_LABEL_DIFF_ID,
+                                        LCOW_LAYER_STORE_LABEL_VERITY_ROOT};
+    bool ok = true;
+    for (size_t i = 0; ok && i < 2; i++) {
+        const char *v =
+            rec.kind == LCOW_KIND_ACTIVE ? lcow_labels_get(&rec.labels, names[i]) : NULL;
+        if (v)
+            ok = lcow_labels_set(out, names[i], v);
+    }
+    lcow_meta_record_free(&rec);
+    if (!ok) {
+        lcow_labels_free(out);
+        return lcow_snapshotter_oom(err);
+    }
+    return LCOW_OK;
+}
+
+lcow_code lcow_snapshotter_check_layer_of(lcow_snapshotter *s, const lcow_meta_record *rec,
+                                          lcow_error *err)
+{
+    const char *diff = lcow_labels_get(&rec->labels, LCOW_LAYER_STORE_LABEL_DIFF_ID);
+    if (!diff || rec->kind == LCOW_KIND_VIEW || !s->layers)
+        return LCOW_OK;
+    const char *root = lcow_labels_get(&rec->labels, LCOW_LAYER_STORE_LABEL_VERITY_ROOT);
+    bool found = false;
+    lcow_layer_store_info info;
+    lcow_error e;
+    if (lcow_layer_store_find(s->layers, diff, root != NULL, &found, &info, &e) != LCOW_OK)
+        return lcow_error_set(err, LCOW_INTERNAL, "invariant violated: %s: %s", rec->key,
+                              e.message);
+    if (!found)
+        return lcow_error_set(err, LCOW_INTERNAL,
+                              "invariant violated: %s names layer %s%s, which is not stored",
+                              rec->key, diff, root ? " (verity)" : "");
+    if (root && strcmp(root, info.verity_root_hash) != 0)
+        return lcow_error_set(err, LCOW_INTERNAL,
+                              "invariant violated: %s: verity root hash %s, the store has %s",
+                              rec->key, root, info.verity_root_hash);
+    char *dir = lcow_snapshotter_dir_of(s, rec->id);
+    char *vhd = dir ? lcow_path_join(dir, LCOW_LAYER_APPLY_VHD_NAME) : NULL;
+    char hex[LCOW_SHA256_HEX_SIZE];
+    snprintf(hex, sizeof hex, "%s", diff + 7);
+    char name[128];
+    snprintf(name, sizeof name, "sha256-%s%s", hex, root ? ".verity" : "");
+    char *layers = lcow_path_join(s->root, LCOW_LAYER_STORE_DIR);
+    char *ldir = layers ? lcow_path_join(layers, name) : NULL;
+    char *stored = ldir ? lcow_path_join(ldir, LCOW_LAYER_APPLY_VHD_NAME) : NULL;
+    lcow_code rc = vhd && stored ? LCOW_OK : lcow_snapshotter_oom(err);
+    lcow_file_id a, b;
+    if (rc == LCOW_OK &&
+        (lcow_os_file_id(vhd, &a, &e) != LCOW_OK || lcow_os_file_id(stored, &b, &e) != LCOW_OK))
+        rc = lcow_error_set(err, LCOW_INTERNAL, "invariant violated: %s: %s", rec->key, e.message);
+    if (rc == LCOW_OK && (a.volume != b.volume || a.index != b.index))
+        rc = lcow_error_set(err, LCOW_INTERNAL,
+                            "invariant violated: %s's " LCOW_LAYER_APPLY_VHD_NAME
+                            " is not the stored layer %s",
+                            rec->key, name);
+    free(dir);
+    free(vhd);
+    free(layers);
+    free(ldir);
+    free(stored);
+    return rc;
+}
+
+lcow_code lcow_snapshotter_list_layers(lcow_snapshotter *s, lcow_layer_store_list_fn fn, void *ctx,
+                                       lcow_error *err)
+{
+    LCOW_SNAPSHOTTER_CALL(s, err, lcow_layer_store_list(s->layers, fn, ctx, err));
+}
+
+lcow_code lcow_snapshotter_prune_layers(lcow_snapshotter *s,
+                                        const lcow_layer_store_prune_options *opts,
+                                        lcow_layer_store_prune_result *res, lcow_error *err)
+{
+    LCOW_SNAPSHOTTER_CALL(s, err, lcow_layer_store_prune(s->layers, opts, res, err));
+}
+
+lcow_layer_store *lcow_snapshotter_layer_store(lcow_snapshotter *s)
+{
+    return s->layers;
 }

@@ -71,6 +71,12 @@ static int check_record(void *ctx, const lcow_meta_record *rec)
             return check_fail(c, "%s (%s) has no directory snapshots/%" PRIu64, rec->key,
                               lcow_kind_name(rec->kind), rec->id);
     }
+    if (lcow_snapshotter_check_layer_of(c->s, rec, &e) != LCOW_OK) {
+        c->rc = LCOW_INTERNAL;
+        if (c->err)
+            *c->err = e; /* already "invariant violated: ..." */
+        return 1;
+    }
     if (rec->scratch == LCOW_META_SCRATCH_SHARED) {
         if (!lcow_grow(&c->member_disk, &c->member_cap, c->member_count + 1,
                        sizeof *c->member_disk))
@@ -188,6 +194,8 @@ static lcow_code check_impl(lcow_snapshotter *s, lcow_error *err)
     }
     if (rc == LCOW_OK && c.rc == LCOW_OK)
         rc = lcow_os_list_dir(s->snapshots_dir, check_dir_entry, &c, err);
+    if (rc == LCOW_OK && c.rc == LCOW_OK && s->layers)
+        rc = lcow_layer_store_check(s->layers, err);
     lcow_metastore_view_end(s->ms, (lcow_meta_view *)c.view);
     lcow_mutex_unlock(&s->lock);
     free(c.member_disk);

@@ -160,6 +160,16 @@ bool lcow_snapshotter_removal_queued(lcow_snapshotter *s, const char *path);
 void lcow_snapshotter_removal_stop(lcow_snapshotter *s);
 void lcow_snapshotter_removal_free(lcow_snapshotter *s);
 
+/* Commit's labels: given plus the layer labels Apply put on the active key
+ * (LCOW_LAYER_STORE_LABEL_*, which win). *out is always initialised. */
+lcow_code lcow_snapshotter_merge_layer_labels(lcow_snapshotter *s, const char *key,
+                                              const lcow_labels *given, lcow_labels *out,
+                                              lcow_error *err);
+/* The check of one record's layer: with a diff-id label, its layer.vhd is
+ * the stored layer (same file). */
+lcow_code lcow_snapshotter_check_layer_of(lcow_snapshotter *s, const lcow_meta_record *rec,
+                                          lcow_error *err);
+
 /* ---- snapshotter_recovery.c ---- */
 
 /* Removes the directories in snapshots/ that no record, retained disk,

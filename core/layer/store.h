@@ -79,8 +79,8 @@ void lcow_layer_store_close(lcow_layer_store *st);
 /* Whether the layer (diff_id "sha256:<hex>", verity) is stored; *info
  * (may be NULL) filled when it is. INVALID_ARGUMENT for a malformed
  * diff_id. */
-lcow_code lcow_layer_store_find(lcow_layer_store *st, const char *diff_id, bool verity,
-                                bool *found, lcow_layer_store_info *info, lcow_error *err);
+lcow_code lcow_layer_store_find(lcow_layer_store *st, const char *diff_id, bool verity, bool *found,
+                                lcow_layer_store_info *info, lcow_error *err);
 
 /* Links the stored layer into dir as layer.vhd (a hard link, dir synced):
  * this is the reference. Updates the last use. NOT_FOUND when the layer is
@@ -143,7 +143,8 @@ lcow_code lcow_layer_store_check(lcow_layer_store *st, lcow_error *err);
 
 /* Counters since open (tests and the benchmark read them). */
 typedef struct lcow_layer_store_stats {
-    uint64_t conversions; /* layers converted and stored */
+    uint64_t conversions; /* blobs read and converted */
+    uint64_t stored;      /* of these, layers that were new to the store */
     uint64_t links;       /* layer.vhd links made into snapshot directories */
     uint64_t known_blobs; /* applies recognised by the blob index without reading */
     uint64_t evictions;   /* layers removed by the bound or prune */

@@ -117,6 +117,16 @@ lcow_code lcow_os_list_dir(const char *dir, lcow_dir_fn fn, void *ctx, lcow_erro
  * file system is missing, so callers can fall back to a hard link. */
 lcow_code lcow_os_symlink(const char *target, const char *link_path, lcow_error *err);
 lcow_code lcow_os_hardlink(const char *existing, const char *link_path, lcow_error *err);
+/* A file's identity and hard-link count, links not followed: (st_dev,
+ * st_ino, st_nlink) on POSIX, (volume serial, file index, nNumberOfLinks)
+ * from GetFileInformationByHandle on Windows. Two names with equal volume
+ * and index are one file. A missing path is NOT_FOUND. */
+typedef struct lcow_file_id {
+    uint64_t volume;
+    uint64_t index;
+    uint32_t links;
+} lcow_file_id;
+lcow_code lcow_os_file_id(const char *path, lcow_file_id *out, lcow_error *err);
 
 /* ---- space ---- */
 

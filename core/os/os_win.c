@@ -805,6 +805,32 @@ lcow_code lcow_os_hardlink(const char *existing, const char *link_path, lcow_err
     return LCOW_OK;
 }
 
+lcow_code lcow_os_file_id(const char *path, lcow_file_id *out, lcow_error *err)
+{
+    memset(out, 0, sizeof *out);
+    wchar_t *w = to_wide_path(path);
+    if (!w)
+        return bad_path(err, "file id", path);
+    HANDLE h = CreateFileW(w, FILE_READ_ATTRIBUTES,
+                           FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT,
+                           NULL);
+    DWORD e = GetLastError();
+    free(w);
+    if (h == INVALID_HANDLE_VALUE)
+        return win_fail(err, e, "file id", path);
+    BY_HANDLE_FILE_INFORMATION fi;
+    BOOL ok = GetFileInformationByHandle(h, &fi);
+    e = GetLastError();
+    CloseHandle(h);
+    if (!ok)
+        return win_fail(err, e, "file id", path);
+    out->volume = fi.dwVolumeSerialNumber;
+    out->index = ((uint64_t)fi.nFileIndexHigh << 32) | fi.nFileIndexLow;
+    out->links = fi.nNumberOfLinks;
+    return LCOW_OK;
+}
+
 /* ---- space ---- */
 
 typedef struct file_id {

@@ -624,10 +624,16 @@ class Service:
             return None
 
 
-def wait_for_temp(d, apply_proc, seconds=120):
+def store_temps(root):
+    """The layer store's conversions in progress (<root>/layers/tmp)."""
+    t = os.path.join(root, "layers", "tmp")
+    return sorted(os.listdir(t)) if os.path.isdir(t) else []
+
+
+def wait_for_temp(d, apply_proc, seconds=120, root=None):
     for _ in range(seconds * 100):
-        names = os.listdir(d)
-        if any(n.startswith(".layer.vhd.tmp-") for n in names):
+        names = os.listdir(d) + (store_temps(root) if root else [])
+        if any(".tmp-apply-" in n for n in names):
             return True
         if apply_proc.poll() is not None:
             return False
@@ -659,13 +665,13 @@ def cmd_crash(shared, tmp, service_cmd, ctl_cmd):
         a = subprocess.Popen(ctl.cmd + ["--address", address, "apply", "crash/extract-1",
                                         ctl.path(blob)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        if not wait_for_temp(d, a):
+        if not wait_for_temp(d, a, root=svc.root):
             fail("kill -9: no temporary file appeared (the Apply ended: %s)" % (a.communicate(),))
         svc.kill()
         _, err = a.communicate(timeout=120)
-        mid = leftovers(d)
+        mid = leftovers(d) + store_temps(svc.root)
         svc.start(ctl)
-        left = leftovers(d)
+        left = leftovers(d) + store_temps(svc.root)
         info = ctl.json("info", "crash/extract-1")
         if left or info["kind"] != "active":
             fail("after kill -9 and restart: %s left (before restart: %s), kind %s" %
@@ -681,14 +687,14 @@ def cmd_crash(shared, tmp, service_cmd, ctl_cmd):
         a = subprocess.Popen(ctl.cmd + ["--address", address, "apply", "crash/extract-2",
                                         ctl.path(blob)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        if not wait_for_temp(d2, a):
+        if not wait_for_temp(d2, a, root=svc.root):
             fail("stop: no temporary file appeared")
         t0 = time.time()
         code = svc.interrupt(60)
         stop_s = time.time() - t0
         _, err = a.communicate(timeout=120)
         err = err.decode(errors="replace").strip()
-        left = leftovers(d2)
+        left = leftovers(d2) + store_temps(svc.root)
         if code != 0 or a.returncode != 1 or not err.startswith("Unavailable: ") or left:
             fail("stop during Apply: service exit %s after %.1f s, client exit %d %r, left %s" %
                  (code, stop_s, a.returncode, err, left))

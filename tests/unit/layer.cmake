@@ -78,3 +78,10 @@ if(LCOW_VERITYSETUP)
   set_tests_properties(test_verity_exported PROPERTIES FIXTURES_REQUIRED layer_verity_export
                                                        LABELS "unit;layer" TIMEOUT 300)
 endif()
+
+# The layer store (core/layer/store.h) through Apply and directly: shared
+# layers converted and stored once, references, prune, the size bound,
+# concurrent Applies, crash leftovers and the check.
+lcow_unit_test(NAME test_layer_store
+               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_layer_store.c ${CMAKE_CURRENT_LIST_DIR}/testlib.c
+               LIBS lcow_core LABELS layer TIMEOUT 600)
