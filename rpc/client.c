@@ -419,6 +419,12 @@ lcow_code lcow_client_version(lcow_client *c, lcow_result *result, lcow_error *e
     return lcow_client_call(c, LCOW_METHOD_VERSION, &p, result, err);
 }
 
+lcow_code lcow_client_status(lcow_client *c, lcow_result *result, lcow_error *err)
+{
+    lcow_params p = borrow_labels(NULL);
+    return lcow_client_call(c, LCOW_METHOD_STATUS, &p, result, err);
+}
+
 lcow_code lcow_client_create_scratch(lcow_client *c, const char *path, uint32_t size_gb,
                                      uint32_t block_size_mb, lcow_error *err)
 {

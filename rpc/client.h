@@ -76,6 +76,8 @@ lcow_code lcow_client_walk_all(lcow_client *c, const char *const *filters, size_
 lcow_code lcow_client_cleanup(lcow_client *c, lcow_error *err);
 /* result->version, ->protocol, ->snapshotter. */
 lcow_code lcow_client_version(lcow_client *c, lcow_result *result, lcow_error *err);
+/* result->version and result->status (docs/protocol.md, Status). */
+lcow_code lcow_client_status(lcow_client *c, lcow_result *result, lcow_error *err);
 lcow_code lcow_client_create_scratch(lcow_client *c, const char *path, uint32_t size_gb,
                                      uint32_t block_size_mb, lcow_error *err);
 /* Apply: the layer blob at path (absolute, on the service's host) into the

@@ -31,6 +31,7 @@
 
 #include "core/base/alloc.h"
 #include "core/base/log.h"
+#include "core/base/stats.h"
 #include "core/os/thread.h"
 #include "core/os/unixsock.h"
 #include "rpc/server_common.h"
@@ -209,6 +210,7 @@ static void conn_close(conn *c, const char *why)
 {
     lcow_server *server = c->server;
     LCOW_LOGD("rpc: closing connection fd %d: %s", c->fd, why);
+    lcow_stats_connection_closed();
     lcow_mutex_lock(&server->lock);
     if (c->prev)
         c->prev->next = c->next;
@@ -415,6 +417,7 @@ static void start_connection(lcow_server *server, int fd)
     server->conns = c;
     server->readers++;
     lcow_mutex_unlock(&server->lock);
+    lcow_stats_connection_opened();
 
     if (!lcow_thread_start_detached(conn_main, c, READER_STACK)) {
         LCOW_LOGE("rpc: cannot start a reader thread; closing the connection");

@@ -16,6 +16,7 @@
 
 #include "core/base/alloc.h"
 #include "core/base/log.h"
+#include "core/base/stats.h"
 #include "core/os/thread.h"
 #include "core/os/win_str.h"
 #include "rpc/server_common.h"
@@ -263,6 +264,7 @@ static void conn_reap(lcow_server *server, conn *c)
          * read yet (the last answers, a GOAWAY). Closing the handle alone
          * lets the client read them and then see the pipe end. */
         server->connected--;
+        lcow_stats_connection_closed();
     } else {
         server->listening--;
     }
@@ -437,6 +439,7 @@ static void on_connect(lcow_server *server, conn *c, BOOL ok)
     server->listening--;
     c->state = CONN_CONNECTED;
     server->connected++;
+    lcow_stats_connection_opened();
     lcow_conn_clock_start(&c->clock, (int64_t)GetTickCount64());
     if (c->closing) {
         conn_reap(server, c);

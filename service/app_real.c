@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include "core/base/log.h"
+#include "core/base/stats.h"
+#include "core/os/os.h"
 #include "core/os/thread.h"
 #include "core/snapshotter.h"
 #include "grpc/conn.h"
@@ -44,6 +46,7 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
                   "endpoint); confine them with --scratch-dir-allow DIR");
     for (size_t i = 0; i < cfg->scratch_dir_allow_count; i++)
         LCOW_LOGI("scratch directories allowed under %s", cfg->scratch_dir_allow[i]);
+    lcow_stats_mark_start(lcow_os_monotonic_ms()); /* Status' uptime */
     *store = NULL;
     stores *st = calloc(1, sizeof *st);
     if (!st)

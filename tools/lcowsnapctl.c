@@ -33,6 +33,7 @@ static const char usage_text[] =
     "usage: lcowsnapctl [--address ADDR] [--json] [--timeout MS] COMMAND [ARGS]\n"
     "commands:\n"
     "  version\n"
+    "  status\n"
     "  prepare [--label k=v]... KEY [PARENT]\n"
     "  view [--label k=v]... KEY [PARENT]\n"
     "  mounts KEY\n"
@@ -240,6 +241,71 @@ static int cmd_version(ctl *c, int argc, char **argv)
         for (size_t i = 0; i < r.capabilities.count; i++)
             printf(" %s", r.capabilities.items[i]);
         printf("\n");
+    }
+    lcow_result_free(&r);
+    return 0;
+}
+
+static void print_counters(const lcow_counters *cs, bool json)
+{
+    for (size_t i = 0; i < cs->count; i++) {
+        if (json) {
+            printf("%s", i ? ", " : "");
+            json_str(cs->items[i].name);
+            printf(": %" PRId64, cs->items[i].value);
+        } else {
+            printf("    %-32s %" PRId64 "\n", cs->items[i].name, cs->items[i].value);
+        }
+    }
+}
+
+static int cmd_status(ctl *c, int argc, char **argv)
+{
+    lcow_result r;
+    lcow_error err;
+    if (lcow_client_status(c->client, &r, &err) != LCOW_OK)
+        return service_error(&err);
+    const lcow_status *st = &r.status;
+    const struct {
+        const char *name;
+        int64_t value;
+    } rows[] = {
+        {"uptime_seconds", st->uptime_seconds},
+        {"active", st->active},
+        {"committed", st->committed},
+        {"view", st->view},
+        {"store_bytes", st->store_bytes},
+        {"store_inodes", st->store_inodes},
+        {"scratch_templates", st->scratch_templates},
+        {"layers", st->layers},
+        {"pending_removals", st->pending_removals},
+        {"connections_open", st->connections_open},
+        {"connections_total", st->connections_total},
+        {"requests_total", st->requests_total},
+        {"errors_total", st->errors_total},
+        {"bytes_converted", st->bytes_converted},
+        {"bytes_created", st->bytes_created},
+    };
+    if (c->json) {
+        printf("{\"version\": ");
+        json_str(r.version);
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            printf(", \"%s\": %" PRId64, rows[i].name, rows[i].value);
+        printf(", \"requests\": {");
+        print_counters(&st->requests, true);
+        printf("}, \"latency_us\": {");
+        print_counters(&st->latency_us, true);
+        puts("}}");
+    } else {
+        printf("Version:             %s\n", r.version);
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            printf("%-20s %" PRId64 "%s\n", rows[i].name, rows[i].value,
+                   strcmp(rows[i].name, "layers") == 0 && rows[i].value < 0 ? " (no layer store)"
+                                                                              : "");
+        printf("Requests (method/code):\n");
+        print_counters(&st->requests, false);
+        printf("Latency (us, bucket upper bound):\n");
+        print_counters(&st->latency_us, false);
     }
     lcow_result_free(&r);
     return 0;
@@ -864,6 +930,7 @@ static int cmd_view(ctl *c, int argc, char **argv)
 
 static const command commands[] = {
     {"version", cmd_version},
+    {"status", cmd_status},
     {"prepare", cmd_prepare},
     {"view", cmd_view},
     {"mounts", cmd_mounts},
