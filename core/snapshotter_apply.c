@@ -65,10 +65,52 @@ static void drop_applying(lcow_snapshotter *s, const char *key)
     lcow_mutex_unlock(&s->lock);
 }
 
+static bool stopping(lcow_snapshotter *s)
+{
+    return atomic_load(&s->cancel_work) || atomic_load(&s->closed);
+}
+
+/* One Apply's conversion, as its cancellation callback sees it: the first
+ * poll is the conversion's start (a layer linked from the layer store is
+ * never polled), counted in s->converting until convert_end. */
+typedef struct convert_run {
+    lcow_snapshotter *s;
+    const char *key;
+    bool started;
+} convert_run;
+
 static bool apply_cancelled(void *ctx)
 {
-    lcow_snapshotter *s = ctx;
-    return atomic_load(&s->cancel_work) || atomic_load(&s->closed);
+    convert_run *run = ctx;
+    lcow_snapshotter *s = run->s;
+    if (!run->started) {
+        run->started = true;
+        unsigned now = atomic_fetch_add(&s->converting, 1) + 1;
+        unsigned max = atomic_load(&s->converting_max);
+        while (now > max && !atomic_compare_exchange_weak(&s->converting_max, &max, now))
+            ;
+        if (s->apply_hook)
+            s->apply_hook(s->apply_hook_ctx, run->key);
+    }
+    return stopping(s);
+}
+
+static void convert_end(convert_run *run)
+{
+    if (run->started)
+        atomic_fetch_sub(&run->s->converting, 1);
+}
+
+void lcow_snapshotter_set_apply_hook(lcow_snapshotter *s, lcow_snapshotter_apply_hook fn,
+                                     void *ctx)
+{
+    s->apply_hook = fn;
+    s->apply_hook_ctx = ctx;
+}
+
+unsigned lcow_snapshotter_conversions_max(lcow_snapshotter *s)
+{
+    return atomic_load(&s->converting_max);
 }
 
 void lcow_snapshotter_cancel_work(lcow_snapshotter *s)
@@ -162,6 +204,7 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
 
     /* 2. Convert into the layer store (or link the stored layer), without
      * the lock. */
+    convert_run run = {.s = s, .key = req->key};
     char *dir = lcow_snapshotter_dir_of(s, rec.id);
     lcow_layer_store_apply_result res;
     if (!dir) {
@@ -172,7 +215,7 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
             .digest = req->digest,
             .verity = req->verity,
             .cancelled = apply_cancelled,
-            .cancel_ctx = s,
+            .cancel_ctx = &run,
         };
         rc = lcow_layer_store_apply(s->layers, req->path, dir, &o, &res, err);
         if (rc == LCOW_ALREADY_EXISTS)
@@ -181,7 +224,7 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
                                 " (a layer is applied once: remove the snapshot and prepare it "
                                 "again)",
                                 req->key);
-        else if (rc == LCOW_UNAVAILABLE && apply_cancelled(s))
+        else if (rc == LCOW_UNAVAILABLE && stopping(s))
             rc = lcow_error_set(err, LCOW_UNAVAILABLE,
                                 "Apply %s cancelled: the service is stopping", req->key);
         else if (rc != LCOW_OK)
@@ -213,6 +256,8 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
             memset(out, 0, sizeof *out);
         }
     }
+
+    convert_end(&run);
 
     /* 3. Release. */
     drop_applying(s, req->key);

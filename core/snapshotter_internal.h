@@ -48,6 +48,10 @@ typedef struct lcow_snapshotter_applying {
     uint64_t id;
 } lcow_snapshotter_applying;
 
+/* Tests: called on an Apply's thread as its conversion starts (its first
+ * cancellation poll), with no lock of the snapshotter held. */
+typedef void (*lcow_snapshotter_apply_hook)(void *ctx, const char *key);
+
 struct lcow_snapshotter {
     char *root;
     char *snapshots_dir;
@@ -76,6 +80,11 @@ struct lcow_snapshotter {
     size_t applying_count, applying_cap;
     /* lcow_snapshotter_cancel_work was called: Applies stop. */
     atomic_bool cancel_work;
+    /* Conversions running now and the most at once since open, and the
+     * tests' hook at each conversion's start (snapshotter_apply.c). */
+    atomic_uint converting, converting_max;
+    lcow_snapshotter_apply_hook apply_hook;
+    void *apply_hook_ctx;
     bool no_scratch;
     /* Deletions a held file stopped (snapshotter_removal.c), under
      * removal_lock; the reaper thread retries them from the first one
@@ -89,8 +98,6 @@ struct lcow_snapshotter {
     unsigned removal_retry_ms; /* first backoff; doubles up to LCOW_REMOVAL_RETRY_MAX_MS */
     lcow_snapshotter_removal_fn on_removal_queued;
     void *removal_ctx;
-    lcow_snapshotter_compacted_fn on_compacted;
-    void *compacted_ctx;
     /* Calls in progress; close waits for them to drain. */
     atomic_uint inflight;
     lcow_mutex drain_lock;
@@ -120,13 +127,6 @@ void lcow_snapshotter_leave(lcow_snapshotter *s);
         return rc_;                                                                                \
     } while (0)
 
-/* ---- snapshotter_compact.c ---- */
-
-/* Fills usage's ext4 view from rec's scratch disk, if it has one that reads
- * (read-only, shared: a running VM's disk too); leaves it 0 otherwise. */
-void lcow_snapshotter_ext4_usage(lcow_snapshotter *s, const lcow_meta_record *rec,
-                                 lcow_usage *usage);
-
 /* <root>/snapshots/<id>, malloc'd. */
 char *lcow_snapshotter_dir_of(const lcow_snapshotter *s, uint64_t id);
 
@@ -144,6 +144,11 @@ lcow_code lcow_snapshotter_build_mounts(lcow_snapshotter *s, const lcow_meta_vie
 /* ---- snapshotter_apply.c ---- */
 
 /* The Apply in flight on key, or NULL. Caller holds the lock. */
+/* Tests and benchmarks: the hook (NULL = none; set before the Applies
+ * start) and the most conversions seen running at once. */
+void lcow_snapshotter_set_apply_hook(lcow_snapshotter *s, lcow_snapshotter_apply_hook fn,
+                                     void *ctx);
+unsigned lcow_snapshotter_conversions_max(lcow_snapshotter *s);
 const lcow_snapshotter_applying *lcow_snapshotter_find_applying(const lcow_snapshotter *s,
                                                                 const char *key);
 

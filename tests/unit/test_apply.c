@@ -32,6 +32,7 @@
 #include "core/os/os.h"
 #include "core/os/thread.h"
 #include "core/snapshotter.h"
+#include "core/snapshotter_internal.h" /* the Apply hook and counter */
 #include "layer/layer_test_util.h"
 #include "unit/testlib.h"
 
@@ -907,6 +908,275 @@ static void open_and_cleanup_sweep_apply_temps(void **state)
     store_free(&st);
 }
 
+/* ---- parallel unpack (issue 16) ------------------------------------------ */
+
+/* A small layer of its own: one directory and a 64 KiB file whose bytes
+ * depend on n, so every n has its own diffID. */
+static uint8_t *layer_tar(int n, size_t *len)
+{
+    tarb t = {0};
+    uint8_t data[64 * 1024];
+    fill_random(data, sizeof data, 1000 + (uint64_t)n);
+    char dir[32], file[48];
+    snprintf(dir, sizeof dir, "layer%d/", n);
+    snprintf(file, sizeof file, "layer%d/data", n);
+    tar_entry(&t, dir, '5', NULL, 0, NULL);
+    tar_entry(&t, file, '0', data, sizeof data, NULL);
+    tar_end(&t);
+    *len = t.len;
+    return t.d;
+}
+
+/* The barrier the Applies' conversions meet at: each parks on its first
+ * cancellation poll (lcow_snapshotter_set_apply_hook: no snapshotter lock is
+ * held there) until the test has seen all of them arrive. */
+typedef struct meet {
+    lcow_mutex m;
+    lcow_cond c;
+    unsigned arrived;
+    bool release;
+} meet;
+
+static void meet_hook(void *ctx, const char *key)
+{
+    (void)key;
+    meet *b = ctx;
+    lcow_mutex_lock(&b->m);
+    b->arrived++;
+    lcow_cond_broadcast(&b->c);
+    /* Bounded: a broken test must not hang the suite. */
+    for (int i = 0; i < 1200 && !b->release; i++)
+        lcow_cond_wait_ms(&b->c, &b->m, 100);
+    lcow_mutex_unlock(&b->m);
+}
+
+/* N Applies of different layers run their conversions at the same time:
+ * all N reach the inside of their conversion together (a lock held across
+ * a conversion, in the snapshotter or the layer store, would let only one
+ * in and the barrier would time out), and while they are all parked there
+ * the metadata lock is free: Prepare, Commit, Stat and Remove of other keys
+ * go through. The counter of conversions running at once reaches N. */
+static void applies_convert_concurrently(void **state)
+{
+    enum { N = 4 };
+    store st = store_new("store-concurrent");
+    meet b = {0};
+    lcow_mutex_init(&b.m);
+    lcow_cond_init(&b.c);
+    lcow_snapshotter_set_apply_hook(st.s, meet_hook, &b);
+    bg_apply bg[N];
+    lcow_thread t[N];
+    char *blobs[N], *dirs[N], keys[N][48];
+    for (int i = 0; i < N; i++) {
+        size_t len;
+        uint8_t *tar = layer_tar(i, &len);
+        char name[32];
+        snprintf(name, sizeof name, "l%d.tar", i);
+        blobs[i] = blob_file(st.root, name, tar, len);
+        free(tar);
+        snprintf(keys[i], sizeof keys[i], "ns/%d/extract-%d sha256:c%d", i + 1, i, i);
+        dirs[i] = prepare(st.s, keys[i], NULL);
+        bg[i] = (bg_apply){.s = st.s, .req = {.key = keys[i], .path = blobs[i]}};
+    }
+    for (int i = 0; i < N; i++)
+        assert_true(lcow_thread_create(&t[i], bg_main, &bg[i]));
+    lcow_mutex_lock(&b.m);
+    for (int i = 0; i < 1200 && b.arrived < N; i++)
+        lcow_cond_wait_ms(&b.c, &b.m, 100);
+    unsigned arrived = b.arrived;
+    lcow_mutex_unlock(&b.m);
+    lcow_error err;
+    bool meta_ok = false;
+    if (arrived == N) {
+        /* All N conversions are parked inside: the metadata is not locked. */
+        char *d = prepare(st.s, "ns/9/extract-other", NULL);
+        free(d);
+        lcow_info info;
+        meta_ok = lcow_snapshotter_commit(st.s, "ns/9/other", "ns/9/extract-other", NULL, NULL,
+                                          &err) == LCOW_OK &&
+                  lcow_snapshotter_stat(st.s, "ns/9/other", &info, &err) == LCOW_OK;
+        if (meta_ok)
+            lcow_info_free(&info);
+        meta_ok = meta_ok && lcow_snapshotter_remove(st.s, "ns/9/other", &err) == LCOW_OK;
+    }
+    lcow_mutex_lock(&b.m);
+    b.release = true;
+    lcow_cond_broadcast(&b.c);
+    lcow_mutex_unlock(&b.m);
+    for (int i = 0; i < N; i++)
+        lcow_thread_join(t[i], NULL);
+    if (arrived != N)
+        fail_msg("only %u of %d conversions were running at once: Applies are serialised",
+                 arrived, N);
+    if (!meta_ok)
+        fail_msg("metadata calls failed while the conversions ran: %s", err.message);
+    for (int i = 0; i < N; i++) {
+        if (bg[i].rc != LCOW_OK)
+            fail_msg("apply %s: %s", keys[i], bg[i].err.message);
+        char *vhd = join(dirs[i], "layer.vhd");
+        check_footer(vhd, bg[i].r.layer_bytes);
+        free(vhd);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(bg[i].r.diff_id, bg[j].r.diff_id);
+    }
+    assert_int_equal(lcow_snapshotter_conversions_max(st.s), N);
+    assert_int_equal(lcow_snapshotter_check(st.s, &err), LCOW_OK);
+    lcow_snapshotter_set_apply_hook(st.s, NULL, NULL);
+    for (int i = 0; i < N; i++) {
+        free(blobs[i]);
+        free(dirs[i]);
+    }
+    lcow_cond_destroy(&b.c);
+    lcow_mutex_destroy(&b.m);
+    store_free(&st);
+}
+
+/* chainID(n) = sha256(chainID(n-1) + " " + diffID(n)), chainID(1) = diffID(1)
+ * (the OCI image spec; containerd's identity.ChainIDs). */
+static void chain_id(const char *parent, const char *diff_id,
+                     char out[LCOW_SHA256_DIGEST_STRING_SIZE])
+{
+    if (!parent) {
+        snprintf(out, LCOW_SHA256_DIGEST_STRING_SIZE, "%s", diff_id);
+        return;
+    }
+    char buf[2 * LCOW_SHA256_DIGEST_STRING_SIZE + 2];
+    snprintf(buf, sizeof buf, "%s %s", parent, diff_id);
+    digest_of(buf, strlen(buf), out);
+}
+
+#define LABEL_REF "containerd.io/snapshot.ref"
+#define LABEL_DIFF_ID "containerd.io/snapshot/diff-id"
+#define LABEL_PARENT_CHAIN "containerd.io/snapshot/parent-chain-id"
+
+static int count_match(void *ctx, const lcow_info *info)
+{
+    (void)info;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* containerd's unpacker with the rebase capability (core/unpack/unpacker.go,
+ * through core/metadata/snapshot.go), for a three-layer image: every layer's
+ * extraction snapshot is prepared at once WITHOUT a parent, labelled with
+ * its ref (chainID), diff-id and parent-chain-id; all are applied
+ * concurrently; then, bottom up, each is committed as
+ * <ns>/<seq>/<chainID> with the parent's backend name as the Commit's
+ * parent (metadata's WithParent(bparent), the rebase). The committed chain
+ * must be the image: parents, labels, the container's parentLayerPaths in
+ * order, and containerd's remote-snapshot Walk filter finds each layer. */
+static void parallel_unpack_with_rebase(void **state)
+{
+    enum { N = 3 };
+    store st = store_new("store-rebase");
+    char diff[N][LCOW_SHA256_DIGEST_STRING_SIZE], chain[N][LCOW_SHA256_DIGEST_STRING_SIZE];
+    char *blobs[N], *dirs[N], keys[N][160], names[N][120];
+    for (int i = 0; i < N; i++) {
+        size_t len;
+        uint8_t *tar = layer_tar(10 + i, &len);
+        digest_of(tar, len, diff[i]); /* containerd reads these from the image config */
+        char name[32];
+        snprintf(name, sizeof name, "r%d.tar", i);
+        blobs[i] = blob_file(st.root, name, tar, len);
+        free(tar);
+        chain_id(i ? chain[i - 1] : NULL, diff[i], chain[i]);
+    }
+    /* topHalf: Prepare(key, "", labels) for every layer, in any order. */
+    lcow_error err;
+    for (int i = N - 1; i >= 0; i--) {
+        snprintf(keys[i], sizeof keys[i], "default/%d/extract-%d-AbC%d %s", 10 + i, 123456 + i, i,
+                 chain[i]);
+        lcow_labels l = {0};
+        assert_true(lcow_labels_set(&l, LABEL_REF, chain[i]));
+        assert_true(lcow_labels_set(&l, LABEL_DIFF_ID, diff[i]));
+        if (i)
+            assert_true(lcow_labels_set(&l, LABEL_PARENT_CHAIN, chain[i - 1]));
+        lcow_mounts m;
+        if (lcow_snapshotter_prepare(st.s, keys[i], "", &l, &m, &err) != LCOW_OK)
+            fail_msg("prepare %s: %s", keys[i], err.message);
+        dirs[i] = strdup(m.items[0].source);
+        lcow_mounts_free(&m);
+        lcow_labels_free(&l);
+    }
+    /* The applies, concurrently. */
+    bg_apply bg[N];
+    lcow_thread t[N];
+    for (int i = 0; i < N; i++) {
+        bg[i] = (bg_apply){.s = st.s, .req = {.key = keys[i], .path = blobs[i]}};
+        assert_true(lcow_thread_create(&t[i], bg_main, &bg[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        lcow_thread_join(t[i], NULL);
+        if (bg[i].rc != LCOW_OK)
+            fail_msg("apply %s: %s", keys[i], bg[i].err.message);
+        assert_string_equal(bg[i].r.diff_id, diff[i]); /* containerd's diff.Digest check */
+    }
+    /* bottomHalf, in order: Commit(name, key, labels, parent). */
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "default/%d/%s", 20 + i, chain[i]);
+        lcow_labels l = {0};
+        assert_true(lcow_labels_set(&l, LABEL_REF, chain[i]));
+        assert_true(lcow_labels_set(&l, LABEL_DIFF_ID, diff[i]));
+        if (i)
+            assert_true(lcow_labels_set(&l, LABEL_PARENT_CHAIN, chain[i - 1]));
+        if (lcow_snapshotter_commit(st.s, names[i], keys[i], &l, i ? names[i - 1] : "", &err) !=
+            LCOW_OK)
+            fail_msg("commit %s: %s", names[i], err.message);
+        lcow_labels_free(&l);
+    }
+    for (int i = 0; i < N; i++) {
+        lcow_info info;
+        assert_int_equal(lcow_snapshotter_stat(st.s, names[i], &info, &err), LCOW_OK);
+        assert_int_equal(info.kind, LCOW_KIND_COMMITTED);
+        assert_string_equal(info.parent ? info.parent : "", i ? names[i - 1] : "");
+        assert_string_equal(lcow_labels_get(&info.labels, LABEL_REF), chain[i]);
+        assert_string_equal(lcow_labels_get(&info.labels, LABEL_DIFF_ID), diff[i]);
+        lcow_info_free(&info);
+        assert_int_equal(lcow_snapshotter_stat(st.s, keys[i], &info, &err), LCOW_NOT_FOUND);
+        /* The filter containerd's metadata layer sends for this ref. */
+        char filter[512];
+        snprintf(filter, sizeof filter, "labels.\"%s\"==%s,parent==\"%s\"", LABEL_REF, chain[i],
+                 i ? names[i - 1] : "");
+        const char *filters[] = {filter};
+        lcow_walk_options wo = {.filters = filters, .filter_count = 1};
+        int found = 0;
+        assert_int_equal(lcow_snapshotter_walk(st.s, &wo, count_match, &found, NULL, &err),
+                         LCOW_OK);
+        assert_int_equal(found, 1);
+    }
+    /* A container on the image: its parentLayerPaths are the layers, top
+     * first. */
+    lcow_mounts m;
+    assert_int_equal(
+        lcow_snapshotter_prepare(st.s, "default/30/ctr", names[N - 1], NULL, &m, &err), LCOW_OK);
+    const char *opt = m.items[0].options[1];
+    const char *at = opt;
+    for (int i = N - 1; i >= 0; i--) {
+        const char *id = strrchr(dirs[i], LCOW_PATH_SEP) + 1;
+        char needle[64];
+        snprintf(needle, sizeof needle, "snapshots%s%s\"", LCOW_PATH_SEP == '\\' ? "\\\\" : "/",
+                 id);
+        const char *hit = strstr(at, needle);
+        if (!hit)
+            fail_msg("%s does not list layer %d (%s) after the layers above it", opt, i, dirs[i]);
+        at = hit + strlen(needle);
+    }
+    lcow_mounts_free(&m);
+    /* A rebase onto another parent than the one an active has is refused
+     * (containerd's rule; the unpacker never sends it). */
+    char *d = prepare(st.s, "default/31/extract-x", names[0]);
+    free(d);
+    assert_int_equal(
+        lcow_snapshotter_commit(st.s, "default/32/x", "default/31/extract-x", NULL, names[1], &err),
+        LCOW_INVALID_ARGUMENT);
+    assert_int_equal(lcow_snapshotter_check(st.s, &err), LCOW_OK);
+    for (int i = 0; i < N; i++) {
+        free(blobs[i]);
+        free(dirs[i]);
+    }
+    store_free(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -922,6 +1192,8 @@ int main(void)
         cmocka_unit_test(apply_in_flight_guards_and_stop),
         cmocka_unit_test(close_cancels_apply),
         cmocka_unit_test(open_and_cleanup_sweep_apply_temps),
+        cmocka_unit_test(applies_convert_concurrently),
+        cmocka_unit_test(parallel_unpack_with_rebase),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
