@@ -202,6 +202,8 @@ static lcow_code open_in(const lcow_snapshotter_config *config, const char *dir,
     s->removal_retry_ms = config->removal_retry_ms;
     s->on_removal_queued = config->on_removal_queued;
     s->removal_ctx = config->removal_ctx;
+    s->on_compacted = config->on_compacted;
+    s->compacted_ctx = config->compacted_ctx;
     atomic_init(&s->inflight, 0);
     atomic_init(&s->closed, false);
     atomic_init(&s->cancel_work, false);
@@ -284,6 +286,8 @@ lcow_code lcow_snapshotter_open_partition(lcow_snapshotter *base, const char *na
         .removal_retry_ms = base->removal_retry_ms,
         .on_removal_queued = base->on_removal_queued,
         .removal_ctx = base->removal_ctx,
+        .on_compacted = base->on_compacted,
+        .compacted_ctx = base->compacted_ctx,
     };
     rc = open_in(&config, dir, base->scratch, out, err);
     if (rc != LCOW_OK)
@@ -652,6 +656,8 @@ static lcow_code usage_impl(lcow_snapshotter *s, const char *key, lcow_usage *us
         rc = active_usage(s, rec.id, usage, err);
         if (rc != LCOW_OK)
             lcow_error_wrap(err, "usage of %s", key);
+        else
+            lcow_snapshotter_ext4_usage(s, &rec, usage);
     }
     lcow_meta_record_free(&rec);
     return rc;

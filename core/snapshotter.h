@@ -38,6 +38,10 @@ typedef void (*lcow_snapshotter_removal_fn)(void *ctx, const char *path, const c
 #define LCOW_REMOVAL_RETRY_MS 1000u
 #define LCOW_REMOVAL_RETRY_MAX_MS (10u * 60u * 1000u)
 
+/* A compaction finished: the disk's path, its file bytes before and after. */
+typedef void (*lcow_snapshotter_compacted_fn)(void *ctx, const char *path, uint64_t bytes_before,
+                                              uint64_t bytes_after);
+
 typedef struct lcow_snapshotter_config {
     const char *root; /* state directory, absolute */
     lcow_scratch_backend scratch_backend;
@@ -64,6 +68,10 @@ typedef struct lcow_snapshotter_config {
     unsigned removal_retry_ms;
     lcow_snapshotter_removal_fn on_removal_queued;
     void *removal_ctx;
+    /* Who hears of each completed compaction (the Windows Event Log); NULL =
+     * the log only. A partition uses its base store's. */
+    lcow_snapshotter_compacted_fn on_compacted;
+    void *compacted_ctx;
 } lcow_snapshotter_config;
 
 /* Opens (creating if needed) the store under config->root: creates meta/,
@@ -151,6 +159,18 @@ typedef struct lcow_store_status {
 
 /* Walks the metadata and the root once (milliseconds per thousand snapshots). */
 lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, lcow_error *err);
+
+/* Compact (docs/design.md "Compact"; core/disk/compact.h): gives the host
+ * back every payload block of the active key's scratch disk (a shared disk:
+ * the one disk) that holds only free ext4 blocks. FailedPrecondition when
+ * the key has no scratch disk, the disk is in use (open by a VM or anyone:
+ * "... is in use ..."), or its filesystem is not clean. summary->disks is 1. */
+lcow_code lcow_snapshotter_compact(lcow_snapshotter *s, const char *key,
+                                   lcow_compact_summary *summary, lcow_error *err);
+/* Every active's disk, each shared disk once; disks in use or failing are
+ * counted (in_use, failed) and skipped, not errors. */
+lcow_code lcow_snapshotter_compact_all(lcow_snapshotter *s, lcow_compact_summary *summary,
+                                       lcow_error *err);
 
 /* Creates a formatted ext4 scratch VHDX at an absolute path (the standalone
  * CreateScratch of runhcs); path is subject to the scratch_dir_allow list. */

@@ -98,6 +98,8 @@ struct lcow_snapshotter {
     unsigned removal_retry_ms; /* first backoff; doubles up to LCOW_REMOVAL_RETRY_MAX_MS */
     lcow_snapshotter_removal_fn on_removal_queued;
     void *removal_ctx;
+    lcow_snapshotter_compacted_fn on_compacted;
+    void *compacted_ctx;
     /* Calls in progress; close waits for them to drain. */
     atomic_uint inflight;
     lcow_mutex drain_lock;
@@ -126,6 +128,13 @@ void lcow_snapshotter_leave(lcow_snapshotter *s);
         lcow_snapshotter_leave(s);                                                                 \
         return rc_;                                                                                \
     } while (0)
+
+/* ---- snapshotter_compact.c ---- */
+
+/* Fills usage's ext4 view from rec's scratch disk, if it has one that reads
+ * (read-only, shared: a running VM's disk too); leaves it 0 otherwise. */
+void lcow_snapshotter_ext4_usage(lcow_snapshotter *s, const lcow_meta_record *rec,
+                                 lcow_usage *usage);
 
 /* <root>/snapshots/<id>, malloc'd. */
 char *lcow_snapshotter_dir_of(const lcow_snapshotter *s, uint64_t id);

@@ -362,6 +362,26 @@ lcow_code lcow_client_usage(lcow_client *c, const char *key, lcow_usage *usage, 
     if (code == LCOW_OK) {
         usage->size = r.size;
         usage->inodes = r.inodes;
+        usage->ext4_used_bytes = r.ext4_used_bytes;
+        usage->ext4_used_inodes = r.ext4_used_inodes;
+        usage->ext4_total_bytes = r.ext4_total_bytes;
+        usage->ext4_total_inodes = r.ext4_total_inodes;
+        lcow_result_free(&r);
+    }
+    return code;
+}
+
+lcow_code lcow_client_compact(lcow_client *c, const char *key, lcow_compact_summary *summary,
+                              lcow_error *err)
+{
+    lcow_params p = borrow_labels(NULL);
+    p.key = key ? BORROW(key) : NULL;
+    p.all = key == NULL;
+    lcow_result r;
+    memset(summary, 0, sizeof *summary);
+    lcow_code code = lcow_client_call(c, LCOW_METHOD_COMPACT, &p, &r, err);
+    if (code == LCOW_OK) {
+        *summary = r.compact;
         lcow_result_free(&r);
     }
     return code;

@@ -65,6 +65,9 @@ lcow_code lcow_client_stat(lcow_client *c, const char *key, lcow_info *info, lco
 lcow_code lcow_client_update(lcow_client *c, const lcow_info *info, const char *const *fieldpaths,
                              size_t fieldpath_count, lcow_info *out, lcow_error *err);
 lcow_code lcow_client_usage(lcow_client *c, const char *key, lcow_usage *usage, lcow_error *err);
+/* Compact key's scratch disk, or with key NULL every active's (all=true). */
+lcow_code lcow_client_compact(lcow_client *c, const char *key, lcow_compact_summary *summary,
+                              lcow_error *err);
 /* One page; *next (malloc'd, NULL at the end) continues with after=*next. */
 lcow_code lcow_client_walk(lcow_client *c, const char *const *filters, size_t filter_count,
                            size_t limit, const char *after, lcow_infos *infos, char **next,

@@ -66,7 +66,23 @@ static lcow_code do_usage(lcow_snapshotter *s, const lcow_params *p, lcow_result
     lcow_code code = lcow_snapshotter_usage(s, p->key, &usage, err);
     r->size = usage.size;
     r->inodes = usage.inodes;
+    r->ext4_used_bytes = usage.ext4_used_bytes;
+    r->ext4_used_inodes = usage.ext4_used_inodes;
+    r->ext4_total_bytes = usage.ext4_total_bytes;
+    r->ext4_total_inodes = usage.ext4_total_inodes;
     return code;
+}
+
+static lcow_code do_compact(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                            lcow_error *err)
+{
+    bool has_key = p->key && *p->key;
+    if (has_key == p->all)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "Compact takes either a key or all=true");
+    if (p->all)
+        return lcow_snapshotter_compact_all(s, &r->compact, err);
+    return lcow_snapshotter_compact(s, p->key, &r->compact, err);
 }
 
 typedef struct walk_collect {
@@ -202,6 +218,7 @@ static const method_row method_table[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_CREATE_SCRATCH] = {do_create_scratch, false},
     [LCOW_METHOD_APPLY] = {do_apply, false}, /* minutes of file work: the worker pool */
     [LCOW_METHOD_STATUS] = {do_status, false}, /* walks the store */
+    [LCOW_METHOD_COMPACT] = {do_compact, false}, /* rewrites a disk: the worker pool */
 };
 
 lcow_code lcow_dispatch_fill_counters(lcow_status *o, lcow_error *err)

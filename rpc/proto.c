@@ -75,6 +75,21 @@ static const field_spec info_result[] = {{"info", FT_INFO, true, R(info), R(has_
 static const field_spec usage_result[] = {
     {"size", FT_I64, true, R(size)},
     {"inodes", FT_I64, true, R(inodes)},
+    {"ext4_used_bytes", FT_U64, false, R(ext4_used_bytes)},
+    {"ext4_used_inodes", FT_U64, false, R(ext4_used_inodes)},
+    {"ext4_total_bytes", FT_U64, false, R(ext4_total_bytes)},
+    {"ext4_total_inodes", FT_U64, false, R(ext4_total_inodes)},
+};
+static const field_spec compact_params[] = {
+    {"key", FT_STR, false, P(key)},
+    {"all", FT_BOOL, false, P(all)},
+};
+static const field_spec compact_result[] = {
+    {"disks", FT_I64, true, R(compact.disks)},
+    {"bytes_before", FT_I64, true, R(compact.bytes_before)},
+    {"bytes_after", FT_I64, true, R(compact.bytes_after)},
+    {"in_use", FT_I64, true, R(compact.in_use)},
+    {"failed", FT_I64, true, R(compact.failed)},
 };
 static const field_spec walk_result[] = {
     {"infos", FT_INFOS, true, R(infos)},
@@ -142,6 +157,7 @@ static const method_desc methods[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_CREATE_SCRATCH] = {"CreateScratch", FIELDS(scratch_params), FIELDS(path_result)},
     [LCOW_METHOD_APPLY] = {"Apply", FIELDS(apply_params), FIELDS(apply_result)},
     [LCOW_METHOD_STATUS] = {"Status", NO_FIELDS, FIELDS(status_result)},
+    [LCOW_METHOD_COMPACT] = {"Compact", FIELDS(compact_params), FIELDS(compact_result)},
 };
 
 const char *lcow_method_name(lcow_method method)

@@ -52,6 +52,7 @@ typedef enum lcow_method {
     LCOW_METHOD_CREATE_SCRATCH,
     LCOW_METHOD_APPLY,
     LCOW_METHOD_STATUS,
+    LCOW_METHOD_COMPACT,
     LCOW_METHOD_COUNT
 } lcow_method;
 
@@ -88,6 +89,7 @@ typedef struct lcow_params {
     char *media_type; /* Apply; NULL = detect */
     char *digest;     /* Apply; NULL = not checked */
     bool verity;      /* Apply */
+    bool all;         /* Compact: every active's disk instead of key's */
 } lcow_params;
 
 void lcow_params_free(lcow_params *params);
@@ -142,6 +144,9 @@ typedef struct lcow_result {
     bool has_info;
     int64_t size; /* Usage; Apply: blob bytes */
     int64_t inodes;
+    /* Usage: the scratch disk's ext4 view (lcow_usage); 0 = absent. */
+    uint64_t ext4_used_bytes, ext4_used_inodes, ext4_total_bytes, ext4_total_inodes;
+    lcow_compact_summary compact; /* Compact */
     lcow_infos infos; /* Walk */
     char *next;       /* Walk; NULL = no more */
     char *version;    /* Version */

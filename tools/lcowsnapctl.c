@@ -41,6 +41,7 @@ static const char usage_text[] =
     "  rm KEY...\n"
     "  info KEY\n"
     "  usage [KEY]\n"
+    "  compact KEY | compact --all\n"
     "  ls [--filter EXPR]...\n"
     "  tree\n"
     "  label KEY [k=v|k=]...\n"
@@ -48,7 +49,7 @@ static const char usage_text[] =
     "  create-scratch [--size-gb N] [--block-size-mb M] PATH\n"
     "  apply [--media-type T] [--digest D] [--verity] KEY BLOB\n"
     "  import [--media-type T] [--digest D] [--verity] NAME BLOB [PARENT]\n"
-    "apply and import wait for the conversion without a time limit unless --timeout is given;\n"
+    "apply, import and compact wait without a time limit unless --timeout is given;\n"
     "a relative BLOB is made absolute here (the service reads the file itself).\n";
 
 typedef struct ctl {
@@ -474,7 +475,8 @@ static int cmd_usage(ctl *c, int argc, char **argv)
     if (c->json)
         fputs("[", stdout);
     else
-        printf("%-40s %-12s %s\n", "KEY", "SIZE", "INODES");
+        printf("%-40s %-12s %-10s %-12s %s\n", "KEY", "SIZE", "INODES", "EXT4-USED",
+               "EXT4-INODES");
     bool first = true;
     for (size_t i = 0; i < list.count; i++) {
         lcow_usage u = {0, 0};
@@ -487,11 +489,22 @@ static int cmd_usage(ctl *c, int argc, char **argv)
         if (c->json) {
             fputs(first ? "\n  {\"key\": " : ",\n  {\"key\": ", stdout);
             json_str(list.keys[i]);
-            printf(", \"size\": %" PRId64 ", \"inodes\": %" PRId64 "}", u.size, u.inodes);
+            printf(", \"size\": %" PRId64 ", \"inodes\": %" PRId64, u.size, u.inodes);
+            if (u.ext4_used_inodes)
+                printf(", \"ext4_used_bytes\": %" PRIu64 ", \"ext4_used_inodes\": %" PRIu64
+                       ", \"ext4_total_bytes\": %" PRIu64 ", \"ext4_total_inodes\": %" PRIu64,
+                       u.ext4_used_bytes, u.ext4_used_inodes, u.ext4_total_bytes,
+                       u.ext4_total_inodes);
+            fputs("}", stdout);
         } else {
-            char size[32];
+            char size[32], used[32] = "-", inodes[32] = "-";
             human_size(u.size, size, sizeof size);
-            printf("%-40s %-12s %" PRId64 "\n", list.keys[i], size, u.inodes);
+            if (u.ext4_used_inodes) {
+                human_size((int64_t)u.ext4_used_bytes, used, sizeof used);
+                snprintf(inodes, sizeof inodes, "%" PRIu64, u.ext4_used_inodes);
+            }
+            printf("%-40s %-12s %-10" PRId64 " %-12s %s\n", list.keys[i], size, u.inodes, used,
+                   inodes);
         }
         first = false;
     }
@@ -670,6 +683,36 @@ out:
     lcow_strv_free(&paths);
     lcow_labels_free(&set);
     return rc;
+}
+
+static int cmd_compact(ctl *c, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage_error("%s", "compact needs KEY or --all");
+    const char *key = strcmp(argv[1], "--all") == 0 ? NULL : argv[1];
+    if (!c->timeout_given)
+        lcow_client_set_call_timeout(c->client, 0); /* a big disk takes minutes */
+    lcow_compact_summary s;
+    lcow_error err;
+    if (lcow_client_compact(c->client, key, &s, &err) != LCOW_OK)
+        return service_error(&err);
+    if (c->json) {
+        printf("{\"disks\": %" PRId64 ", \"bytes_before\": %" PRId64 ", \"bytes_after\": %" PRId64
+               ", \"in_use\": %" PRId64 ", \"failed\": %" PRId64 "}\n",
+               s.disks, s.bytes_before, s.bytes_after, s.in_use, s.failed);
+        return 0;
+    }
+    char before[32], after[32], back[32];
+    human_size(s.bytes_before, before, sizeof before);
+    human_size(s.bytes_after, after, sizeof after);
+    human_size(s.bytes_before - s.bytes_after, back, sizeof back);
+    if (key)
+        printf("%s: %s -> %s (%s given back)\n", key, before, after, back);
+    else
+        printf("%" PRId64 " disks: %s -> %s (%s given back); %" PRId64 " in use, %" PRId64
+               " failed (see the service log)\n",
+               s.disks, before, after, back, s.in_use, s.failed);
+    return 0;
 }
 
 static int cmd_cleanup(ctl *c, int argc, char **argv)
@@ -938,6 +981,7 @@ static const command commands[] = {
     {"rm", cmd_rm},
     {"info", cmd_info},
     {"usage", cmd_usage},
+    {"compact", cmd_compact},
     {"ls", cmd_ls},
     {"tree", cmd_tree},
     {"label", cmd_label},

@@ -77,7 +77,20 @@ void lcow_mounts_free(lcow_mounts *mounts);
 typedef struct lcow_usage {
     int64_t size;
     int64_t inodes;
+    /* The ext4 view of an active's scratch disk (Usage only, never stored):
+     * used and total bytes and inodes as df counts them; 0 = no view (no
+     * scratch disk, or it could not be read). */
+    uint64_t ext4_used_bytes, ext4_used_inodes;
+    uint64_t ext4_total_bytes, ext4_total_inodes;
 } lcow_usage;
+
+/* What Compact did: disks compacted, their file bytes before and after, and
+ * for Compact --all the disks skipped because in use or failed. */
+typedef struct lcow_compact_summary {
+    int64_t disks;
+    int64_t bytes_before, bytes_after;
+    int64_t in_use, failed;
+} lcow_compact_summary;
 
 /* Input limits (containerd's metadata layer enforces key+value <= 4096). */
 #define LCOW_MAX_KEY_LEN 4096

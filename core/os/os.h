@@ -57,7 +57,9 @@ enum {
     /* Windows: share nothing (no FILE_SHARE_*): the open fails with a
      * sharing violation while anyone else has the file open, and while it
      * is held nobody else can open, rename or delete it, as a VM or a
-     * scanner holding a disk does. POSIX has no mandatory sharing: no effect. */
+     * scanner holding a disk does. POSIX has no mandatory sharing: the
+     * file is flock()ed exclusively instead, so two such opens exclude
+     * each other. Either refusal is FAILED_PRECONDITION "... in use". */
     LCOW_OPEN_SHARE_NONE = 1 << 6,
 };
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -104,6 +105,16 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
             return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "open %s: not a regular file (%s)",
                                   path, strerror(e));
         return os_fail(err, e, "open", path);
+    }
+    if ((flags & LCOW_OPEN_SHARE_NONE) && flock(f->fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f->fd);
+        free(f->path);
+        free(f);
+        if (e == EWOULDBLOCK)
+            return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                  "open %s: in use (locked by another process)", path);
+        return os_fail(err, e, "lock", path);
     }
     if (flags & LCOW_OPEN_REGULAR) {
         struct stat st;

@@ -295,6 +295,9 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
         DWORD e = GetLastError();
         free(f->path);
         free(f);
+        if ((flags & LCOW_OPEN_SHARE_NONE) &&
+            (e == ERROR_SHARING_VIOLATION || e == ERROR_LOCK_VIOLATION))
+            return win_fail_code(err, LCOW_FAILED_PRECONDITION, e, "open (in use)", path);
         return win_fail(err, e, "open", path);
     }
     if (flags & LCOW_OPEN_REGULAR) {

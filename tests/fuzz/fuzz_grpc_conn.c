@@ -124,6 +124,20 @@ lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, l
     return LCOW_OK;
 }
 
+lcow_code lcow_snapshotter_compact(lcow_snapshotter *s, const char *key,
+                                   lcow_compact_summary *summary, lcow_error *err)
+{
+    memset(summary, 0, sizeof *summary);
+    return LCOW_OK;
+}
+
+lcow_code lcow_snapshotter_compact_all(lcow_snapshotter *s, lcow_compact_summary *summary,
+                                       lcow_error *err)
+{
+    memset(summary, 0, sizeof *summary);
+    return LCOW_OK;
+}
+
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                           uint32_t block_size_mb, lcow_error *err)
 {

@@ -314,6 +314,37 @@ lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, l
     return LCOW_OK;
 }
 
+/* Compact: an active "has" a 4 MiB disk that compacts to 3 MiB. */
+lcow_code lcow_snapshotter_compact(lcow_snapshotter *s, const char *key,
+                                   lcow_compact_summary *summary, lcow_error *err)
+{
+    memset(summary, 0, sizeof *summary);
+    lcow_info info = {0};
+    lcow_code code = lcow_snapshotter_stat(s, key, &info, err);
+    lcow_kind kind = info.kind;
+    lcow_info_free(&info);
+    if (code != LCOW_OK)
+        return code;
+    if (kind != LCOW_KIND_ACTIVE)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s has no scratch disk", key);
+    *summary = (lcow_compact_summary){.disks = 1, .bytes_before = 4 << 20, .bytes_after = 3 << 20};
+    return LCOW_OK;
+}
+
+lcow_code lcow_snapshotter_compact_all(lcow_snapshotter *s, lcow_compact_summary *summary,
+                                       lcow_error *err)
+{
+    memset(summary, 0, sizeof *summary);
+    lcow_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->count; i++)
+        if (s->items[i].kind == LCOW_KIND_ACTIVE)
+            summary->disks++;
+    lcow_mutex_unlock(&s->lock);
+    summary->bytes_before = summary->disks * (4 << 20);
+    summary->bytes_after = summary->disks * (3 << 20);
+    return LCOW_OK;
+}
+
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                           uint32_t block_size_mb, lcow_error *err)
 {

@@ -12,6 +12,7 @@
  * message). Compact must give back >= 90% of the deleted bytes; the results
  * are left there for tests/disk/compact-check.sh (qemu-img check, e2fsck
  * -fn, the kept files dumped with debugfs and compared). */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -353,8 +354,8 @@ static uint64_t read_number(const char *name)
     FILE *f = fopen(path, "rb");
     free(path);
     assert_non_null(f);
-    unsigned long long v = 0;
-    assert_int_equal(fscanf(f, "%llu", &v), 1);
+    uint64_t v = 0;
+    assert_int_equal(fscanf(f, "%" SCNu64, &v), 1);
     fclose(f);
     return v;
 }

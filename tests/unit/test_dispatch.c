@@ -181,6 +181,27 @@ lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, l
     return LCOW_OK;
 }
 
+lcow_code lcow_snapshotter_compact(lcow_snapshotter *s, const char *key,
+                                   lcow_compact_summary *summary, lcow_error *err)
+{
+    memset(summary, 0, sizeof *summary);
+    lcow_code code = fake_enter("compact", key, NULL, NULL, err);
+    if (code == LCOW_OK)
+        *summary = (lcow_compact_summary){.disks = 1, .bytes_before = 9 << 20,
+                                          .bytes_after = 5 << 20};
+    return code;
+}
+
+lcow_code lcow_snapshotter_compact_all(lcow_snapshotter *s, lcow_compact_summary *summary,
+                                       lcow_error *err)
+{
+    memset(summary, 0, sizeof *summary);
+    lcow_code code = fake_enter("compact_all", NULL, NULL, NULL, err);
+    if (code == LCOW_OK)
+        *summary = (lcow_compact_summary){.disks = 2, .in_use = 1, .failed = 1};
+    return code;
+}
+
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                           uint32_t block_size_mb, lcow_error *err)
 {
@@ -517,6 +538,36 @@ static void apply_passes_its_fields_and_returns_the_layer(void **state)
     lcow_result_free(&r);
 }
 
+static void compact_takes_a_key_or_all(void **state)
+{
+    lcow_result r;
+    lcow_error e;
+    lcow_params p = params_with_key("ns/1/c");
+    assert_int_equal(roundtrip(LCOW_METHOD_COMPACT, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "compact");
+    assert_string_equal(fake.arg1, "ns/1/c");
+    assert_int_equal(r.compact.disks, 1);
+    assert_int_equal(r.compact.bytes_before, 9 << 20);
+    assert_int_equal(r.compact.bytes_after, 5 << 20);
+    lcow_result_free(&r);
+    p = params_with_key(NULL);
+    p.all = true;
+    assert_int_equal(roundtrip(LCOW_METHOD_COMPACT, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "compact_all");
+    assert_int_equal(r.compact.disks, 2);
+    assert_int_equal(r.compact.in_use, 1);
+    assert_int_equal(r.compact.failed, 1);
+    lcow_result_free(&r);
+    /* Both or neither: refused before the core. */
+    fake.call[0] = '\0';
+    p = params_with_key("ns/1/c");
+    p.all = true;
+    assert_int_equal(roundtrip(LCOW_METHOD_COMPACT, &p, &r, &e), LCOW_INVALID_ARGUMENT);
+    p = params_with_key(NULL);
+    assert_int_equal(roundtrip(LCOW_METHOD_COMPACT, &p, &r, &e), LCOW_INVALID_ARGUMENT);
+    assert_string_equal(fake.call, "");
+}
+
 static void core_errors_reach_the_wire_one_to_one(void **state)
 {
     for (int code = LCOW_NOT_FOUND; code < LCOW_CODE_COUNT; code++) {
@@ -571,6 +622,7 @@ int main(void)
         cmocka_unit_test_setup(version_and_create_scratch, reset),
         cmocka_unit_test_setup(apply_passes_its_fields_and_returns_the_layer, reset),
         cmocka_unit_test_setup(status_counts_the_calls_made, reset),
+        cmocka_unit_test_setup(compact_takes_a_key_or_all, reset),
         cmocka_unit_test_setup(core_errors_reach_the_wire_one_to_one, reset),
         cmocka_unit_test_setup(undecodable_requests_get_error_responses, reset),
     };

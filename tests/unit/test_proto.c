@@ -106,6 +106,7 @@ static void every_method_round_trips_its_params(void **state)
     in.media_type = "application/vnd.oci.image.layer.v1.tar+zstd";
     in.digest = "sha256:00";
     in.verity = true;
+    in.all = true;
     for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
         packed p;
         packed_init(&p);
@@ -167,6 +168,11 @@ static void every_method_round_trips_its_params(void **state)
             assert_string_equal(out->media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
             assert_string_equal(out->digest, "sha256:00");
             assert_true(out->verity);
+            assert_null(out->parent);
+            break;
+        case LCOW_METHOD_COMPACT:
+            assert_string_equal(out->key, "ns/1/k");
+            assert_true(out->all);
             assert_null(out->parent);
             break;
         default:
@@ -550,6 +556,11 @@ static void results_round_trip(void **state)
     in.next = "k";
     in.size = 1LL << 40;
     in.inodes = 7;
+    in.ext4_used_bytes = 5ull << 32;
+    in.ext4_used_inodes = 15;
+    in.ext4_total_bytes = 20ull << 30;
+    in.ext4_total_inodes = 1310720;
+    in.compact = (lcow_compact_summary){2, 9LL << 30, 5LL << 30, 1, 3};
     in.version = "0.1.0";
     in.protocol = 1;
     in.snapshotter = "windows-lcow";
@@ -596,6 +607,17 @@ static void results_round_trip(void **state)
         case LCOW_METHOD_USAGE:
             assert_int_equal(out.size, 1LL << 40);
             assert_int_equal(out.inodes, 7);
+            assert_int_equal(out.ext4_used_bytes, 5ull << 32);
+            assert_int_equal(out.ext4_used_inodes, 15);
+            assert_int_equal(out.ext4_total_bytes, 20ull << 30);
+            assert_int_equal(out.ext4_total_inodes, 1310720);
+            break;
+        case LCOW_METHOD_COMPACT:
+            assert_int_equal(out.compact.disks, 2);
+            assert_int_equal(out.compact.bytes_before, 9LL << 30);
+            assert_int_equal(out.compact.bytes_after, 5LL << 30);
+            assert_int_equal(out.compact.in_use, 1);
+            assert_int_equal(out.compact.failed, 3);
             break;
         case LCOW_METHOD_WALK:
             assert_int_equal(out.infos.count, 2);

@@ -19,6 +19,7 @@
 #endif
 
 #include "core/base/json.h"
+#include "core/disk/vhdx.h"
 #include "core/disk/vdisk.h"
 #include "core/os/os.h"
 #include "core/os/thread.h"
@@ -665,6 +666,122 @@ static void prepare_completes_with_a_fifo_at_the_template(void **state)
 }
 #endif
 
+/* ------------------------------------------------------------ Compact, ext4 usage */
+
+#define MiB (1024u * 1024u)
+
+/* Appends a payload block of junk for virtual MiB `mib` (free space in the
+ * ext4 of a fresh disk) at the end of the file, as a deleted file's data
+ * stays in the VHDX. */
+static void add_junk_block(const char *path, unsigned mib)
+{
+    lcow_file *fh;
+    lcow_error err;
+    ok(lcow_file_open(path, LCOW_OPEN_READ | LCOW_OPEN_WRITE, &fh, &err), &err);
+    lcow_vhdx_io io = lcow_vhdx_io_file(fh);
+    lcow_vhdx_reader *r;
+    ok(lcow_vhdx_reader_open(&io, &r, &err), &err);
+    assert_int_equal(lcow_vhdx_reader_info(r)->block_size, MiB);
+    uint64_t size;
+    ok(lcow_file_size(fh, &size, &err), &err);
+    uint64_t at = (size + MiB - 1) / MiB * MiB;
+    uint8_t *junk = malloc(MiB);
+    assert_non_null(junk);
+    memset(junk, 0x5a, MiB);
+    ok(lcow_file_pwrite(fh, junk, MiB, at, &err), &err);
+    ok(lcow_vhdx_reader_begin_update(r, &err), &err);
+    ok(lcow_vhdx_reader_set_block(r, mib, LCOW_VHDX_BLOCK_FULLY_PRESENT, at, &err), &err);
+    lcow_vhdx_reader_free(r);
+    lcow_file_close(fh);
+    free(junk);
+}
+
+static void compact_gives_back_free_blocks_once_per_disk(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    ok(prep_scratch(f->s, "default/1/owner", NULL, &err), &err);
+    ok(prep_scratch(f->s, "default/2/member", "owner", &err), &err);
+    ok(prep_scratch(f->s, "default/3/alone", NULL, &err), &err);
+    char *owner = sandbox_of(f->s, id_of(f->s, "default/1/owner"));
+    char *alone = sandbox_of(f->s, id_of(f->s, "default/3/alone"));
+    add_junk_block(owner, 64);
+    add_junk_block(owner, 72);
+
+    /* Through the member: the shared disk is the owner's. */
+    lcow_compact_summary sum;
+    ok(lcow_snapshotter_compact(f->s, "default/2/member", &sum, &err), &err);
+    assert_int_equal(sum.disks, 1);
+    assert_int_equal(sum.bytes_before - sum.bytes_after, 2 * MiB);
+    assert_int_equal((int64_t)stat_path(owner).size, sum.bytes_after);
+    assert_disk_valid(owner);
+    ok(lcow_snapshotter_compact(f->s, "default/1/owner", &sum, &err), &err);
+    assert_int_equal(sum.bytes_before, sum.bytes_after);
+
+    /* --all: two disks for three actives, each compacted once. */
+    add_junk_block(owner, 80);
+    add_junk_block(alone, 64);
+    ok(lcow_snapshotter_compact_all(f->s, &sum, &err), &err);
+    assert_int_equal(sum.disks, 2);
+    assert_int_equal(sum.in_use, 0);
+    assert_int_equal(sum.failed, 0);
+    assert_int_equal(sum.bytes_before - sum.bytes_after, 2 * MiB);
+
+    /* A disk someone holds is in use: refused, and skipped by --all. */
+    add_junk_block(owner, 88);
+    uint64_t held_size = stat_path(owner).size;
+    lcow_file *held;
+    ok(lcow_file_open(owner, LCOW_OPEN_READ | LCOW_OPEN_SHARE_NONE, &held, &err), &err);
+    assert_int_equal(lcow_snapshotter_compact(f->s, "default/1/owner", &sum, &err),
+                     LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "in use"));
+    ok(lcow_snapshotter_compact_all(f->s, &sum, &err), &err);
+    assert_int_equal(sum.disks, 1);
+    assert_int_equal(sum.in_use, 1);
+    lcow_file_close(held);
+    assert_int_equal(stat_path(owner).size, held_size);
+    ok(lcow_snapshotter_compact(f->s, "default/1/owner", &sum, &err), &err);
+    assert_int_equal(sum.bytes_before - sum.bytes_after, MiB);
+
+    /* No disk: a view, a committed snapshot; no key. */
+    lcow_mounts m = {0};
+    commit(f->s, "default/4/sealed", "default/3/alone");
+    ok(lcow_snapshotter_view(f->s, "default/5/v", "default/4/sealed", NULL, &m, &err), &err);
+    lcow_mounts_free(&m);
+    assert_int_equal(lcow_snapshotter_compact(f->s, "default/5/v", &sum, &err),
+                     LCOW_FAILED_PRECONDITION);
+    assert_int_equal(lcow_snapshotter_compact(f->s, "default/4/sealed", &sum, &err),
+                     LCOW_FAILED_PRECONDITION);
+    assert_int_equal(lcow_snapshotter_compact(f->s, "default/9/none", &sum, &err), LCOW_NOT_FOUND);
+    check(f->s);
+    free(owner);
+    free(alone);
+}
+
+static void usage_has_the_ext4_view_of_a_scratch_disk(void **state)
+{
+    fixture *f = *state;
+    open_with_scratch(f);
+    lcow_error err;
+    ok(prep_scratch(f->s, "default/1/c", NULL, &err), &err);
+    ok(prep_scratch(f->s, "default/2/m", "c", &err), &err);
+    ok(prep_scratch(f->s, "default/3/extract-1", NULL, &err), &err);
+    lcow_usage u, um, ux;
+    ok(lcow_snapshotter_usage(f->s, "default/1/c", &u, &err), &err);
+    /* A fresh 1 GiB ext4: root, lost+found and the reserved inodes. */
+    assert_int_equal(u.ext4_total_bytes, 1024ull * MiB);
+    assert_int_equal(u.ext4_used_inodes, 11);
+    assert_int_equal(u.ext4_total_inodes, 65536);
+    assert_true(u.ext4_used_bytes > 0 && u.ext4_used_bytes < 64ull * MiB);
+    assert_true(u.size > 0);
+    ok(lcow_snapshotter_usage(f->s, "default/2/m", &um, &err), &err);
+    assert_int_equal(um.ext4_used_bytes, u.ext4_used_bytes);
+    ok(lcow_snapshotter_usage(f->s, "default/3/extract-1", &ux, &err), &err);
+    assert_int_equal(ux.ext4_used_bytes, 0);
+    assert_int_equal(ux.ext4_used_inodes, 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -684,6 +801,8 @@ int main(void)
         T(prepare_completes_with_a_fifo_at_the_template),
 #endif
         T(create_scratch_uses_configured_backend),
+        T(compact_gives_back_free_blocks_once_per_disk),
+        T(usage_has_the_ext4_view_of_a_scratch_disk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
