@@ -1,5 +1,7 @@
 #include "service/config.h"
 
+#include "core/os/tcp.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
@@ -95,6 +97,10 @@ bool lcow_parse_size(const char *text, size_t *out)
         mult = 1024;
     else if (strcmp(unit, "M") == 0 || strcmp(unit, "MiB") == 0)
         mult = 1024 * 1024;
+    else if (strcmp(unit, "G") == 0 || strcmp(unit, "GiB") == 0)
+        mult = 1024ull * 1024 * 1024;
+    else if (strcmp(unit, "T") == 0 || strcmp(unit, "TiB") == 0)
+        mult = 1024ull * 1024 * 1024 * 1024;
     else
         return false;
     if (v > SIZE_MAX / mult)
@@ -109,11 +115,13 @@ typedef enum flag_id {
     F_ROOT,
     F_ADDRESS,
     F_GRPC_ADDRESS,
+    F_METRICS_ADDRESS,
     F_LOG_LEVEL,
     F_LOG_FILE,
     F_SCRATCH_BACKEND,
     F_SCRATCH_DIR_ALLOW,
     F_SCRATCH_FORMAT_FROM_GB,
+    F_LAYER_CACHE_MAX_BYTES,
     F_PIPE_SDDL,
     F_MAX_FRAME_BYTES,
     F_MAX_CONNECTIONS,
@@ -139,11 +147,13 @@ static const flag_def flags[] = {
     {"--root", F_ROOT, true, false, 0},
     {"--address", F_ADDRESS, true, false, 0},
     {"--grpc-address", F_GRPC_ADDRESS, true, false, 0},
+    {"--metrics-address", F_METRICS_ADDRESS, true, false, 0},
     {"--log-level", F_LOG_LEVEL, true, false, 0},
     {"--log-file", F_LOG_FILE, true, false, 0},
     {"--scratch-backend", F_SCRATCH_BACKEND, true, false, 0},
     {"--scratch-dir-allow", F_SCRATCH_DIR_ALLOW, true, false, 0},
     {"--scratch-format-from-gb", F_SCRATCH_FORMAT_FROM_GB, true, false, 0},
+    {"--layer-cache-max-bytes", F_LAYER_CACHE_MAX_BYTES, true, false, 0},
     {"--pipe-sddl", F_PIPE_SDDL, true, true, 0},
     {"--max-frame-bytes", F_MAX_FRAME_BYTES, true, false, 0},
     {"--max-connections", F_MAX_CONNECTIONS, true, false, 0},
@@ -209,6 +219,9 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
     case F_GRPC_ADDRESS: /* "" turns the gRPC endpoint off */
         ok = replace_str(&cfg->grpc_address, value);
         break;
+    case F_METRICS_ADDRESS: /* "" = off, the default */
+        ok = replace_str(&cfg->metrics_address, value);
+        break;
     case F_LOG_LEVEL: {
         int level = lcow_log_level_parse(value);
         if (level < 0)
@@ -254,6 +267,17 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
                                   "and %u",
                                   value, LCOW_SCRATCH_MAX_GB);
         cfg->scratch_format_from_gb = (uint32_t)gb;
+        break;
+    }
+    case F_LAYER_CACHE_MAX_BYTES: {
+        size_t bytes;
+        if (!lcow_parse_size(value, &bytes))
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "--layer-cache-max-bytes: '%s' is not a size (e.g. 20G, 512M; "
+                                  "0 keeps no unreferenced layer)",
+                                  value);
+        cfg->layer_cache_max_bytes = bytes;
+        cfg->layer_cache_max_given = true;
         break;
     }
     case F_PIPE_SDDL:
@@ -442,6 +466,24 @@ static lcow_code absolute_endpoint(const char *flag, char **address, lcow_error 
     return LCOW_OK;
 }
 
+lcow_code lcow_config_check_metrics_address(const char *text, lcow_tcp_address *out,
+                                            lcow_error *err)
+{
+    lcow_tcp_address a;
+    lcow_code code = lcow_tcp_parse_address(text, &a, err);
+    if (code != LCOW_OK)
+        return lcow_error_wrap_code(err, code, "--metrics-address");
+    if (a.wildcard)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "--metrics-address: '%s' would listen on every interface; name "
+                              "the one address to listen on (127.0.0.1:PORT, or an interface's "
+                              "own address to expose the counters beyond this host)",
+                              text);
+    if (out)
+        *out = a;
+    return LCOW_OK;
+}
+
 static lcow_code normalize_paths(lcow_svc_config *cfg, lcow_error *err)
 {
     if (cfg->root) {
@@ -471,6 +513,8 @@ static lcow_code normalize_paths(lcow_svc_config *cfg, lcow_error *err)
     lcow_code code = cfg->address ? check_endpoint("--address", cfg->address, err) : LCOW_OK;
     if (code == LCOW_OK && cfg->grpc_address && cfg->grpc_address[0])
         code = check_endpoint("--grpc-address", cfg->grpc_address, err);
+    if (code == LCOW_OK && cfg->metrics_address && cfg->metrics_address[0])
+        code = lcow_config_check_metrics_address(cfg->metrics_address, NULL, err);
     return code;
 }
 
@@ -556,6 +600,7 @@ void lcow_config_free(lcow_svc_config *cfg)
     free(cfg->root);
     free(cfg->address);
     free(cfg->grpc_address);
+    free(cfg->metrics_address);
     free(cfg->log_file);
     free(cfg->pipe_sddl);
     free(cfg->service_name);
@@ -581,6 +626,9 @@ static const char usage_text[] =
     "  --grpc-address PIPE      containerd's snapshots gRPC API (proxy plugin) on\n"
     "                           this pipe (default: the --address name + -grpc,\n"
     "                           \\\\.\\pipe\\lcowsnap-grpc); \"\" turns it off\n"
+    "  --metrics-address HOST:PORT  Prometheus text at http://HOST:PORT/metrics\n"
+    "                           (default off); a loopback address, or one\n"
+    "                           interface's address, never 0.0.0.0 or [::]\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
     "  --log-file FILE          also append log lines to FILE\n"
     "  --scratch-backend B      auto (default: virtdisk, else lcowsnap's own VHDX\n"
@@ -590,6 +638,8 @@ static const char usage_text[] =
     "  --scratch-format-from-gb N  format scratch disks of N GiB and more in\n"
     "                           place instead of copying the cached template\n"
     "                           (default: always copy)\n"
+    "  --layer-cache-max-bytes N  unreferenced layers the layer store keeps\n"
+    "                           (default 20G; 0 keeps none)\n"
     "  --pipe-sddl SDDL         pipe DACL (default D:P(A;;GA;;;SY)(A;;GA;;;BA):\n"
     "                           SYSTEM and Administrators only)\n"
     "  --max-frame-bytes N      largest request accepted (default 4M)\n"
@@ -634,6 +684,9 @@ static const char usage_text[] =
     "  --grpc-address PATH      containerd's snapshots gRPC API (proxy plugin) on\n"
     "                           this socket (default <root>/lcowsnap-grpc.sock);\n"
     "                           \"\" turns it off\n"
+    "  --metrics-address HOST:PORT  Prometheus text at http://HOST:PORT/metrics\n"
+    "                           (default off); a loopback address, or one\n"
+    "                           interface's address, never 0.0.0.0 or [::]\n"
     "  --log-level LEVEL        error, warn, info (default) or debug\n"
     "  --log-file FILE          also append log lines to FILE\n"
     "  --scratch-backend B      auto (default) or native (virtdisk is Windows-only;\n"
@@ -643,6 +696,8 @@ static const char usage_text[] =
     "  --scratch-format-from-gb N  format scratch disks of N GiB and more in\n"
     "                           place instead of copying the cached template\n"
     "                           (default: always copy)\n"
+    "  --layer-cache-max-bytes N  unreferenced layers the layer store keeps\n"
+    "                           (default 20G; 0 keeps none)\n"
     "  --max-frame-bytes N      largest request accepted (default 4M)\n"
     "  --max-connections N      concurrent clients (default 256)\n"
     "  --idle-timeout D         close idle connections after D (default 5m)\n"

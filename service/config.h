@@ -44,6 +44,14 @@ typedef enum lcow_exit_code {
 /* Short reason for an exit code ("store open failed", ...). */
 const char *lcow_exit_code_name(int code);
 
+/* The rule for --metrics-address (docs/operations.md): HOST:PORT with a
+ * numeric host (or localhost); a loopback address, or one interface's own
+ * address named explicitly; a wildcard (0.0.0.0, [::]) or a missing host is
+ * InvalidArgument. out (may be NULL) gets the parsed address. */
+struct lcow_tcp_address;
+lcow_code lcow_config_check_metrics_address(const char *text, struct lcow_tcp_address *out,
+                                            lcow_error *err);
+
 typedef struct lcow_svc_config {
     lcow_svc_mode mode;
     char *root;    /* absolute after validation */
@@ -51,12 +59,18 @@ typedef struct lcow_svc_config {
     /* The gRPC endpoint's pipe name / socket path (--grpc-address); after
      * validation NULL when turned off with "". */
     char *grpc_address;
+    /* --metrics-address HOST:PORT: the Prometheus endpoint; NULL or "" = off. */
+    char *metrics_address;
     lcow_log_level log_level;
     char *log_file; /* NULL: none */
     lcow_scratch_backend scratch_backend;
     char **scratch_dir_allow; /* absolute directories */
     size_t scratch_dir_allow_count;
     uint32_t scratch_format_from_gb; /* --scratch-format-from-gb; 0 = always copy */
+    /* --layer-cache-max-bytes: the layer store's bound on unreferenced
+     * layers; given = false: the store's default (20 GiB). */
+    uint64_t layer_cache_max_bytes;
+    bool layer_cache_max_given;
     char *pipe_sddl;                 /* NULL: the server's default */
     size_t max_frame_bytes;
     unsigned max_connections;

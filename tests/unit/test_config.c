@@ -58,6 +58,7 @@ static void defaults_without_flags(void **state)
     assert_int_equal(cfg.log_level, LCOW_LOG_INFO);
     assert_int_equal(cfg.scratch_backend, LCOW_SCRATCH_AUTO);
     assert_int_equal(cfg.scratch_format_from_gb, 0);
+    assert_false(cfg.layer_cache_max_given);
     assert_int_equal(cfg.max_frame_bytes, 4 * 1024 * 1024);
     assert_int_equal(cfg.max_connections, 256);
     assert_int_equal(cfg.idle_timeout_ms, 300000);
@@ -77,7 +78,7 @@ static void every_value_flag_parses_in_both_spellings(void **state)
                            ABS_ROOT SEP "a", "--scratch-dir-allow=" ABS_ROOT SEP "b",
                            "--max-frame-bytes", "64K", "--max-connections=32", "--idle-timeout",
                            "5m", "--scratch-format-from-gb=256", "--frame-timeout", "1500ms",
-                           NULL),
+                           "--layer-cache-max-bytes", "20G", NULL),
                      LCOW_OK);
     assert_string_equal(cfg.root, ABS_ROOT);
     assert_true(cfg.root_given);
@@ -91,8 +92,10 @@ static void every_value_flag_parses_in_both_spellings(void **state)
     assert_int_equal(cfg.idle_timeout_ms, 300000);
     assert_int_equal(cfg.scratch_format_from_gb, 256);
     assert_int_equal(cfg.frame_timeout_ms, 1500);
+    assert_true(cfg.layer_cache_max_given);
+    assert_true(cfg.layer_cache_max_bytes == 20ull << 30);
     /* The run-time flags are kept, as given, for the service command line. */
-    assert_int_equal(cfg.service_arg_count, 22);
+    assert_int_equal(cfg.service_arg_count, 24);
     assert_string_equal(cfg.service_args[0], "--root");
     assert_string_equal(cfg.service_args[1], ABS_ROOT);
     assert_string_equal(cfg.service_args[2], "--log-level");
@@ -141,6 +144,14 @@ static void errors_name_the_flag(void **state)
     assert_int_equal(parse(&cfg, &err, "--scratch-format-from-gb", "0", NULL),
                      LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "--scratch-format-from-gb"));
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--layer-cache-max-bytes", "lots", NULL),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "--layer-cache-max-bytes"));
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--layer-cache-max-bytes=0", NULL), LCOW_OK);
+    assert_true(cfg.layer_cache_max_given);
+    assert_true(cfg.layer_cache_max_bytes == 0);
     lcow_config_free(&cfg);
     assert_int_equal(parse(&cfg, &err, "--scratch-dir-allow", "relative", NULL),
                      LCOW_INVALID_ARGUMENT);
