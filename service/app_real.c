@@ -10,7 +10,9 @@
 #include "core/os/thread.h"
 #include "core/snapshotter.h"
 #include "grpc/conn.h"
+#include "rpc/metrics.h"
 #include "rpc/server.h"
+#include "service/config.h"
 #include "service/logging.h"
 
 /* The store: the shims' snapshots (MessagePack-RPC) and, with the gRPC
@@ -80,6 +82,7 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
 typedef struct endpoints {
     lcow_server *rpc;
     lcow_server *grpc;
+    lcow_metrics *metrics; /* --metrics-address; NULL = off */
     lcow_snapshotter *store;
 } endpoints;
 
@@ -122,6 +125,27 @@ static lcow_code start_endpoint(const lcow_svc_config *cfg, const char *address,
     return LCOW_OK;
 }
 
+/* The Prometheus endpoint (rpc/metrics.h): the address passed
+ * lcow_config_check_metrics_address at validation. */
+static lcow_code start_metrics(const char *address, const stores *st, lcow_metrics **out,
+                               lcow_error *err)
+{
+    lcow_tcp_address addr;
+    lcow_code code = lcow_config_check_metrics_address(address, &addr, err);
+    lcow_metrics_store ms[2] = {{"default", st->shims}, {LCOW_GRPC_PARTITION, st->containerd}};
+    if (code == LCOW_OK)
+        code = lcow_metrics_start(&addr, ms, st->containerd ? 2 : 1, out, err);
+    if (code != LCOW_OK)
+        return code;
+    LCOW_LOGI("metrics endpoint: http://%s%s%s:%u/metrics", addr.ipv6 ? "[" : "", addr.host,
+              addr.ipv6 ? "]" : "", (unsigned)lcow_metrics_port(*out));
+    if (!addr.loopback)
+        LCOW_LOGW("metrics endpoint on %s, not a loopback address: whoever reaches it reads the "
+                  "counters (no authentication)",
+                  address);
+    return LCOW_OK;
+}
+
 static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *store,
                                    void **server, lcow_error *err)
 {
@@ -137,10 +161,16 @@ static lcow_code real_start_server(void *ctx, const lcow_svc_config *cfg, void *
         code = start_endpoint(cfg, cfg->grpc_address, true, st->containerd, &e->grpc, err);
     else if (code == LCOW_OK)
         LCOW_LOGI("gRPC endpoint off (--grpc-address \"\")");
+    if (code == LCOW_OK && cfg->metrics_address && cfg->metrics_address[0])
+        code = start_metrics(cfg->metrics_address, st, &e->metrics, err);
     if (code != LCOW_OK) {
         if (e->rpc) {
             lcow_server_stop(e->rpc, 0);
             lcow_server_destroy(e->rpc);
+        }
+        if (e->grpc) {
+            lcow_server_stop(e->grpc, 0);
+            lcow_server_destroy(e->grpc);
         }
         free(e);
         return code;
@@ -184,6 +214,7 @@ static void real_stop_server(void *ctx, void *server, unsigned drain_ms)
         lcow_server_stop(e->grpc, drain_ms);
     lcow_server_destroy(e->rpc);
     lcow_server_destroy(e->grpc);
+    lcow_metrics_stop(e->metrics);
     free(e);
 }
 

@@ -24,3 +24,8 @@ lcow_unit_test(NAME test_session
 # paths: the real snapshotter (no scratch disks) behind the real transport.
 lcow_unit_test(NAME test_alloc SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_alloc.c
                LIBS lcow_rpc lcow_client TIMEOUT 600)
+# The Prometheus endpoint (rpc/metrics.c) on the real store (no scratch
+# disks) and loopback TCP (core/os/tcp.h).
+lcow_unit_test(NAME test_metrics
+               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_metrics.c ${CMAKE_CURRENT_LIST_DIR}/testlib.c
+               LIBS lcow_rpc)

@@ -103,6 +103,27 @@ static void every_value_flag_parses_in_both_spellings(void **state)
     lcow_config_free(&cfg);
 }
 
+/* --metrics-address: loopback, or one interface's address named explicitly;
+ * never a wildcard or a missing host. */
+static void metrics_address_rule(void **state)
+{
+    lcow_svc_config cfg;
+    lcow_error err;
+    assert_int_equal(parse(&cfg, &err, "--metrics-address", "127.0.0.1:9464", NULL), LCOW_OK);
+    assert_string_equal(cfg.metrics_address, "127.0.0.1:9464");
+    lcow_config_free(&cfg);
+    const char *ok_addrs[] = {"127.0.0.1:9464", "localhost:0", "[::1]:9464", "192.0.2.7:9464"};
+    for (size_t i = 0; i < sizeof ok_addrs / sizeof ok_addrs[0]; i++)
+        if (lcow_config_check_metrics_address(ok_addrs[i], NULL, &err) != LCOW_OK)
+            fail_msg("%s refused: %s", ok_addrs[i], err.message);
+    const char *bad[] = {"0.0.0.0:9464", "[::]:9464", ":9464", "9464", "metrics.example:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (lcow_config_check_metrics_address(bad[i], NULL, &err) != LCOW_INVALID_ARGUMENT)
+            fail_msg("%s accepted", bad[i]);
+        assert_non_null(strstr(err.message, "--metrics-address"));
+    }
+}
+
 static void errors_name_the_flag(void **state)
 {
     lcow_svc_config cfg;
@@ -769,6 +790,7 @@ int main(void)
         cmocka_unit_test(defaults_without_flags),
         cmocka_unit_test(every_value_flag_parses_in_both_spellings),
         cmocka_unit_test(errors_name_the_flag),
+        cmocka_unit_test(metrics_address_rule),
         cmocka_unit_test(windows_flags_per_platform),
         cmocka_unit_test(help_tells_the_platform_truth),
         cmocka_unit_test(durations_and_sizes),
