@@ -225,7 +225,39 @@ def malformed():
     bystander.close()
 
 
-for test in (every_method, pipelining, malformed):
+def status_counts():
+    """Status (docs/protocol.md): its counters move by exactly the calls made
+    here between two Status calls (this script is the service's only client)."""
+    c = Conn()
+    before = ok(c, "Status")
+    for key in ("version", "uptime_seconds", "active", "committed", "view", "store_bytes",
+                "scratch_templates", "layers", "pending_removals", "connections_open",
+                "requests_total", "errors_total", "bytes_converted", "bytes_created",
+                "requests", "latency_us"):
+        check(key in before, f"Status has no {key}: {before}")
+    expect_error(c, "Stat", {"key": "py/status-absent"}, "NotFound")
+    expect_error(c, "Stat", {"key": "py/status-absent"}, "NotFound")
+    ok(c, "Prepare", {"key": "py/status-extract-1"})
+    after = ok(c, "Status")
+    req0, req1 = before["requests"], after["requests"]
+
+    def delta(name):
+        return req1.get(name, 0) - req0.get(name, 0)
+    check(delta("Stat/NotFound") == 2, f"Stat/NotFound moved by {delta('Stat/NotFound')}")
+    check(delta("Prepare/OK") == 1, f"Prepare/OK moved by {delta('Prepare/OK')}")
+    check(delta("Status/OK") == 1, f"Status/OK moved by {delta('Status/OK')}")
+    check(after["requests_total"] - before["requests_total"] == 4,
+          f"requests_total {before['requests_total']} -> {after['requests_total']}")
+    check(after["errors_total"] - before["errors_total"] == 2, "errors_total moved by 2")
+    check(after["active"] == before["active"] + 1, f"active {before['active']} -> {after['active']}")
+    check(after["pending_removals"] == 0, f"pending_removals {after['pending_removals']}")
+    lat = after["latency_us"]
+    check(0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], f"latency {lat}")
+    ok(c, "Remove", {"key": "py/status-extract-1"})
+    c.close()
+
+
+for test in (every_method, pipelining, malformed, status_counts):
     try:
         test()
     except Exception as e:  # a crash of the test is a failure, not an error
