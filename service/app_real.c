@@ -30,6 +30,16 @@ static void removal_queued(void *ctx, const char *path, const char *reason)
                    "deleting %s failed (%s); queued, retried in the background", path, reason);
 }
 
+/* One Event Log event per completed compaction (Compact, Compact --all). */
+static void compacted(void *ctx, const char *path, uint64_t before, uint64_t after)
+{
+    (void)ctx;
+    lcow_log_event(LCOW_EVENT_COMPACTED, LCOW_LOG_INFO,
+                   "%s: %llu -> %llu bytes, %llu bytes given back to the host", path,
+                   (unsigned long long)before, (unsigned long long)after,
+                   (unsigned long long)(before - after));
+}
+
 static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **store,
                                  lcow_error *err)
 {
@@ -46,6 +56,7 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
                                                               : 1,
         .no_sync = false,
         .on_removal_queued = removal_queued,
+        .on_compacted = compacted,
     };
     if (cfg->scratch_dir_allow_count == 0)
         LCOW_LOGW("scratch directory allow-list is open: rootfs.location labels and CreateScratch "

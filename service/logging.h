@@ -27,6 +27,7 @@ typedef enum lcow_svc_event {
     LCOW_EVENT_REGISTERED,
     LCOW_EVENT_UNREGISTERED,
     LCOW_EVENT_REMOVAL_QUEUED, /* a held file stopped a deletion: queued, retried */
+    LCOW_EVENT_COMPACTED,      /* Compact gave a scratch disk's free blocks back */
 } lcow_svc_event;
 
 typedef struct lcow_logging_options {

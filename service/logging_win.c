@@ -54,6 +54,8 @@ static DWORD event_id(lcow_svc_event event, lcow_log_level level)
         return LCOWSNAP_MSG_SERVICE_UNREGISTERED;
     case LCOW_EVENT_REMOVAL_QUEUED:
         return LCOWSNAP_MSG_REMOVAL_QUEUED;
+    case LCOW_EVENT_COMPACTED:
+        return LCOWSNAP_MSG_COMPACTED;
     default:
         break;
     }

@@ -959,6 +959,22 @@ static void event_log_gets_one_event_per_queued_removal(void **state)
     assert_non_null(wcsstr(fake.events[0].text, L"rm-7"));
 }
 
+/* The event of a completed compaction (core/snapshotter_compact.c through
+ * service/app_real.c): its own ID, information, at any --log-level. */
+static void event_log_gets_one_event_per_compaction(void **state)
+{
+    lcow_logging_options opts = {.level = LCOW_LOG_ERROR, .event_source = "lcow-compact"};
+    lcow_error err;
+    assert_int_equal(lcow_logging_start(&opts, &err), LCOW_OK);
+    lcow_log_event(LCOW_EVENT_COMPACTED, LCOW_LOG_INFO, "%s: %d -> %d bytes",
+                   "C:\\state\\snapshots\\12\\sandbox.vhdx", 9, 5);
+    lcow_logging_stop();
+    assert_int_equal(fake.event_count, 1);
+    assert_int_equal(fake.events[0].id, LCOWSNAP_MSG_COMPACTED);
+    assert_int_equal(fake.events[0].type, EVENTLOG_INFORMATION_TYPE);
+    assert_non_null(wcsstr(fake.events[0].text, L"12\\sandbox.vhdx"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -993,6 +1009,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(event_log_gets_levels_but_not_debug, setup, teardown),
         cmocka_unit_test_setup_teardown(event_log_gets_one_event_per_queued_removal, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(event_log_gets_one_event_per_compaction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
