@@ -371,6 +371,37 @@ lcow_code lcow_client_usage(lcow_client *c, const char *key, lcow_usage *usage, 
     return code;
 }
 
+lcow_code lcow_client_layers(lcow_client *c, lcow_layer_entries *layers, lcow_error *err)
+{
+    lcow_result r;
+    memset(layers, 0, sizeof *layers);
+    lcow_code code = lcow_client_call(c, LCOW_METHOD_LAYERS, NULL, &r, err);
+    if (code == LCOW_OK) {
+        *layers = r.layers;
+        r.layers = (lcow_layer_entries){0};
+        lcow_result_free(&r);
+    }
+    return code;
+}
+
+lcow_code lcow_client_prune_layers(lcow_client *c, bool all, uint64_t older_than_seconds,
+                                   int64_t *layers, int64_t *bytes, lcow_error *err)
+{
+    lcow_params p = borrow_labels(NULL);
+    p.all = all;
+    p.older_than_seconds = older_than_seconds;
+    lcow_result r;
+    lcow_code code = lcow_client_call(c, LCOW_METHOD_PRUNE_LAYERS, &p, &r, err);
+    if (code == LCOW_OK) {
+        if (layers)
+            *layers = r.pruned_layers;
+        if (bytes)
+            *bytes = r.pruned_bytes;
+        lcow_result_free(&r);
+    }
+    return code;
+}
+
 lcow_code lcow_client_compact(lcow_client *c, const char *key, lcow_compact_summary *summary,
                               lcow_error *err)
 {

@@ -68,6 +68,12 @@ lcow_code lcow_client_usage(lcow_client *c, const char *key, lcow_usage *usage, 
 /* Compact key's scratch disk, or with key NULL every active's (all=true). */
 lcow_code lcow_client_compact(lcow_client *c, const char *key, lcow_compact_summary *summary,
                               lcow_error *err);
+/* The layer store's layers (*layers: free with lcow_layer_entries_free). */
+lcow_code lcow_client_layers(lcow_client *c, lcow_layer_entries *layers, lcow_error *err);
+/* Removes unreferenced stored layers: every one (all) or those last used
+ * older_than_seconds ago or more; *layers and *bytes (may be NULL) say what went. */
+lcow_code lcow_client_prune_layers(lcow_client *c, bool all, uint64_t older_than_seconds,
+                                   int64_t *layers, int64_t *bytes, lcow_error *err);
 /* One page; *next (malloc'd, NULL at the end) continues with after=*next. */
 lcow_code lcow_client_walk(lcow_client *c, const char *const *filters, size_t filter_count,
                            size_t limit, const char *after, lcow_infos *infos, char **next,

@@ -85,6 +85,62 @@ static lcow_code do_compact(lcow_snapshotter *s, const lcow_params *p, lcow_resu
     return lcow_snapshotter_compact(s, p->key, &r->compact, err);
 }
 
+typedef struct layers_collect {
+    lcow_layer_entries *out;
+    bool out_of_memory;
+} layers_collect;
+
+static int collect_layer(void *ctx, const lcow_layer_store_info *info,
+                         const char *const *blob_digests, size_t blob_count)
+{
+    layers_collect *c = ctx;
+    lcow_layer_entry e = {.diff_id = (char *)info->diff_id,
+                          .verity = info->verity,
+                          .verity_root_hash = info->verity ? (char *)info->verity_root_hash : NULL,
+                          .bytes = (int64_t)info->bytes,
+                          .references = info->references,
+                          .created = info->created,
+                          .last_use = info->last_use,
+                          .blob_digests = {blob_count, (char **)blob_digests}};
+    if (c->out->count >= LCOW_LAYERS_MAX || !lcow_layer_entries_push_copy(c->out, &e)) {
+        c->out_of_memory = true;
+        return 1;
+    }
+    return 0;
+}
+
+static lcow_code do_layers(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                           lcow_error *err)
+{
+    layers_collect c = {.out = &r->layers};
+    lcow_code code = lcow_snapshotter_list_layers(s, collect_layer, &c, err);
+    if (code == LCOW_OK && c.out_of_memory)
+        code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED,
+                              "out of memory (or more than %d layers) listing the layers",
+                              LCOW_LAYERS_MAX);
+    return code;
+}
+
+static lcow_code do_prune_layers(lcow_snapshotter *s, const lcow_params *p, lcow_result *r,
+                                 lcow_error *err)
+{
+    if (p->older_than_seconds > INT64_MAX)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "PruneLayers: older_than_seconds is too large");
+    if (!p->all && p->older_than_seconds == 0)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "PruneLayers takes all=true or older_than_seconds > 0");
+    lcow_layer_store_prune_options o = {.all = p->all,
+                                        .older_than_sec = (int64_t)p->older_than_seconds};
+    lcow_layer_store_prune_result res;
+    lcow_code code = lcow_snapshotter_prune_layers(s, &o, &res, err);
+    if (code == LCOW_OK) {
+        r->pruned_layers = (int64_t)res.layers;
+        r->pruned_bytes = (int64_t)res.bytes;
+    }
+    return code;
+}
+
 typedef struct walk_collect {
     lcow_infos *infos;
     bool out_of_memory;
@@ -219,6 +275,8 @@ static const method_row method_table[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_APPLY] = {do_apply, false}, /* minutes of file work: the worker pool */
     [LCOW_METHOD_STATUS] = {do_status, false}, /* walks the store */
     [LCOW_METHOD_COMPACT] = {do_compact, false}, /* rewrites a disk: the worker pool */
+    [LCOW_METHOD_LAYERS] = {do_layers, false},   /* reads the layer store's files */
+    [LCOW_METHOD_PRUNE_LAYERS] = {do_prune_layers, false},
 };
 
 lcow_code lcow_dispatch_fill_counters(lcow_status *o, lcow_error *err)

@@ -22,6 +22,8 @@ typedef enum field_type {
     FT_INFOS,  /* lcow_infos */
     FT_BOOL,   /* bool; absent = false */
     FT_COUNTERS, /* lcow_counters: a map of string -> integer */
+    FT_TIME,     /* lcow_time: a msgpack Timestamp */
+    FT_LAYERS,   /* lcow_layer_entries: an array of layer_fields maps */
 } field_type;
 
 typedef struct field_spec {
@@ -68,6 +70,30 @@ static const field_spec apply_params[] = {
     {"media_type", FT_STR, false, P(media_type)},
     {"digest", FT_STR, false, P(digest)},
     {"verity", FT_BOOL, false, P(verity)},
+};
+
+static const field_spec prune_layers_params[] = {
+    {"all", FT_BOOL, false, P(all)},
+    {"older_than_seconds", FT_U64, false, P(older_than_seconds)},
+};
+
+#define L(f) offsetof(lcow_layer_entry, f)
+/* One element of Layers' "layers". */
+static const field_spec layer_fields[] = {
+    {"diff_id", FT_STR, true, L(diff_id)},
+    {"verity", FT_BOOL, false, L(verity)},
+    {"verity_root_hash", FT_STR, false, L(verity_root_hash)},
+    {"bytes", FT_I64, true, L(bytes)},
+    {"references", FT_I64, true, L(references)},
+    {"created", FT_TIME, true, L(created)},
+    {"last_use", FT_TIME, true, L(last_use)},
+    {"blob_digests", FT_STRV, false, L(blob_digests)},
+};
+#undef L
+static const field_spec layers_result[] = {{"layers", FT_LAYERS, true, R(layers)}};
+static const field_spec prune_layers_result[] = {
+    {"layers", FT_I64, true, R(pruned_layers)},
+    {"bytes", FT_I64, true, R(pruned_bytes)},
 };
 
 static const field_spec mounts_result[] = {{"mounts", FT_MOUNTS, true, R(mounts)}};
@@ -158,6 +184,9 @@ static const method_desc methods[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_APPLY] = {"Apply", FIELDS(apply_params), FIELDS(apply_result)},
     [LCOW_METHOD_STATUS] = {"Status", NO_FIELDS, FIELDS(status_result)},
     [LCOW_METHOD_COMPACT] = {"Compact", FIELDS(compact_params), FIELDS(compact_result)},
+    [LCOW_METHOD_LAYERS] = {"Layers", NO_FIELDS, FIELDS(layers_result)},
+    [LCOW_METHOD_PRUNE_LAYERS] = {"PruneLayers", FIELDS(prune_layers_params),
+                                  FIELDS(prune_layers_result)},
 };
 
 const char *lcow_method_name(lcow_method method)
@@ -252,9 +281,49 @@ void lcow_result_free(lcow_result *r)
     free(r->diff_id);
     free(r->digest);
     free(r->verity_root_hash);
+    lcow_layer_entries_free(&r->layers);
     lcow_counters_free(&r->status.requests);
     lcow_counters_free(&r->status.latency_us);
     memset(r, 0, sizeof *r);
+}
+
+static void layer_entry_free(lcow_layer_entry *e)
+{
+    free(e->diff_id);
+    free(e->verity_root_hash);
+    lcow_strv_free(&e->blob_digests);
+    memset(e, 0, sizeof *e);
+}
+
+bool lcow_layer_entries_push_copy(lcow_layer_entries *v, const lcow_layer_entry *e)
+{
+    if (!lcow_grow(&v->items, &v->cap, v->count + 1, sizeof *v->items))
+        return false;
+    lcow_layer_entry *c = &v->items[v->count];
+    *c = (lcow_layer_entry){.verity = e->verity,
+                            .bytes = e->bytes,
+                            .references = e->references,
+                            .created = e->created,
+                            .last_use = e->last_use};
+    bool ok = (c->diff_id = lcow_strdup(e->diff_id ? e->diff_id : "")) != NULL;
+    if (ok && e->verity_root_hash)
+        ok = (c->verity_root_hash = lcow_strdup(e->verity_root_hash)) != NULL;
+    for (size_t i = 0; ok && i < e->blob_digests.count; i++)
+        ok = lcow_strv_push(&c->blob_digests, e->blob_digests.items[i]);
+    if (!ok) {
+        layer_entry_free(c);
+        return false;
+    }
+    v->count++;
+    return true;
+}
+
+void lcow_layer_entries_free(lcow_layer_entries *v)
+{
+    for (size_t i = 0; i < v->count; i++)
+        layer_entry_free(&v->items[i]);
+    free(v->items);
+    memset(v, 0, sizeof *v);
 }
 
 bool lcow_counters_add(lcow_counters *c, const char *name, int64_t value)
@@ -477,6 +546,9 @@ static lcow_code decode_mount(const msgpack_object *o, lcow_mount *m, lcow_error
     return LCOW_OK;
 }
 
+static lcow_code decode_map(const field_spec *fields, size_t count, const msgpack_object *map,
+                            void *base, const char *owner, const char *part, lcow_error *err);
+
 static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void *base,
                               lcow_error *err)
 {
@@ -560,6 +632,27 @@ static lcow_code decode_field(const field_spec *f, const msgpack_object *v, void
             if (code == LCOW_OK && !lcow_counters_add(c, name, n))
                 code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
             free(name);
+            if (code != LCOW_OK)
+                return code;
+        }
+        return LCOW_OK;
+    }
+    case FT_TIME:
+        return decode_time(v, what, (lcow_time *)at, err);
+    case FT_LAYERS: {
+        lcow_layer_entries *layers = (lcow_layer_entries *)at;
+        if (v->type != MSGPACK_OBJECT_ARRAY)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: expected an array", what);
+        if (v->via.array.size > LCOW_LAYERS_MAX)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: more than %d layers", what,
+                                  LCOW_LAYERS_MAX);
+        for (uint32_t i = 0; i < v->via.array.size; i++) {
+            lcow_layer_entry e = {0};
+            lcow_code code = decode_map(layer_fields, sizeof layer_fields / sizeof layer_fields[0],
+                                        &v->via.array.ptr[i], &e, what, "element", err);
+            if (code == LCOW_OK && !lcow_layer_entries_push_copy(layers, &e))
+                code = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
+            layer_entry_free(&e);
             if (code != LCOW_OK)
                 return code;
         }
@@ -772,6 +865,8 @@ static bool field_present(const field_spec *f, const void *base)
     }
 }
 
+static bool pack_map(msgpack_packer *pk, const field_spec *fields, size_t count, const void *base);
+
 static bool pack_field(msgpack_packer *pk, const field_spec *f, const void *base)
 {
     const char *at = (const char *)base + f->offset;
@@ -819,6 +914,18 @@ static bool pack_field(msgpack_packer *pk, const field_spec *f, const void *base
         for (size_t i = 0; i < c->count; i++)
             if (!pack_str(pk, c->items[i].name) ||
                 msgpack_pack_int64(pk, c->items[i].value) != 0)
+                return false;
+        return true;
+    }
+    case FT_TIME:
+        return pack_time(pk, *(const lcow_time *)at);
+    case FT_LAYERS: {
+        const lcow_layer_entries *layers = (const lcow_layer_entries *)at;
+        if (msgpack_pack_array(pk, layers->count) != 0)
+            return false;
+        for (size_t i = 0; i < layers->count; i++)
+            if (!pack_map(pk, layer_fields, sizeof layer_fields / sizeof layer_fields[0],
+                          &layers->items[i]))
                 return false;
         return true;
     }

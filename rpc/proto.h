@@ -53,6 +53,8 @@ typedef enum lcow_method {
     LCOW_METHOD_APPLY,
     LCOW_METHOD_STATUS,
     LCOW_METHOD_COMPACT,
+    LCOW_METHOD_LAYERS,
+    LCOW_METHOD_PRUNE_LAYERS,
     LCOW_METHOD_COUNT
 } lcow_method;
 
@@ -89,7 +91,9 @@ typedef struct lcow_params {
     char *media_type; /* Apply; NULL = detect */
     char *digest;     /* Apply; NULL = not checked */
     bool verity;      /* Apply */
-    bool all;         /* Compact: every active's disk instead of key's */
+    bool all;         /* Compact: every active's disk instead of key's; PruneLayers: every
+                         unreferenced layer */
+    uint64_t older_than_seconds; /* PruneLayers; 0 = no age rule */
 } lcow_params;
 
 void lcow_params_free(lcow_params *params);
@@ -137,6 +141,30 @@ typedef struct lcow_status {
     lcow_counters latency_us; /* "p50", "p90", "p99", "max": bucket upper bounds */
 } lcow_status;
 
+/* One stored layer (Layers: core/layer/store.h's lcow_layer_store_info). */
+typedef struct lcow_layer_entry {
+    char *diff_id; /* "sha256:<hex>" */
+    bool verity;
+    char *verity_root_hash; /* NULL without verity */
+    int64_t bytes;          /* layer.vhd */
+    int64_t references;     /* snapshots linking it */
+    lcow_time created;
+    lcow_time last_use;
+    lcow_strv blob_digests; /* blobs known to give this diffID */
+} lcow_layer_entry;
+
+typedef struct lcow_layer_entries {
+    size_t count, cap;
+    lcow_layer_entry *items;
+} lcow_layer_entries;
+
+/* Clients accept at most this many layers in one answer. */
+#define LCOW_LAYERS_MAX 100000
+
+/* Appends a copy of e; false when out of memory. */
+bool lcow_layer_entries_push_copy(lcow_layer_entries *v, const lcow_layer_entry *e);
+void lcow_layer_entries_free(lcow_layer_entries *v);
+
 /* Results of every method, flattened. */
 typedef struct lcow_result {
     lcow_mounts mounts; /* Prepare, View, Mounts */
@@ -147,6 +175,9 @@ typedef struct lcow_result {
     /* Usage: the scratch disk's ext4 view (lcow_usage); 0 = absent. */
     uint64_t ext4_used_bytes, ext4_used_inodes, ext4_total_bytes, ext4_total_inodes;
     lcow_compact_summary compact; /* Compact */
+    lcow_layer_entries layers;    /* Layers */
+    int64_t pruned_layers;        /* PruneLayers */
+    int64_t pruned_bytes;
     lcow_infos infos; /* Walk */
     char *next;       /* Walk; NULL = no more */
     char *version;    /* Version */

@@ -42,6 +42,8 @@ static const char usage_text[] =
     "  info KEY\n"
     "  usage [KEY]\n"
     "  compact KEY | compact --all\n"
+    "  layers\n"
+    "  prune --all | prune --older-than D   (D: 3600, 90m, 12h, 30d)\n"
     "  ls [--filter EXPR]...\n"
     "  tree\n"
     "  label KEY [k=v|k=]...\n"
@@ -715,6 +717,108 @@ static int cmd_compact(ctl *c, int argc, char **argv)
     return 0;
 }
 
+static int cmd_layers(ctl *c, int argc, char **argv)
+{
+    if (argc != 1)
+        return usage_error("%s", "layers takes no arguments");
+    lcow_layer_entries l;
+    lcow_error err;
+    if (lcow_client_layers(c->client, &l, &err) != LCOW_OK)
+        return service_error(&err);
+    if (c->json)
+        fputs("[", stdout);
+    else
+        printf("%-71s  %6s  %10s  %4s  %-20s  %s\n", "DIFF-ID", "VERITY", "SIZE", "REFS",
+               "LAST-USE", "BLOBS");
+    for (size_t i = 0; i < l.count; i++) {
+        const lcow_layer_entry *e = &l.items[i];
+        char created[48], used[48];
+        format_time(e->created, created, sizeof created);
+        format_time(e->last_use, used, sizeof used);
+        if (c->json) {
+            printf("%s\n  {\"diff_id\": ", i ? "," : "");
+            json_str(e->diff_id);
+            printf(", \"verity\": %s, \"verity_root_hash\": ", e->verity ? "true" : "false");
+            json_str(e->verity_root_hash ? e->verity_root_hash : "");
+            printf(", \"bytes\": %" PRId64 ", \"references\": %" PRId64
+                   ", \"created\": \"%s\", \"last_use\": \"%s\", \"blob_digests\": [",
+                   e->bytes, e->references, created, used);
+            for (size_t j = 0; j < e->blob_digests.count; j++) {
+                fputs(j ? ", " : "", stdout);
+                json_str(e->blob_digests.items[j]);
+            }
+            fputs("]}", stdout);
+            continue;
+        }
+        char size[32];
+        human_size(e->bytes, size, sizeof size);
+        used[19] = '\0'; /* to the second */
+        printf("%-71s  %6s  %10s  %4" PRId64 "  %-20s  ", e->diff_id, e->verity ? "yes" : "no",
+               size, e->references, used);
+        for (size_t j = 0; j < e->blob_digests.count; j++)
+            printf("%s%s", j ? "," : "", e->blob_digests.items[j]);
+        puts(e->blob_digests.count ? "" : "-");
+        if (e->verity && e->verity_root_hash)
+            printf("  verity root hash %s\n", e->verity_root_hash);
+    }
+    if (c->json)
+        puts(l.count ? "\n]" : "]");
+    lcow_layer_entries_free(&l);
+    return 0;
+}
+
+/* "3600", "3600s", "90m", "12h", "30d" -> seconds (> 0). */
+static bool parse_age(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!*s || s[0] == '-')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mult = 1;
+    if (end == s)
+        return false;
+    if (*end == 'd')
+        mult = 86400;
+    else if (*end == 'h')
+        mult = 3600;
+    else if (*end == 'm')
+        mult = 60;
+    else if (*end != 's' && *end != '\0')
+        return false;
+    if (*end && end[1])
+        return false;
+    if (v == 0 || v > (uint64_t)INT64_MAX / mult)
+        return false;
+    *out = v * mult;
+    return true;
+}
+
+static int cmd_prune(ctl *c, int argc, char **argv)
+{
+    bool all = false;
+    uint64_t age = 0;
+    if (argc == 2 && strcmp(argv[1], "--all") == 0)
+        all = true;
+    else if (argc == 3 && strcmp(argv[1], "--older-than") == 0) {
+        if (!parse_age(argv[2], &age))
+            return usage_error("\"%s\" is not a positive duration (3600, 90m, 12h, 30d)",
+                               argv[2]);
+    } else
+        return usage_error("%s", "prune needs --all or --older-than D");
+    int64_t layers = 0, bytes = 0;
+    lcow_error err;
+    if (lcow_client_prune_layers(c->client, all, age, &layers, &bytes, &err) != LCOW_OK)
+        return service_error(&err);
+    if (c->json) {
+        printf("{\"layers\": %" PRId64 ", \"bytes\": %" PRId64 "}\n", layers, bytes);
+        return 0;
+    }
+    char size[32];
+    human_size(bytes, size, sizeof size);
+    printf("%" PRId64 " layers removed, %s freed\n", layers, size);
+    return 0;
+}
+
 static int cmd_cleanup(ctl *c, int argc, char **argv)
 {
     if (argc != 1)
@@ -982,6 +1086,8 @@ static const command commands[] = {
     {"info", cmd_info},
     {"usage", cmd_usage},
     {"compact", cmd_compact},
+    {"layers", cmd_layers},
+    {"prune", cmd_prune},
     {"ls", cmd_ls},
     {"tree", cmd_tree},
     {"label", cmd_label},

@@ -576,7 +576,58 @@ def cmd_service(shared, tmp, ctl_cmd):
     rc, _, err = ctl("rm", "it/apply/extract-bad", "it/apply/c", "it/apply/c3")
     if rc:
         fail("rm: %s" % err)
+    layer_store(ctl, gz1, r1, r2, r3)
     return 1 if failures else 0
+
+
+def layer_store(ctl, gz1, r1, r2, r3):
+    """lcowsnapctl layers / prune and the layer labels, on what cmd_service
+    imported: l1 (gzip, verity), l2 (no verity), l3 (import, verity)."""
+    def stored():
+        return {(e["diff_id"], e["verity"]): e for e in ctl.json("layers")}
+    want = {(r1["diff_id"], True), (r2["diff_id"], False), (r3["diff_id"], True)}
+    got = stored()
+    if set(got) != want or any(e["references"] != 1 for e in got.values()):
+        fail("layers: %s, want %s with one reference each" % (sorted(got.items()), want))
+    else:
+        ok("layers lists the %d imported layers, one reference each" % len(got))
+    e1 = got.get((r1["diff_id"], True), {})
+    if e1.get("verity_root_hash") != r1["verity_root_hash"] or \
+            e1.get("blob_digests") != [r1["digest"]]:
+        fail("layers: l1 is %s (want root %s, blob %s)" %
+             (e1, r1["verity_root_hash"], r1["digest"]))
+    labels = ctl.json("info", "it/apply/l1")["labels"]
+    if labels.get("containerd.io/snapshot/diff-id") != r1["diff_id"] or \
+            labels.get("containerd.io/snapshot/lcow/verity-root-hash") != r1["verity_root_hash"]:
+        fail("info it/apply/l1: labels %s" % labels)
+    else:
+        ok("info it/apply/l1 labels the diffID and the verity root hash")
+    # the same blob again: linked (one more reference), not a second copy
+    ctl.json("import", "--verity", "--digest", r1["digest"], "it/apply/l1b", ctl.path(gz1))
+    e1 = stored().get((r1["diff_id"], True), {})
+    if e1.get("references") != 2:
+        fail("after importing l1's blob again: %s" % e1)
+    else:
+        ok("importing l1's blob again links the stored layer (2 references)")
+    rc, out, err = ctl("prune", "--older-than", "1d")
+    if rc or not out.startswith("0 layers removed"):
+        fail("prune --older-than 1d: exit %d %r %r" % (rc, out, err))
+    rc, _, err = ctl("rm", "it/apply/l1b", "it/apply/l3", "it/apply/l2", "it/apply/l1")
+    if rc:
+        fail("rm: %s" % err)
+    got = stored()
+    if set(got) != want or any(e["references"] != 0 for e in got.values()):
+        fail("after rm, layers: %s (kept, unreferenced)" % sorted(got.items()))
+    else:
+        ok("after rm the layers stay cached, unreferenced")
+    rc, out, err = ctl("prune", "--bogus")
+    if rc != 2:
+        fail("prune --bogus: exit %d" % rc)
+    pr = ctl.json("prune", "--all")
+    if pr["layers"] != 3 or stored():
+        fail("prune --all: %s, left %s" % (pr, sorted(stored())))
+    else:
+        ok("prune --all removed %d layers (%d bytes)" % (pr["layers"], pr["bytes"]))
 
 
 # ---- crash ------------------------------------------------------------------

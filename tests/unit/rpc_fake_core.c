@@ -345,6 +345,20 @@ lcow_code lcow_snapshotter_compact_all(lcow_snapshotter *s, lcow_compact_summary
     return LCOW_OK;
 }
 
+lcow_code lcow_snapshotter_list_layers(lcow_snapshotter *s, lcow_layer_store_list_fn fn, void *ctx,
+                                       lcow_error *err)
+{
+    return LCOW_OK; /* no layer store: nothing stored */
+}
+
+lcow_code lcow_snapshotter_prune_layers(lcow_snapshotter *s,
+                                        const lcow_layer_store_prune_options *opts,
+                                        lcow_layer_store_prune_result *res, lcow_error *err)
+{
+    memset(res, 0, sizeof *res);
+    return LCOW_OK;
+}
+
 lcow_code lcow_snapshotter_create_scratch(lcow_snapshotter *s, const char *path, uint32_t size_gb,
                                           uint32_t block_size_mb, lcow_error *err)
 {

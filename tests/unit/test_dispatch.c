@@ -192,6 +192,40 @@ lcow_code lcow_snapshotter_compact(lcow_snapshotter *s, const char *key,
     return code;
 }
 
+/* Two layers: a verity one with two blobs, a plain one with none. */
+lcow_code lcow_snapshotter_list_layers(lcow_snapshotter *s, lcow_layer_store_list_fn fn, void *ctx,
+                                       lcow_error *err)
+{
+    lcow_code code = fake_enter("list_layers", NULL, NULL, NULL, err);
+    if (code != LCOW_OK)
+        return code;
+    lcow_layer_store_info a = {.diff_id = "sha256:aa",
+                               .verity = true,
+                               .verity_root_hash = "bb",
+                               .bytes = 1ull << 33,
+                               .references = 2,
+                               .created = {1700000000, 5},
+                               .last_use = {1700000100, 7}};
+    const char *blobs[] = {"sha256:b1", "sha256:b2"};
+    if (fn(ctx, &a, blobs, 2) != 0)
+        return LCOW_OK;
+    lcow_layer_store_info b = {.diff_id = "sha256:cc", .bytes = 4096};
+    fn(ctx, &b, NULL, 0);
+    return LCOW_OK;
+}
+
+lcow_code lcow_snapshotter_prune_layers(lcow_snapshotter *s,
+                                        const lcow_layer_store_prune_options *opts,
+                                        lcow_layer_store_prune_result *res, lcow_error *err)
+{
+    char age[32];
+    snprintf(age, sizeof age, "%lld", (long long)opts->older_than_sec);
+    lcow_code code = fake_enter("prune_layers", opts->all ? "all" : "not all", age, NULL, err);
+    if (code == LCOW_OK)
+        *res = (lcow_layer_store_prune_result){.layers = 3, .bytes = 5ull << 30};
+    return code;
+}
+
 lcow_code lcow_snapshotter_compact_all(lcow_snapshotter *s, lcow_compact_summary *summary,
                                        lcow_error *err)
 {
@@ -538,6 +572,57 @@ static void apply_passes_its_fields_and_returns_the_layer(void **state)
     lcow_result_free(&r);
 }
 
+static void layers_lists_the_store(void **state)
+{
+    lcow_result r;
+    lcow_error e;
+    assert_int_equal(roundtrip(LCOW_METHOD_LAYERS, NULL, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "list_layers");
+    assert_int_equal(r.layers.count, 2);
+    const lcow_layer_entry *a = &r.layers.items[0], *b = &r.layers.items[1];
+    assert_string_equal(a->diff_id, "sha256:aa");
+    assert_true(a->verity);
+    assert_string_equal(a->verity_root_hash, "bb");
+    assert_int_equal(a->bytes, 1ll << 33);
+    assert_int_equal(a->references, 2);
+    assert_int_equal(a->created.sec, 1700000000);
+    assert_int_equal(a->last_use.nsec, 7);
+    assert_int_equal(a->blob_digests.count, 2);
+    assert_string_equal(a->blob_digests.items[1], "sha256:b2");
+    assert_string_equal(b->diff_id, "sha256:cc");
+    assert_false(b->verity);
+    assert_null(b->verity_root_hash);
+    assert_int_equal(b->blob_digests.count, 0);
+    lcow_result_free(&r);
+}
+
+static void prune_layers_needs_all_or_an_age(void **state)
+{
+    lcow_result r;
+    lcow_error e;
+    lcow_params p = params_with_key(NULL);
+    p.all = true;
+    assert_int_equal(roundtrip(LCOW_METHOD_PRUNE_LAYERS, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.call, "prune_layers");
+    assert_string_equal(fake.arg1, "all");
+    assert_int_equal(r.pruned_layers, 3);
+    assert_int_equal(r.pruned_bytes, 5ll << 30);
+    lcow_result_free(&r);
+    p.all = false;
+    p.older_than_seconds = 86400;
+    assert_int_equal(roundtrip(LCOW_METHOD_PRUNE_LAYERS, &p, &r, &e), LCOW_OK);
+    assert_string_equal(fake.arg1, "not all");
+    assert_string_equal(fake.arg2, "86400");
+    lcow_result_free(&r);
+    /* neither: refused before the core */
+    fake.call[0] = '\0';
+    p.older_than_seconds = 0;
+    assert_int_equal(roundtrip(LCOW_METHOD_PRUNE_LAYERS, &p, &r, &e), LCOW_INVALID_ARGUMENT);
+    assert_string_equal(fake.call, "");
+    assert_non_null(strstr(e.message, "older_than_seconds"));
+    lcow_result_free(&r);
+}
+
 static void compact_takes_a_key_or_all(void **state)
 {
     lcow_result r;
@@ -623,6 +708,8 @@ int main(void)
         cmocka_unit_test_setup(apply_passes_its_fields_and_returns_the_layer, reset),
         cmocka_unit_test_setup(status_counts_the_calls_made, reset),
         cmocka_unit_test_setup(compact_takes_a_key_or_all, reset),
+        cmocka_unit_test_setup(layers_lists_the_store, reset),
+        cmocka_unit_test_setup(prune_layers_needs_all_or_an_age, reset),
         cmocka_unit_test_setup(core_errors_reach_the_wire_one_to_one, reset),
         cmocka_unit_test_setup(undecodable_requests_get_error_responses, reset),
     };

@@ -107,6 +107,7 @@ static void every_method_round_trips_its_params(void **state)
     in.digest = "sha256:00";
     in.verity = true;
     in.all = true;
+    in.older_than_seconds = 86400;
     for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
         packed p;
         packed_init(&p);
@@ -174,6 +175,11 @@ static void every_method_round_trips_its_params(void **state)
             assert_string_equal(out->key, "ns/1/k");
             assert_true(out->all);
             assert_null(out->parent);
+            break;
+        case LCOW_METHOD_PRUNE_LAYERS:
+            assert_true(out->all);
+            assert_int_equal(out->older_than_seconds, 86400);
+            assert_null(out->key);
             break;
         default:
             assert_null(out->key);
@@ -571,6 +577,21 @@ static void results_round_trip(void **state)
     in.digest = "sha256:22";
     in.layer_bytes = (1LL << 37) + 512;
     in.verity_root_hash = "ab";
+    char *blob_digests[] = {"sha256:b1", "sha256:b2"};
+    lcow_layer_entry layer_items[2] = {
+        {.diff_id = "sha256:d1",
+         .verity = true,
+         .verity_root_hash = "cd",
+         .bytes = 1LL << 35,
+         .references = 3,
+         .created = {1700000000, 1},
+         .last_use = {1700000500, 999999999},
+         .blob_digests = {2, blob_digests}},
+        {.diff_id = "sha256:d2", .bytes = 4096},
+    };
+    in.layers = (lcow_layer_entries){2, 2, layer_items};
+    in.pruned_layers = 4;
+    in.pruned_bytes = 3LL << 32;
 
     for (int m = 0; m < LCOW_METHOD_COUNT; m++) {
         packed p;
@@ -612,6 +633,26 @@ static void results_round_trip(void **state)
             assert_int_equal(out.ext4_total_bytes, 20ull << 30);
             assert_int_equal(out.ext4_total_inodes, 1310720);
             break;
+        case LCOW_METHOD_LAYERS:
+            assert_int_equal(out.layers.count, 2);
+            assert_string_equal(out.layers.items[0].diff_id, "sha256:d1");
+            assert_true(out.layers.items[0].verity);
+            assert_string_equal(out.layers.items[0].verity_root_hash, "cd");
+            assert_int_equal(out.layers.items[0].bytes, 1LL << 35);
+            assert_int_equal(out.layers.items[0].references, 3);
+            assert_int_equal(out.layers.items[0].created.nsec, 1);
+            assert_int_equal(out.layers.items[0].last_use.sec, 1700000500);
+            assert_int_equal(out.layers.items[0].last_use.nsec, 999999999);
+            assert_int_equal(out.layers.items[0].blob_digests.count, 2);
+            assert_string_equal(out.layers.items[0].blob_digests.items[1], "sha256:b2");
+            assert_false(out.layers.items[1].verity);
+            assert_null(out.layers.items[1].verity_root_hash);
+            assert_int_equal(out.layers.items[1].blob_digests.count, 0);
+            break;
+        case LCOW_METHOD_PRUNE_LAYERS:
+            assert_int_equal(out.pruned_layers, 4);
+            assert_int_equal(out.pruned_bytes, 3LL << 32);
+            break;
         case LCOW_METHOD_COMPACT:
             assert_int_equal(out.compact.disks, 2);
             assert_int_equal(out.compact.bytes_before, 9LL << 30);
@@ -644,6 +685,52 @@ static void results_round_trip(void **state)
         default:
             break;
         }
+        lcow_result_free(&out);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&p.buf);
+    }
+}
+
+/* A Layers answer whose element lacks diff_id, or has a bad time, is refused. */
+static void layers_answers_are_decoded_strictly(void **state)
+{
+    for (int bad = 0; bad < 2; bad++) {
+        packed p;
+        packed_init(&p);
+        msgpack_pack_array(&p.pk, 4);
+        msgpack_pack_uint8(&p.pk, 1);
+        msgpack_pack_uint32(&p.pk, 3);
+        msgpack_pack_nil(&p.pk);
+        msgpack_pack_map(&p.pk, 1);
+        pstr(&p, "layers");
+        msgpack_pack_array(&p.pk, 1);
+        msgpack_pack_map(&p.pk, bad ? 5 : 4);
+        if (bad) {
+            pstr(&p, "diff_id");
+            pstr(&p, "sha256:d1");
+        }
+        pstr(&p, "bytes");
+        msgpack_pack_int(&p.pk, 1);
+        pstr(&p, "references");
+        msgpack_pack_int(&p.pk, 0);
+        msgpack_timestamp ts = {1700000000, 0};
+        pstr(&p, "created");
+        if (bad)
+            msgpack_pack_int(&p.pk, 5); /* not a Timestamp */
+        else
+            msgpack_pack_timestamp(&p.pk, &ts);
+        pstr(&p, "last_use");
+        msgpack_pack_timestamp(&p.pk, &ts);
+        msgpack_unpacked u;
+        const msgpack_object *o = unpack(&p, &u);
+        bool has_msgid;
+        uint32_t msgid;
+        lcow_error call_err, err;
+        lcow_result out;
+        assert_int_equal(lcow_proto_decode_response(o, LCOW_METHOD_LAYERS, &has_msgid, &msgid,
+                                                    &call_err, &out, &err),
+                         LCOW_INVALID_ARGUMENT);
+        assert_non_null(strstr(err.message, bad ? "created" : "diff_id"));
         lcow_result_free(&out);
         msgpack_unpacked_destroy(&u);
         msgpack_sbuffer_destroy(&p.buf);
@@ -725,6 +812,7 @@ int main(void)
         cmocka_unit_test(update_refuses_a_non_empty_unknown_kind),
         cmocka_unit_test(request_shape_errors_keep_the_msgid_when_readable),
         cmocka_unit_test(results_round_trip),
+        cmocka_unit_test(layers_answers_are_decoded_strictly),
         cmocka_unit_test(errors_round_trip_with_and_without_msgid),
         cmocka_unit_test(documented_example_bytes),
     };
