@@ -76,6 +76,15 @@ run label it/ctl/layer x=
 expect_ok '^it/ctl/c ' usage it/ctl/c
 expect_ok '^KEY +SIZE +INODES' usage
 expect_ok '"inodes"' --json usage
+# The ext4 view of the scratch disk (a fresh ext4: 11 inodes used) and
+# Compact (Windows: an Event Log event each, under Wine too).
+expect_ok '^it/ctl/c .* 11$' usage it/ctl/c
+expect_ok '"ext4_used_inodes": 11' --json usage it/ctl/c
+expect_ok '^it/ctl/c: .* -> .* given back\)$' compact it/ctl/c
+expect_ok '"disks": 1, ' --json compact --all
+expect_err 1 'FailedPrecondition: ' compact it/ctl/layer
+expect_err 1 'NotFound: ' compact it/ctl/none
+expect_err 2 'InvalidArgument: ' compact
 expect_err 1 'FailedPrecondition: cannot remove' rm it/ctl/layer
 expect_ok '' rm it/ctl/c it/ctl/v it/ctl/layer
 expect_err 1 'NotFound: ' rm it/ctl/layer
