@@ -153,7 +153,7 @@ typedef struct lcow_store_status {
     int64_t active, committed, view; /* snapshots by kind */
     int64_t bytes, inodes;           /* the whole root on disk (lcow_os_usage) */
     int64_t scratch_templates;       /* scratch*.vhdx cached in the root */
-    int64_t layers;                  /* layers stored; -1 = no layer store in this build */
+    int64_t layers;                  /* layers in the layer store; -1 = none open */
     int64_t pending_removals;        /* lcow_snapshotter_pending_removals */
 } lcow_store_status;
 

@@ -1,6 +1,7 @@
 /* lcow_snapshotter_status: what Status and the metrics endpoint report about
- * the store (counts by kind, bytes on disk, cached scratch templates, the
- * removal queue). A read: no lock beyond the walk's LevelDB snapshot. */
+ * the store (counts by kind, bytes on disk, cached scratch templates, layers
+ * in the layer store, the removal queue). A read: no lock beyond the walk's
+ * LevelDB snapshot. */
 #include <stdbool.h>
 #include <string.h>
 
@@ -29,6 +30,14 @@ static int count_template(void *ctx, const char *name, bool is_dir)
     return 0;
 }
 
+static int count_layer(void *ctx, const lcow_layer_store_info *info,
+                       const char *const *blob_digests, size_t blob_count)
+{
+    (void)info, (void)blob_digests, (void)blob_count;
+    (*(int64_t *)ctx)++;
+    return 0;
+}
+
 static lcow_code status_impl(lcow_snapshotter *s, lcow_store_status *out, lcow_error *err)
 {
     lcow_code rc = lcow_snapshotter_check_open(s, err);
@@ -40,9 +49,10 @@ static lcow_code status_impl(lcow_snapshotter *s, lcow_store_status *out, lcow_e
         rc = lcow_os_usage(s->root, &out->bytes, &out->inodes, err);
     if (rc == LCOW_OK)
         rc = lcow_os_list_dir(s->root, count_template, &out->scratch_templates, err);
-    /* HOOK(layer store, issue 18 / core/layer/store.h): the number of layers
-     * stored once the layer store lands; -1 = this build has none. */
-    out->layers = -1;
+    /* The layer store (core/layer/store.h), shared with partitions. */
+    out->layers = s->layers ? 0 : -1;
+    if (rc == LCOW_OK && s->layers)
+        rc = lcow_layer_store_list(s->layers, count_layer, &out->layers, err);
     out->pending_removals = (int64_t)lcow_snapshotter_pending_removals(s);
     return rc;
 }

@@ -113,6 +113,7 @@ static void serves_the_counters_of_the_calls_made(void **state)
         "lcowsnap_snapshots{store=\"default\",kind=\"active\"} 1\n",
         "lcowsnap_snapshots{store=\"default\",kind=\"committed\"} 0\n",
         "lcowsnap_pending_removals{store=\"default\"} 0\n",
+        "lcowsnap_layers 0\n",
         "# TYPE lcowsnap_requests_total counter\n",
         "# TYPE lcowsnap_request_duration_seconds histogram\n",
     };
