@@ -8,6 +8,15 @@
  *     half-visible: for a Commit, exactly one of key and name exists);
  *   - no snapshot appears that no client asked for;
  *   - every active's mounts exist (with its sandbox.vhdx when it has one);
+ *   - Apply (issue 16: a layer blob converted into the layer store and
+ *     hard-linked as layer.vhd, or linked when the blob is known) is killed
+ *     too (every fourth kill waits for one): an applied active has its
+ *     layer.vhd and diff-id label, an unacknowledged Apply is all or
+ *     nothing in the metadata, Commit carries the diff-id label; Cleanup runs
+ *     in the workload; the service runs with a small layer cache bound
+ *     (--layer-cache-max-bytes 24M) so evictions happen as well;
+ *   - every other kill, the killed root opened (recovery) and checked at
+ *     once, before any Cleanup: lcow_snapshotter_check passes;
  *   - Cleanup leaves no directory without a record, and the store passes
  *     lcow_snapshotter_check (tstore_check on the stopped service's root);
  *   - every scratch disk referenced (and every template) passes qemu-img check.
@@ -26,10 +35,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/disk/sha256.h"
+#include "core/layer/store.h"
 #include "core/scratch.h"
+#include "core/snapshotter.h"
 #include "rpc/client.h"
 #include "torture_util.h"
 
@@ -45,9 +58,26 @@ typedef struct snap {
     char labels[LABELS_LEN]; /* canonical: k=v\n ... sorted by key */
     bool scratch;            /* an active that should have a sandbox.vhdx */
     bool acked;              /* its current state was acknowledged to a client */
+    bool apply_tried;        /* an Apply to this active was sent (it gets no second) */
 } snap;
 
-enum op_type { OP_NONE, OP_PREPARE, OP_PREPARE_SCRATCH, OP_VIEW, OP_COMMIT, OP_REMOVE, OP_UPDATE };
+enum op_type {
+    OP_NONE,
+    OP_PREPARE,
+    OP_PREPARE_SCRATCH,
+    OP_VIEW,
+    OP_COMMIT,
+    OP_REMOVE,
+    OP_UPDATE,
+    OP_APPLY,
+    OP_CLEANUP
+};
+
+/* The layer blobs Apply imports: uncompressed tars (diffID = digest), 1 to
+ * 8 MiB of random bytes, so a conversion takes a while. */
+#define NBLOBS 16
+static char g_blob_path[NBLOBS][1100];
+static char g_blob_digest[NBLOBS][LCOW_SHA256_DIGEST_STRING_SIZE];
 
 /* An unacknowledged call: up to two keys, each with the state before and
  * after (present=false: absent). */
@@ -117,6 +147,35 @@ static void drop(client_state *c, const char *key)
     snap *s = find(c, key);
     if (s)
         *s = c->snaps[--c->count];
+}
+
+/* The layer labels Apply put in canonical labels ("k=v\n" lines) into l. */
+static void copy_layer_labels(const char *canon, lcow_labels *l)
+{
+    static const char *const keys[] = {LCOW_LAYER_STORE_LABEL_DIFF_ID,
+                                       LCOW_LAYER_STORE_LABEL_VERITY_ROOT};
+    for (int k = 0; k < 2; k++) {
+        size_t n = strlen(keys[k]);
+        for (const char *p = canon; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+            if (strncmp(p, keys[k], n) == 0 && p[n] == '=') {
+                const char *v = p + n + 1, *e = strchr(v, '\n');
+                char val[128];
+                snprintf(val, sizeof val, "%.*s", e ? (int)(e - v) : (int)strlen(v), v);
+                lcow_labels_set(l, keys[k], val);
+            }
+        }
+    }
+}
+
+/* A random extract-* active no Apply was sent to; NULL if none. */
+static snap *pick_unapplied(client_state *c)
+{
+    int idx[MAX_SNAPS], n = 0;
+    for (int i = 0; i < c->count; i++)
+        if (c->snaps[i].kind == LCOW_KIND_ACTIVE && !c->snaps[i].scratch &&
+            !c->snaps[i].apply_tried && strstr(c->snaps[i].key, "/extract-"))
+            idx[n++] = i;
+    return n ? &c->snaps[idx[trand_below(&c->rng, (uint32_t)n)]] : NULL;
 }
 
 static bool has_children(client_state *c, const char *key)
@@ -251,6 +310,10 @@ static bool step(client_state *c, lcow_client *cl)
         snprintf(name, sizeof name, "%s/1/layer-%u-%.40s", c->ns, c->next_name++, base);
         random_labels(c, &labels);
         lcow_labels_set(&labels, "torture/commit", name);
+        /* Commit keeps the layer labels Apply put on the active. */
+        lcow_labels merged = {0};
+        lcow_labels_copy(&merged, &labels);
+        copy_layer_labels(target->labels, &merged);
         u.type = OP_COMMIT;
         u.nkeys = 2;
         strcpy(u.key[0], target->key);
@@ -264,10 +327,44 @@ static bool step(client_state *c, lcow_client *cl)
         strcpy(a->key, name);
         strcpy(a->parent, target->parent);
         a->kind = LCOW_KIND_COMMITTED;
-        canon_labels(&labels, a->labels, sizeof a->labels);
+        canon_labels(&merged, a->labels, sizeof a->labels);
+        lcow_labels_free(&merged);
         atomic_store(&c->inflight, OP_COMMIT);
         rc = lcow_client_commit(cl, name, target->key, &labels, NULL, &err);
-    } else if (r < 80 && (target = pick(c, 0, true))) {
+    } else if (r < 72 && (target = pick_unapplied(c))) {
+        /* Apply a layer blob (by digest: a known blob is only linked). */
+        unsigned b = trand_below(&c->rng, NBLOBS);
+        target->apply_tried = true;
+        u.type = OP_APPLY;
+        u.nkeys = 1;
+        strcpy(u.key[0], target->key);
+        u.before_present[0] = u.after_present[0] = true;
+        u.before[0] = *target;
+        u.after[0] = *target;
+        lcow_labels l = {0};
+        /* the model's labels back into a map, plus the diffID label */
+        for (const char *p = target->labels; *p;) {
+            const char *eq = strchr(p, '='), *nl = strchr(p, '\n');
+            if (!eq || !nl)
+                break;
+            char k[256], v[256];
+            snprintf(k, sizeof k, "%.*s", (int)(eq - p), p);
+            snprintf(v, sizeof v, "%.*s", (int)(nl - eq - 1), eq + 1);
+            lcow_labels_set(&l, k, v);
+            p = nl + 1;
+        }
+        lcow_labels_set(&l, LCOW_LAYER_STORE_LABEL_DIFF_ID, g_blob_digest[b]);
+        canon_labels(&l, u.after[0].labels, sizeof u.after[0].labels);
+        lcow_labels_free(&l);
+        atomic_store(&c->inflight, OP_APPLY);
+        lcow_result res = {0};
+        rc = lcow_client_apply(cl, target->key, g_blob_path[b], NULL, g_blob_digest[b], false, &res,
+                               &err);
+        if (rc == LCOW_OK && (!res.diff_id || strcmp(res.diff_id, g_blob_digest[b]) != 0))
+            snprintf(c->failure, sizeof c->failure, "Apply %s answered diff_id %s, want %s",
+                     target->key, res.diff_id ? res.diff_id : "(none)", g_blob_digest[b]);
+        lcow_result_free(&res);
+    } else if (r < 84 && (target = pick(c, 0, true))) {
         u.type = OP_REMOVE;
         u.nkeys = 1;
         strcpy(u.key[0], target->key);
@@ -275,7 +372,7 @@ static bool step(client_state *c, lcow_client *cl)
         u.before[0] = *target;
         atomic_store(&c->inflight, OP_REMOVE);
         rc = lcow_client_remove(cl, target->key, &err);
-    } else if (r < 92 && (target = pick(c, 0, false))) {
+    } else if (r < 90 && (target = pick(c, 0, false))) {
         lcow_info info = {0};
         info.name = target->key;
         random_labels(c, &info.labels);
@@ -300,6 +397,17 @@ static bool step(client_state *c, lcow_client *cl)
         }
         lcow_info_free(&out);
         lcow_labels_free(&info.labels);
+    } else if (r < 93) {
+        /* Cleanup (the layer store's sweep and bound too); no model change. */
+        atomic_store(&c->inflight, OP_CLEANUP);
+        rc = lcow_client_cleanup(cl, &err);
+        atomic_store(&c->inflight, OP_NONE);
+        lcow_labels_free(&labels);
+        c->ops++;
+        if (rc != LCOW_OK && !atomic_load(&g_killed))
+            snprintf(c->failure, sizeof c->failure, "Cleanup failed: %s %s", lcow_code_name(rc),
+                     err.message);
+        return rc == LCOW_OK && !c->failure[0];
     } else {
         /* Walk this client's namespace and compare with the model. */
         char filter[64];
@@ -406,7 +514,7 @@ static const lcow_info *actual_of(const lcow_infos *all, const char *key)
 typedef struct stats {
     unsigned kills, acked_commits_checked, acked_checked, disks_checked, uncertain_applied,
         uncertain_not_applied, kill_scratch, kill_remove, kill_commit, kill_other, kill_idle, ops,
-        restarts;
+        restarts, kill_apply, applied_checked, checked_after_kill, kill_conversion;
 } stats;
 
 static int collect(void *ctx, const lcow_info *info)
@@ -491,6 +599,18 @@ static int verify(client_state *cs, int nclients, lcow_client *cl, stats *st)
                     if (stat(path, &sb) != 0) {
                         failf("active %s: %s is missing after restart", s->key, path);
                         bad = 1;
+                    }
+                    /* An applied layer (its diff-id label is there): its
+                     * layer.vhd is, and is a link of the stored layer. */
+                    snprintf(path, sizeof path, "%s/layer.vhd", m.items[0].source);
+                    if (!bad && strstr(s->labels, LCOW_LAYER_STORE_LABEL_DIFF_ID "=")) {
+                        if (stat(path, &sb) != 0 || sb.st_nlink < 2) {
+                            failf("applied active %s: %s is %s after restart", s->key, path,
+                                  stat(path, &sb) != 0 ? "missing" : "not linked to the store");
+                            bad = 1;
+                        } else {
+                            st->applied_checked++;
+                        }
                     }
                 }
                 lcow_mounts_free(&m);
@@ -608,6 +728,75 @@ static int check_disks(char **disks, size_t n, checked *ck, stats *st)
     return 0;
 }
 
+/* Every other kill: what the killed service left, opened as a restart opens
+ * it (recovery: sweeps of temps, incomplete layers, orphan directories)
+ * and checked at once, before the service or a Cleanup touches it (the
+ * others let the restarted service recover it). 0 when the check passes. */
+static int check_after_kill(const char *root, char *msg, size_t len)
+{
+    lcow_snapshotter_config cfg = {.root = root, .scratch_backend = LCOW_SCRATCH_NATIVE};
+    lcow_snapshotter *s = NULL;
+    lcow_error err;
+    if (lcow_snapshotter_open(&cfg, &s, &err) != LCOW_OK) {
+        snprintf(msg, len, "open after the kill: %s", err.message);
+        return -1;
+    }
+    int rc = 0;
+    if (lcow_snapshotter_check(s, &err) != LCOW_OK) {
+        snprintf(msg, len, "check after the kill and open: %s", err.message);
+        rc = -1;
+    }
+    lcow_snapshotter_free(s);
+    return rc;
+}
+
+/* One tar of `bytes` random bytes in one file, its digest (= its diffID). */
+static int make_blob(const char *path, size_t bytes, uint64_t *rng, char *digest)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    uint8_t h[512];
+    memset(h, 0, sizeof h);
+    snprintf((char *)h, 100, "data");
+    snprintf((char *)h + 100, 8, "%07o", 0644u);
+    snprintf((char *)h + 108, 8, "%07o", 0u);
+    snprintf((char *)h + 116, 8, "%07o", 0u);
+    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)bytes);
+    snprintf((char *)h + 136, 12, "%011o", 1700000000u);
+    h[156] = '0';
+    memcpy(h + 257,
+           "ustar\0"
+           "00",
+           8);
+    memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += h[i];
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    lcow_sha256_ctx ctx;
+    lcow_sha256_init(&ctx);
+    fwrite(h, 1, sizeof h, f);
+    lcow_sha256_update(&ctx, h, sizeof h);
+    static uint64_t buf[8192];
+    for (size_t done = 0; done < bytes;) {
+        size_t n = bytes - done < sizeof buf ? bytes - done : sizeof buf;
+        for (size_t i = 0; i < sizeof buf / sizeof buf[0]; i++)
+            buf[i] = trand(rng);
+        fwrite(buf, 1, n, f);
+        lcow_sha256_update(&ctx, buf, n);
+        done += n;
+    }
+    static const uint8_t zero[512 + 1024];
+    size_t pad = (512 - bytes % 512) % 512 + 1024;
+    fwrite(zero, 1, pad, f);
+    lcow_sha256_update(&ctx, zero, pad);
+    uint8_t d[LCOW_SHA256_SIZE];
+    lcow_sha256_final(&ctx, d);
+    lcow_sha256_digest_string(d, digest);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     const char *exe = NULL, *dir = NULL;
@@ -652,6 +841,18 @@ int main(int argc, char **argv)
         cs[i].rng = seed * 7919 + i + 1;
     }
     uint64_t rng = seed;
+    char blobdir[1100];
+    snprintf(blobdir, sizeof blobdir, "%s/blobs", dir);
+    tfresh_dir(blobdir);
+    for (unsigned b = 0; b < NBLOBS; b++) {
+        snprintf(g_blob_path[b], sizeof g_blob_path[b], "%s/layer%u.tar", blobdir, b);
+        if (make_blob(g_blob_path[b], (size_t)(1 + b % 8) << 20, &rng, g_blob_digest[b]) != 0) {
+            fprintf(stderr, "cannot write %s\n", g_blob_path[b]);
+            return 2;
+        }
+    }
+    /* A small layer cache: evictions happen under the kills too. */
+    static const char *const svc_flags[] = {"--layer-cache-max-bytes", "8M", NULL};
     stats st = {0};
     checked ck = {0};
     char locdirs[8][1024];
@@ -667,7 +868,7 @@ int main(int argc, char **argv)
             if (nloc < 8)
                 snprintf(locdirs[nloc++], sizeof locdirs[0], "%s", g_locdir);
         }
-        if (tsvc_start(&svc, NULL, NULL) != 0) {
+        if (tsvc_start(&svc, NULL, svc_flags) != 0) {
             failf("cycle %u: service did not start (status %d); see %s", cycle, svc.status,
                   svc.log);
             break;
@@ -680,10 +881,37 @@ int main(int argc, char **argv)
             pthread_create(&th[i], NULL, client_main, &cs[i]);
 
         /* Choose the instant. */
-        unsigned mode = cycle % 3;
+        unsigned mode = cycle % 4;
         uint64_t start = tnow_ns();
         if (mode == 0) {
             tsleep_ms(5 + trand_below(&rng, 500));
+        } else if (mode == 3) {
+            /* Inside an Apply: its conversion, publication, link or labels
+             * (a known blob's Apply is only a link: a short window). */
+            tsleep_ms(50 + trand_below(&rng, 200));
+            /* Every other time, a conversion: its file in <root>/layers/tmp. */
+            bool conversion = trand_below(&rng, 2) == 0, seen = false;
+            char tmpdir[1100];
+            snprintf(tmpdir, sizeof tmpdir, "%s/layers/tmp", svc.root);
+            while (!seen && tnow_ns() - start < 5000000000ull) {
+                for (unsigned i = 0; i < nclients && !seen; i++)
+                    seen = atomic_load(&cs[i].inflight) == OP_APPLY;
+                if (seen && conversion) {
+                    DIR *d = opendir(tmpdir);
+                    bool any = false;
+                    for (struct dirent *e; d && !any && (e = readdir(d));)
+                        any = e->d_name[0] != '.' || strstr(e->d_name, ".tmp-apply-");
+                    if (d)
+                        closedir(d);
+                    seen = any;
+                }
+                if (!seen)
+                    sched_yield();
+            }
+            st.kill_conversion += seen && conversion;
+            uint32_t us = trand_below(&rng, 20000);
+            struct timespec ts = {0, (long)us * 1000};
+            nanosleep(&ts, NULL);
         } else {
             tsleep_ms(50 + trand_below(&rng, 200)); /* let the workload build up */
             int want = mode == 1 ? OP_PREPARE_SCRATCH : OP_REMOVE;
@@ -710,12 +938,13 @@ int main(int argc, char **argv)
         for (unsigned i = 0; i < nclients; i++)
             pthread_join(th[i], NULL);
         st.kills++;
-        bool any = false, scratch = false, remove = false, commit = false;
+        bool any = false, scratch = false, remove = false, commit = false, apply = false;
         for (unsigned i = 0; i < nclients; i++) {
             any |= at_kill[i] != OP_NONE;
             scratch |= at_kill[i] == OP_PREPARE_SCRATCH;
             remove |= at_kill[i] == OP_REMOVE;
             commit |= at_kill[i] == OP_COMMIT;
+            apply |= at_kill[i] == OP_APPLY;
             st.ops += cs[i].ops;
             cs[i].ops = 0;
             if (cs[i].failure[0])
@@ -724,13 +953,23 @@ int main(int argc, char **argv)
         st.kill_scratch += scratch;
         st.kill_remove += remove;
         st.kill_commit += commit;
+        st.kill_apply += apply;
         st.kill_idle += !any;
-        st.kill_other += any && !scratch && !remove && !commit;
+        st.kill_other += any && !scratch && !remove && !commit && !apply;
         if (atomic_load(&g_failed))
             break;
 
+        if (cycle % 2 == 1) {
+            char msg[2048];
+            if (check_after_kill(svc.root, msg, sizeof msg) != 0) {
+                failf("cycle %u: %s", cycle, msg);
+                break;
+            }
+            st.checked_after_kill++;
+        }
+
         /* Restart and check through the service. */
-        if (tsvc_start(&svc, NULL, NULL) != 0) {
+        if (tsvc_start(&svc, NULL, svc_flags) != 0) {
             failf("cycle %u: service did not restart after the kill (status %d); see %s", cycle,
                   svc.status, svc.log);
             break;
@@ -792,13 +1031,16 @@ int main(int argc, char **argv)
     }
     tsummary("torture crash%s: %s: kills survived %u/%u, acknowledged commits checked %u "
              "(acknowledged states %u), unacknowledged calls resolved applied %u / not applied "
-             "%u, kills during scratch creation %u, during Remove %u, during Commit %u, other "
-             "call %u, idle %u; %u client calls; %u disks passed qemu-img check; %u service "
+             "%u, kills during scratch creation %u, during Remove %u, during Commit %u, during "
+             "Apply %u (%u aimed at a conversion), other call %u, idle %u; %u applied layers "
+             "checked; %u stores checked "
+             "right after the kill; %u client calls; %u disks passed qemu-img check; %u service "
              "starts; %.1f s",
              selftest ? " (self-test run)" : "", rc ? "FAILED" : "ok", rc ? st.kills - 1 : st.kills,
              kills, st.acked_commits_checked, st.acked_checked, st.uncertain_applied,
              st.uncertain_not_applied, st.kill_scratch, st.kill_remove, st.kill_commit,
-             st.kill_other, st.kill_idle, st.ops, st.disks_checked, st.restarts, secs);
+             st.kill_apply, st.kill_conversion, st.kill_other, st.kill_idle, st.applied_checked,
+             st.checked_after_kill, st.ops, st.disks_checked, st.restarts, secs);
     tstrv_free(ck.paths, ck.n);
     if (selftest) {
         tsummary("torture crash self-test: %s: %u of %u wrong models detected",
