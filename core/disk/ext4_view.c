@@ -16,6 +16,10 @@
 #define STATE_VALID 0x1u
 #define STATE_ERROR 0x2u
 
+#define COMPAT_HAS_JOURNAL 0x4u
+#define COMPAT_RESIZE_INODE 0x10u
+#define COMPAT_SPARSE_SUPER2 0x200u
+#define RO_COMPAT_SPARSE_SUPER 0x1u
 #define INCOMPAT_RECOVER 0x4u
 #define INCOMPAT_JOURNAL_DEV 0x8u
 #define INCOMPAT_META_BG 0x10u
@@ -32,7 +36,10 @@ typedef struct sb_info {
     uint32_t first_data_block;
     uint32_t blocks_per_group;
     uint32_t inodes;
+    uint32_t inodes_per_group;
+    uint32_t inode_size;
     uint32_t groups;
+    uint64_t overhead; /* blocks df does not count: metadata and the journal */
     uint32_t desc_size;
     uint16_t state;
     uint32_t incompat;
@@ -44,6 +51,54 @@ typedef struct sb_info {
 static lcow_code bad(lcow_error *err, const char *what)
 {
     return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "ext4: %s", what);
+}
+
+static bool is_power_of(uint32_t g, uint32_t base)
+{
+    uint64_t p = base;
+    while (p < g)
+        p *= base;
+    return p == g;
+}
+
+/* Whether group g holds a superblock copy (and a GDT copy). */
+static bool has_super(const sb_info *s, const uint8_t *sb, uint32_t g)
+{
+    uint32_t compat = lcow_le_get32(sb + 0x5c);
+    if (g == 0)
+        return true;
+    if (compat & COMPAT_SPARSE_SUPER2)
+        return g == lcow_le_get32(sb + 0x24c) || g == lcow_le_get32(sb + 0x250);
+    if (!(s->ro_compat & RO_COMPAT_SPARSE_SUPER))
+        return true;
+    return g == 1 || is_power_of(g, 3) || is_power_of(g, 5) || is_power_of(g, 7);
+}
+
+/* What the kernel's statfs leaves out of df's size (ext4_calculate_overhead):
+ * superblock and GDT copies, bitmaps, inode tables, reserved GDT blocks and
+ * an internal journal; s_overhead_clusters when mke2fs recorded it. */
+static uint64_t overhead_of(const sb_info *s, const uint8_t *sb)
+{
+    uint64_t recorded = lcow_le_get32(sb + 0x248);
+    if (recorded && recorded < s->blocks)
+        return recorded;
+    uint32_t compat = lcow_le_get32(sb + 0x5c);
+    uint64_t gdt = ((uint64_t)s->groups * s->desc_size + s->block_size - 1) / s->block_size;
+    uint64_t reserved_gdt = (compat & COMPAT_RESIZE_INODE) ? lcow_le_get16(sb + 0xce) : 0;
+    uint64_t itable = ((uint64_t)s->inodes_per_group * s->inode_size + s->block_size - 1) /
+                      s->block_size;
+    uint64_t o = s->first_data_block;
+    for (uint32_t g = 0; g < s->groups; g++) {
+        o += 2 + itable;
+        if (has_super(s, sb, g))
+            o += 1 + gdt + reserved_gdt;
+    }
+    /* s_jnl_blocks[15..16]: the journal inode's size, when backed up. */
+    if ((compat & COMPAT_HAS_JOURNAL) && lcow_le_get32(sb + 0xe0) && sb[0xfd] == 1) {
+        uint64_t size = ((uint64_t)lcow_le_get32(sb + 0x148) << 32) | lcow_le_get32(sb + 0x14c);
+        o += size / s->block_size;
+    }
+    return o < s->blocks ? o : s->blocks;
 }
 
 static lcow_code read_sb(lcow_vhdx_reader *r, sb_info *s, lcow_error *err)
@@ -96,6 +151,12 @@ static lcow_code read_sb(lcow_vhdx_reader *r, sb_info *s, lcow_error *err)
         return bad(err, "too many groups");
     s->groups = (uint32_t)groups;
     s->csum = s->ro_compat & RO_COMPAT_METADATA_CSUM;
+    s->inodes_per_group = lcow_le_get32(sb + 0x28);
+    s->inode_size = lcow_le_get32(sb + 0x4c) >= 1 ? lcow_le_get16(sb + 0x58) : 128;
+    if (s->inode_size < 128 || s->inode_size > s->block_size ||
+        (s->inode_size & (s->inode_size - 1)))
+        return bad(err, "inode size is not a power of two from 128 to the block size");
+    s->overhead = overhead_of(s, sb);
     if (s->incompat & INCOMPAT_CSUM_SEED)
         s->csum_seed = lcow_le_get32(sb + 0x270);
     else
@@ -178,7 +239,7 @@ lcow_code lcow_ext4_view_usage_of(lcow_vhdx_reader *r, lcow_ext4_view_usage *usa
         return rc;
     /* A torn read of a disk in use can see counts that do not add up;
      * clamp rather than wrap. */
-    uint64_t fs_blocks = s.blocks;
+    uint64_t fs_blocks = s.blocks - s.overhead;
     usage->block_size = s.block_size;
     usage->total_bytes = fs_blocks * s.block_size;
     usage->used_bytes = (u.free_blocks < fs_blocks ? fs_blocks - u.free_blocks : 0) * s.block_size;

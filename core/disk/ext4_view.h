@@ -1,6 +1,6 @@
 /* What an ext4 filesystem inside a VHDX holds, read through lcowsnap's own
  * VHDX reader: the used bytes and inodes (superblock + group descriptors,
- * as df counts them) and which VHDX payload blocks hold any block the
+ * as df counts them: metadata not included) and which VHDX payload blocks hold any block the
  * block bitmaps mark in use (for core/disk/compact.c).
  *
  * The filesystem is the whole virtual disk (no partition table), as on
@@ -17,8 +17,11 @@
 
 typedef struct lcow_ext4_view_usage {
     uint64_t block_size;
+    /* As df shows them (the kernel's statfs): the filesystem's blocks less
+     * its overhead (superblock and GDT copies, bitmaps, inode tables, the
+     * journal), and of those the ones not free, in bytes. */
     uint64_t total_bytes;
-    uint64_t used_bytes; /* (blocks - free blocks) * block size, metadata included */
+    uint64_t used_bytes;
     uint64_t total_inodes;
     uint64_t used_inodes;
 } lcow_ext4_view_usage;

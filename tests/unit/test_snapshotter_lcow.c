@@ -769,11 +769,12 @@ static void usage_has_the_ext4_view_of_a_scratch_disk(void **state)
     ok(prep_scratch(f->s, "default/3/extract-1", NULL, &err), &err);
     lcow_usage u, um, ux;
     ok(lcow_snapshotter_usage(f->s, "default/1/c", &u, &err), &err);
-    /* A fresh 1 GiB ext4: root, lost+found and the reserved inodes. */
-    assert_int_equal(u.ext4_total_bytes, 1024ull * MiB);
+    /* A fresh 1 GiB ext4 as df shows it: its tables are not counted, root
+     * and lost+found (and the reserved inodes) are all it holds. */
+    assert_true(u.ext4_total_bytes > 960ull * MiB && u.ext4_total_bytes < 1024ull * MiB);
     assert_int_equal(u.ext4_used_inodes, 11);
     assert_int_equal(u.ext4_total_inodes, 65536);
-    assert_true(u.ext4_used_bytes > 0 && u.ext4_used_bytes < 64ull * MiB);
+    assert_true(u.ext4_used_bytes > 0 && u.ext4_used_bytes < MiB);
     assert_true(u.size > 0);
     ok(lcow_snapshotter_usage(f->s, "default/2/m", &um, &err), &err);
     assert_int_equal(um.ext4_used_bytes, u.ext4_used_bytes);
