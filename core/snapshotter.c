@@ -919,9 +919,36 @@ static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char
     lcow_code rc = lcow_snapshotter_enter(s, err);
     if (rc != LCOW_OK)
         return rc;
-    rc = create_snapshot_impl(s, kind, key, parent, labels, mounts, err);
+    /* An extraction Prepare of a layer the layer store has: containerd's
+     * remote-snapshot answer (snapshotter_remote.c). */
+    bool handled = false;
+    if (kind == LCOW_KIND_ACTIVE && (rc = lcow_snapshotter_check_open(s, err)) == LCOW_OK &&
+        (rc = validate_create_args(key, parent, labels, err)) == LCOW_OK)
+        rc = lcow_snapshotter_remote_prepare(s, key, parent, labels, &handled, err);
+    if (rc == LCOW_OK && !handled)
+        rc = create_snapshot_impl(s, kind, key, parent, labels, mounts, err);
     lcow_snapshotter_leave(s);
     return rc;
+}
+
+/* For snapshotter_remote.c, inside a call already entered. */
+lcow_code lcow_snapshotter_prepare_in_call(lcow_snapshotter *s, const char *key,
+                                           const char *parent, const lcow_labels *labels,
+                                           lcow_error *err)
+{
+    return create_snapshot_impl(s, LCOW_KIND_ACTIVE, key, parent, labels, NULL, err);
+}
+
+lcow_code lcow_snapshotter_commit_in_call(lcow_snapshotter *s, const char *name, const char *key,
+                                          const lcow_labels *labels, const char *parent,
+                                          lcow_error *err)
+{
+    return commit_impl(s, name, key, labels, parent, err);
+}
+
+lcow_code lcow_snapshotter_remove_in_call(lcow_snapshotter *s, const char *key, lcow_error *err)
+{
+    return remove_impl(s, key, err);
 }
 
 lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,

@@ -383,6 +383,20 @@ lcow_code lcow_snapshotter_check_layer_of(lcow_snapshotter *s, const lcow_meta_r
     const char *diff = lcow_labels_get(&rec->labels, LCOW_LAYER_STORE_LABEL_DIFF_ID);
     if (!diff || rec->kind == LCOW_KIND_VIEW || !s->layers)
         return LCOW_OK;
+    if (rec->kind == LCOW_KIND_ACTIVE) {
+        /* containerd 2 labels an extraction Prepare with the diff-id of the
+         * layer it is about to apply: until the Apply there is nothing to
+         * check (and the layer need not be stored). */
+        char *d = lcow_snapshotter_dir_of(s, rec->id);
+        char *v = d ? lcow_path_join(d, LCOW_LAYER_APPLY_VHD_NAME) : NULL;
+        lcow_stat st = {0};
+        lcow_error se;
+        bool none = v && lcow_os_stat(v, &st, &se) == LCOW_OK && !st.exists;
+        free(v);
+        free(d);
+        if (none)
+            return LCOW_OK;
+    }
     const char *root = lcow_labels_get(&rec->labels, LCOW_LAYER_STORE_LABEL_VERITY_ROOT);
     bool found = false;
     lcow_layer_store_info info;

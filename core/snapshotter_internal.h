@@ -142,6 +142,25 @@ char *lcow_snapshotter_dir_of(const lcow_snapshotter *s, uint64_t id);
 /* Parses a decimal id directory name ("17"); false for anything else. */
 bool lcow_snapshotter_parse_id(const char *name, uint64_t *id);
 
+/* ---- snapshotter_remote.c ---- */
+
+/* containerd's remote-snapshot Prepare: an extract-* key whose labels name
+ * (containerd.io/snapshot.ref, and diff-id if sent) a layer the layer store
+ * holds is committed as <ref> on parent with that layer linked, and the
+ * answer is AlreadyExists; *handled false = an ordinary Prepare follows.
+ * Called inside the call guard, labels validated. */
+lcow_code lcow_snapshotter_remote_prepare(lcow_snapshotter *s, const char *key, const char *parent,
+                                          const lcow_labels *labels, bool *handled,
+                                          lcow_error *err);
+/* The ordinary Prepare (no mounts), Commit and Remove, for it. */
+lcow_code lcow_snapshotter_prepare_in_call(lcow_snapshotter *s, const char *key,
+                                           const char *parent, const lcow_labels *labels,
+                                           lcow_error *err);
+lcow_code lcow_snapshotter_commit_in_call(lcow_snapshotter *s, const char *name, const char *key,
+                                          const lcow_labels *labels, const char *parent,
+                                          lcow_error *err);
+lcow_code lcow_snapshotter_remove_in_call(lcow_snapshotter *s, const char *key, lcow_error *err);
+
 /* ---- mounts.c ---- */
 
 /* The single lcow-layer mount of an active or view record (FailedPrecondition

@@ -30,9 +30,11 @@
 #define LCOW_SNAPSHOTTER_NAME "windows-lcow"
 /* What Version advertises, as containerd names a snapshotter's capabilities:
  * "rebase" (Commit takes a parent, so containerd's unpacker may prepare and
- * apply every layer of an image at once and give each its parent at Commit;
- * docs/grpc.md). */
-#define LCOW_CAPABILITIES {"rebase"}
+ * apply every layer of an image at once and give each its parent at Commit)
+ * and "remote-snapshot" (an extraction Prepare carrying
+ * containerd.io/snapshot.ref of a layer already here answers AlreadyExists,
+ * the layer committed under that ref; docs/grpc.md). */
+#define LCOW_CAPABILITIES {"rebase", "remote-snapshot"}
 /* Walk answers at most this many infos per call (less if the client's limit
  * is lower); a `next` cursor continues. */
 #define LCOW_WALK_PAGE_MAX 1000

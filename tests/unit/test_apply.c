@@ -13,6 +13,7 @@
  *     the directory; the error codes; Remove, Commit, a second Apply and
  *     Cleanup while an Apply runs; lcow_snapshotter_cancel_work and close
  *     cancel it; open sweeps what a crash left. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1177,6 +1178,226 @@ static void parallel_unpack_with_rebase(void **state)
     store_free(&st);
 }
 
+/* ---- containerd's remote-snapshot protocol (issue 16) -------------------- */
+
+static lcow_code stat_code_of(lcow_snapshotter *s, const char *key)
+{
+    lcow_info info;
+    lcow_error err;
+    lcow_code rc = lcow_snapshotter_stat(s, key, &info, &err);
+    if (rc == LCOW_OK)
+        lcow_info_free(&info);
+    return rc;
+}
+
+static int first_committed_name(void *ctx, const lcow_info *info)
+{
+    if (info->kind != LCOW_KIND_COMMITTED)
+        return 0;
+    snprintf(ctx, 200, "%s", info->name);
+    return 1;
+}
+
+/* containerd's sequential unpack of one image into namespace ns, as its
+ * unpacker (core/unpack/unpacker.go) and metadata layer
+ * (core/metadata/snapshot.go) drive a proxy snapshotter: per layer,
+ * Prepare("<ns>/<seq>/extract-<unique> <chainID>", <parent's backend
+ * name>, labels); on AlreadyExists, the Walk with containerd's filter and
+ * the first committed match is the layer; otherwise Apply and
+ * Commit("<ns>/<seq>/<chainID>"). containerd 2 sends the diff-id and
+ * parent-chain-id labels, 1.6 and 1.7 the ref alone (v2 = false). Fills
+ * names (the backend names containerd records) and returns the number of
+ * Applies it had to run. */
+static int containerd_unpack(lcow_snapshotter *s, const char *ns, int *seq, int n,
+                             char *const *blobs, char diff[][LCOW_SHA256_DIGEST_STRING_SIZE],
+                             char chain[][LCOW_SHA256_DIGEST_STRING_SIZE], bool v2,
+                             char names[][200])
+{
+    int applies = 0;
+    for (int i = 0; i < n; i++) {
+        char key[200];
+        int k = ++*seq;
+        snprintf(key, sizeof key, "%s/%d/extract-%d-Zq%d %s", ns, k, 500000 + k, i, chain[i]);
+        const char *parent = i ? names[i - 1] : "";
+        lcow_labels l = {0};
+        assert_true(lcow_labels_set(&l, "containerd.io/snapshot.ref", chain[i]));
+        if (v2) {
+            assert_true(lcow_labels_set(&l, "containerd.io/snapshot/diff-id", diff[i]));
+            if (i)
+                assert_true(
+                    lcow_labels_set(&l, "containerd.io/snapshot/parent-chain-id", chain[i - 1]));
+        }
+        lcow_mounts m;
+        lcow_error err;
+        lcow_code rc = lcow_snapshotter_prepare(s, key, parent, &l, &m, &err);
+        if (rc == LCOW_ALREADY_EXISTS) {
+            char filter[512];
+            snprintf(filter, sizeof filter,
+                     "labels.\"containerd.io/snapshot.ref\"==%s,parent==\"%s\"", chain[i], parent);
+            const char *filters[] = {filter};
+            lcow_walk_options wo = {.filters = filters, .filter_count = 1};
+            names[i][0] = '\0';
+            assert_int_equal(lcow_snapshotter_walk(s, &wo, first_committed_name, names[i], NULL,
+                                                   &err),
+                             LCOW_OK);
+            if (!names[i][0])
+                fail_msg("AlreadyExists for %s but containerd's Walk finds no %s on \"%s\"", key,
+                         chain[i], parent);
+            /* containerd's own check of what it adopts */
+            lcow_info info;
+            assert_int_equal(lcow_snapshotter_stat(s, names[i], &info, &err), LCOW_OK);
+            assert_int_equal(info.kind, LCOW_KIND_COMMITTED);
+            assert_string_equal(info.parent ? info.parent : "", parent);
+            assert_string_equal(lcow_labels_get(&info.labels, "containerd.io/snapshot.ref"),
+                                chain[i]);
+            assert_string_equal(lcow_labels_get(&info.labels, "containerd.io/snapshot/diff-id"),
+                                diff[i]);
+            lcow_info_free(&info);
+            assert_int_equal(stat_code_of(s, key), LCOW_NOT_FOUND); /* no active left */
+        } else {
+            if (rc != LCOW_OK)
+                fail_msg("prepare %s: %s", key, err.message);
+            lcow_mounts_free(&m);
+            lcow_apply_request req = {.key = key, .path = blobs[i]};
+            lcow_apply_result r;
+            if (lcow_snapshotter_apply(s, &req, &r, &err) != LCOW_OK)
+                fail_msg("apply %s: %s", key, err.message);
+            assert_string_equal(r.diff_id, diff[i]);
+            applies++;
+            snprintf(names[i], 200, "%s/%d/%s", ns, ++*seq, chain[i]);
+            if (lcow_snapshotter_commit(s, names[i], key, &l, NULL, &err) != LCOW_OK)
+                fail_msg("commit %s: %s", names[i], err.message);
+        }
+        lcow_labels_free(&l);
+    }
+    return applies;
+}
+
+static uint64_t conversions_of(lcow_snapshotter *s)
+{
+    lcow_layer_store_stats st;
+    lcow_layer_store_stats_get(lcow_snapshotter_layer_store(s), &st);
+    return st.conversions;
+}
+
+/* A pull of an image whose layers lcowsnap has: a second namespace adopts
+ * the committed layers (no Apply); after both images' snapshots are gone
+ * the layer store still has the layers and a containerd 1.7 pull (the ref
+ * alone: the diffID found from the parent's chain and the stored diffIDs)
+ * gets each layer committed under its ref on the right parent, linked from
+ * the store, converting nothing; a container on it mounts the three. An
+ * unknown ref, a diff-id that does not give the ref, a key that is not an
+ * extraction and a parallel-unpack Prepare (no parent, parent-chain-id) are
+ * ordinary Prepares. */
+static void remote_snapshot_prepare_of_a_known_layer(void **state)
+{
+    enum { N = 3 };
+    store st = store_new("store-remote");
+    char diff[N][LCOW_SHA256_DIGEST_STRING_SIZE], chain[N][LCOW_SHA256_DIGEST_STRING_SIZE];
+    char *blobs[N];
+    for (int i = 0; i < N; i++) {
+        size_t len;
+        uint8_t *tar = layer_tar(20 + i, &len);
+        digest_of(tar, len, diff[i]);
+        char name[32];
+        snprintf(name, sizeof name, "m%d.tar", i);
+        blobs[i] = blob_file(st.root, name, tar, len);
+        free(tar);
+        chain_id(i ? chain[i - 1] : NULL, diff[i], chain[i]);
+    }
+    int seq = 0;
+    char a[N][200], b[N][200], c[N][200];
+    /* The first pull converts every layer. */
+    assert_int_equal(containerd_unpack(st.s, "default", &seq, N, blobs, diff, chain, true, a), N);
+    uint64_t converted = conversions_of(st.s);
+    assert_int_equal(converted, N);
+    /* Another namespace: every layer is adopted as it is. */
+    assert_int_equal(containerd_unpack(st.s, "k8s.io", &seq, N, blobs, diff, chain, true, b), 0);
+    for (int i = 0; i < N; i++)
+        assert_string_equal(b[i], a[i]);
+
+    /* Both images go (containerd's collector removes the snapshots, top
+     * first); the layer store keeps the layers. */
+    lcow_error err;
+    for (int i = N - 1; i >= 0; i--)
+        assert_int_equal(lcow_snapshotter_remove(st.s, a[i], &err), LCOW_OK);
+    assert_int_equal(containerd_unpack(st.s, "k8s.io", &seq, N, blobs, diff, chain, false, c), 0);
+    assert_int_equal(conversions_of(st.s), converted);
+    for (int i = 0; i < N; i++)
+        assert_string_equal(c[i], chain[i]); /* committed under its ref */
+    /* The same pull again (containerd 2 labels) adopts those. */
+    char d[N][200];
+    assert_int_equal(containerd_unpack(st.s, "default", &seq, N, blobs, diff, chain, true, d), 0);
+    for (int i = 0; i < N; i++)
+        assert_string_equal(d[i], c[i]);
+
+    /* A container on the image mounts the three layers, top first. */
+    lcow_mounts m;
+    assert_int_equal(lcow_snapshotter_prepare(st.s, "k8s.io/90/ctr", c[N - 1], NULL, &m, &err),
+                     LCOW_OK);
+    const char *at = m.items[0].options[1];
+    for (int i = N - 1; i >= 0; i--) {
+        lcow_meta_record rec;
+        assert_int_equal(lcow_metastore_get(st.s->ms, NULL, c[i], &rec, &err), LCOW_OK);
+        char needle[64];
+        snprintf(needle, sizeof needle, "snapshots%s%" PRIu64 "\"",
+                 LCOW_PATH_SEP == '\\' ? "\\\\" : "/", rec.id);
+        char *dir = lcow_snapshotter_dir_of(st.s, rec.id);
+        char *vhd = join(dir, "layer.vhd");
+        assert_true(exists(vhd));
+        free(vhd);
+        free(dir);
+        lcow_meta_record_free(&rec);
+        const char *hit = strstr(at, needle);
+        if (!hit)
+            fail_msg("%s does not list %s in order", m.items[0].options[1], c[i]);
+        at = hit + strlen(needle);
+    }
+    lcow_mounts_free(&m);
+    /* (the check: every labelled layer.vhd is the stored file itself) */
+    assert_int_equal(lcow_snapshotter_check(st.s, &err), LCOW_OK);
+
+    /* Ordinary Prepares. */
+    lcow_labels l = {0};
+    char unknown[LCOW_SHA256_DIGEST_STRING_SIZE];
+    digest_of("no such layer", 13, unknown);
+    assert_true(lcow_labels_set(&l, "containerd.io/snapshot.ref", unknown));
+    assert_int_equal(lcow_snapshotter_prepare(st.s, "k8s.io/91/extract-1 x", "", &l, &m, &err),
+                     LCOW_OK);
+    lcow_mounts_free(&m);
+    assert_true(lcow_labels_set(&l, "containerd.io/snapshot.ref", chain[1])); /* not d0's chain */
+    assert_true(lcow_labels_set(&l, "containerd.io/snapshot/diff-id", diff[0]));
+    assert_int_equal(lcow_snapshotter_prepare(st.s, "k8s.io/92/extract-2 x", "", &l, &m, &err),
+                     LCOW_OK);
+    lcow_mounts_free(&m);
+    assert_true(lcow_labels_set(&l, "containerd.io/snapshot.ref", chain[0]));
+    assert_int_equal(lcow_snapshotter_prepare(st.s, "k8s.io/93/container", "", &l, &m, &err),
+                     LCOW_OK);
+    lcow_mounts_free(&m);
+    assert_true(lcow_labels_set(&l, "containerd.io/snapshot.ref", chain[1]));
+    assert_true(lcow_labels_set(&l, "containerd.io/snapshot/diff-id", diff[1]));
+    assert_true(lcow_labels_set(&l, "containerd.io/snapshot/parent-chain-id", chain[0]));
+    assert_int_equal(lcow_snapshotter_prepare(st.s, "k8s.io/94/extract-3 x", "", &l, &m, &err),
+                     LCOW_OK);
+    lcow_mounts_free(&m);
+    lcow_labels_free(&l);
+    assert_int_equal(conversions_of(st.s), converted);
+    /* The top layer goes; containerd 2's Prepare of it (diff-id label,
+     * checked against the ref through the parent's chain) commits it again
+     * from the store. */
+    assert_int_equal(lcow_snapshotter_remove(st.s, "k8s.io/90/ctr", &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_remove(st.s, c[N - 1], &err), LCOW_OK);
+    char e[N][200];
+    assert_int_equal(containerd_unpack(st.s, "x", &seq, N, blobs, diff, chain, true, e), 0);
+    assert_string_equal(e[N - 1], chain[N - 1]);
+    assert_int_equal(conversions_of(st.s), converted);
+    if (lcow_snapshotter_check(st.s, &err) != LCOW_OK)
+        fail_msg("check: %s", err.message);
+    for (int i = 0; i < N; i++)
+        free(blobs[i]);
+    store_free(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1194,6 +1415,7 @@ int main(void)
         cmocka_unit_test(open_and_cleanup_sweep_apply_temps),
         cmocka_unit_test(applies_convert_concurrently),
         cmocka_unit_test(parallel_unpack_with_rebase),
+        cmocka_unit_test(remote_snapshot_prepare_of_a_known_layer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

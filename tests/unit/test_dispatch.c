@@ -462,11 +462,15 @@ static void version_and_create_scratch(void **state)
     assert_string_equal(r.version, LCOW_VERSION);
     assert_int_equal(r.protocol, 1);
     assert_string_equal(r.snapshotter, "windows-lcow");
-    /* containerd's unpacker unpacks in parallel only for "rebase" (issue 16). */
-    bool rebase = false;
-    for (size_t i = 0; i < r.capabilities.count; i++)
+    /* containerd's unpacker unpacks in parallel only for "rebase"; the
+     * remote-snapshot Prepare (issue 16). */
+    bool rebase = false, remote = false;
+    for (size_t i = 0; i < r.capabilities.count; i++) {
         rebase |= strcmp(r.capabilities.items[i], "rebase") == 0;
+        remote |= strcmp(r.capabilities.items[i], "remote-snapshot") == 0;
+    }
     assert_true(rebase);
+    assert_true(remote);
     lcow_result_free(&r);
 
     lcow_params p;
