@@ -839,37 +839,59 @@ lcow_code lcow_scratch_create_at(lcow_scratch *sc, const char *path, uint32_t si
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "block size %" PRIu32 " MiB must be a power of two in 1..256",
                               block_size_mb);
-    lcow_code rc = lcow_scratch_path_allowed(sc, path, err);
-    if (rc != LCOW_OK)
-        return rc;
-
-    /* The directory part: everything before the last separator. */
+    /* The directory part: everything before the last separator; the name
+     * after it is a new file's, never "." or "..". */
     size_t n = strlen(path), cut = n;
     while (cut > 0 && !is_sep(path[cut - 1]))
         cut--;
-    if (cut == 0 || cut == n)
+    const char *name = path + cut;
+    if (cut == 0 || cut == n || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "scratch path %s names no file", path);
-    char *dir = malloc(cut + 1);
-    if (!dir)
+    char *given_dir = malloc(cut + 1);
+    if (!given_dir)
         return oom(err, "create scratch");
-    memcpy(dir, path, cut);
-    dir[cut] = '\0';
-    if (cut > 1 && is_sep(dir[cut - 1]) && dir[cut - 2] != ':')
-        dir[cut - 1] = '\0';
+    memcpy(given_dir, path, cut);
+    given_dir[cut] = '\0';
+    if (cut > 1 && is_sep(given_dir[cut - 1]) && given_dir[cut - 2] != ':')
+        given_dir[cut - 1] = '\0';
 
+    /* Whatever is at the name itself is never followed or replaced: a
+     * symbolic link (even a dangling one), a directory, a FIFO, a device or
+     * a file there is refused and left as it is (issue 14, item 3). */
+    char *dir = NULL, *target = NULL;
     lcow_stat st;
-    rc = lcow_os_stat(dir, &st, err);
-    if (rc == LCOW_OK && (!st.exists || !st.is_dir))
-        rc = lcow_error_set(err, LCOW_NOT_FOUND, "directory %s of scratch path %s does not exist",
-                            dir, path);
+    lcow_error e;
+    lcow_code rc = lcow_scratch_path_allowed(sc, path, err);
     if (rc == LCOW_OK)
         rc = lcow_os_stat(path, &st, err);
     if (rc == LCOW_OK && st.exists)
-        rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s already exists", path);
+        rc = lcow_error_set(err, LCOW_ALREADY_EXISTS,
+                            "%s already exists (%s); CreateScratch never replaces or follows "
+                            "anything, nothing was changed",
+                            path, lcow_os_stat_kind(&st));
+    /* Then the directory is resolved once and everything below works on
+     * the resolved path, checked against the policy. */
+    if (rc == LCOW_OK && lcow_os_realpath(given_dir, &dir, &e) != LCOW_OK)
+        rc = lcow_error_set(err, e.code, "directory %s of scratch path %s does not exist (%s)",
+                            given_dir, path, e.message);
+    if (rc == LCOW_OK && lcow_os_stat(dir, &st, err) == LCOW_OK && !st.is_dir)
+        rc = lcow_error_set(err, LCOW_NOT_FOUND,
+                            "directory %s of scratch path %s is %s, not a directory", given_dir,
+                            path, lcow_os_stat_kind(&st));
+    if (rc == LCOW_OK && !(target = lcow_path_join(dir, name)))
+        rc = oom(err, "create scratch");
+    if (rc == LCOW_OK)
+        rc = lcow_scratch_path_allowed(sc, target, err);
+    if (rc == LCOW_OK)
+        rc = lcow_os_stat(target, &st, err);
+    if (rc == LCOW_OK && st.exists)
+        rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s (%s) already exists (%s)", path, target,
+                            lcow_os_stat_kind(&st));
+    free(given_dir);
     template_build *b = NULL;
     if (rc == LCOW_OK) {
         lcow_mutex_lock(&sc->lock);
-        b = build_register(sc, path);
+        b = build_register(sc, target);
         lcow_mutex_unlock(&sc->lock);
         if (!b)
             rc = oom(err, "create scratch");
@@ -880,10 +902,11 @@ lcow_code lcow_scratch_create_at(lcow_scratch *sc, const char *path, uint32_t si
             .geometry.block_size = block_size_mb << 20,
             .backend = sc->backend,
         };
-        rc = build_and_publish(sc, dir, path + cut, &o, true, b, err);
+        rc = build_and_publish(sc, dir, name, &o, true, b, err);
     }
     if (b)
         build_unregister(sc, b);
+    free(target);
     free(dir);
     return rc;
 }
@@ -891,18 +914,31 @@ lcow_code lcow_scratch_create_at(lcow_scratch *sc, const char *path, uint32_t si
 lcow_code lcow_scratch_link_shared(lcow_scratch *sc, const char *owner_disk,
                                    const char *snapshot_dir, lcow_error *err)
 {
-    (void)sc;
-    /* Link to the canonical file, never to another link: a chain would
-     * dangle as soon as any link in it goes. */
+    /* The shared disk is a regular file the store made in its root (or a
+     * member's link to one): a FIFO, device or directory in its place, or a
+     * link leading out of the root, is refused, never followed or shared
+     * (issue 14, item 3). Link to the canonical file, never to another
+     * link: a chain would dangle as soon as any link in it goes. */
+    lcow_stat st;
+    lcow_code rc = lcow_os_stat(owner_disk, &st, err);
+    if (rc == LCOW_OK && !st.exists)
+        rc = lcow_error_set(err, LCOW_NOT_FOUND, "shared scratch disk %s is missing", owner_disk);
+    if (rc != LCOW_OK)
+        return rc;
     char *target = NULL;
-    lcow_code rc = lcow_os_realpath(owner_disk, &target, err);
+    rc = lcow_os_realpath(owner_disk, &target, err);
     if (rc != LCOW_OK)
         return lcow_error_wrap(err, "shared scratch disk");
-    lcow_stat st;
-    rc = lcow_os_stat(target, &st, err);
-    if (rc == LCOW_OK && (!st.exists || st.is_dir))
-        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION, "shared scratch disk %s is not a file",
-                            owner_disk);
+    if (!path_within(target, sc->root))
+        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                            "shared scratch disk %s resolves to %s, outside the service's root %s: "
+                            "lcowsnap does not follow links out of its root",
+                            owner_disk, target, sc->root);
+    if (rc == LCOW_OK && (rc = lcow_os_stat(target, &st, err)) == LCOW_OK && !st.is_regular)
+        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                            "shared scratch disk %s is %s, not a regular file: lcowsnap does not "
+                            "share what it did not create",
+                            owner_disk, lcow_os_stat_kind(&st));
     char *link = rc == LCOW_OK ? lcow_path_join(snapshot_dir, LCOW_SANDBOX_NAME) : NULL;
     if (rc == LCOW_OK && !link)
         rc = oom(err, "scratch link");

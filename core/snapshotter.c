@@ -184,6 +184,45 @@ static char *meta_path(const char *root)
     return path;
 }
 
+/* The state directory is lcowsnap's own: the root and every directory the
+ * store keeps in it (snapshots/, tmp/, meta/, partitions/<name>/) must be a
+ * real directory or absent, never a symbolic link (reparse point), a FIFO,
+ * a device or a file someone put there: the store would otherwise follow a
+ * planted link out of its root or block on a FIFO. Checked before anything
+ * is created (issue 14, item 3); FAILED_PRECONDITION naming the entry. */
+static lcow_code check_state_path(const char *root, const char *path, lcow_error *err)
+{
+    size_t root_len = strlen(root), len = strlen(path);
+    char *buf = strdup(path);
+    if (!buf)
+        return lcow_snapshotter_oom(err);
+    lcow_code rc = LCOW_OK;
+    /* The root, then each prefix of path below it that ends a component. */
+    for (size_t i = root_len <= len ? root_len : len; i <= len && rc == LCOW_OK; i++) {
+        if (i < len && buf[i] != '/' && buf[i] != LCOW_PATH_SEP)
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        lcow_stat st;
+        lcow_error e;
+        if (lcow_os_stat(buf, &st, &e) != LCOW_OK)
+            rc = lcow_error_set(err, e.code, "state directory: %s", e.message);
+        else if (!st.exists)
+            break; /* nothing below a missing directory exists either */
+        else if (!st.is_dir)
+            rc = lcow_error_set(
+                err, LCOW_FAILED_PRECONDITION,
+                "state directory: %s is %s, not a directory; lcowsnap neither follows nor "
+                "replaces what it did not create in its root: remove it%s",
+                buf, lcow_os_stat_kind(&st),
+                i == root_len && st.is_link ? ", or pass the directory it points to as --root"
+                                            : "");
+        buf[i] = saved;
+    }
+    free(buf);
+    return rc;
+}
+
 /* Opens the metadata and directories under dir (the root, or a partition's
  * directory); scratch: the base store's scratch policy for a partition,
  * NULL to open the root's own. */
@@ -217,6 +256,12 @@ static lcow_code open_in(const lcow_snapshotter_config *config, const char *dir,
     char *meta = meta_path(dir);
     lcow_code rc =
         s->root && s->snapshots_dir && s->tmp_dir && meta ? LCOW_OK : lcow_snapshotter_oom(err);
+    if (rc == LCOW_OK)
+        rc = check_state_path(s->root, s->snapshots_dir, err);
+    if (rc == LCOW_OK)
+        rc = check_state_path(s->root, s->tmp_dir, err);
+    if (rc == LCOW_OK)
+        rc = check_state_path(s->root, meta, err);
     if (rc == LCOW_OK)
         rc = lcow_os_mkdir_all(s->snapshots_dir, err);
     if (rc == LCOW_OK)

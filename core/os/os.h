@@ -87,9 +87,14 @@ void lcow_file_close(lcow_file *f);
 typedef struct lcow_stat {
     bool exists;
     bool is_dir;
-    bool is_link; /* the path itself is a symbolic link (lstat) */
+    bool is_link;    /* the path itself is a symbolic link (lstat) */
+    bool is_regular; /* a regular file: not a link, directory, FIFO, socket or device */
     uint64_t size;
 } lcow_stat;
+
+/* What st describes, for messages: "missing", "a regular file", "a
+ * directory", "a symbolic link", "a FIFO, socket or device". */
+const char *lcow_os_stat_kind(const lcow_stat *st);
 
 /* lstat-like: a missing path is not an error (st->exists = false). */
 lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err);

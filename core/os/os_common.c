@@ -26,3 +26,16 @@ char *lcow_path_join(const char *a, const char *b)
     memcpy(out + alen + need_sep, b, blen + 1);
     return out;
 }
+
+const char *lcow_os_stat_kind(const lcow_stat *st)
+{
+    if (!st->exists)
+        return "missing";
+    if (st->is_link)
+        return "a symbolic link";
+    if (st->is_dir)
+        return "a directory";
+    if (st->is_regular)
+        return "a regular file";
+    return "a FIFO, socket or device";
+}

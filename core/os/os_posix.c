@@ -252,6 +252,7 @@ lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err)
     st->exists = true;
     st->is_dir = S_ISDIR(s.st_mode);
     st->is_link = S_ISLNK(s.st_mode);
+    st->is_regular = S_ISREG(s.st_mode);
     st->size = (uint64_t)s.st_size;
     return LCOW_OK;
 }

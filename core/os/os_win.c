@@ -458,6 +458,8 @@ lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err)
     st->exists = true;
     st->is_link = (data.dwFileAttributes & FILE_ATTRIBUTE_REPARSE_POINT) != 0;
     st->is_dir = !st->is_link && (data.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
+    st->is_regular =
+        !st->is_link && !st->is_dir && !(data.dwFileAttributes & FILE_ATTRIBUTE_DEVICE);
     st->size = ((uint64_t)data.nFileSizeHigh << 32) | data.nFileSizeLow;
     return LCOW_OK;
 }

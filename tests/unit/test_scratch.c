@@ -14,6 +14,7 @@
 #ifndef _WIN32
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -1200,6 +1201,105 @@ static void template_of_wrong_type_is_set_aside_and_rebuilt(void **state)
 }
 #endif
 
+/* The shared disk and CreateScratch's target are never followed out of
+ * place (issue 14, item 3). A member's sandbox.vhdx is linked only to a
+ * regular file inside the root: an owner disk replaced by a directory, a
+ * FIFO, a device node or a link to a file outside the root is refused with
+ * FailedPrecondition naming it and the member directory stays empty (before:
+ * realpath followed the link and the member was linked to the outside file,
+ * or to the FIFO). At CreateScratch's target name a link (dangling or not),
+ * a directory, a FIFO or a device node is refused as AlreadyExists naming
+ * what is there, and left as it is. */
+static void shared_disk_and_create_target_are_never_followed(void **state)
+{
+    char *outside = fresh_dir("never-followed-out");
+    fixture fx = open_fixture("never-followed", (const char *const[]){outside}, 1);
+    lcow_error err;
+    char *secret = join(outside, "secret");
+    write_file(secret, "host file");
+    char *owner = subdir(fx.root, "owner");
+    char *owner_disk = join(owner, LCOW_SANDBOX_NAME);
+    int kinds = 2;
+#ifndef _WIN32
+    kinds = 4;
+#endif
+    for (int kind = 0; kind < kinds; kind++) {
+        lcow_os_remove_all(owner_disk, NULL);
+        if (kind == 0) {
+            assert_int_equal(lcow_os_mkdir(owner_disk, &err), LCOW_OK);
+        } else if (kind == 1) {
+            if (lcow_os_symlink(secret, owner_disk, &err) == LCOW_NOT_IMPLEMENTED)
+                continue; /* Wine without symbolic links */
+        }
+#ifndef _WIN32
+        else if (kind == 2) {
+            assert_int_equal(mkfifo(owner_disk, 0600), 0);
+        } else if (mknod(owner_disk, S_IFCHR | 0600, makedev(1, 3)) != 0) {
+            continue; /* not root */
+        }
+#endif
+        char name[16];
+        snprintf(name, sizeof name, "member%d", kind);
+        char *member = subdir(fx.root, name);
+        assert_int_equal(lcow_scratch_link_shared(fx.sc, owner_disk, member, &err),
+                         LCOW_FAILED_PRECONDITION);
+        assert_non_null(strstr(err.message, owner_disk));
+        assert_int_equal(entries_in(member), 0);
+        free(member);
+    }
+
+    /* CreateScratch: whatever is at the name stays. */
+    char *target = join(outside, "disk.vhdx");
+    char *gone = join(outside, "gone.vhdx");
+    for (int kind = 0; kind < kinds + 1; kind++) {
+        lcow_os_remove_all(target, NULL);
+        const char *what = "a directory";
+        if (kind == 0) {
+            assert_int_equal(lcow_os_mkdir(target, &err), LCOW_OK);
+        } else if (kind == 1) {
+            what = "a symbolic link";
+            if (lcow_os_symlink(gone, target, &err) == LCOW_NOT_IMPLEMENTED)
+                continue;
+        } else if (kind == 2) {
+            what = "a symbolic link";
+            if (lcow_os_symlink(secret, target, &err) == LCOW_NOT_IMPLEMENTED)
+                continue;
+        }
+#ifndef _WIN32
+        else if (kind == 3) {
+            what = "a FIFO, socket or device";
+            assert_int_equal(mkfifo(target, 0600), 0);
+        } else if (mknod(target, S_IFCHR | 0600, makedev(1, 3)) != 0) {
+            continue;
+        } else {
+            what = "a FIFO, socket or device";
+        }
+#endif
+        assert_int_equal(lcow_scratch_create_at(fx.sc, target, 1, 0, &err), LCOW_ALREADY_EXISTS);
+        assert_non_null(strstr(err.message, what));
+        assert_false(exists(gone));
+        lcow_stat st;
+        assert_int_equal(lcow_os_stat(target, &st, &err), LCOW_OK);
+        assert_true(st.exists && !st.is_regular);
+    }
+    lcow_os_remove_all(target, NULL);
+    /* the secret is as it was */
+    lcow_file *fl;
+    char buf[16] = {0};
+    assert_int_equal(lcow_file_open(secret, LCOW_OPEN_READ, &fl, &err), LCOW_OK);
+    size_t got = 0;
+    assert_int_equal(lcow_file_pread(fl, buf, sizeof buf - 1, 0, &got, &err), LCOW_OK);
+    lcow_file_close(fl);
+    assert_string_equal(buf, "host file");
+    free(gone);
+    free(target);
+    free(owner_disk);
+    free(owner);
+    free(secret);
+    close_fixture(&fx);
+    free(outside);
+}
+
 int main(void)
 {
     lcow_mutex_init(&log_lock);
@@ -1225,6 +1325,7 @@ int main(void)
         cmocka_unit_test(stale_temp_files_are_cleaned_up),
         cmocka_unit_test(a_bad_template_is_set_aside_and_rebuilt),
         cmocka_unit_test(shared_disk_links_to_the_canonical_file),
+        cmocka_unit_test(shared_disk_and_create_target_are_never_followed),
         cmocka_unit_test(eight_threads_build_a_new_size_once),
         cmocka_unit_test(different_sizes_build_in_parallel),
     };

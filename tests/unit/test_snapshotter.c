@@ -16,6 +16,12 @@
 
 #include <cmocka.h>
 
+#ifndef _WIN32
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#endif
+
 #include "core/metastore.h"
 #include "core/os/os.h"
 #include "core/os/thread.h"
@@ -221,6 +227,111 @@ static void missing_active_dir_is_failed_precondition(void **state)
     lcow_info_free(&info);
     ok(lcow_snapshotter_remove(f->s, "a", &err), &err);
     free(dir);
+}
+
+/* The state directory is lcowsnap's own (issue 14, item 3): a symbolic
+ * link, FIFO, device node or file where the root or one of its directories
+ * (snapshots, tmp, meta) belongs is refused at open with FailedPrecondition
+ * naming it, nothing is created, no link is followed out of the root, no
+ * FIFO is waited on. Before: the root's link and a link at snapshots/ or
+ * meta/ were followed (the store lived outside its root), a FIFO at tmp/
+ * was "already exists". */
+static lcow_code open_plain(const char *root, lcow_error *err)
+{
+    lcow_snapshotter_config c = {.root = root, .no_scratch = true};
+    lcow_snapshotter *s = NULL;
+    lcow_code rc = lcow_snapshotter_open(&c, &s, err);
+    lcow_snapshotter_free(s);
+    return rc;
+}
+
+static int count_any(void *ctx, const char *name, bool is_dir)
+{
+    (void)name, (void)is_dir;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static void state_dir_entries_of_the_wrong_type_are_refused(void **state)
+{
+    fixture *f = *state;
+    lcow_error err;
+    char *outside = test_fresh_dir("state-outside");
+    char *base = test_fresh_dir("state-base");
+    const char *names[] = {"", "snapshots", "tmp", "meta"};
+    int kinds = 2; /* a directory elsewhere: linked; a plain file */
+#ifndef _WIN32
+    kinds = 5; /* and a FIFO, a socket-less device node, a dangling link */
+#endif
+    for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
+        for (int kind = 0; kind < kinds; kind++) {
+            char sub[32];
+            snprintf(sub, sizeof sub, "r%zu-%d", n, kind);
+            char *root = lcow_path_join(base, sub);
+            char *entry = n ? lcow_path_join(root, names[n]) : lcow_path_join(root, "");
+            if (n)
+                ok(lcow_os_mkdir(root, &err), &err);
+            lcow_code made = LCOW_OK;
+            if (kind == 0) {
+                made = lcow_os_symlink(outside, entry, &err);
+                if (made == LCOW_NOT_IMPLEMENTED) { /* Wine without symlinks */
+                    free(entry);
+                    free(root);
+                    continue;
+                }
+            } else if (kind == 1) {
+                lcow_file *fl;
+                made = lcow_file_open(entry, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &fl, &err);
+                lcow_file_close(fl);
+            }
+#ifndef _WIN32
+            else if (kind == 2) {
+                made = mkfifo(entry, 0600) == 0 ? LCOW_OK : LCOW_INTERNAL;
+            } else if (kind == 3) {
+                if (mknod(entry, S_IFCHR | 0600, makedev(1, 3)) != 0) { /* not root */
+                    free(entry);
+                    free(root);
+                    continue;
+                }
+            } else {
+                char *gone = lcow_path_join(outside, "gone");
+                made = symlink(gone, entry) == 0 ? LCOW_OK : LCOW_INTERNAL;
+                free(gone);
+            }
+#endif
+            ok(made, &err);
+            lcow_stat before;
+            ok(lcow_os_stat(entry, &before, &err), &err);
+            assert_true(before.exists);
+            lcow_code rc = open_plain(root, &err);
+            if (rc != LCOW_FAILED_PRECONDITION)
+                fail_msg("%s as kind %d: %d %s", entry, kind, rc, err.message);
+            assert_non_null(strstr(err.message, entry));
+            /* nothing changed: the entry is as it was, nothing was created
+             * beside it or through it */
+            lcow_stat after;
+            ok(lcow_os_stat(entry, &after, &err), &err);
+            assert_true(after.exists && after.is_link == before.is_link &&
+                        after.is_dir == before.is_dir && after.is_regular == before.is_regular);
+            int in_root = 0, in_outside = 0;
+            if (n) {
+                ok(lcow_os_list_dir(root, count_any, &in_root, &err), &err);
+                assert_int_equal(in_root, 1);
+            }
+            ok(lcow_os_list_dir(outside, count_any, &in_outside, &err), &err);
+            assert_int_equal(in_outside, 0);
+            free(entry);
+            free(root);
+        }
+    }
+    /* A real directory at every name opens. */
+    char *good = lcow_path_join(base, "good");
+    ok(open_plain(good, &err), &err);
+    ok(open_plain(good, &err), &err);
+    free(good);
+    free(base);
+    free(outside);
+    (void)f;
 }
 
 /* ------------------------------------------------------------ paging */
@@ -920,6 +1031,7 @@ int main(int argc, char **argv)
         T(commit_resets_times_and_takes_commit_labels),
         T(usage_by_kind),
         T(missing_active_dir_is_failed_precondition),
+        T(state_dir_entries_of_the_wrong_type_are_refused),
         T(walk_paging),
         T(directories_follow_kinds),
         T(reopen_keeps_state_and_never_reuses_ids),
