@@ -134,7 +134,7 @@ typedef struct lcow_status {
     int64_t active, committed, view;
     int64_t store_bytes, store_inodes;
     int64_t scratch_templates;
-    int64_t layers; /* -1: no layer store in this build */
+    int64_t layers; /* in the layer store; -1: none open */
     int64_t pending_removals;
     int64_t connections_open, connections_total;
     int64_t requests_total, errors_total;
