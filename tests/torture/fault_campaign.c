@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "core/base/log.h"
+#include "core/disk/sha256.h"
 #include "core/os/os.h"
 #include "core/scratch.h"
 #include "core/snapshotter.h"
@@ -51,6 +52,10 @@ typedef struct paths {
     char root[1100];
     char loc[1100];
     char scratch[1100];
+    /* Layer blobs (tars): 0 is stored by the setup (a known blob), 1 is
+     * new, 2 was stored and its snapshot removed (cached, unreferenced). */
+    char blob[3][1100];
+    char digest[3][LCOW_SHA256_DIGEST_STRING_SIZE];
 } paths;
 
 static lcow_code t_prepare(target *t, bool view, const char *key, const char *parent,
@@ -107,6 +112,59 @@ static lcow_code t_create_scratch(target *t, const char *path, lcow_error *err)
                 : lcow_client_create_scratch(t->c, path, 1, 0, err);
 }
 
+static lcow_code t_apply(target *t, const char *key, const paths *p, int b, lcow_error *err)
+{
+    if (t->s) {
+        lcow_apply_request req = {.key = key, .path = p->blob[b], .digest = p->digest[b]};
+        return lcow_snapshotter_apply(t->s, &req, NULL, err);
+    }
+    lcow_result r = {0};
+    lcow_code rc = lcow_client_apply(t->c, key, p->blob[b], NULL, p->digest[b], false, &r, err);
+    lcow_result_free(&r);
+    return rc;
+}
+
+static lcow_code t_prune_layers(target *t, lcow_error *err)
+{
+    if (t->s) {
+        lcow_layer_store_prune_options o = {.all = true};
+        return lcow_snapshotter_prune_layers(t->s, &o, NULL, err);
+    }
+    return lcow_client_prune_layers(t->c, true, 0, NULL, NULL, err);
+}
+
+/* A tar of one 96 KiB file whose bytes depend on seed; its digest. */
+static int write_blob(const char *path, unsigned seed, char *digest)
+{
+    static uint8_t tar[512 + 96 * 1024 + 1024];
+    memset(tar, 0, sizeof tar);
+    snprintf((char *)tar, 100, "data");
+    snprintf((char *)tar + 100, 8, "%07o", 0644u);
+    snprintf((char *)tar + 108, 8, "%07o", 0u);
+    snprintf((char *)tar + 116, 8, "%07o", 0u);
+    snprintf((char *)tar + 124, 12, "%011o", 96u * 1024);
+    snprintf((char *)tar + 136, 12, "%011o", 1700000000u);
+    tar[156] = '0';
+    memcpy(tar + 257, "ustar\0"
+                      "00",
+           8);
+    memset(tar + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += tar[i];
+    snprintf((char *)tar + 148, 8, "%06o", sum);
+    for (size_t i = 0; i < 96 * 1024; i++)
+        tar[512 + i] = (uint8_t)(i * 31 + seed * 7 + (i >> 9));
+    uint8_t d[LCOW_SHA256_SIZE];
+    lcow_sha256(tar, sizeof tar, d);
+    lcow_sha256_digest_string(d, digest);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t n = fwrite(tar, 1, sizeof tar, f);
+    return fclose(f) == 0 && n == sizeof tar ? 0 : -1;
+}
+
 static lcow_code prep_container(target *t, const char *key, const char *parent, const char *gb,
                                 const char *loc, lcow_error *err)
 {
@@ -133,6 +191,22 @@ static lcow_code setup(target *t, const paths *p, lcow_error *err)
         rc = prep_container(t, "ns/1/c1", "ns/1/base", "1", NULL, err);
     if (rc == LCOW_OK)
         rc = t_prepare(t, true, "ns/1/v1", "ns/1/base", NULL, err);
+    /* The layer store: blob 0 stored and used, blob 2 stored and cached
+     * (its snapshot removed), an extract key for the Apply scenarios. */
+    if (rc == LCOW_OK)
+        rc = t_prepare(t, false, "ns/1/extract-l0", "ns/1/base", NULL, err);
+    if (rc == LCOW_OK)
+        rc = t_apply(t, "ns/1/extract-l0", p, 0, err);
+    if (rc == LCOW_OK)
+        rc = t_commit(t, "ns/1/l0", "ns/1/extract-l0", err);
+    if (rc == LCOW_OK)
+        rc = t_prepare(t, false, "ns/1/extract-l2", NULL, NULL, err);
+    if (rc == LCOW_OK)
+        rc = t_apply(t, "ns/1/extract-l2", p, 2, err);
+    if (rc == LCOW_OK)
+        rc = t_remove(t, "ns/1/extract-l2", err);
+    if (rc == LCOW_OK)
+        rc = t_prepare(t, false, "ns/1/extract-a", "ns/1/base", NULL, err);
     return rc;
 }
 
@@ -208,6 +282,19 @@ static lcow_code sc_create_scratch(target *t, const paths *p, lcow_error *err)
     return t_create_scratch(t, path, err);
 }
 
+static lcow_code sc_apply_convert(target *t, const paths *p, lcow_error *err)
+{
+    return t_apply(t, "ns/1/extract-a", p, 1, err);
+}
+static lcow_code sc_apply_link(target *t, const paths *p, lcow_error *err)
+{
+    return t_apply(t, "ns/1/extract-a", p, 0, err);
+}
+static lcow_code sc_prune_layers(target *t, const paths *p, lcow_error *err)
+{
+    return t_prune_layers(t, err);
+}
+
 static const scenario scenarios[] = {
     {"Prepare (scratch from cached template)", sc_prepare_cached},
     {"Prepare (scratch, new template)", sc_prepare_new_template},
@@ -221,6 +308,9 @@ static const scenario scenarios[] = {
     {"Update", sc_update},
     {"Cleanup", sc_cleanup},
     {"CreateScratch", sc_create_scratch},
+    {"Apply (conversion into the layer store)", sc_apply_convert},
+    {"Apply (known blob: a link)", sc_apply_link},
+    {"PruneLayers", sc_prune_layers},
 };
 
 /* ------------------------------------------------------------ driver */
@@ -238,6 +328,11 @@ static int make_store(paths *p, const char *tag, lcow_error *err)
     tfresh_dir(p->base);
     tfresh_dir(p->loc);
     tfresh_dir(p->scratch);
+    for (int b = 0; b < 3; b++) {
+        snprintf(p->blob[b], sizeof p->blob[b], "%s/blob%d.tar", p->base, b);
+        if (write_blob(p->blob[b], (unsigned)b + 1, p->digest[b]) != 0)
+            return -1;
+    }
     /* The baseline is closed cleanly: its batches need no sync. */
     lcow_snapshotter_config cfg = {
         .root = p->root, .scratch_backend = LCOW_SCRATCH_NATIVE, .no_sync = true};
