@@ -145,8 +145,9 @@ static int write_blob(const char *path, unsigned seed, char *digest)
     snprintf((char *)tar + 124, 12, "%011o", 96u * 1024);
     snprintf((char *)tar + 136, 12, "%011o", 1700000000u);
     tar[156] = '0';
-    memcpy(tar + 257, "ustar\0"
-                      "00",
+    memcpy(tar + 257,
+           "ustar\0"
+           "00",
            8);
     memset(tar + 148, ' ', 8);
     unsigned sum = 0;
