@@ -120,8 +120,9 @@ static int bench_compact(const char *dir, unsigned size_gb, unsigned files, unsi
     run("qemu-img convert -f raw -O vhdx -o subformat=dynamic,block_size=1048576 '%s' '%s'", raw,
         filled);
     run("rm -f '%s' '%s'", raw, data);
-    fprintf(stderr, "prepared %s in %.0f s: %u GiB disk, %u x %u MiB written, %u deleted, "
-                    "%lld bytes\n",
+    fprintf(stderr,
+            "prepared %s in %.0f s: %u GiB disk, %u x %u MiB written, %u deleted, "
+            "%lld bytes\n",
             filled, (now_ms() - t) / 1e3, size_gb, files, file_mb, deleted, file_size(filled));
 
     double *tc = calloc(runs, sizeof *tc), *tq = calloc(runs, sizeof *tq);
@@ -297,8 +298,9 @@ int main(int argc, char **argv)
         unsigned runs = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 3;
         return actives && runs ? bench_usage(argv[2], actives, runs) : 2;
     }
-    fprintf(stderr, "usage: %s compact DIR [SIZE_GB [FILES [FILE_MB [DELETED [RUNS]]]]]\n"
-                    "       %s usage DIR [ACTIVES [RUNS]]\n",
+    fprintf(stderr,
+            "usage: %s compact DIR [SIZE_GB [FILES [FILE_MB [DELETED [RUNS]]]]]\n"
+            "       %s usage DIR [ACTIVES [RUNS]]\n",
             argv[0], argv[0]);
     return 2;
 }

@@ -80,12 +80,12 @@ static lcow_code compact_disk(lcow_snapshotter *s, uint64_t disk_id, lcow_compac
     if (!path)
         return lcow_snapshotter_oom(err);
     lcow_file *f;
-    lcow_code rc = lcow_file_open(path, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_REGULAR |
-                                            LCOW_OPEN_SHARE_NONE,
-                                  &f, err);
+    lcow_code rc = lcow_file_open(
+        path, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_REGULAR | LCOW_OPEN_SHARE_NONE, &f, err);
     if (rc == LCOW_FAILED_PRECONDITION && strstr(err ? err->message : "", "in use")) {
-        lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s is in use (a VM or another process "
-                                                      "has it open)",
+        lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                       "%s is in use (a VM or another process "
+                       "has it open)",
                        path);
         free(path);
         return LCOW_FAILED_PRECONDITION;
@@ -127,10 +127,9 @@ static lcow_code compact_impl(lcow_snapshotter *s, const char *key, lcow_compact
     lcow_kind kind = rec.kind;
     lcow_meta_record_free(&rec);
     if (!id || s->no_scratch)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "%s has no scratch disk to compact (%s)", key,
-                              kind == LCOW_KIND_ACTIVE ? "an active without sandbox.vhdx"
-                                                       : "not an active snapshot");
+        return lcow_error_set(
+            err, LCOW_FAILED_PRECONDITION, "%s has no scratch disk to compact (%s)", key,
+            kind == LCOW_KIND_ACTIVE ? "an active without sandbox.vhdx" : "not an active snapshot");
     return compact_disk(s, id, sum, err);
 }
 

@@ -78,8 +78,7 @@ static lcow_code do_compact(lcow_snapshotter *s, const lcow_params *p, lcow_resu
 {
     bool has_key = p->key && *p->key;
     if (has_key == p->all)
-        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "Compact takes either a key or all=true");
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "Compact takes either a key or all=true");
     if (p->all)
         return lcow_snapshotter_compact_all(s, &r->compact, err);
     return lcow_snapshotter_compact(s, p->key, &r->compact, err);

@@ -477,8 +477,7 @@ static int cmd_usage(ctl *c, int argc, char **argv)
     if (c->json)
         fputs("[", stdout);
     else
-        printf("%-40s %-12s %-10s %-12s %s\n", "KEY", "SIZE", "INODES", "EXT4-USED",
-               "EXT4-INODES");
+        printf("%-40s %-12s %-10s %-12s %s\n", "KEY", "SIZE", "INODES", "EXT4-USED", "EXT4-INODES");
     bool first = true;
     for (size_t i = 0; i < list.count; i++) {
         lcow_usage u = {0, 0};

@@ -85,8 +85,7 @@ static void plan_moves(placed *keep, size_t n, uint64_t start, uint32_t bs, size
 }
 
 static lcow_code run_moves(lcow_vhdx_reader *r, const lcow_vhdx_io *io, placed *keep, size_t n,
-                           uint32_t bs, lcow_compact_step_fn step, void *step_ctx,
-                           lcow_error *err)
+                           uint32_t bs, lcow_compact_step_fn step, void *step_ctx, lcow_error *err)
 {
     uint8_t *buf = malloc(COPY_CHUNK);
     if (!buf)
@@ -119,15 +118,15 @@ static lcow_code run_moves(lcow_vhdx_reader *r, const lcow_vhdx_io *io, placed *
     return rc;
 }
 
-static lcow_code compact_open(lcow_vhdx_reader *r, const lcow_vhdx_io *io,
-                              lcow_compact_report *rep, lcow_compact_step_fn step,
-                              void *step_ctx, lcow_error *err)
+static lcow_code compact_open(lcow_vhdx_reader *r, const lcow_vhdx_io *io, lcow_compact_report *rep,
+                              lcow_compact_step_fn step, void *step_ctx, lcow_error *err)
 {
     const lcow_vhdx_info *vi = lcow_vhdx_reader_info(r);
     rep->bytes_before = rep->bytes_after = vi->file_size;
     if (vi->leave_blocks_allocated)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "compact: a fixed VHDX (LeaveBlockAllocated) has nothing to give back");
+        return lcow_error_set(
+            err, LCOW_FAILED_PRECONDITION,
+            "compact: a fixed VHDX (LeaveBlockAllocated) has nothing to give back");
     lcow_vhdx_check_report chk;
     lcow_code rc = lcow_vhdx_reader_check(r, &chk, err);
     if (rc)
@@ -138,8 +137,8 @@ static lcow_code compact_open(lcow_vhdx_reader *r, const lcow_vhdx_io *io,
     uint8_t *used = calloc((size_t)((blocks + 7) / 8), 1);
     /* Present blocks fit in the file (check), so this is bounded by it. */
     placed *keep = chk.present_blocks ? malloc((size_t)chk.present_blocks * sizeof *keep) : NULL;
-    uint64_t *freed = chk.present_blocks ? malloc((size_t)chk.present_blocks * sizeof *freed)
-                                         : NULL;
+    uint64_t *freed =
+        chk.present_blocks ? malloc((size_t)chk.present_blocks * sizeof *freed) : NULL;
     if (!used || (chk.present_blocks && (!keep || !freed))) {
         rc = lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "compact: out of memory");
         goto out;

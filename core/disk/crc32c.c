@@ -50,7 +50,7 @@ static const uint32_t crc32c_table[256] = {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LCOW_CRC32C_HW 1
 __attribute__((target("sse4.2"))) static uint32_t hw_update(uint32_t crc, const uint8_t *p,
-                                                             size_t len)
+                                                            size_t len)
 {
     uint64_t c = crc;
     while (len >= 8) {

@@ -85,8 +85,8 @@ static uint64_t overhead_of(const sb_info *s, const uint8_t *sb)
     uint32_t compat = lcow_le_get32(sb + 0x5c);
     uint64_t gdt = ((uint64_t)s->groups * s->desc_size + s->block_size - 1) / s->block_size;
     uint64_t reserved_gdt = (compat & COMPAT_RESIZE_INODE) ? lcow_le_get16(sb + 0xce) : 0;
-    uint64_t itable = ((uint64_t)s->inodes_per_group * s->inode_size + s->block_size - 1) /
-                      s->block_size;
+    uint64_t itable =
+        ((uint64_t)s->inodes_per_group * s->inode_size + s->block_size - 1) / s->block_size;
     uint64_t o = s->first_data_block;
     for (uint32_t g = 0; g < s->groups; g++) {
         o += 2 + itable;
@@ -142,11 +142,10 @@ static lcow_code read_sb(lcow_vhdx_reader *r, sb_info *s, lcow_error *err)
         return bad(err, "blocks per group is 0, not a multiple of 8 or more than a bitmap holds");
     if (s->first_data_block != (s->block_size == 1024 ? 1u : 0u))
         return bad(err, "first data block does not match the block size");
-    if (s->blocks <= s->first_data_block ||
-        s->blocks > vi->virtual_size / s->block_size)
+    if (s->blocks <= s->first_data_block || s->blocks > vi->virtual_size / s->block_size)
         return bad(err, "block count is zero or larger than the disk");
-    uint64_t groups = (s->blocks - s->first_data_block + s->blocks_per_group - 1) /
-                      s->blocks_per_group;
+    uint64_t groups =
+        (s->blocks - s->first_data_block + s->blocks_per_group - 1) / s->blocks_per_group;
     if (groups > UINT32_MAX)
         return bad(err, "too many groups");
     s->groups = (uint32_t)groups;
@@ -226,8 +225,7 @@ static lcow_code add_free(void *ctx, uint32_t group, const uint8_t *d, lcow_erro
     return LCOW_OK;
 }
 
-lcow_code lcow_ext4_view_usage_of(lcow_vhdx_reader *r, lcow_ext4_view_usage *usage,
-                                  lcow_error *err)
+lcow_code lcow_ext4_view_usage_of(lcow_vhdx_reader *r, lcow_ext4_view_usage *usage, lcow_error *err)
 {
     memset(usage, 0, sizeof *usage);
     sb_info s;
@@ -299,8 +297,8 @@ static lcow_code map_group(void *ctx, uint32_t g, const uint8_t *d, lcow_error *
     uint64_t bsz = s->block_size;
     uint16_t flags = lcow_le_get16(d + 0x12);
     uint64_t bitmap_blk = desc_u32x2(s, d, 0x00, 0x20);
-    bool trusted = !(flags & BG_BLOCK_UNINIT) && bitmap_blk >= s->first_data_block &&
-                   bitmap_blk < s->blocks;
+    bool trusted =
+        !(flags & BG_BLOCK_UNINIT) && bitmap_blk >= s->first_data_block && bitmap_blk < s->blocks;
     if (trusted) {
         lcow_code rc = lcow_vhdx_reader_read(m->r, bitmap_blk * bsz, m->bitmap, bsz, err);
         if (rc)

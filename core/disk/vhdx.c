@@ -1029,7 +1029,8 @@ lcow_code lcow_vhdx_reader_set_block(lcow_vhdx_reader *r, uint64_t block,
                                      lcow_error *err)
 {
     if (!r->updating)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "vhdx: BAT write before the header update");
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "vhdx: BAT write before the header update");
     if (block >= r->blocks || file_offset % MiB)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "vhdx: bad BAT update of block %llu",
                               (unsigned long long)block);

@@ -203,9 +203,10 @@ int main(int argc, char **argv)
             seed = strtoull(v, NULL, 10);
     }
     if (!exe || !dir || !fixture_sh || !check_sh || !qemu || !debugfs || !mkfs || !e2fsck) {
-        fprintf(stderr, "usage: %s --exe LCOWSNAP --dir DIR --kills N --fixture-script SH "
-                        "--check-script SH --qemu-img Q --debugfs D --mkfs M --e2fsck E "
-                        "[--seed S]\n",
+        fprintf(stderr,
+                "usage: %s --exe LCOWSNAP --dir DIR --kills N --fixture-script SH "
+                "--check-script SH --qemu-img Q --debugfs D --mkfs M --e2fsck E "
+                "[--seed S]\n",
                 argv[0]);
         return 2;
     }

@@ -47,15 +47,15 @@ static void make_disk(mem_io *m, const unsigned *junk_mib, size_t n, bool junk_f
         junk[i] = (uint8_t)(i * 7 + 1);
     if (junk_first)
         for (size_t i = 0; i < n; i++)
-            assert_int_equal(lcow_vhdx_writer_write(w, (uint64_t)junk_mib[i] * MiB, junk, MiB, &err),
-                             LCOW_OK);
+            assert_int_equal(
+                lcow_vhdx_writer_write(w, (uint64_t)junk_mib[i] * MiB, junk, MiB, &err), LCOW_OK);
     lcow_block_sink *sink;
     assert_int_equal(lcow_block_sink_vhdx(w, DISK, false, &sink, &err), LCOW_OK);
     assert_int_equal(lcow_ext4_format(sink, NULL, NULL, &err), LCOW_OK);
     if (!junk_first)
         for (size_t i = 0; i < n; i++)
-            assert_int_equal(lcow_vhdx_writer_write(w, (uint64_t)junk_mib[i] * MiB, junk, MiB, &err),
-                             LCOW_OK);
+            assert_int_equal(
+                lcow_vhdx_writer_write(w, (uint64_t)junk_mib[i] * MiB, junk, MiB, &err), LCOW_OK);
     assert_int_equal(lcow_block_sink_finish(sink, &err), LCOW_OK);
     lcow_block_sink_free(sink);
     lcow_vhdx_writer_free(w);
@@ -369,9 +369,9 @@ static void copy_file(const char *from, const char *to)
     lcow_file *in, *out;
     test_remove(to);
     assert_int_equal(lcow_file_open(from, LCOW_OPEN_READ, &in, &err), LCOW_OK);
-    assert_int_equal(lcow_file_open(to, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &out,
-                                    &err),
-                     LCOW_OK);
+    assert_int_equal(
+        lcow_file_open(to, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &out, &err),
+        LCOW_OK);
     uint8_t *buf = malloc(MiB);
     assert_non_null(buf);
     for (uint64_t off = 0;; off += MiB) {

@@ -187,8 +187,8 @@ lcow_code lcow_snapshotter_compact(lcow_snapshotter *s, const char *key,
     memset(summary, 0, sizeof *summary);
     lcow_code code = fake_enter("compact", key, NULL, NULL, err);
     if (code == LCOW_OK)
-        *summary = (lcow_compact_summary){.disks = 1, .bytes_before = 9 << 20,
-                                          .bytes_after = 5 << 20};
+        *summary =
+            (lcow_compact_summary){.disks = 1, .bytes_before = 9 << 20, .bytes_after = 5 << 20};
     return code;
 }
 
