@@ -142,7 +142,23 @@ def every_method():
                  "InvalidArgument")
 
     u = ok(c, "Usage", {"key": "py/c"})
-    check(set(u) == {"size", "inodes"} and u["size"] >= 0, f"Usage {u}")
+    ext4 = {"ext4_used_bytes", "ext4_used_inodes", "ext4_total_bytes", "ext4_total_inodes"}
+    check(set(u) == {"size", "inodes"} | ext4 and u["size"] >= 0, f"Usage {u}")
+    # The ext4 view of a fresh 20 GiB sandbox, as df shows it (issue 18).
+    check(u["ext4_used_inodes"] == 11 and 0 < u["ext4_used_bytes"] < (1 << 20)
+          and 19 << 30 < u["ext4_total_bytes"] < 20 << 30, f"Usage ext4 view {u}")
+    check(set(ok(c, "Usage", {"key": "py/layer"})) == {"size", "inodes"},
+          "Usage of a committed snapshot has no ext4 view")
+    # Compact: a key or all, never both or neither.
+    r = ok(c, "Compact", {"key": "py/c"})
+    check(set(r) == {"disks", "bytes_before", "bytes_after", "in_use", "failed"}
+          and r["disks"] == 1 and r["bytes_before"] == r["bytes_after"] > 0, f"Compact {r}")
+    r = ok(c, "Compact", {"all": True})
+    check(r["disks"] == 1 and r["in_use"] == 0 and r["failed"] == 0, f"Compact all {r}")
+    expect_error(c, "Compact", {}, "InvalidArgument")
+    expect_error(c, "Compact", {"key": "py/c", "all": True}, "InvalidArgument")
+    expect_error(c, "Compact", {"key": "py/layer"}, "FailedPrecondition")
+    expect_error(c, "Compact", {"key": "py/none"}, "NotFound")
 
     w = ok(c, "Walk", {"filters": ['labels."py/label"==1']})
     check([i["name"] for i in w["infos"]] == ["py/layer"], f"Walk filtered {w}")
