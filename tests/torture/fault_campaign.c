@@ -329,8 +329,10 @@ static int make_store(paths *p, const char *tag, lcow_error *err)
     tfresh_dir(p->base);
     tfresh_dir(p->loc);
     tfresh_dir(p->scratch);
+    char base[sizeof p->base];
+    memcpy(base, p->base, sizeof base);
     for (int b = 0; b < 3; b++) {
-        snprintf(p->blob[b], sizeof p->blob[b], "%s/blob%d.tar", p->base, b);
+        snprintf(p->blob[b], sizeof p->blob[b], "%s/blob%d.tar", base, b);
         if (write_blob(p->blob[b], (unsigned)b + 1, p->digest[b]) != 0)
             return -1;
     }
