@@ -291,6 +291,19 @@ static void links_and_realpath(void **state)
     char *missing = lcow_path_join(dir, "nope");
     char *hard2 = lcow_path_join(dir, "hard2");
     assert_int_equal(lcow_os_hardlink(missing, hard2, &err), LCOW_NOT_FOUND);
+    /* lcow_os_file_id: the two names are one file with two links; the
+     * directory is another file; a missing name is NOT_FOUND. */
+    lcow_file_id a, b, d;
+    assert_int_equal(lcow_os_file_id(target, &a, &err), LCOW_OK);
+    assert_int_equal(lcow_os_file_id(hard, &b, &err), LCOW_OK);
+    assert_true(a.volume == b.volume && a.index == b.index);
+    assert_int_equal(a.links, 2);
+    assert_int_equal(lcow_os_file_id(dir, &d, &err), LCOW_OK);
+    assert_false(d.volume == a.volume && d.index == a.index);
+    assert_int_equal(lcow_os_file_id(missing, &d, &err), LCOW_NOT_FOUND);
+    assert_int_equal(lcow_os_remove(hard, &err), LCOW_OK);
+    assert_int_equal(lcow_os_file_id(target, &a, &err), LCOW_OK);
+    assert_int_equal(a.links, 1);
 
     /* realpath resolves "..". */
     char *sub = lcow_path_join(dir, "sub");
