@@ -55,8 +55,28 @@ typedef struct image {
     uint64_t units;
     uint8_t *used;
     uint64_t *hash;
+    uint64_t *offset; /* file offset of each present block, 0 otherwise */
     uint64_t file_size;
+    uint64_t sequence; /* of the current header */
+    uint64_t present;
 } image;
+
+/* Where a kill left the disk, by comparing it with the filled one. */
+enum { AT_UNTOUCHED, AT_HEADER, AT_FREED, AT_MOVING, AT_TRUNCATED, AT_COUNT };
+static const char *const at_names[AT_COUNT] = {"untouched", "header only", "blocks freed",
+                                               "blocks moving", "truncated"};
+
+static int stage_of(const image *ref, const image *im)
+{
+    if (im->file_size < ref->file_size)
+        return AT_TRUNCATED;
+    for (uint64_t u = 0; u < im->units; u++)
+        if (im->offset[u] && im->offset[u] != ref->offset[u])
+            return AT_MOVING;
+    if (im->present < ref->present)
+        return AT_FREED;
+    return im->sequence != ref->sequence ? AT_HEADER : AT_UNTOUCHED;
+}
 
 static uint64_t fnv1a(const uint8_t *p, size_t n)
 {
@@ -88,10 +108,13 @@ static int take(const char *path, image *im, char *msg, size_t msg_len)
     const lcow_vhdx_info *vi = lcow_vhdx_reader_info(r);
     im->file_size = vi->file_size;
     im->units = (vi->virtual_size + vi->block_size - 1) / vi->block_size;
+    im->sequence = vi->sequence_number;
+    im->present = chk.present_blocks;
     im->used = calloc((size_t)(im->units + 7) / 8, 1);
     im->hash = calloc((size_t)im->units, sizeof *im->hash);
+    im->offset = calloc((size_t)im->units, sizeof *im->offset);
     buf = malloc(vi->block_size);
-    if (!im->used || !im->hash || !buf) {
+    if (!im->used || !im->hash || !im->offset || !buf) {
         snprintf(msg, msg_len, "out of memory");
         goto out;
     }
@@ -101,10 +124,13 @@ static int take(const char *path, image *im, char *msg, size_t msg_len)
     }
     for (uint64_t u = 0; u < im->units; u++) {
         lcow_vhdx_block_state st;
-        if (lcow_vhdx_reader_block(r, u, &st, NULL, &err) != LCOW_OK) {
+        uint64_t off = 0;
+        if (lcow_vhdx_reader_block(r, u, &st, &off, &err) != LCOW_OK) {
             snprintf(msg, msg_len, "BAT: %s", err.message);
             goto out;
         }
+        if (st == LCOW_VHDX_BLOCK_FULLY_PRESENT)
+            im->offset[u] = off;
         if (!(im->used[u / 8] & (1u << (u % 8))) || st != LCOW_VHDX_BLOCK_FULLY_PRESENT)
             continue;
         if (lcow_vhdx_reader_read(r, u * vi->block_size, buf, vi->block_size, &err) != LCOW_OK) {
@@ -131,6 +157,7 @@ static void drop(image *im)
 {
     free(im->used);
     free(im->hash);
+    free(im->offset);
 }
 
 static int copy_file(const char *from, const char *to)
@@ -224,7 +251,7 @@ int main(int argc, char **argv)
     snprintf(svc.address, sizeof svc.address, "%s/s.sock", dir);
     snprintf(svc.log, sizeof svc.log, "%s/service.log", dir);
     uint64_t rng = seed;
-    unsigned done = 0, cut_short = 0, finished_anyway = 0;
+    unsigned done = 0, cut_short = 0, finished_anyway = 0, at[AT_COUNT] = {0};
     double full_ms = 0;
     image ref = {0}, after = {0};
     uint64_t ref_size = 0;
@@ -298,8 +325,11 @@ int main(int argc, char **argv)
         call c = {.address = svc.address};
         pthread_t th;
         pthread_create(&th, NULL, compact_main, &c);
-        /* Uniform over the call, a little past its usual end. */
-        unsigned delay_us = trand_below(&rng, (uint32_t)(full_ms * 1100) + 1);
+        /* Uniform over the call (a little past its usual end) for odd
+         * cycles, over its first tenth for even ones: the steps before the
+         * first fsync are short and would be hit rarely otherwise. */
+        double span_us = full_ms * (k % 2 ? 1100 : 110);
+        unsigned delay_us = trand_below(&rng, (uint32_t)span_us + 1);
         usleep(delay_us);
         tsvc_stop(&svc, SIGKILL, 1000);
         pthread_join(th, NULL);
@@ -315,6 +345,7 @@ int main(int argc, char **argv)
             failf("cycle %u (killed after %u us): a block the ext4 uses changed", k, delay_us);
             break;
         }
+        at[stage_of(&ref, &after)]++;
         drop(&after);
         /* The external tools on a copy (compact-check.sh checks crash-*.vhdx). */
         snprintf(msg, sizeof msg, "%s/crash-%u.vhdx", checkdir, k);
@@ -349,9 +380,14 @@ end:
                  seed, g_fail);
         return 1;
     }
+    char stages[256] = "";
+    for (int i = 0; i < AT_COUNT; i++) {
+        size_t n = strlen(stages);
+        snprintf(stages + n, sizeof stages - n, "%s%s %u", i ? ", " : "", at_names[i], at[i]);
+    }
     tsummary("compact crash: %u kills during Compact (%u cut it short, %u came after it ended; "
-             "a full run takes %.0f ms), every disk valid with its files intact and compacted "
-             "to the same size after a restart; %.0f s, seed %" PRIu64,
-             kills, cut_short, finished_anyway, full_ms, secs, seed);
+             "the disk left %s; a full run takes %.0f ms), every disk valid with its files "
+             "intact and compacted to the same size after a restart; %.0f s, seed %" PRIu64,
+             kills, cut_short, finished_anyway, stages, full_ms, secs, seed);
     return 0;
 }
