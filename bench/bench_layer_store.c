@@ -220,12 +220,10 @@ int main(int argc, char **argv)
            NSHARED, rounds);
     printf("%-22s %14s %18s %18s\n", "layer", "convert (A)", "Apply, link (B)",
            "Prepare+Apply+Commit (B)");
-    double per_shared_sum = 0;
     for (int i = 0; i < NSHARED; i++) {
         char label[32];
         snprintf(label, sizeof label, "shared %zu MiB", sizes[i] >> 20);
         double ap = median(link_apply[i], rounds), tot = median(link_total[i], rounds);
-        per_shared_sum += tot;
         printf("%-22s %11.1f ms %15.2f ms %15.2f ms\n", label, convert_ms[i], ap, tot);
     }
     double nt = median(new_total, rounds), it = median(image_total, rounds);
@@ -234,7 +232,6 @@ int main(int argc, char **argv)
            (it - nt) / NSHARED);
     printf("store: %" PRIu64 " conversions, %" PRIu64 " known blobs linked, %" PRIu64 " links\n",
            st.conversions, st.known_blobs, st.links);
-    (void)per_shared_sum;
     lcow_snapshotter_free(s);
     lcow_os_remove_all(root, NULL);
     free(abs);

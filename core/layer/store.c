@@ -457,8 +457,7 @@ static lcow_code link_locked(lcow_layer_store *st, const char *name, const char 
 }
 
 /* After a link: the snapshot directory durable (the link undone if not). */
-static lcow_code link_finish(lcow_layer_store *st, const char *name, const char *dir,
-                             lcow_error *err)
+static lcow_code link_finish(lcow_layer_store *st, const char *dir, lcow_error *err)
 {
     lcow_code rc = st->no_sync ? LCOW_OK : lcow_os_sync_dir(dir, err);
     if (rc != LCOW_OK) {
@@ -487,7 +486,7 @@ lcow_code lcow_layer_store_link(lcow_layer_store *st, const char *diff_id, bool 
     rc = link_locked(st, name, dir, &r, err);
     lcow_mutex_unlock(&st->lock);
     if (rc == LCOW_OK)
-        rc = link_finish(st, name, dir, err);
+        rc = link_finish(st, dir, err);
     if (rc == LCOW_OK && info)
         *info = r.info;
     return rc;
@@ -913,7 +912,7 @@ lcow_code lcow_layer_store_apply(lcow_layer_store *st, const char *blob_path, co
     if (!registered)
         free(c);
     if (linked) {
-        rc = link_finish(st, name, dir, err);
+        rc = link_finish(st, dir, err);
         if (rc == LCOW_OK) {
             fill_from_rec(res, &r);
             memcpy(res->apply.digest, want, sizeof want);
@@ -954,7 +953,7 @@ lcow_code lcow_layer_store_apply(lcow_layer_store *st, const char *blob_path, co
     }
     free(temp);
     if (linked) {
-        rc = link_finish(st, name, dir, err);
+        rc = link_finish(st, dir, err);
         res->converted = rc == LCOW_OK;
         /* A layer stored before (same diffID from another blob) keeps its
          * own record: report what was linked. */
