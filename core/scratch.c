@@ -400,6 +400,11 @@ lcow_code lcow_scratch_plan_for(lcow_scratch *sc, lcow_kind kind, const char *ke
     } else if (lcow_scratch_path_allowed(sc, resolved, &e) != LCOW_OK) {
         rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT, "label %s: location not allowed: %s",
                             LCOW_LABEL_LOCATION, e.message);
+    } else if (lcow_os_check_private_dir(resolved, &e) != LCOW_OK) {
+        /* Templates there are copied into containers: others may not
+         * write there (issue 14, item 8). */
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT, "label %s: location refused: %s",
+                            LCOW_LABEL_LOCATION, e.message);
     }
     if (rc != LCOW_OK) {
         free(resolved);
@@ -607,6 +612,93 @@ static lcow_code publish_exclusive(const char *temp, const char *final_path, lco
     return rc;
 }
 
+/* CreateScratch's temp files are made in the target's directory, outside
+ * the root, where no sweep looks: each is recorded first in
+ * <root>/scratch-inflight/<unique> (the temp's absolute path; the record
+ * and its directory fsynced before the temp file exists) and the record is
+ * removed once the temp name is gone. lcow_scratch_cleanup (at open and in
+ * Cleanup) removes the temp files that records a crash left name, and the
+ * records (issue 14, item 9). */
+#define INFLIGHT_DIR "scratch-inflight"
+
+static lcow_code inflight_dir(lcow_scratch *sc, char **out, lcow_error *err)
+{
+    *out = lcow_path_join(sc->root, INFLIGHT_DIR);
+    if (!*out)
+        return oom(err, "scratch in-flight record");
+    lcow_error e;
+    lcow_code rc = lcow_os_mkdir(*out, &e);
+    if (rc == LCOW_OK)
+        rc = lcow_os_sync_dir(sc->root, err);
+    else if (rc == LCOW_ALREADY_EXISTS)
+        rc = LCOW_OK;
+    else if (err)
+        *err = e;
+    lcow_stat st;
+    if (rc == LCOW_OK && (rc = lcow_os_stat(*out, &st, err)) == LCOW_OK && !st.is_dir)
+        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                            "%s is %s, not a directory; lcowsnap does not follow or replace what it "
+                            "did not create in its root: remove it",
+                            *out, lcow_os_stat_kind(&st));
+    if (rc != LCOW_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Writes the record of temp (durably) and returns its path in *record. On
+ * failure no record is left. */
+static lcow_code inflight_add(lcow_scratch *sc, const char *temp, const char *unique,
+                              char **record, lcow_error *err)
+{
+    *record = NULL;
+    char *dir;
+    lcow_code rc = inflight_dir(sc, &dir, err);
+    if (rc != LCOW_OK)
+        return rc;
+    char *path = lcow_path_join(dir, unique);
+    lcow_file *f = NULL;
+    if (!path)
+        rc = oom(err, "scratch in-flight record");
+    if (rc == LCOW_OK)
+        rc = lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f,
+                            err);
+    bool made = rc == LCOW_OK;
+    if (rc == LCOW_OK)
+        rc = lcow_file_pwrite(f, temp, strlen(temp), 0, err);
+    if (rc == LCOW_OK)
+        rc = lcow_file_sync(f, err);
+    lcow_file_close(f);
+    if (rc == LCOW_OK)
+        rc = lcow_os_sync_dir(dir, err);
+    if (rc != LCOW_OK && made) {
+        lcow_error e;
+        if (lcow_os_remove(path, &e) != LCOW_OK)
+            LCOW_LOGW("scratch in-flight record %s left behind: %s", path, e.message);
+    }
+    free(dir);
+    if (rc != LCOW_OK) {
+        free(path);
+        return lcow_error_wrap(err, "recording the temp file %s", temp);
+    }
+    *record = path;
+    return LCOW_OK;
+}
+
+/* Drops a record whose temp name is gone; a record left behind only names
+ * a file that no longer exists. */
+static void inflight_drop(char *record)
+{
+    if (!record)
+        return;
+    lcow_error e;
+    lcow_code rc = lcow_os_remove(record, &e);
+    if (rc != LCOW_OK && rc != LCOW_NOT_FOUND)
+        LCOW_LOGW("scratch in-flight record %s left behind: %s", record, e.message);
+    free(record);
+}
+
 /* The one way a scratch disk file reaches its name (templates and
  * CreateScratch): the disk opts describes is built at a temp name next to
  * b->final_path (the file `name` in dir), ".<name>.tmp-<unique>", formatted
@@ -628,6 +720,7 @@ static lcow_code build_and_publish(lcow_scratch *sc, const char *dir, const char
     if (!temp_name)
         return oom(err, "scratch disk");
     lcow_code rc = LCOW_ALREADY_EXISTS;
+    char *record = NULL;
     for (int attempt = 0; attempt < 8 && rc == LCOW_ALREADY_EXISTS; attempt++) {
         lcow_time now = lcow_os_time_now();
         snprintf(temp_name, temp_len, ".%s" TEMP_MARK "%lld%09u-%u", name, (long long)now.sec,
@@ -641,23 +734,40 @@ static lcow_code build_and_publish(lcow_scratch *sc, const char *dir, const char
         free(b->temp_path);
         b->temp_path = temp;
         lcow_mutex_unlock(&sc->lock);
-        rc = lcow_scratch_disk_create(temp, opts, err);
+        inflight_drop(record);
+        record = NULL;
+        /* A CreateScratch temp file is recorded before it exists. */
+        rc = exclusive ? inflight_add(sc, temp, strstr(temp_name, TEMP_MARK) + strlen(TEMP_MARK),
+                                      &record, err)
+                       : LCOW_OK;
+        if (rc == LCOW_OK)
+            rc = lcow_scratch_disk_create(temp, opts, err);
     }
     free(temp_name);
-    if (rc != LCOW_OK)
+    if (rc != LCOW_OK) {
+        inflight_drop(record);
         return rc; /* lcow_scratch_disk_create leaves nothing behind */
+    }
     rc = exclusive ? publish_exclusive(b->temp_path, b->final_path, err)
                    : lcow_os_rename(b->temp_path, b->final_path, err);
     /* A rename took the temp name away; a hard link or a failure left it. */
     if (exclusive || rc != LCOW_OK) {
         lcow_error e;
         lcow_code gone = lcow_os_remove(b->temp_path, &e);
-        if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
+        if (gone != LCOW_OK && gone != LCOW_NOT_FOUND) {
             LCOW_LOGW("scratch disk temp file %s left behind: %s", b->temp_path, e.message);
+            free(record); /* kept: the next sweep removes the file and it */
+            record = NULL;
+        }
     }
-    if (rc != LCOW_OK)
+    if (rc != LCOW_OK) {
+        inflight_drop(record);
         return rc;
+    }
     rc = lcow_os_sync_dir(dir, err);
+    /* The temp name's removal is durable with the directory: the record
+     * goes after it (on a failed sync too: the name is gone either way). */
+    inflight_drop(record);
     if (rc != LCOW_OK && exclusive) {
         lcow_error e;
         lcow_code gone = lcow_os_remove(b->final_path, &e);
@@ -1016,9 +1126,93 @@ static lcow_code sweep_dir(lcow_scratch *sc, const char *dir, lcow_error *err)
     return rc;
 }
 
+/* One record of scratch-inflight: removes the CreateScratch temp file it
+ * names (only a regular file whose name is one of our temp names; links
+ * are removed, never followed), then the record. Records of builds still
+ * running are left alone; a torn record (a crash while writing it, before
+ * its temp file existed) is just removed. */
+typedef struct inflight_sweep {
+    lcow_scratch *sc;
+    const char *dir;
+    lcow_code rc;
+    lcow_error err;
+} inflight_sweep;
+
+static bool names_a_temp(const char *path)
+{
+    size_t n = strlen(path), base = n;
+    while (base > 0 && !is_sep(path[base - 1]))
+        base--;
+    return lcow_path_is_absolute(path) && path[base] == '.' && strstr(path + base, TEMP_MARK);
+}
+
+static int inflight_entry(void *ctx, const char *name, bool is_dir)
+{
+    inflight_sweep *w = ctx;
+    if (is_dir)
+        return 0;
+    char *record = lcow_path_join(w->dir, name);
+    if (!record)
+        return 0;
+    lcow_file *f = NULL;
+    char temp[4096];
+    size_t got = 0;
+    lcow_error e;
+    lcow_code rc = lcow_file_open(record, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &f, &e);
+    if (rc == LCOW_OK)
+        rc = lcow_file_pread(f, temp, sizeof temp - 1, 0, &got, &e);
+    lcow_file_close(f);
+    temp[rc == LCOW_OK ? got : 0] = '\0';
+    bool valid = rc == LCOW_OK && strlen(temp) == got && names_a_temp(temp);
+    lcow_mutex_lock(&w->sc->lock);
+    bool busy = valid && temp_in_flight(w->sc, temp);
+    lcow_mutex_unlock(&w->sc->lock);
+    if (busy) {
+        free(record);
+        return 0;
+    }
+    lcow_stat st;
+    if (valid && lcow_os_stat(temp, &st, &e) == LCOW_OK && st.exists) {
+        rc = lcow_os_remove(temp, &e);
+        if (rc == LCOW_OK)
+            LCOW_LOGI("removed the temp file %s of an interrupted CreateScratch", temp);
+    } else {
+        rc = LCOW_OK;
+    }
+    if (rc == LCOW_OK || rc == LCOW_NOT_FOUND)
+        rc = lcow_os_remove(record, &e);
+    if (rc != LCOW_OK && rc != LCOW_NOT_FOUND && w->rc == LCOW_OK) {
+        w->rc = rc;
+        w->err = e;
+    }
+    free(record);
+    return 0;
+}
+
+static lcow_code sweep_inflight(lcow_scratch *sc, lcow_error *err)
+{
+    char *dir = lcow_path_join(sc->root, INFLIGHT_DIR);
+    if (!dir)
+        return oom(err, "scratch cleanup");
+    inflight_sweep w = {.sc = sc, .dir = dir};
+    lcow_stat st;
+    lcow_code rc = lcow_os_stat(dir, &st, err);
+    if (rc == LCOW_OK && st.is_dir)
+        rc = lcow_os_list_dir(dir, inflight_entry, &w, err);
+    if (rc == LCOW_OK && w.rc != LCOW_OK) {
+        if (err)
+            *err = w.err;
+        rc = w.rc;
+    }
+    free(dir);
+    return rc == LCOW_NOT_FOUND ? LCOW_OK : rc;
+}
+
 lcow_code lcow_scratch_cleanup(lcow_scratch *sc, lcow_error *err)
 {
     lcow_code first = sweep_dir(sc, sc->root, err);
+    if (first == LCOW_OK)
+        first = sweep_inflight(sc, err);
     lcow_mutex_lock(&sc->lock);
     size_t n = sc->location_count;
     char **dirs = n ? calloc(n, sizeof *dirs) : NULL;

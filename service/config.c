@@ -579,11 +579,16 @@ lcow_code lcow_config_validate(lcow_svc_config *cfg, int *exit_code, lcow_error 
     }
     *exit_code = LCOW_EXIT_ROOT_UNWRITABLE;
     lcow_error inner;
-    if (lcow_os_mkdir_all(cfg->root, &inner) != LCOW_OK ||
+    if (lcow_os_mkdir_private_all(cfg->root, &inner) != LCOW_OK ||
         lcow_svc_probe_writable(cfg->root, &inner) != LCOW_OK)
         return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
                               "--root: state directory %s is not writable: %s", cfg->root,
                               inner.message);
+    /* Nobody but the service and the administrators may write there
+     * (issue 14, item 8). */
+    if (lcow_os_check_private_dir(cfg->root, &inner) != LCOW_OK)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "--root: state directory refused: %s", inner.message);
     *exit_code = LCOW_EXIT_OK;
     return LCOW_OK;
 }

@@ -102,6 +102,12 @@ lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err);
 lcow_code lcow_os_mkdir(const char *path, lcow_error *err);
 /* Creates path and missing parents; an existing directory is success. */
 lcow_code lcow_os_mkdir_all(const char *path, lcow_error *err);
+/* lcow_os_mkdir_all whose last component, when it is created, is private
+ * to the service: POSIX 0755 (as mkdir_all); Windows a protected DACL with
+ * full control for SYSTEM, Administrators and the owner only, instead of
+ * what the parent hands down (C:\ProgramData lets Users add files and
+ * folders in every new folder). An existing directory is left as it is. */
+lcow_code lcow_os_mkdir_private_all(const char *path, lcow_error *err);
 /* Atomic rename within one volume, replacing a file target. */
 lcow_code lcow_os_rename(const char *from, const char *to, lcow_error *err);
 /* Removes one file or empty directory; missing is NOT_FOUND. */
@@ -111,6 +117,21 @@ lcow_code lcow_os_remove_all(const char *path, lcow_error *err);
 /* Makes the directory entry changes inside dir durable (fsync of the
  * directory on POSIX; a no-op on Windows, where NTFS metadata is journaled). */
 lcow_code lcow_os_sync_dir(const char *dir, lcow_error *err);
+
+/* Refuses (FAILED_PRECONDITION naming the directory, who can write it and
+ * the remedy) a directory that users other than its owner and the
+ * administrators can write, so that nobody else can plant, swap or remove
+ * what the service keeps there (issue 14, item 8). POSIX: the directory and
+ * every parent must be owned by root or the service's own user and be
+ * writable by neither others nor a group other than root's; a parent with
+ * the sticky bit (as /tmp) passes, since others cannot rename or remove the
+ * entries in it they do not own. Windows: the directory's DACL (read with
+ * GetNamedSecurityInfoW) must exist and must not let Everyone, Users,
+ * Authenticated Users, Anonymous or Interactive write data, add files or
+ * subdirectories, delete children, or change the DACL or owner (inherit-only
+ * entries count too: they would apply to what the service creates); parents
+ * are not checked there. A missing directory is NOT_FOUND. */
+lcow_code lcow_os_check_private_dir(const char *path, lcow_error *err);
 
 /* Calls fn for every entry name in dir except "." and "..". A non-zero return
  * from fn stops the listing and is returned as LCOW_OK. */

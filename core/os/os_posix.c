@@ -257,6 +257,81 @@ lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err)
     return LCOW_OK;
 }
 
+/* One directory of lcow_os_check_private_dir: NULL when it is private,
+ * else why not. */
+static const char *not_private(const struct stat *s, bool is_parent, char *why, size_t size)
+{
+    uid_t me = geteuid();
+    if (s->st_uid != 0 && s->st_uid != me) {
+        snprintf(why, size, "is owned by uid %u, neither root nor the service's user",
+                 (unsigned)s->st_uid);
+        return why;
+    }
+    if (is_parent && (s->st_mode & S_ISVTX))
+        return NULL; /* others cannot move or remove what is ours in it */
+    if (s->st_mode & S_IWOTH) {
+        snprintf(why, size, "is world-writable (mode %04o)", (unsigned)(s->st_mode & 07777));
+        return why;
+    }
+    if ((s->st_mode & S_IWGRP) && s->st_gid != 0) {
+        snprintf(why, size, "is writable by group %u (mode %04o)", (unsigned)s->st_gid,
+                 (unsigned)(s->st_mode & 07777));
+        return why;
+    }
+    return NULL;
+}
+
+lcow_code lcow_os_check_private_dir(const char *path, lcow_error *err)
+{
+    char *real = realpath(path, NULL);
+    if (!real) {
+        int e = errno;
+        return lcow_error_set(err, code_of_errno(e), "%s: %s", path, strerror(e));
+    }
+    lcow_code rc = LCOW_OK;
+    char why[128];
+    /* The directory itself, then each parent up to "/" (len 0). */
+    size_t full = strlen(real), len = full;
+    for (;;) {
+        char saved = real[len];
+        real[len] = '\0';
+        const char *dir = len ? real : "/";
+        bool is_parent = len < full;
+        struct stat s;
+        if (stat(dir, &s) != 0) {
+            int e = errno;
+            rc = lcow_error_set(err, code_of_errno(e), "%s: %s", dir, strerror(e));
+        } else if (!is_parent && !S_ISDIR(s.st_mode)) {
+            rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s is not a directory", path);
+        } else if (not_private(&s, is_parent, why, sizeof why)) {
+            rc = is_parent ? lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                            "%s: its parent %s %s: other users could swap or "
+                                            "remove it; use a directory whose parents only root "
+                                            "(or the service's user) can write",
+                                            path, dir, why)
+                           : lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                            "%s %s: other users could plant, swap or remove what "
+                                            "lcowsnap keeps there; make it writable only by its "
+                                            "owner (chmod go-w)",
+                                            path, why);
+        }
+        real[len] = saved;
+        if (rc != LCOW_OK || len == 0)
+            break;
+        while (len > 0 && real[len - 1] != '/')
+            len--;
+        if (len > 0)
+            len--; /* the separator; 0 is "/" */
+    }
+    free(real);
+    return rc;
+}
+
+lcow_code lcow_os_mkdir_private_all(const char *path, lcow_error *err)
+{
+    return lcow_os_mkdir_all(path, err);
+}
+
 lcow_code lcow_os_mkdir(const char *path, lcow_error *err)
 {
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_MKDIR, path, err);

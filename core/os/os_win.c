@@ -7,6 +7,8 @@
 #include <winioctl.h>
 /* RtlGenRandom is exported by advapi32 as SystemFunction036. */
 #include <ntsecapi.h>
+#include <aclapi.h>
+#include <sddl.h>
 
 #include <fcntl.h>
 #include <io.h>
@@ -461,6 +463,117 @@ lcow_code lcow_os_stat(const char *path, lcow_stat *st, lcow_error *err)
     st->is_regular =
         !st->is_link && !st->is_dir && !(data.dwFileAttributes & FILE_ATTRIBUTE_DEVICE);
     st->size = ((uint64_t)data.nFileSizeHigh << 32) | data.nFileSizeLow;
+    return LCOW_OK;
+}
+
+static bool sid_is_wk(PSID sid, WELL_KNOWN_SID_TYPE type)
+{
+    BYTE buf[SECURITY_MAX_SID_SIZE];
+    DWORD size = sizeof buf;
+    if (!CreateWellKnownSid(type, NULL, buf, &size))
+        return false;
+    return EqualSid(sid, (PSID)buf) != 0;
+}
+
+lcow_code lcow_os_check_private_dir(const char *path, lcow_error *err)
+{
+    lcow_stat st;
+    lcow_code rc = lcow_os_stat(path, &st, err);
+    if (rc != LCOW_OK)
+        return rc;
+    if (!st.exists)
+        return lcow_error_set(err, LCOW_NOT_FOUND, "%s does not exist", path);
+    if (!st.is_dir)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "%s is not a directory", path);
+    wchar_t *w = to_wide_path(path);
+    if (!w)
+        return bad_path(err, "security of", path);
+    PACL dacl = NULL;
+    PSECURITY_DESCRIPTOR sd = NULL;
+    DWORD e = GetNamedSecurityInfoW(w, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL,
+                                    &dacl, NULL, &sd);
+    free(w);
+    if (e != ERROR_SUCCESS)
+        return win_fail(err, e, "reading the security of", path);
+    static const struct {
+        WELL_KNOWN_SID_TYPE type;
+        const char *name;
+    } others[] = {
+        {WinWorldSid, "Everyone"},
+        {WinBuiltinUsersSid, "Users"},
+        {WinAuthenticatedUserSid, "Authenticated Users"},
+        {WinAnonymousSid, "Anonymous"},
+        {WinInteractiveSid, "Interactive"},
+    };
+    const ACCESS_MASK write_bits = GENERIC_ALL | GENERIC_WRITE | FILE_WRITE_DATA |
+                                   FILE_APPEND_DATA | FILE_DELETE_CHILD | WRITE_DAC |
+                                   WRITE_OWNER | DELETE;
+    const char *who = NULL;
+    if (!dacl)
+        who = "everyone (the directory has no DACL)";
+    for (DWORD i = 0; dacl && !who && i < dacl->AceCount; i++) {
+        ACE_HEADER *ace = NULL;
+        if (!GetAce(dacl, i, (LPVOID *)&ace) || ace->AceType != ACCESS_ALLOWED_ACE_TYPE)
+            continue;
+        ACCESS_ALLOWED_ACE *allowed = (ACCESS_ALLOWED_ACE *)ace;
+        if (!(allowed->Mask & write_bits))
+            continue;
+        PSID sid = (PSID)&allowed->SidStart;
+        for (size_t k = 0; k < sizeof others / sizeof others[0] && !who; k++)
+            if (sid_is_wk(sid, others[k].type))
+                who = others[k].name;
+    }
+    LocalFree(sd);
+    if (who)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "%s can be written by %s: other users could plant, swap or remove "
+                              "what lcowsnap keeps there; allow write only to SYSTEM, "
+                              "Administrators and the owner (for example icacls \"%s\" "
+                              "/inheritance:r /grant:r *S-1-5-18:(OI)(CI)F "
+                              "*S-1-5-32-544:(OI)(CI)F)",
+                              path, who, path);
+    return LCOW_OK;
+}
+
+lcow_code lcow_os_mkdir_private_all(const char *path, lcow_error *err)
+{
+    lcow_stat st;
+    lcow_code rc = lcow_os_stat(path, &st, err);
+    if (rc != LCOW_OK || st.exists)
+        return rc == LCOW_OK ? lcow_os_mkdir_all(path, err) : rc;
+    /* The parents as usual, then the directory itself with its own DACL. */
+    char *parent = lcow_strdup(path);
+    if (!parent)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "mkdir %s: out of memory", path);
+    size_t n = strlen(parent);
+    while (n > 0 && parent[n - 1] != '\\' && parent[n - 1] != '/')
+        n--;
+    while (n > 1 && (parent[n - 1] == '\\' || parent[n - 1] == '/') && parent[n - 2] != ':')
+        n--;
+    parent[n] = '\0';
+    rc = n > 0 ? lcow_os_mkdir_all(parent, err) : LCOW_OK;
+    free(parent);
+    if (rc != LCOW_OK)
+        return rc;
+    if ((rc = lcow_os_fault_check(LCOW_OS_OP_MKDIR, path, err)) != LCOW_OK)
+        return rc;
+    wchar_t *w = to_wide_path(path);
+    if (!w)
+        return bad_path(err, "mkdir", path);
+    PSECURITY_DESCRIPTOR sd = NULL;
+    if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;OW)", SDDL_REVISION_1, &sd, NULL)) {
+        DWORD e = GetLastError();
+        free(w);
+        return win_fail(err, e, "mkdir (security descriptor)", path);
+    }
+    SECURITY_ATTRIBUTES sa = {sizeof sa, sd, FALSE};
+    BOOL ok = CreateDirectoryW(w, &sa);
+    DWORD e = GetLastError();
+    LocalFree(sd);
+    free(w);
+    if (!ok && e != ERROR_ALREADY_EXISTS)
+        return win_fail(err, e, "mkdir", path);
     return LCOW_OK;
 }
 

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "core/os/os.h"
 #include "service/app.h"
 #include "service/cmdline.h"
 #include "service/config.h"
@@ -23,6 +24,7 @@
 #define ABS_ROOT "C:\\lcow\\root"
 #define SEP "\\"
 #else
+#include <sys/stat.h>
 #define ABS_ROOT "/srv/lcow/root"
 #define SEP "/"
 #endif
@@ -317,6 +319,48 @@ static void root_under_a_file_is_unwritable(void **state)
     assert_non_null(strstr(err.message, "is not writable"));
     assert_non_null(strstr(err.message, root));
     lcow_config_free(&cfg);
+}
+
+/* A state directory others can write is refused at startup (issue 14,
+ * item 8): a world-writable --root (mode 1777), and a private root under a
+ * world-writable parent that is not sticky. Before: accepted when the
+ * socket lived elsewhere. (Windows: the DACL check is test_os's
+ * private_dir_check_refuses_dirs_others_can_write.) */
+static void world_writable_root_is_refused(void **state)
+{
+#ifdef _WIN32
+    skip();
+#else
+    char parent[1024], root[1100];
+    snprintf(parent, sizeof parent, "%s" SEP "ww-parent", test_tmp());
+    snprintf(root, sizeof root, "%s" SEP "root", parent);
+    assert_int_equal(lcow_os_mkdir_all(root, NULL), LCOW_OK);
+    for (int c = 0; c < 2; c++) {
+        assert_int_equal(chmod(c == 0 ? root : parent, c == 0 ? 01777 : 0777), 0);
+        lcow_svc_config cfg;
+        lcow_error err;
+        int exit_code = -1;
+        assert_int_equal(parse(&cfg, &err, "--root", root, "--address", "/run/elsewhere.sock",
+                               NULL),
+                         LCOW_OK);
+        assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_FAILED_PRECONDITION);
+        assert_int_equal(exit_code, LCOW_EXIT_ROOT_UNWRITABLE);
+        assert_non_null(strstr(err.message, root));
+        assert_non_null(strstr(err.message, "world-writable"));
+        lcow_config_free(&cfg);
+        assert_int_equal(chmod(c == 0 ? root : parent, 0755), 0);
+    }
+    /* sticky parent (as /tmp), private root: accepted */
+    assert_int_equal(chmod(parent, 01777), 0);
+    lcow_svc_config cfg;
+    lcow_error err;
+    int exit_code = -1;
+    assert_int_equal(parse(&cfg, &err, "--root", root, "--address", "/run/elsewhere.sock", NULL),
+                     LCOW_OK);
+    assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_OK);
+    lcow_config_free(&cfg);
+    assert_int_equal(chmod(parent, 0755), 0);
+#endif
 }
 
 static void bad_address_is_rejected(void **state)
@@ -797,6 +841,7 @@ int main(void)
         cmocka_unit_test(relative_root_is_rejected),
         cmocka_unit_test(root_is_created_and_address_defaults),
         cmocka_unit_test(root_under_a_file_is_unwritable),
+        cmocka_unit_test(world_writable_root_is_refused),
         cmocka_unit_test(bad_address_is_rejected),
         cmocka_unit_test(deep_socket_paths_are_accepted),
         cmocka_unit_test(grpc_address_defaults_off_and_conflicts),

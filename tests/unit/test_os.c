@@ -16,6 +16,12 @@
 
 #ifdef _WIN32
 #include <windows.h>
+#include <aclapi.h>
+#include <sddl.h>
+#include <wchar.h>
+#else
+#include <sys/stat.h>
+#include <unistd.h>
 #endif
 
 #include "core/base/errors.h"
@@ -786,6 +792,124 @@ static void random_bytes_differ(void **state)
     assert_memory_not_equal(a, b, sizeof a);
 }
 
+/* lcow_os_check_private_dir (issue 14, item 8): a directory others can
+ * write is refused with FailedPrecondition naming it and who can write. */
+#ifdef _WIN32
+/* A new directory base\name whose DACL is set (protected) from sddl. Wine
+ * keeps only what its Unix mode can say (owner, Everyone): *kept tells
+ * whether the DACL read back still has a group SID of the SDDL's. */
+static char *dir_with_sddl(const char *base, const char *name, const wchar_t *sddl,
+                           const wchar_t *expect, bool *kept)
+{
+    char *dir = lcow_path_join(base, name);
+    wchar_t wdir[1024];
+    MultiByteToWideChar(CP_UTF8, 0, dir, -1, wdir, 1024);
+    assert_true(CreateDirectoryW(wdir, NULL));
+    PSECURITY_DESCRIPTOR sd = NULL;
+    assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, SDDL_REVISION_1, &sd,
+                                                                     NULL));
+    BOOL present = FALSE, defaulted = FALSE;
+    PACL dacl = NULL;
+    assert_true(GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted));
+    assert_int_equal(SetNamedSecurityInfoW(wdir, SE_FILE_OBJECT,
+                                           DACL_SECURITY_INFORMATION |
+                                               PROTECTED_DACL_SECURITY_INFORMATION,
+                                           NULL, NULL, dacl, NULL),
+                     ERROR_SUCCESS);
+    LocalFree(sd);
+    PSECURITY_DESCRIPTOR back = NULL;
+    assert_int_equal(GetNamedSecurityInfoW(wdir, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL,
+                                           NULL, &dacl, NULL, &back),
+                     ERROR_SUCCESS);
+    LPWSTR text = NULL;
+    assert_true(ConvertSecurityDescriptorToStringSecurityDescriptorW(
+        back, SDDL_REVISION_1, DACL_SECURITY_INFORMATION, &text, NULL));
+    *kept = !expect || wcsstr(text, expect) != NULL;
+    if (!*kept)
+        print_message("%s: the DACL read back is %ls (no %ls kept: Wine)\n", dir, text, expect);
+    LocalFree(text);
+    LocalFree(back);
+    return dir;
+}
+#endif
+
+static void private_dir_check_refuses_dirs_others_can_write(void **state)
+{
+    (void)state;
+    char *base = test_fresh_dir("private");
+    lcow_error err;
+    assert_int_equal(lcow_os_check_private_dir(base, &err), LCOW_OK);
+    char *missing = lcow_path_join(base, "missing");
+    assert_int_equal(lcow_os_check_private_dir(missing, &err), LCOW_NOT_FOUND);
+    free(missing);
+#ifdef _WIN32
+    bool kept;
+    char *good =
+        dir_with_sddl(base, "good", L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;;0x1200a9;;;WD)",
+                      NULL, &kept);
+    assert_int_equal(lcow_os_check_private_dir(good, &err), LCOW_OK);
+    const struct {
+        const wchar_t *sddl, *expect;
+        const char *who;
+    } bad[] = {
+        {L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;WD)", L"WD)", "Everyone"},
+        /* C:\ProgramData's entry for Users, inherited by a new directory */
+        {L"D:P(A;OICI;FA;;;SY)(A;CI;0x116;;;BU)", L"BU)", "Users"},
+        {L"D:P(A;OICI;FA;;;SY)(A;OICIIO;FW;;;AU)", L"AU)", "Authenticated Users"},
+    };
+    int tested = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "bad%zu", i);
+        char *dir = dir_with_sddl(base, name, bad[i].sddl, bad[i].expect, &kept);
+        if (kept) {
+            lcow_code rc = lcow_os_check_private_dir(dir, &err);
+            if (rc != LCOW_FAILED_PRECONDITION)
+                fail_msg("%ls: %d %s", bad[i].sddl, rc, rc ? err.message : "accepted");
+            assert_non_null(strstr(err.message, dir));
+            assert_non_null(strstr(err.message, bad[i].who));
+            tested++;
+        }
+        free(dir);
+    }
+    assert_true(tested >= 1); /* Everyone's write survives even under Wine */
+    free(good);
+#else
+    char *dir = lcow_path_join(base, "d");
+    assert_int_equal(lcow_os_mkdir(dir, &err), LCOW_OK);
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(lcow_os_check_private_dir(dir, &err), LCOW_OK);
+    assert_int_equal(chmod(dir, 01777), 0); /* sticky does not help the directory itself */
+    assert_int_equal(lcow_os_check_private_dir(dir, &err), LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, dir));
+    assert_non_null(strstr(err.message, "world-writable"));
+    assert_int_equal(chmod(dir, 0775), 0);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(dir, 0, 4242), 0);
+        assert_int_equal(lcow_os_check_private_dir(dir, &err), LCOW_FAILED_PRECONDITION);
+        assert_non_null(strstr(err.message, "group 4242"));
+        assert_int_equal(chown(dir, 0, 0), 0);
+        assert_int_equal(lcow_os_check_private_dir(dir, &err), LCOW_OK); /* root's group */
+        assert_int_equal(chown(dir, 4242, 0), 0);
+        assert_int_equal(lcow_os_check_private_dir(dir, &err), LCOW_FAILED_PRECONDITION);
+        assert_non_null(strstr(err.message, "uid 4242"));
+        assert_int_equal(chown(dir, 0, 0), 0);
+    }
+    assert_int_equal(chmod(dir, 0755), 0);
+    /* a world-writable parent lets others swap the directory: refused,
+     * unless it is sticky (as /tmp) */
+    assert_int_equal(chmod(base, 0777), 0);
+    assert_int_equal(lcow_os_check_private_dir(dir, &err), LCOW_FAILED_PRECONDITION);
+    assert_non_null(strstr(err.message, "its parent"));
+    assert_non_null(strstr(err.message, base));
+    assert_int_equal(chmod(base, 01777), 0);
+    assert_int_equal(lcow_os_check_private_dir(dir, &err), LCOW_OK);
+    assert_int_equal(chmod(base, 0755), 0);
+    free(dir);
+#endif
+    free(base);
+}
+
 int main(void)
 {
     /* Before any os call, so the seam reads it lazily on the first one. */
@@ -812,6 +936,7 @@ int main(void)
         cmocka_unit_test(detached_thread_runs_with_its_stack),
         cmocka_unit_test(clock_is_utc_and_monotone_enough),
         cmocka_unit_test(random_bytes_differ),
+        cmocka_unit_test(private_dir_check_refuses_dirs_others_can_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
