@@ -388,6 +388,106 @@ static void every_method_works(void **state)
     gtc_close(c);
 }
 
+/* ---- containerd's remote-snapshot Prepare (issue 16) ----------------------- */
+
+/* A one-file tar layer at path. */
+static void write_small_tar(const char *path)
+{
+    uint8_t tar[512 * 2 + 1024];
+    memset(tar, 0, sizeof tar);
+    char *h = (char *)tar;
+    snprintf(h, 100, "%s", "hello");
+    snprintf(h + 100, 8, "%07o", 0644u);
+    snprintf(h + 108, 8, "%07o", 0u);
+    snprintf(h + 116, 8, "%07o", 0u);
+    snprintf(h + 124, 12, "%011o", 6u);
+    snprintf(h + 136, 12, "%011o", 1700000000u);
+    h[156] = '0';
+    memcpy(h + 257, "ustar\0" "00", 8);
+    memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += tar[i];
+    snprintf(h + 148, 8, "%06o", sum);
+    memcpy(tar + 512, "hello\n", 6);
+    lcow_file *f;
+    lcow_error err;
+    assert_int_equal(lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE,
+                                    &f, &err),
+                     LCOW_OK);
+    assert_int_equal(lcow_file_pwrite(f, tar, sizeof tar, 0, &err), LCOW_OK);
+    lcow_file_close(f);
+}
+
+/* Over the gRPC endpoint, with the labels containerd 1.6 and 1.7 send (the
+ * ref alone): a layer the layer store holds (applied once in containerd's
+ * partition, its snapshot removed since) is answered ALREADY_EXISTS; List
+ * with the metadata layer's filter finds the snapshot committed under the
+ * ref, and Stat (which containerd's Walk calls) shows it committed, with no
+ * parent and the diff-id label; no active is left under the extraction key;
+ * a second namespace's Prepare gets the same answer. */
+static void remote_snapshot_prepare_over_grpc(void **state)
+{
+    char *dir = test_fresh_dir("grpc-remote");
+    char *blob = lcow_path_join(dir, "layer.tar");
+    write_small_tar(blob);
+    lcow_mounts m;
+    lcow_error err;
+    assert_int_equal(lcow_snapshotter_prepare(partition, "rs/1/extract-1 first", "", NULL, &m, &err),
+                     LCOW_OK);
+    lcow_mounts_free(&m);
+    lcow_apply_request req = {.key = "rs/1/extract-1 first", .path = blob};
+    lcow_apply_result r;
+    if (lcow_snapshotter_apply(partition, &req, &r, &err) != LCOW_OK)
+        fail_msg("apply: %s", err.message);
+    assert_int_equal(lcow_snapshotter_remove(partition, "rs/1/extract-1 first", &err), LCOW_OK);
+
+    gtc *c = connect_grpc();
+    char key[200];
+    snprintf(key, sizeof key, "rs/2/extract-977-AbCd %s", r.diff_id);
+    call_out o = prepare(c, "Prepare", key, "", "containerd.io/snapshot.ref", r.diff_id);
+    assert_int_equal(o.status, 6); /* ALREADY_EXISTS */
+    call_free(&o);
+
+    char filter[256];
+    snprintf(filter, sizeof filter, "labels.\"containerd.io/snapshot.ref\"==%s,parent==\"\"",
+             r.diff_id);
+    char **names;
+    size_t messages;
+    int status;
+    size_t n = list(c, filter, &names, &messages, &status);
+    assert_int_equal(status, 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], r.diff_id);
+    o = keyed(c, "Stat", names[0], SVC_DESC(stat_snapshot_response));
+    expect_ok(&o, "Stat of the adopted layer");
+    PbInfo *info = ((StatResp *)o.response)->info;
+    assert_int_equal(info->kind, CONTAINERD__SERVICES__SNAPSHOTS__V1__KIND__COMMITTED);
+    assert_string_equal(info->parent, "");
+    bool diff_label = false;
+    for (size_t i = 0; i < info->n_labels; i++)
+        diff_label |= strcmp(info->labels[i]->key, "containerd.io/snapshot/diff-id") == 0 &&
+                      strcmp(info->labels[i]->value, r.diff_id) == 0;
+    assert_true(diff_label);
+    call_free(&o);
+    o = keyed(c, "Stat", key, SVC_DESC(stat_snapshot_response));
+    assert_int_equal(o.status, 5); /* NOT_FOUND: no extraction active was left */
+    call_free(&o);
+
+    snprintf(key, sizeof key, "other/3/extract-978-AbCe %s", r.diff_id);
+    o = prepare(c, "Prepare", key, "", "containerd.io/snapshot.ref", r.diff_id);
+    assert_int_equal(o.status, 6);
+    call_free(&o);
+
+    o = keyed(c, "Remove", names[0], &google__protobuf__empty__descriptor);
+    expect_ok(&o, "Remove the adopted layer");
+    call_free(&o);
+    free_names(names, n);
+    gtc_close(c);
+    free(blob);
+    free(dir);
+}
+
 /* ---- errors: gRPC code and the MessagePack answer's message ---------------- */
 
 static lcow_client *connect_mp(void)
@@ -1212,6 +1312,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_method_works),
+        cmocka_unit_test(remote_snapshot_prepare_over_grpc),
         cmocka_unit_test(errors_are_errdefs_codes_with_msgpack_messages),
         cmocka_unit_test(unknown_methods_are_unimplemented),
         cmocka_unit_test(closed_store_is_unavailable),
