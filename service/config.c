@@ -97,10 +97,6 @@ bool lcow_parse_size(const char *text, size_t *out)
         mult = 1024;
     else if (strcmp(unit, "M") == 0 || strcmp(unit, "MiB") == 0)
         mult = 1024 * 1024;
-    else if (strcmp(unit, "G") == 0 || strcmp(unit, "GiB") == 0)
-        mult = 1024ull * 1024 * 1024;
-    else if (strcmp(unit, "T") == 0 || strcmp(unit, "TiB") == 0)
-        mult = 1024ull * 1024 * 1024 * 1024;
     else
         return false;
     if (v > SIZE_MAX / mult)
@@ -270,8 +266,22 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
         break;
     }
     case F_LAYER_CACHE_MAX_BYTES: {
-        size_t bytes;
-        if (!lcow_parse_size(value, &bytes))
+        /* lcow_parse_size's units, and G/GiB, T/TiB. */
+        size_t len = strlen(value), bytes = 0;
+        unsigned shift = len && (value[len - 1] == 'G' || value[len - 1] == 'T')
+                             ? (value[len - 1] == 'G' ? 30 : 40)
+                             : 0;
+        char num[32];
+        bool parsed = false;
+        if (shift && len - 1 < sizeof num) {
+            memcpy(num, value, len - 1);
+            num[len - 1] = '\0';
+            parsed = num[0] && lcow_parse_size(num, &bytes) && bytes <= (SIZE_MAX >> shift);
+            bytes <<= shift;
+        } else if (!shift) {
+            parsed = lcow_parse_size(value, &bytes);
+        }
+        if (!parsed)
             return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                                   "--layer-cache-max-bytes: '%s' is not a size (e.g. 20G, 512M; "
                                   "0 keeps no unreferenced layer)",
