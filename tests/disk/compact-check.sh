@@ -29,4 +29,6 @@ for img in "$dir"/compacted.vhdx "$dir"/crash-*.vhdx; do
     echo "ok   $name: $(stat -c %s "$img") bytes, qemu-img check and e2fsck -fn clean, $(wc -l <"$dir/KEEP") files identical"
 done
 [ $n -ge 2 ] || { echo "FAIL: only $n images to check"; exit 1; }
+# Checked images go (hundreds of MiB each); a failure keeps them to look at.
+[ $fail = 0 ] && rm -f "$dir"/compacted.vhdx "$dir"/crash-*.vhdx
 exit $fail

@@ -369,6 +369,8 @@ int main(int argc, char **argv)
                  checkdir, qemu, e2fsck, debugfs, dir);
         if (system(cmd) != 0)
             failf("compact-check.sh found a problem: see %s/check.log", dir);
+        else
+            tfresh_dir(checkdir); /* the killed disks: 150 MiB each */
     }
 end:
     if (svc.pid > 0)
