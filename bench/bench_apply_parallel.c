@@ -15,8 +15,9 @@
  * the speedup is bounded by the cores that are idle.
  *
  * Remote snapshot: containerd's extraction Prepare (ref and diff-id labels)
- * of a layer already here, 50 times: from the layer store (Prepare, link,
- * Commit as the ref, AlreadyExists) and adopting a committed snapshot.
+ * of a layer already here, 50 times: from the layer store (a directory, the
+ * stored layer.vhd linked, the snapshot committed as the ref in one synced
+ * batch, AlreadyExists) and adopting a committed snapshot.
  *
  * Usage: bench_apply_parallel [--layers 8] [--mb 50] [--rounds 3] [--dir DIR]
  * Prints a Markdown table (the one in docs/performance.md). */
@@ -376,7 +377,8 @@ static void bench_remote(const char *dir, const char *blob, int runs)
     printf("\n| remote-snapshot Prepare of a known %.0f MB layer (%d runs) | median | slowest |\n",
            (double)r.layer_bytes / 1e6, runs);
     printf("|---|---|---|\n");
-    printf("| from the layer store: Prepare + link + Commit as the ref, AlreadyExists | %.2f ms | "
+    printf("| from the layer store: directory, link, the committed record (one synced batch), "
+           "AlreadyExists | %.2f ms | "
            "%.2f ms |\n",
            store_ms[runs / 2], store_ms[runs - 1]);
     printf("| committed already (another namespace): the filter finds it, AlreadyExists | %.2f ms "

@@ -1126,7 +1126,9 @@ static lcow_code insert_impl(lcow_metastore *ms, const lcow_meta_create *req, bo
     const char *parent_key = req->parent ? req->parent : "";
     if (parent_id)
         *parent_id = 0;
-    if (req->kind != LCOW_KIND_ACTIVE && req->kind != LCOW_KIND_VIEW)
+    if ((req->kind != LCOW_KIND_ACTIVE && req->kind != LCOW_KIND_VIEW &&
+         req->kind != LCOW_KIND_COMMITTED) ||
+        (req->kind == LCOW_KIND_COMMITTED && req->scratch != LCOW_META_SCRATCH_NONE))
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "invalid kind %d for a new snapshot",
                               (int)req->kind);
     if (*parent_key) {
@@ -1170,6 +1172,8 @@ static lcow_code insert_impl(lcow_metastore *ms, const lcow_meta_create *req, bo
     rec.created = rec.updated = lcow_os_time_now();
     rec.scratch = req->scratch;
     rec.disk_id = req->scratch == LCOW_META_SCRATCH_SHARED ? req->disk_id : 0;
+    if (req->kind == LCOW_KIND_COMMITTED)
+        rec.usage = req->usage;
     lcow_meta_record_free(&parent);
     if (!copy_labels(&rec.labels, req->labels))
         return oom(err);

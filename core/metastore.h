@@ -164,8 +164,12 @@ lcow_code lcow_metastore_validate_key(const char *what, const char *key, lcow_er
 typedef struct lcow_meta_create {
     const char *key;
     const char *parent; /* NULL or "" = none */
-    lcow_kind kind;     /* ACTIVE or VIEW */
+    /* ACTIVE or VIEW; COMMITTED for a layer recorded whole (containerd's
+     * remote-snapshot Prepare: its directory is complete before the record,
+     * scratch NONE, usage below) */
+    lcow_kind kind;
     const lcow_labels *labels;
+    lcow_usage usage; /* COMMITTED */
     uint64_t id; /* from lcow_metastore_next_id */
     lcow_meta_scratch scratch;
     uint64_t disk_id; /* SHARED: the disk to reference (members + 1) */

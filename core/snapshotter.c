@@ -976,24 +976,59 @@ static lcow_code create_snapshot(lcow_snapshotter *s, lcow_kind kind, const char
     return rc;
 }
 
-/* For snapshotter_remote.c, inside a call already entered. */
-lcow_code lcow_snapshotter_prepare_in_call(lcow_snapshotter *s, const char *key,
-                                           const char *parent, const lcow_labels *labels,
-                                           lcow_error *err)
+/* For snapshotter_remote.c, inside a call already entered: a committed
+ * snapshot recorded whole, as Prepare records an active (reserve under the
+ * lock; the directory made, filled and synced without it; one synced batch
+ * under it), in one batch instead of a Prepare's and a Commit's. */
+lcow_code lcow_snapshotter_insert_layer_in_call(lcow_snapshotter *s, const char *name,
+                                                const char *parent, const lcow_labels *labels,
+                                                lcow_snapshotter_fill_fn fill, void *ctx,
+                                                lcow_error *err)
 {
-    return create_snapshot_impl(s, LCOW_KIND_ACTIVE, key, parent, labels, NULL, err);
-}
+    lcow_meta_create req = {
+        .key = name, .parent = parent, .kind = LCOW_KIND_COMMITTED, .labels = labels};
+    lcow_mutex_lock(&s->lock);
+    lcow_code rc = lcow_snapshotter_check_open(s, err);
+    if (rc == LCOW_OK)
+        rc = lcow_metastore_check_insert(s->ms, &req, NULL, err);
+    if (rc == LCOW_OK && find_pending(s, name))
+        rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "snapshot %s already exists (being prepared)",
+                            name);
+    if (rc == LCOW_OK)
+        rc = lcow_metastore_next_id(s->ms, &req.id, err);
+    if (rc == LCOW_OK && !add_pending(s, name, parent, req.id, 0))
+        rc = lcow_snapshotter_oom(err);
+    lcow_mutex_unlock(&s->lock);
+    if (rc != LCOW_OK)
+        return rc;
 
-lcow_code lcow_snapshotter_commit_in_call(lcow_snapshotter *s, const char *name, const char *key,
-                                          const lcow_labels *labels, const char *parent,
-                                          lcow_error *err)
-{
-    return commit_impl(s, name, key, labels, parent, err);
-}
+    /* The directory is complete and durable before any metadata names it. */
+    char *dir = lcow_snapshotter_dir_of(s, req.id);
+    rc = dir ? lcow_os_mkdir(dir, err) : lcow_snapshotter_oom(err);
+    bool made_dir = rc == LCOW_OK;
+    if (rc == LCOW_OK)
+        rc = fill(ctx, dir, err);
+    if (rc == LCOW_OK)
+        rc = active_usage(s, req.id, &req.usage, err);
+    if (rc == LCOW_OK)
+        rc = lcow_os_sync_dir(s->snapshots_dir, err);
 
-lcow_code lcow_snapshotter_remove_in_call(lcow_snapshotter *s, const char *key, lcow_error *err)
-{
-    return remove_impl(s, key, err);
+    lcow_mutex_lock(&s->lock);
+    if (rc == LCOW_OK)
+        rc = lcow_snapshotter_check_open(s, err);
+    if (rc == LCOW_OK)
+        rc = lcow_metastore_insert(s->ms, &req, NULL, err);
+    drop_pending(s, name);
+    lcow_mutex_unlock(&s->lock);
+    if (rc != LCOW_OK && made_dir) {
+        lcow_error e;
+        if (lcow_os_remove_all(dir, &e) != LCOW_OK)
+            LCOW_LOGW("%s was not recorded and its directory %s could not be removed (%s); "
+                      "cleanup will remove it",
+                      name, dir, e.message);
+    }
+    free(dir);
+    return rc;
 }
 
 lcow_code lcow_snapshotter_mounts(lcow_snapshotter *s, const char *key, lcow_mounts *mounts,

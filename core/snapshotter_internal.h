@@ -152,14 +152,16 @@ bool lcow_snapshotter_parse_id(const char *name, uint64_t *id);
 lcow_code lcow_snapshotter_remote_prepare(lcow_snapshotter *s, const char *key, const char *parent,
                                           const lcow_labels *labels, bool *handled,
                                           lcow_error *err);
-/* The ordinary Prepare (no mounts), Commit and Remove, for it. */
-lcow_code lcow_snapshotter_prepare_in_call(lcow_snapshotter *s, const char *key,
-                                           const char *parent, const lcow_labels *labels,
-                                           lcow_error *err);
-lcow_code lcow_snapshotter_commit_in_call(lcow_snapshotter *s, const char *name, const char *key,
-                                          const lcow_labels *labels, const char *parent,
-                                          lcow_error *err);
-lcow_code lcow_snapshotter_remove_in_call(lcow_snapshotter *s, const char *key, lcow_error *err);
+/* For it (snapshotter.c): records `name`, a committed snapshot on parent
+ * with labels, whose new directory fill() has made complete (the layer
+ * linked and the directory synced), in one synced batch; the directory is
+ * removed again on failure. Prepare's checks and errors (parent missing or
+ * not committed, name taken). */
+typedef lcow_code (*lcow_snapshotter_fill_fn)(void *ctx, const char *dir, lcow_error *err);
+lcow_code lcow_snapshotter_insert_layer_in_call(lcow_snapshotter *s, const char *name,
+                                                const char *parent, const lcow_labels *labels,
+                                                lcow_snapshotter_fill_fn fill, void *ctx,
+                                                lcow_error *err);
 
 /* ---- mounts.c ---- */
 

@@ -23,11 +23,13 @@
  *      chainID(parent) + " " + d hashes to the ref (chainID(1) = diffID(1));
  *      the parent's chainID comes from its ancestors' diff-id labels, else
  *      its own ref label;
- *   2. the ordinary Prepare of that key with that parent (no scratch: it is
- *      an extract-* key), the stored layer.vhd linked into its directory,
- *      and a Commit of it as <ref> with the Prepare's labels plus the
- *      diff-id (and verity root hash) labels: the same steps and the same
- *      crash safety as an Apply-and-Commit, without converting anything;
+ *   2. a committed snapshot <ref> on that parent, recorded whole: its new
+ *      directory made, the stored layer.vhd hard-linked into it and synced,
+ *      then one synced metadata batch with the Prepare's labels plus the
+ *      diff-id (and verity root hash) labels (Prepare's checks and crash
+ *      safety: a crash before the batch leaves a directory Cleanup
+ *      removes); the extraction key itself is never created, as containerd
+ *      does not create it either;
  *   3. the answer AlreadyExists.
  *
  * Any other case (no ref, not an extract key, an unknown layer, a ref that does
@@ -258,6 +260,23 @@ static char *find_committed(lcow_snapshotter *s, const char *ref, const char *pa
     return name;
 }
 
+typedef struct link_ctx {
+    lcow_snapshotter *s;
+    const char *diff;
+    bool verity;
+    bool link_failed;
+} link_ctx;
+
+/* Fills the new snapshot's directory: the stored layer.vhd, hard-linked
+ * (the link and the directory are synced by the layer store). */
+static lcow_code link_layer(void *ctx, const char *dir, lcow_error *err)
+{
+    link_ctx *lc = ctx;
+    lcow_code rc = lcow_layer_store_link(lc->s->layers, lc->diff, lc->verity, dir, NULL, err);
+    lc->link_failed = rc != LCOW_OK;
+    return rc;
+}
+
 lcow_code lcow_snapshotter_remote_prepare(lcow_snapshotter *s, const char *key, const char *parent,
                                           const lcow_labels *labels, bool *handled,
                                           lcow_error *err)
@@ -313,49 +332,28 @@ lcow_code lcow_snapshotter_remote_prepare(lcow_snapshotter *s, const char *key, 
             return LCOW_OK;
     }
 
-    /* 2. Prepare, link, Commit. From here the answer is this path's. */
+    /* 2. The layer committed as <ref> on parent: its directory made, the
+     * stored layer.vhd linked into it, one synced batch. From here the
+     * answer is this path's. */
     *handled = true;
-    lcow_code rc = lcow_snapshotter_prepare_in_call(s, key, parent, labels, err);
-    if (rc != LCOW_OK)
-        return rc;
-    lcow_meta_record rec;
-    char *dir = NULL;
-    rc = lcow_metastore_get(s->ms, NULL, key, &rec, err);
-    if (rc == LCOW_OK) {
-        dir = lcow_snapshotter_dir_of(s, rec.id);
-        lcow_meta_record_free(&rec);
-        if (!dir)
-            rc = lcow_snapshotter_oom(err);
-    }
-    bool linking = rc == LCOW_OK;
-    if (rc == LCOW_OK)
-        rc = lcow_layer_store_link(s->layers, diff, verity, dir, &info, err);
-    linking = linking && rc != LCOW_OK;
     lcow_labels committed = {0};
-    if (rc == LCOW_OK && (!lcow_labels_copy(&committed, labels) ||
-                          !lcow_labels_set(&committed, LCOW_LAYER_STORE_LABEL_DIFF_ID, diff) ||
-                          (verity && !lcow_labels_set(&committed,
-                                                      LCOW_LAYER_STORE_LABEL_VERITY_ROOT,
-                                                      info.verity_root_hash))))
-        rc = lcow_snapshotter_oom(err);
-    if (rc == LCOW_OK)
-        rc = lcow_snapshotter_commit_in_call(s, ref, key, &committed, NULL, err);
+    if (!lcow_labels_copy(&committed, labels) ||
+        !lcow_labels_set(&committed, LCOW_LAYER_STORE_LABEL_DIFF_ID, diff) ||
+        (verity &&
+         !lcow_labels_set(&committed, LCOW_LAYER_STORE_LABEL_VERITY_ROOT, info.verity_root_hash))) {
+        lcow_labels_free(&committed);
+        return lcow_snapshotter_oom(err);
+    }
+    link_ctx lc = {.s = s, .diff = diff, .verity = verity};
+    lcow_code rc =
+        lcow_snapshotter_insert_layer_in_call(s, ref, parent, &committed, link_layer, &lc, err);
     lcow_labels_free(&committed);
     if (rc != LCOW_OK) {
-        /* The key goes, with the link (its directory); nothing else changed. */
-        lcow_code why = rc;
-        bool pruned = linking && rc == LCOW_NOT_FOUND;
-        lcow_error re;
-        if (lcow_snapshotter_remove_in_call(s, key, &re) != LCOW_OK)
-            LCOW_LOGW("prepare %s: %s; removing the key failed too (%s); Cleanup or containerd's "
-                      "collector will",
-                      key, err ? err->message : "failed", re.message);
-        free(dir);
-        /* Another Prepare of the same ref committed it first: the same answer. */
-        if (why == LCOW_ALREADY_EXISTS && is_the_target(s, ref, parent, ref, &exists))
+        /* Another Prepare of the same ref recorded it first: the same answer. */
+        if (rc == LCOW_ALREADY_EXISTS && is_the_target(s, ref, parent, ref, &exists))
             return already_there(ref, diff, err);
         /* The layer was pruned since the find: an ordinary Prepare. */
-        if (pruned) {
+        if (lc.link_failed && rc == LCOW_NOT_FOUND) {
             *handled = false;
             return LCOW_OK;
         }
@@ -364,6 +362,5 @@ lcow_code lcow_snapshotter_remote_prepare(lcow_snapshotter *s, const char *key, 
     LCOW_LOGI("prepare %s: layer %s%s committed as %s (parent %s) from the layer store: no "
               "fetch, no conversion",
               key, diff, verity ? " (verity)" : "", ref, parent && *parent ? parent : "none");
-    free(dir);
     return already_there(ref, diff, err);
 }
