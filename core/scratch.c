@@ -593,12 +593,13 @@ static void build_unregister(lcow_scratch *sc, template_build *b)
     free(b);
 }
 
-/* Publishes temp as final_path without replacing anything: a hard link
- * fails if someone got there first; rename (which replaces) only where the
- * file system has no hard links, after a check. */
-static lcow_code publish_exclusive(const char *temp, const char *final_path, lcow_error *err)
+/* Publishes temp as name (both in d) without replacing anything: a hard
+ * link fails if someone got there first; rename (which replaces) only where
+ * the file system has no hard links, after a check. */
+static lcow_code publish_exclusive(lcow_dir *d, const char *temp, const char *name,
+                                   const char *final_path, lcow_error *err)
 {
-    lcow_code rc = lcow_os_hardlink(temp, final_path, err);
+    lcow_code rc = lcow_dir_link(d, temp, name, err);
     if (rc != LCOW_OK && rc != LCOW_ALREADY_EXISTS) {
         LCOW_LOGD("scratch disk %s: no hard link (%s); renaming", final_path,
                   err ? err->message : "");
@@ -607,7 +608,34 @@ static lcow_code publish_exclusive(const char *temp, const char *final_path, lco
         if (rc == LCOW_OK && st.exists)
             rc = lcow_error_set(err, LCOW_ALREADY_EXISTS, "%s already exists", final_path);
         if (rc == LCOW_OK)
-            rc = lcow_os_rename(temp, final_path, err);
+            rc = lcow_dir_rename(d, temp, name, err);
+    }
+    return rc;
+}
+
+/* dir opened as a handle, and checked to still be dir (the canonical path
+ * that was resolved and checked against the policy): every later step
+ * works through the handle, so a directory swapped for a link meanwhile
+ * redirects nothing (issue 14, item 5). */
+static lcow_code open_checked_dir(const char *dir, lcow_dir **out, lcow_error *err)
+{
+    lcow_code rc = lcow_dir_open(dir, out, err);
+    if (rc != LCOW_OK)
+        return lcow_error_wrap(err, "scratch directory");
+    char *real = NULL;
+    lcow_error e;
+    if (lcow_dir_real_path(*out, &real, &e) != LCOW_OK) {
+        rc = lcow_error_set(err, e.code, "scratch directory %s: %s", dir, e.message);
+    } else if (!path_within(real, dir) || !path_within(dir, real)) {
+        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                            "scratch directory %s was replaced while in use (the name now leads "
+                            "to %s); nothing was written",
+                            dir, real);
+    }
+    free(real);
+    if (rc != LCOW_OK) {
+        lcow_dir_close(*out);
+        *out = NULL;
     }
     return rc;
 }
@@ -636,10 +664,11 @@ static lcow_code inflight_dir(lcow_scratch *sc, char **out, lcow_error *err)
         *err = e;
     lcow_stat st;
     if (rc == LCOW_OK && (rc = lcow_os_stat(*out, &st, err)) == LCOW_OK && !st.is_dir)
-        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                            "%s is %s, not a directory; lcowsnap does not follow or replace what it "
-                            "did not create in its root: remove it",
-                            *out, lcow_os_stat_kind(&st));
+        rc =
+            lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                           "%s is %s, not a directory; lcowsnap does not follow or replace what it "
+                           "did not create in its root: remove it",
+                           *out, lcow_os_stat_kind(&st));
     if (rc != LCOW_OK) {
         free(*out);
         *out = NULL;
@@ -649,8 +678,8 @@ static lcow_code inflight_dir(lcow_scratch *sc, char **out, lcow_error *err)
 
 /* Writes the record of temp (durably) and returns its path in *record. On
  * failure no record is left. */
-static lcow_code inflight_add(lcow_scratch *sc, const char *temp, const char *unique,
-                              char **record, lcow_error *err)
+static lcow_code inflight_add(lcow_scratch *sc, const char *temp, const char *unique, char **record,
+                              lcow_error *err)
 {
     *record = NULL;
     char *dir;
@@ -662,8 +691,8 @@ static lcow_code inflight_add(lcow_scratch *sc, const char *temp, const char *un
     if (!path)
         rc = oom(err, "scratch in-flight record");
     if (rc == LCOW_OK)
-        rc = lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f,
-                            err);
+        rc =
+            lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f, err);
     bool made = rc == LCOW_OK;
     if (rc == LCOW_OK)
         rc = lcow_file_pwrite(f, temp, strlen(temp), 0, err);
@@ -715,11 +744,17 @@ static lcow_code build_and_publish(lcow_scratch *sc, const char *dir, const char
                                    const lcow_scratch_disk_options *opts, bool exclusive,
                                    template_build *b, lcow_error *err)
 {
+    lcow_dir *d = NULL;
+    lcow_code rc = open_checked_dir(dir, &d, err);
+    if (rc != LCOW_OK)
+        return rc;
     size_t temp_len = strlen(name) + 64;
     char *temp_name = malloc(temp_len);
-    if (!temp_name)
+    if (!temp_name) {
+        lcow_dir_close(d);
         return oom(err, "scratch disk");
-    lcow_code rc = LCOW_ALREADY_EXISTS;
+    }
+    rc = LCOW_ALREADY_EXISTS;
     char *record = NULL;
     for (int attempt = 0; attempt < 8 && rc == LCOW_ALREADY_EXISTS; attempt++) {
         lcow_time now = lcow_os_time_now();
@@ -727,8 +762,8 @@ static lcow_code build_and_publish(lcow_scratch *sc, const char *dir, const char
                  (unsigned)now.nsec, atomic_fetch_add(&sc->temp_seq, 1));
         char *temp = lcow_path_join(dir, temp_name);
         if (!temp) {
-            free(temp_name);
-            return oom(err, "scratch disk");
+            rc = oom(err, "scratch disk");
+            break;
         }
         lcow_mutex_lock(&sc->lock);
         free(b->temp_path);
@@ -741,40 +776,45 @@ static lcow_code build_and_publish(lcow_scratch *sc, const char *dir, const char
                                       &record, err)
                        : LCOW_OK;
         if (rc == LCOW_OK)
-            rc = lcow_scratch_disk_create(temp, opts, err);
+            rc = lcow_scratch_disk_create_in(d, temp_name, opts, err);
     }
-    free(temp_name);
     if (rc != LCOW_OK) {
+        /* lcow_scratch_disk_create_in leaves nothing behind */
         inflight_drop(record);
-        return rc; /* lcow_scratch_disk_create leaves nothing behind */
+        free(temp_name);
+        lcow_dir_close(d);
+        return rc;
     }
-    rc = exclusive ? publish_exclusive(b->temp_path, b->final_path, err)
-                   : lcow_os_rename(b->temp_path, b->final_path, err);
+    rc = exclusive ? publish_exclusive(d, temp_name, name, b->final_path, err)
+                   : lcow_dir_rename(d, temp_name, name, err);
     /* A rename took the temp name away; a hard link or a failure left it. */
     if (exclusive || rc != LCOW_OK) {
         lcow_error e;
-        lcow_code gone = lcow_os_remove(b->temp_path, &e);
+        lcow_code gone = lcow_dir_remove(d, temp_name, &e);
         if (gone != LCOW_OK && gone != LCOW_NOT_FOUND) {
             LCOW_LOGW("scratch disk temp file %s left behind: %s", b->temp_path, e.message);
             free(record); /* kept: the next sweep removes the file and it */
             record = NULL;
         }
     }
+    free(temp_name);
     if (rc != LCOW_OK) {
         inflight_drop(record);
+        lcow_dir_close(d);
         return rc;
     }
-    rc = lcow_os_sync_dir(dir, err);
+    rc = lcow_dir_sync(d, err);
     /* The temp name's removal is durable with the directory: the record
      * goes after it (on a failed sync too: the name is gone either way). */
     inflight_drop(record);
     if (rc != LCOW_OK && exclusive) {
         lcow_error e;
-        lcow_code gone = lcow_os_remove(b->final_path, &e);
+        lcow_code gone = lcow_dir_remove(d, name, &e);
         if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
             LCOW_LOGW("scratch disk %s left behind after a failed sync: %s", b->final_path,
                       e.message);
     }
+    lcow_dir_close(d);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include "core/disk/scratchdisk.h"
 
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/disk/blocksink.h"
@@ -37,6 +38,23 @@ static lcow_code check_options(const lcow_scratch_disk_options *in, lcow_scratch
     return LCOW_OK;
 }
 
+/* The native writer into an open, empty file. */
+static lcow_code write_native(lcow_file *f, const lcow_scratch_disk_options *o, lcow_error *err)
+{
+    lcow_vhdx_io io = lcow_vhdx_io_file(f);
+    lcow_vhdx_params p = {.geometry = o->geometry};
+    lcow_vhdx_writer *w = NULL;
+    lcow_block_sink *sink = NULL;
+    lcow_code rc;
+    if (!(rc = lcow_vhdx_writer_create(&io, &p, &w, err)) &&
+        !(rc = lcow_block_sink_vhdx(w, o->geometry.size_bytes, true, &sink, err)) &&
+        !(rc = lcow_ext4_format(sink, NULL, NULL, err)))
+        rc = lcow_block_sink_finish(sink, err);
+    lcow_block_sink_free(sink);
+    lcow_vhdx_writer_free(w);
+    return rc;
+}
+
 static lcow_code create_native(const char *path, const lcow_scratch_disk_options *o,
                                lcow_error *err)
 {
@@ -45,16 +63,7 @@ static lcow_code create_native(const char *path, const lcow_scratch_disk_options
         path, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f, err);
     if (rc)
         return rc;
-    lcow_vhdx_io io = lcow_vhdx_io_file(f);
-    lcow_vhdx_params p = {.geometry = o->geometry};
-    lcow_vhdx_writer *w = NULL;
-    lcow_block_sink *sink = NULL;
-    if (!(rc = lcow_vhdx_writer_create(&io, &p, &w, err)) &&
-        !(rc = lcow_block_sink_vhdx(w, o->geometry.size_bytes, true, &sink, err)) &&
-        !(rc = lcow_ext4_format(sink, NULL, NULL, err)))
-        rc = lcow_block_sink_finish(sink, err);
-    lcow_block_sink_free(sink);
-    lcow_vhdx_writer_free(w);
+    rc = write_native(f, o, err);
     lcow_file_close(f);
     if (rc) {
         lcow_error rerr;
@@ -107,4 +116,42 @@ lcow_code lcow_scratch_disk_create(const char *path, const lcow_scratch_disk_opt
         return create_native(path, &o, err);
     }
     return rc;
+}
+
+lcow_code lcow_scratch_disk_create_in(lcow_dir *dir, const char *name,
+                                      const lcow_scratch_disk_options *opts, lcow_error *err)
+{
+    lcow_scratch_disk_options o;
+    lcow_code rc = check_options(opts, &o, err);
+    if (rc)
+        return rc;
+    char why[160];
+    bool native = o.backend == LCOW_SCRATCH_NATIVE ||
+                  (o.backend == LCOW_SCRATCH_AUTO && !lcow_vdisk_usable(why, sizeof why));
+    if (!native) {
+        /* virtdisk takes a path: the held directory cannot move (Windows,
+         * the only place virtdisk exists), so its path names it. */
+        char *path = lcow_path_join(lcow_dir_path(dir), name);
+        if (!path)
+            return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "scratch disk: out of memory");
+        rc = lcow_scratch_disk_create(path, &o, err);
+        free(path);
+        return rc;
+    }
+    lcow_file *f = NULL;
+    rc = lcow_dir_file_open(
+        dir, name, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &f,
+        err);
+    if (rc)
+        return rc;
+    rc = write_native(f, &o, err);
+    lcow_file_close(f);
+    if (rc) {
+        lcow_error rerr;
+        if (lcow_dir_remove(dir, name, &rerr))
+            LCOW_LOGW("scratch disk: cleanup: %s", rerr.message);
+        return lcow_error_wrap_code(err, rc, "create scratch disk %s in %s", name,
+                                    lcow_dir_path(dir));
+    }
+    return LCOW_OK;
 }

@@ -11,6 +11,7 @@
 
 #include "core/base/errors.h"
 #include "core/disk/geometry.h"
+#include "core/os/os.h"
 
 /* How scratch disks are made (--scratch-backend). Declared here, at the
  * bottom, because this module is the one that acts on it; the snapshotter's
@@ -35,5 +36,11 @@ typedef struct lcow_scratch_disk_options {
  * final name create it under a temp name and rename it. */
 lcow_code lcow_scratch_disk_create(const char *path, const lcow_scratch_disk_options *opts,
                                    lcow_error *err);
+/* The same, as the file name (one component) inside an open directory
+ * handle: the native writer creates it with lcow_dir_file_open, so a path
+ * swapped meanwhile cannot redirect it (issue 14, item 5); virtdisk (Windows)
+ * creates it by path, which the held handle keeps in place. */
+lcow_code lcow_scratch_disk_create_in(lcow_dir *dir, const char *name,
+                                      const lcow_scratch_disk_options *opts, lcow_error *err);
 
 #endif

@@ -138,6 +138,41 @@ lcow_code lcow_os_check_private_dir(const char *path, lcow_error *err);
 typedef int (*lcow_dir_fn)(void *ctx, const char *name, bool is_dir);
 lcow_code lcow_os_list_dir(const char *dir, lcow_dir_fn fn, void *ctx, lcow_error *err);
 
+/* ---- directory handles ---- */
+
+/* A directory opened once and worked in by handle, so that a path swapped
+ * between a check and a use (a component replaced by a symbolic link) cannot
+ * redirect what happens in it (issue 14, item 5). POSIX: an O_DIRECTORY |
+ * O_NOFOLLOW descriptor and openat/linkat/unlinkat/fsync on it, O_NOFOLLOW
+ * on every name. Windows: a handle opened without FILE_SHARE_DELETE and
+ * without following a reparse point, so the directory (and therefore every
+ * directory above it) cannot be renamed, removed or replaced while it is
+ * held; names below it are opened without following reparse points. Names
+ * are single components ("." and ".." refused). */
+typedef struct lcow_dir lcow_dir;
+
+/* Opens an existing directory; a final symbolic link (reparse point) or a
+ * non-directory is FAILED_PRECONDITION. */
+lcow_code lcow_dir_open(const char *path, lcow_dir **out, lcow_error *err);
+/* Where the directory is now (Linux: /proc/self/fd; Windows:
+ * GetFinalPathNameByHandleW), malloc'd; FAILED_PRECONDITION once it was
+ * removed. Compare it with the path that was checked. */
+lcow_code lcow_dir_real_path(lcow_dir *d, char **out, lcow_error *err);
+/* The path it was opened with. */
+const char *lcow_dir_path(const lcow_dir *d);
+/* lcow_file_open of name inside d (never following a link at name). */
+lcow_code lcow_dir_file_open(lcow_dir *d, const char *name, int flags, lcow_file **out,
+                             lcow_error *err);
+/* Hard link from -> to, both in d; an existing `to` is ALREADY_EXISTS. */
+lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_error *err);
+/* Renames from -> to inside d, replacing a file at to. */
+lcow_code lcow_dir_rename(lcow_dir *d, const char *from, const char *to, lcow_error *err);
+/* Removes the file name in d (a link itself, never its target). */
+lcow_code lcow_dir_remove(lcow_dir *d, const char *name, lcow_error *err);
+/* Makes d's entry changes durable (fsync; a no-op on Windows). */
+lcow_code lcow_dir_sync(lcow_dir *d, lcow_error *err);
+void lcow_dir_close(lcow_dir *d);
+
 /* ---- links ---- */
 
 /* Symbolic link at link_path pointing at target (absolute). On Windows

@@ -66,7 +66,10 @@ lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err)
 
 /* ---- files ---- */
 
-lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_error *err)
+/* lcow_file_open of name relative to dirfd (AT_FDCWD: a path); path is
+ * the name messages and f->path carry. */
+static lcow_code file_open_at(int dirfd, const char *name, const char *path, int flags,
+                              lcow_file **out, lcow_error *err)
 {
     *out = NULL;
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_OPEN, path, err);
@@ -87,13 +90,15 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
         oflags |= O_TRUNC;
     if (flags & LCOW_OPEN_REGULAR)
         oflags |= O_NONBLOCK | O_NOFOLLOW;
+    if (dirfd != AT_FDCWD)
+        oflags |= O_NOFOLLOW; /* inside a directory handle: never out of it */
     lcow_file *f = lcow_calloc(1, sizeof *f);
     if (!f || !(f->path = lcow_strdup(path))) {
         free(f);
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", path);
     }
     do
-        f->fd = open(path, oflags, 0644);
+        f->fd = openat(dirfd, name, oflags, 0644);
     while (f->fd < 0 && errno == EINTR);
     if (f->fd < 0) {
         int e = errno;
@@ -142,6 +147,11 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
     }
     *out = f;
     return LCOW_OK;
+}
+
+lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_error *err)
+{
+    return file_open_at(AT_FDCWD, path, path, flags, out, err);
 }
 
 lcow_code lcow_file_pread(lcow_file *f, void *buf, size_t len, uint64_t off, size_t *got,
@@ -814,3 +824,145 @@ char *lcow_os_temp_dir(void)
 }
 
 void lcow_os_stdin_binary(void) {}
+
+/* ---- directory handles ---- */
+
+struct lcow_dir {
+    int fd;
+    char *path;
+};
+
+lcow_code lcow_dir_open(const char *path, lcow_dir **out, lcow_error *err)
+{
+    *out = NULL;
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_OPEN, path, err);
+    if (rc)
+        return rc;
+    lcow_dir *d = lcow_calloc(1, sizeof *d);
+    if (!d || !(d->path = lcow_strdup(path))) {
+        free(d);
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", path);
+    }
+    do
+        d->fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    while (d->fd < 0 && errno == EINTR);
+    if (d->fd < 0) {
+        int e = errno;
+        free(d->path);
+        free(d);
+        if (e == ELOOP || e == ENOTDIR)
+            return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                                  "open directory %s: not a directory (%s)", path, strerror(e));
+        return os_fail(err, e, "open directory", path);
+    }
+    *out = d;
+    return LCOW_OK;
+}
+
+lcow_code lcow_dir_real_path(lcow_dir *d, char **out, lcow_error *err)
+{
+    *out = NULL;
+    char link[64], buf[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", d->fd);
+    ssize_t n = readlink(link, buf, sizeof buf - 1);
+    if (n < 0) {
+        int e = errno;
+        return lcow_error_set(err, LCOW_NOT_IMPLEMENTED,
+                              "where directory %s is cannot be read (%s: %s)", d->path, link,
+                              strerror(e));
+    }
+    buf[n] = '\0';
+    /* " (deleted)": the directory was removed while open */
+    struct stat st;
+    if (fstat(d->fd, &st) != 0 || st.st_nlink == 0)
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "directory %s was removed", d->path);
+    *out = lcow_strdup(buf);
+    return *out ? LCOW_OK
+                : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "%s: out of memory", d->path);
+}
+
+static char *dir_child(const lcow_dir *d, const char *name)
+{
+    return lcow_path_join(d->path, name);
+}
+
+static bool one_component(const char *name)
+{
+    return name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+lcow_code lcow_dir_file_open(lcow_dir *d, const char *name, int flags, lcow_file **out,
+                             lcow_error *err)
+{
+    *out = NULL;
+    if (!one_component(name))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: not a single file name", name);
+    char *path = dir_child(d, name);
+    if (!path)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", name);
+    /* A link at the name is never followed. */
+    lcow_code rc = file_open_at(d->fd, name, path, flags | LCOW_OPEN_REGULAR, out, err);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_error *err)
+{
+    if (!one_component(from) || !one_component(to))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "link %s -> %s: not single file names",
+                              from, to);
+    char *path = dir_child(d, to);
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LINK, path ? path : to, err);
+    if (rc == LCOW_OK && linkat(d->fd, from, d->fd, to, 0) != 0)
+        rc = os_fail(err, errno, "link", path ? path : to);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_rename(lcow_dir *d, const char *from, const char *to, lcow_error *err)
+{
+    if (!one_component(from) || !one_component(to))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "rename %s -> %s: not single file names",
+                              from, to);
+    char *path = dir_child(d, to);
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_RENAME, path ? path : to, err);
+    if (rc == LCOW_OK && renameat(d->fd, from, d->fd, to) != 0)
+        rc = os_fail(err, errno, "rename", path ? path : to);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_remove(lcow_dir *d, const char *name, lcow_error *err)
+{
+    if (!one_component(name))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "remove %s: not a single file name",
+                              name);
+    char *path = dir_child(d, name);
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_REMOVE, path ? path : name, err);
+    if (rc == LCOW_OK && unlinkat(d->fd, name, 0) != 0)
+        rc = os_fail(err, errno, "remove", path ? path : name);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_sync(lcow_dir *d, lcow_error *err)
+{
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_SYNC, d->path, err);
+    if (rc == LCOW_OK && fsync(d->fd) != 0)
+        rc = os_fail(err, errno, "fsync", d->path);
+    return rc;
+}
+
+const char *lcow_dir_path(const lcow_dir *d)
+{
+    return d->path;
+}
+
+void lcow_dir_close(lcow_dir *d)
+{
+    if (!d)
+        return;
+    close(d->fd);
+    free(d->path);
+    free(d);
+}

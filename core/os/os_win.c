@@ -198,19 +198,11 @@ static lcow_code realpath_by_parent(const char *path, char **out, lcow_error *er
     return rc;
 }
 
-lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err)
+/* The final path of an open handle, without the \\?\ prefix; 0 or the
+ * Win32 error (ERROR_MORE_DATA: longer than 40000 characters). */
+static DWORD final_path_of(HANDLE h, char **out)
 {
     *out = NULL;
-    wchar_t *w = to_wide_path(path);
-    if (!w)
-        return bad_path(err, "realpath", path);
-    /* Backup semantics opens directories; without OPEN_REPARSE_POINT links and
-     * junctions are followed to their final target. */
-    HANDLE h = CreateFileW(w, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
-                           OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, NULL);
-    free(w);
-    if (h == INVALID_HANDLE_VALUE)
-        return win_fail(err, GetLastError(), "realpath", path);
     /* The required size is a hint (Wine's can be short): grow until it fits. */
     DWORD cap = 512, got = 0, e = 0;
     wchar_t *final = NULL;
@@ -233,18 +225,37 @@ lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err)
             cap = 40000;
         got = 0;
     }
-    CloseHandle(h);
     if (got == 0) {
         free(final);
-        if (e == ERROR_MORE_DATA)
-            return realpath_by_parent(path, out, err);
-        return win_fail(err, e ? e : ERROR_MORE_DATA, "realpath", path);
+        return e ? e : ERROR_MORE_DATA;
     }
     strip_verbatim_prefix(final);
     *out = lcow_wide_to_utf8(final);
     free(final);
-    if (!*out)
+    return *out ? 0 : ERROR_NOT_ENOUGH_MEMORY;
+}
+
+lcow_code lcow_os_realpath(const char *path, char **out, lcow_error *err)
+{
+    *out = NULL;
+    wchar_t *w = to_wide_path(path);
+    if (!w)
+        return bad_path(err, "realpath", path);
+    /* Backup semantics opens directories; without OPEN_REPARSE_POINT links and
+     * junctions are followed to their final target. */
+    HANDLE h = CreateFileW(w, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    free(w);
+    if (h == INVALID_HANDLE_VALUE)
+        return win_fail(err, GetLastError(), "realpath", path);
+    DWORD e = final_path_of(h, out);
+    CloseHandle(h);
+    if (e == ERROR_MORE_DATA)
+        return realpath_by_parent(path, out, err);
+    if (e == ERROR_NOT_ENOUGH_MEMORY)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "realpath %s: out of memory", path);
+    if (e)
+        return win_fail(err, e, "realpath", path);
     return LCOW_OK;
 }
 
@@ -288,9 +299,8 @@ lcow_code lcow_file_open(const char *path, int flags, lcow_file **out, lcow_erro
     DWORD attrs = FILE_ATTRIBUTE_NORMAL;
     if (flags & LCOW_OPEN_REGULAR)
         attrs |= FILE_FLAG_OPEN_REPARSE_POINT;
-    DWORD share = (flags & LCOW_OPEN_SHARE_NONE)
-                      ? 0
-                      : FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    DWORD share =
+        (flags & LCOW_OPEN_SHARE_NONE) ? 0 : FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
     f->h = CreateFileW(w, access, share, NULL, disposition, attrs, NULL);
     free(w);
     if (f->h == INVALID_HANDLE_VALUE) {
@@ -490,8 +500,8 @@ lcow_code lcow_os_check_private_dir(const char *path, lcow_error *err)
         return bad_path(err, "security of", path);
     PACL dacl = NULL;
     PSECURITY_DESCRIPTOR sd = NULL;
-    DWORD e = GetNamedSecurityInfoW(w, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL,
-                                    &dacl, NULL, &sd);
+    DWORD e = GetNamedSecurityInfoW(w, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl,
+                                    NULL, &sd);
     free(w);
     if (e != ERROR_SUCCESS)
         return win_fail(err, e, "reading the security of", path);
@@ -506,8 +516,8 @@ lcow_code lcow_os_check_private_dir(const char *path, lcow_error *err)
         {WinInteractiveSid, "Interactive"},
     };
     const ACCESS_MASK write_bits = GENERIC_ALL | GENERIC_WRITE | FILE_WRITE_DATA |
-                                   FILE_APPEND_DATA | FILE_DELETE_CHILD | WRITE_DAC |
-                                   WRITE_OWNER | DELETE;
+                                   FILE_APPEND_DATA | FILE_DELETE_CHILD | WRITE_DAC | WRITE_OWNER |
+                                   DELETE;
     const char *who = NULL;
     if (!dacl)
         who = "everyone (the directory has no DACL)";
@@ -929,10 +939,9 @@ lcow_code lcow_os_file_id(const char *path, lcow_file_id *out, lcow_error *err)
     wchar_t *w = to_wide_path(path);
     if (!w)
         return bad_path(err, "file id", path);
-    HANDLE h = CreateFileW(w, FILE_READ_ATTRIBUTES,
-                           FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
-                           OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT,
-                           NULL);
+    HANDLE h = CreateFileW(
+        w, FILE_READ_ATTRIBUTES, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+        OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT, NULL);
     DWORD e = GetLastError();
     free(w);
     if (h == INVALID_HANDLE_VALUE)
@@ -1293,4 +1302,136 @@ char *lcow_os_temp_dir(void)
 void lcow_os_stdin_binary(void)
 {
     _setmode(_fileno(stdin), _O_BINARY);
+}
+
+/* ---- directory handles ---- */
+
+struct lcow_dir {
+    HANDLE h;
+    char *path;
+};
+
+lcow_code lcow_dir_open(const char *path, lcow_dir **out, lcow_error *err)
+{
+    *out = NULL;
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_OPEN, path, err);
+    if (rc)
+        return rc;
+    wchar_t *w = to_wide_path(path);
+    if (!w)
+        return bad_path(err, "open directory", path);
+    lcow_dir *d = lcow_calloc(1, sizeof *d);
+    if (!d || !(d->path = lcow_strdup(path))) {
+        free(d);
+        free(w);
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "open %s: out of memory", path);
+    }
+    /* No FILE_SHARE_DELETE: nobody renames or removes it (or a directory
+     * above it) while it is held; the reparse point itself, never its
+     * target. */
+    d->h = CreateFileW(w, FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES,
+                       FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, OPEN_EXISTING,
+                       FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+    free(w);
+    if (d->h == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        free(d->path);
+        free(d);
+        return win_fail(err, e, "open directory", path);
+    }
+    BY_HANDLE_FILE_INFORMATION info;
+    if (!GetFileInformationByHandle(d->h, &info) ||
+        (info.dwFileAttributes & FILE_ATTRIBUTE_REPARSE_POINT) ||
+        !(info.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)) {
+        lcow_dir_close(d);
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "open directory %s: not a directory (a file or reparse point)", path);
+    }
+    *out = d;
+    return LCOW_OK;
+}
+
+lcow_code lcow_dir_real_path(lcow_dir *d, char **out, lcow_error *err)
+{
+    DWORD e = final_path_of(d->h, out);
+    if (e == ERROR_NOT_ENOUGH_MEMORY)
+        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "%s: out of memory", d->path);
+    if (e)
+        return win_fail(err, e, "where is directory", d->path);
+    return LCOW_OK;
+}
+
+const char *lcow_dir_path(const lcow_dir *d)
+{
+    return d->path;
+}
+
+static bool one_component(const char *name)
+{
+    return name[0] && !strchr(name, '/') && !strchr(name, '\\') && !strchr(name, ':') &&
+           strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* The held directory cannot move, so its path names it. */
+static char *dir_child(lcow_dir *d, const char *name)
+{
+    return one_component(name) ? lcow_path_join(d->path, name) : NULL;
+}
+
+lcow_code lcow_dir_file_open(lcow_dir *d, const char *name, int flags, lcow_file **out,
+                             lcow_error *err)
+{
+    *out = NULL;
+    char *path = dir_child(d, name);
+    if (!path)
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "%s: not a single file name", name);
+    lcow_code rc = lcow_file_open(path, flags | LCOW_OPEN_REGULAR, out, err);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_error *err)
+{
+    char *a = dir_child(d, from), *b = dir_child(d, to);
+    lcow_code rc = a && b ? lcow_os_hardlink(a, b, err)
+                          : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                           "link %s -> %s: not single file names", from, to);
+    free(a);
+    free(b);
+    return rc;
+}
+
+lcow_code lcow_dir_rename(lcow_dir *d, const char *from, const char *to, lcow_error *err)
+{
+    char *a = dir_child(d, from), *b = dir_child(d, to);
+    lcow_code rc = a && b ? lcow_os_rename(a, b, err)
+                          : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                           "rename %s -> %s: not single file names", from, to);
+    free(a);
+    free(b);
+    return rc;
+}
+
+lcow_code lcow_dir_remove(lcow_dir *d, const char *name, lcow_error *err)
+{
+    char *path = dir_child(d, name);
+    lcow_code rc = path ? lcow_os_remove(path, err)
+                        : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                         "remove %s: not a single file name", name);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_sync(lcow_dir *d, lcow_error *err)
+{
+    return lcow_os_fault_check(LCOW_OS_OP_SYNC, d->path, err);
+}
+
+void lcow_dir_close(lcow_dir *d)
+{
+    if (!d)
+        return;
+    CloseHandle(d->h);
+    free(d->path);
+    free(d);
 }

@@ -806,16 +806,16 @@ static char *dir_with_sddl(const char *base, const char *name, const wchar_t *sd
     MultiByteToWideChar(CP_UTF8, 0, dir, -1, wdir, 1024);
     assert_true(CreateDirectoryW(wdir, NULL));
     PSECURITY_DESCRIPTOR sd = NULL;
-    assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, SDDL_REVISION_1, &sd,
-                                                                     NULL));
+    assert_true(
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, SDDL_REVISION_1, &sd, NULL));
     BOOL present = FALSE, defaulted = FALSE;
     PACL dacl = NULL;
     assert_true(GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted));
-    assert_int_equal(SetNamedSecurityInfoW(wdir, SE_FILE_OBJECT,
-                                           DACL_SECURITY_INFORMATION |
-                                               PROTECTED_DACL_SECURITY_INFORMATION,
-                                           NULL, NULL, dacl, NULL),
-                     ERROR_SUCCESS);
+    assert_int_equal(
+        SetNamedSecurityInfoW(wdir, SE_FILE_OBJECT,
+                              DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, NULL,
+                              NULL, dacl, NULL),
+        ERROR_SUCCESS);
     LocalFree(sd);
     PSECURITY_DESCRIPTOR back = NULL;
     assert_int_equal(GetNamedSecurityInfoW(wdir, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL,
@@ -844,9 +844,8 @@ static void private_dir_check_refuses_dirs_others_can_write(void **state)
     free(missing);
 #ifdef _WIN32
     bool kept;
-    char *good =
-        dir_with_sddl(base, "good", L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;;0x1200a9;;;WD)",
-                      NULL, &kept);
+    char *good = dir_with_sddl(
+        base, "good", L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;;0x1200a9;;;WD)", NULL, &kept);
     assert_int_equal(lcow_os_check_private_dir(good, &err), LCOW_OK);
     const struct {
         const wchar_t *sddl, *expect;
@@ -910,6 +909,85 @@ static void private_dir_check_refuses_dirs_others_can_write(void **state)
     free(base);
 }
 
+/* Directory handles (issue 14, item 5): names are single components, a
+ * link at a name is never followed, and a directory moved away while held
+ * takes what is made through the handle with it (POSIX) or cannot be moved
+ * at all (Windows: held without FILE_SHARE_DELETE). */
+static void dir_handle_works_where_the_directory_is(void **state)
+{
+    (void)state;
+    char *base = test_fresh_dir("dirhandle");
+    char *a = lcow_path_join(base, "a"), *moved = lcow_path_join(base, "moved");
+    lcow_error err;
+    assert_int_equal(lcow_os_mkdir(a, &err), LCOW_OK);
+    lcow_dir *d;
+    assert_int_equal(lcow_dir_open(a, &d, &err), LCOW_OK);
+    lcow_file *f;
+    assert_int_equal(lcow_dir_file_open(d, "..", LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &f, &err),
+                     LCOW_INVALID_ARGUMENT);
+    assert_int_equal(lcow_dir_file_open(d, "x" LCOW_PATH_SEP_STR "y",
+                                        LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &f, &err),
+                     LCOW_INVALID_ARGUMENT);
+    char *real;
+    assert_int_equal(lcow_dir_real_path(d, &real, &err), LCOW_OK);
+    char *expect;
+    assert_int_equal(lcow_os_realpath(a, &expect, &err), LCOW_OK);
+    assert_string_equal(real, expect);
+    free(real);
+    free(expect);
+    lcow_code moved_rc = lcow_os_rename(a, moved, &err);
+#ifdef _WIN32
+    assert_int_not_equal(moved_rc, LCOW_OK); /* held: cannot be moved */
+#else
+    assert_int_equal(moved_rc, LCOW_OK);
+    assert_int_equal(lcow_dir_real_path(d, &real, &err), LCOW_OK);
+    assert_int_equal(lcow_os_realpath(moved, &expect, &err), LCOW_OK);
+    assert_string_equal(real, expect); /* where it is now */
+    free(real);
+    free(expect);
+#endif
+    assert_int_equal(lcow_dir_file_open(d, "f",
+                                        LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE,
+                                        &f, &err),
+                     LCOW_OK);
+    lcow_file_close(f);
+    assert_int_equal(lcow_dir_link(d, "f", "g", &err), LCOW_OK);
+    assert_int_equal(lcow_dir_link(d, "f", "g", &err), LCOW_ALREADY_EXISTS);
+    assert_int_equal(lcow_dir_rename(d, "g", "h", &err), LCOW_OK);
+    assert_int_equal(lcow_dir_sync(d, &err), LCOW_OK);
+    char *where = lcow_path_join(moved_rc == LCOW_OK ? moved : a, "h");
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(where, &st, &err), LCOW_OK);
+    assert_true(st.exists && st.is_regular);
+    free(where);
+    assert_int_equal(lcow_dir_remove(d, "h", &err), LCOW_OK);
+    assert_int_equal(lcow_dir_remove(d, "h", &err), LCOW_NOT_FOUND);
+#ifndef _WIN32
+    /* a link at a name is not followed */
+    char *outside = lcow_path_join(base, "outside");
+    lcow_file *o;
+    assert_int_equal(lcow_file_open(outside, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE, &o, &err),
+                     LCOW_OK);
+    lcow_file_close(o);
+    char *link = lcow_path_join(moved, "l");
+    assert_int_equal(symlink(outside, link), 0);
+    assert_int_equal(lcow_dir_file_open(d, "l", LCOW_OPEN_WRITE, &f, &err),
+                     LCOW_FAILED_PRECONDITION);
+    /* a link is not a directory to open either */
+    char *dlink = lcow_path_join(base, "dlink");
+    assert_int_equal(symlink(moved, dlink), 0);
+    lcow_dir *d2;
+    assert_int_equal(lcow_dir_open(dlink, &d2, &err), LCOW_FAILED_PRECONDITION);
+    free(dlink);
+    free(link);
+    free(outside);
+#endif
+    lcow_dir_close(d);
+    free(moved);
+    free(a);
+    free(base);
+}
+
 int main(void)
 {
     /* Before any os call, so the seam reads it lazily on the first one. */
@@ -937,6 +1015,7 @@ int main(void)
         cmocka_unit_test(clock_is_utc_and_monotone_enough),
         cmocka_unit_test(random_bytes_differ),
         cmocka_unit_test(private_dir_check_refuses_dirs_others_can_write),
+        cmocka_unit_test(dir_handle_works_where_the_directory_is),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

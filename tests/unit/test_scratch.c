@@ -3,6 +3,7 @@
  * created disk is checked with qemu-img check and e2fsck -fn. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -280,9 +281,18 @@ static void byte_size_labels_round_up_to_whole_gib(void **state)
                 {"0010737418240", 10},
                 {"70368744177663", 65536},
                 {"70368744177664", 65536}};
-    const char *bad[] = {"0",   "-1",   "+1073741824",    " 1",
-                         "1 ",  "1.5",  "1e9",            "0x40000000",
-                         "1GB", "10Gi", "70368744177665", "18446744073709551616",
+    const char *bad[] = {"0",
+                         "-1",
+                         "+1073741824",
+                         " 1",
+                         "1 ",
+                         "1.5",
+                         "1e9",
+                         "0x40000000",
+                         "1GB",
+                         "10Gi",
+                         "70368744177665",
+                         "18446744073709551616",
                          "99999999999999999999999"};
     for (size_t k = 0; k < 2; k++) {
         for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -294,9 +304,9 @@ static void byte_size_labels_round_up_to_whole_gib(void **state)
             lcow_scratch_plan_free(&plan);
         }
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-            assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", keys[k], bad[i],
-                                       &plan, &err),
-                             LCOW_INVALID_ARGUMENT);
+            assert_int_equal(
+                plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", keys[k], bad[i], &plan, &err),
+                LCOW_INVALID_ARGUMENT);
             assert_non_null(strstr(err.message, keys[k]));
             assert_non_null(strstr(err.message, "bytes from 1 to 70368744177664"));
             assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
@@ -1409,19 +1419,108 @@ static void world_writable_location_is_refused(void **state)
     lcow_scratch_plan plan;
     lcow_error err;
     assert_int_equal(chmod(loc, 0777), 0);
-    assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, loc,
-                               &plan, &err),
-                     LCOW_INVALID_ARGUMENT);
+    assert_int_equal(
+        plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, loc, &plan, &err),
+        LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, loc));
     assert_non_null(strstr(err.message, "world-writable"));
     assert_int_equal(plan.mode, LCOW_META_SCRATCH_NONE);
     assert_int_equal(chmod(loc, 0755), 0);
-    assert_int_equal(plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, loc,
-                               &plan, &err),
-                     LCOW_OK);
+    assert_int_equal(
+        plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, loc, &plan, &err),
+        LCOW_OK);
     lcow_scratch_plan_free(&plan);
     free(loc);
     close_fixture(&fx);
+}
+#endif
+
+#ifndef _WIN32
+/* The --scratch-dir-allow symlink-swap race (issue 14, item 5): a thread
+ * keeps swapping allowed/race between the real directory and a symbolic
+ * link to outside/ while CreateScratch writes disks into allowed/race and
+ * Prepares build templates with rootfs.location=allowed/race. Whatever
+ * each call answers, nothing may appear in outside/ and no temp file may be
+ * left anywhere. Before: the path was checked once and walked again for
+ * every later step, so disks, templates and temp files landed in outside/. */
+typedef struct swapper {
+    const char *race, *hold, *outside;
+    atomic_bool stop;
+    int swaps;
+} swapper;
+
+static void *swap_race(void *arg)
+{
+    swapper *w = arg;
+    while (!atomic_load(&w->stop)) {
+        if (rename(w->race, w->hold) != 0)
+            continue;
+        if (symlink(w->outside, w->race) == 0) {
+            w->swaps++;
+            unlink(w->race);
+        }
+        rename(w->hold, w->race);
+    }
+    return NULL;
+}
+
+static void swapped_directory_redirects_nothing(void **state)
+{
+    char *allowed = fresh_dir("swap-allowed");
+    char *outside = fresh_dir("swap-outside");
+    const char *allow[] = {allowed};
+    fixture fx = open_fixture("swap", allow, 1);
+    char *race = join(allowed, "race"), *hold = join(allowed, "hold");
+    assert_int_equal(lcow_os_mkdir(race, NULL), LCOW_OK);
+    swapper w = {.race = race, .hold = hold, .outside = outside};
+    atomic_init(&w.stop, false);
+    lcow_thread t;
+    assert_true(lcow_thread_create(&t, swap_race, &w));
+    int made = 0, refused = 0;
+    for (int i = 0; i < 120; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "disk-%d.vhdx", i);
+        char *target = join(race, name);
+        lcow_error err;
+        lcow_code rc = i % 3 == 2 ? LCOW_OK : lcow_scratch_create_at(fx.sc, target, 1, 0, &err);
+        if (i % 3 == 2) {
+            /* a template in the location, built afresh each time */
+            lcow_scratch_plan plan;
+            char snapname[32];
+            snprintf(snapname, sizeof snapname, "s%d", i);
+            char *snap = subdir(fx.root, snapname);
+            rc = plan_with(fx.sc, LCOW_KIND_ACTIVE, "default/1/c", LCOW_LABEL_LOCATION, race, &plan,
+                           &err);
+            if (rc == LCOW_OK) {
+                rc = lcow_scratch_create_own(fx.sc, &plan, snap, &err);
+                lcow_scratch_plan_free(&plan);
+            }
+            free(snap);
+        }
+        if (rc == LCOW_OK)
+            made++;
+        else
+            refused++;
+        free(target);
+    }
+    atomic_store(&w.stop, true);
+    lcow_thread_join(t, NULL);
+    print_message("swap race: %d swaps, %d calls succeeded, %d refused\n", w.swaps, made, refused);
+    assert_true(w.swaps > 0);
+    assert_int_equal(entries_in(outside), 0);
+    lcow_error err;
+    assert_int_equal(lcow_scratch_cleanup(fx.sc, &err), LCOW_OK);
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(race, &st, NULL), LCOW_OK);
+    assert_true(st.is_dir);
+    assert_int_equal(temps_in(race), 0);
+    assert_int_equal(temps_in(allowed), 0);
+    assert_int_equal(temps_in(outside), 0);
+    free(race);
+    free(hold);
+    close_fixture(&fx);
+    free(outside);
+    free(allowed);
 }
 #endif
 
@@ -1454,6 +1553,7 @@ int main(void)
         cmocka_unit_test(create_scratch_temp_files_are_removed_at_start),
 #ifndef _WIN32
         cmocka_unit_test(world_writable_location_is_refused),
+        cmocka_unit_test(swapped_directory_redirects_nothing),
 #endif
         cmocka_unit_test(eight_threads_build_a_new_size_once),
         cmocka_unit_test(different_sizes_build_in_parallel),
