@@ -8,5 +8,9 @@ lcow_fuzz_target(NAME fuzz_tar_convert
                          ${PROJECT_SOURCE_DIR}/core/layer/tar.c
                          ${PROJECT_SOURCE_DIR}/core/layer/convert.c
                          ${PROJECT_SOURCE_DIR}/core/disk/ext4_writer.c
+                         ${PROJECT_SOURCE_DIR}/core/disk/ext4_writer_tree.c
+                         ${PROJECT_SOURCE_DIR}/core/disk/ext4_writer_layout.c
+                         ${PROJECT_SOURCE_DIR}/core/disk/ext4_writer_xattr.c
+                         ${PROJECT_SOURCE_DIR}/core/disk/ext4_writer_finish.c
                          ${PROJECT_SOURCE_DIR}/core/disk/go_sort.c
                  CORPUS ${CMAKE_CURRENT_LIST_DIR}/corpus/tar_convert LIBS lcow_os)
