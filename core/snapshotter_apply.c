@@ -297,6 +297,19 @@ static int collect_active(void *ctx, const lcow_meta_record *rec)
     return 0;
 }
 
+/* Caller holds the lock. Whether a Remove since the view is deleting this
+ * snapshot's directory (it claims the id under the lock, then renames and
+ * deletes outside it) or left it to the removal queue: listing it meanwhile
+ * would race the rename and the deletion (on Windows a sharing violation
+ * that failed the whole Cleanup), and there is nothing left to sweep. */
+static bool id_going(const lcow_snapshotter *s, uint64_t id, const char *dir)
+{
+    for (size_t i = 0; i < s->discarding_count; i++)
+        if (s->discarding[i] == id)
+            return true;
+    return lcow_snapshotter_removal_queued((lcow_snapshotter *)s, dir);
+}
+
 lcow_code lcow_snapshotter_sweep_apply_temps(lcow_snapshotter *s, bool at_open, lcow_error *err)
 {
     actives a = {0};
@@ -316,7 +329,7 @@ lcow_code lcow_snapshotter_sweep_apply_temps(lcow_snapshotter *s, bool at_open, 
          * this id meanwhile, and one in flight keeps its file. */
         if (!at_open)
             lcow_mutex_lock(&s->lock);
-        if (dir && (at_open || !id_applying(s, a.ids[i])))
+        if (dir && (at_open || (!id_applying(s, a.ids[i]) && !id_going(s, a.ids[i], dir))))
             one = lcow_layer_apply_sweep(dir, NULL, NULL, &e);
         if (!at_open)
             lcow_mutex_unlock(&s->lock);
