@@ -88,7 +88,10 @@ apt_quiet() {
 # ext4 writers), python3-msgpack (independent client), zstd and gzip (layer
 # blobs), veritysetup (cryptsetup-bin), stress-ng, msitools + wixl (MSI),
 # containerd (ctr and the daemon: the gRPC endpoint as its proxy snapshotter;
-# tests/containerd starts its own instance, never the system's).
+# tests/containerd starts its own instance, never the system's),
+# docker-registry, golang-go and golang-github-containerd-containerd-dev
+# (tests/containerd/pull_unpack.sh: its own local registry and a small
+# containerd client built offline from Debian's Go sources).
 packages=(
   make git ca-certificates xz-utils
   gcc g++ cmake ninja-build clang libclang-rt-14-dev clang-format
@@ -101,7 +104,7 @@ packages=(
   qemu-utils e2fsprogs python3 python3-msgpack
   zstd gzip cryptsetup-bin stress-ng
   msitools wixl zip
-  containerd
+  containerd docker-registry golang-go golang-github-containerd-containerd-dev
 )
 
 install_packages() {
