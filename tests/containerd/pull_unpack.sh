@@ -136,6 +136,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 TOML
 
 "$LCOWSNAP" --root "$DIR/root" --log-level debug >"$DIR/lcowsnap.log" 2>&1 &
+LCOWSNAP_PID=$!
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "in the foreground" "$DIR/lcowsnap.log" && break; sleep 0.1; done
 grep -q "gRPC endpoint $DIR/root/lcowsnap-grpc.sock secured" "$DIR/lcowsnap.log" ||
@@ -252,4 +253,11 @@ fi
   fail "control: Prepare/AlreadyExists $exists0 -> $(count Prepare/AlreadyExists) (not +3), Prepare/OK $prepared0 -> $(count Prepare/OK) (not +1)"
 echo "ok: control: the held layers adopted again (3 AlreadyExists), the unheld one prepared (1 Prepare) and fetched, the held ones not; its apply failed (exit $rc): $(tr '\n' ' ' <"$DIR/pull2" | cut -c1-400)"
 [ "$(converted)" = "$conv0" ] || fail "control: bytes_converted $conv0 -> $(converted)"
+# The service stops cleanly (and, under ASan, reports nothing).
+kill -TERM "$LCOWSNAP_PID"
+rc=0
+wait "$LCOWSNAP_PID" || rc=$?
+[ "$rc" = 0 ] || fail "lcowsnap exited with $rc when stopped"
+! grep -q "Sanitizer" "$DIR/lcowsnap.log" || fail "lcowsnap: $(grep -A20 Sanitizer "$DIR/lcowsnap.log")"
+echo "ok: lcowsnap stopped cleanly"
 echo "PASS: containerd_pull_unpack"
