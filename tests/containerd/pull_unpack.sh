@@ -253,6 +253,25 @@ fi
   fail "control: Prepare/AlreadyExists $exists0 -> $(count Prepare/AlreadyExists) (not +3), Prepare/OK $prepared0 -> $(count Prepare/OK) (not +1)"
 echo "ok: control: the held layers adopted again (3 AlreadyExists), the unheld one prepared (1 Prepare) and fetched, the held ones not; its apply failed (exit $rc): $(tr '\n' ' ' <"$DIR/pull2" | cut -c1-400)"
 [ "$(converted)" = "$conv0" ] || fail "control: bytes_converted $conv0 -> $(converted)"
+# 4. Size labels on a container Prepare through containerd's snapshot
+#    service (ctr 1.6 cannot label a Prepare): a bad one is containerd's
+#    InvalidArgument with lcowsnap's message and leaves no snapshot; a good
+#    one prepares.
+sizegb=containerd.io/snapshot/io.microsoft.container.storage.rootfs.size-gb
+for bad in "$sizegb=0" "$sizegb=20x" "containerd.io/snapshot/max-size=-1" \
+  "containerd.io/snapshot/windows/rootfs.sizebytes=lots"; do
+  rc=0
+  "$PULL" prepare "$DIR/containerd.sock" first lcowsnap sized-bad "$bad" >"$DIR/out" 2>&1 || rc=$?
+  [ "$rc" = 3 ] && grep -q "^error invalid-argument: .*${bad%%=*}" "$DIR/out" ||
+    fail "Prepare with $bad: exit $rc: $(cat "$DIR/out")"
+  ! "${CTR[@]}" -n first snapshots --snapshotter lcowsnap info sized-bad >/dev/null 2>&1 ||
+    fail "Prepare with $bad left a snapshot"
+done
+"$PULL" prepare "$DIR/containerd.sock" first lcowsnap sized-ok "containerd.io/snapshot/max-size=2147483648" \
+  >"$DIR/out" 2>&1 || fail "Prepare with max-size 2 GiB: $(cat "$DIR/out")"
+grep -q "^prepared [1-9]" "$DIR/out" || fail "Prepare with max-size: $(cat "$DIR/out")"
+echo "ok: size labels through containerd: four bad values InvalidArgument naming the label, no snapshot left; max-size 2 GiB prepared"
+
 # The service stops cleanly (and, under ASan, reports nothing).
 kill -TERM "$LCOWSNAP_PID"
 rc=0
