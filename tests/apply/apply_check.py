@@ -123,8 +123,10 @@ def layers(shared, tmp):
                  "bigdir", "deep", "large", "hardlinks"]
         return [(n, os.path.join(d, n + ".tar")) for n in names]
     print("note: %s is absent: generated layers, no comparison with tar2ext4-ref" % make)
+    # Four, so that the service test's l1, l2 and l3 (entries 1, 2 and -1)
+    # are three different layers, as with the golden tars.
     out = []
-    for seed in (1, 2):
+    for seed in (1, 2, 3, 4):
         path = os.path.join(d, "gen%d.tar" % seed)
         with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
             for i in range(20 * seed):
