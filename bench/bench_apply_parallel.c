@@ -37,6 +37,7 @@
 #include "core/os/thread.h"
 #include "core/snapshotter.h"
 #include "core/snapshotter_internal.h" /* lcow_snapshotter_conversions_max */
+#include "support/layerblob.h"
 
 static double now_s(void)
 {
@@ -72,24 +73,6 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
-static void tar_header(uint8_t h[512], const char *name, char type, uint64_t size)
-{
-    memset(h, 0, 512);
-    snprintf((char *)h, 100, "%s", name);
-    snprintf((char *)h + 100, 8, "%07o", type == '5' ? 0755u : 0644u);
-    snprintf((char *)h + 108, 8, "%07o", 0u);
-    snprintf((char *)h + 116, 8, "%07o", 0u);
-    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)size);
-    snprintf((char *)h + 136, 12, "%011o", 1700000000u);
-    h[156] = (uint8_t)type;
-    memcpy(h + 257, "ustar\0" "00", 8);
-    memset(h + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < 512; i++)
-        sum += h[i];
-    snprintf((char *)h + 148, 8, "%06o", sum);
-}
-
 static void gz_put(gzFile gz, const void *p, size_t n)
 {
     if (gzwrite(gz, p, (unsigned)n) != (int)n)
@@ -112,7 +95,7 @@ static void make_layer(const char *path, int n, unsigned mb)
     uint8_t h[512];
     char name[100];
     snprintf(name, sizeof name, "layer%d/", n);
-    tar_header(h, name, '5', 0);
+    lb_ustar_header(h, name, '5', 0, NULL, 0755, 0);
     gz_put(gz, h, 512);
     size_t files = ((size_t)mb << 20) / FILE_BYTES;
     for (size_t f = 0; f < files; f++) {
@@ -132,7 +115,7 @@ static void make_layer(const char *path, int n, unsigned mb)
             }
         }
         snprintf(name, sizeof name, "layer%d/d%03zu/f%06zu", n, f / 64, f);
-        tar_header(h, name, '0', FILE_BYTES);
+        lb_ustar_header(h, name, '0', FILE_BYTES, NULL, 0644, 0);
         gz_put(gz, h, 512);
         gz_put(gz, buf, FILE_BYTES);
     }

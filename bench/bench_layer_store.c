@@ -28,6 +28,7 @@
 #include "core/layer/store.h"
 #include "core/os/os.h"
 #include "core/snapshotter.h"
+#include "support/layerblob.h"
 
 static double now_ms(void)
 {
@@ -42,62 +43,13 @@ static void die(const char *what, const char *detail)
     exit(1);
 }
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
-/* A tar of one file of `bytes` random bytes; its digest (= diffID). */
+/* A tar of one file of `bytes` random bytes; its digest (= diffID). One
+ * random stream across all the blobs of a run. */
 static void make_blob(const char *path, size_t bytes, char *digest)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
+    static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+    if (lb_write_random_tar(path, bytes, &rng_state, digest) != 0)
         die(path, NULL);
-    uint8_t h[512];
-    memset(h, 0, sizeof h);
-    snprintf((char *)h, 100, "data");
-    snprintf((char *)h + 100, 8, "%07o", 0644u);
-    snprintf((char *)h + 108, 8, "%07o", 0u);
-    snprintf((char *)h + 116, 8, "%07o", 0u);
-    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)bytes);
-    snprintf((char *)h + 136, 12, "%011o", 1700000000u);
-    h[156] = '0';
-    memcpy(h + 257,
-           "ustar\0"
-           "00",
-           8);
-    memset(h + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < 512; i++)
-        sum += h[i];
-    snprintf((char *)h + 148, 8, "%06o", sum);
-    lcow_sha256_ctx ctx;
-    lcow_sha256_init(&ctx);
-    fwrite(h, 1, sizeof h, f);
-    lcow_sha256_update(&ctx, h, sizeof h);
-    static uint64_t buf[16384];
-    for (size_t done = 0; done < bytes;) {
-        size_t n = bytes - done < sizeof buf ? bytes - done : sizeof buf;
-        for (size_t i = 0; i < sizeof buf / sizeof buf[0]; i++)
-            buf[i] = rnd();
-        fwrite(buf, 1, n, f);
-        lcow_sha256_update(&ctx, buf, n);
-        done += n;
-    }
-    static const uint8_t zero[512 + 1024];
-    size_t pad = (512 - bytes % 512) % 512 + 1024;
-    fwrite(zero, 1, pad, f);
-    lcow_sha256_update(&ctx, zero, pad);
-    if (fclose(f) != 0)
-        die(path, NULL);
-    uint8_t d[LCOW_SHA256_SIZE];
-    lcow_sha256_final(&ctx, d);
-    lcow_sha256_digest_string(d, digest);
 }
 
 typedef struct blob {

@@ -44,6 +44,7 @@
 #include "core/scratch.h"
 #include "core/snapshotter.h"
 #include "rpc/client.h"
+#include "support/layerblob.h"
 #include "torture_util.h"
 
 #define MAX_CLIENTS 16
@@ -750,53 +751,6 @@ static int check_after_kill(const char *root, char *msg, size_t len)
     return rc;
 }
 
-/* One tar of `bytes` random bytes in one file, its digest (= its diffID). */
-static int make_blob(const char *path, size_t bytes, uint64_t *rng, char *digest)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    uint8_t h[512];
-    memset(h, 0, sizeof h);
-    snprintf((char *)h, 100, "data");
-    snprintf((char *)h + 100, 8, "%07o", 0644u);
-    snprintf((char *)h + 108, 8, "%07o", 0u);
-    snprintf((char *)h + 116, 8, "%07o", 0u);
-    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)bytes);
-    snprintf((char *)h + 136, 12, "%011o", 1700000000u);
-    h[156] = '0';
-    memcpy(h + 257,
-           "ustar\0"
-           "00",
-           8);
-    memset(h + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < 512; i++)
-        sum += h[i];
-    snprintf((char *)h + 148, 8, "%06o", sum);
-    lcow_sha256_ctx ctx;
-    lcow_sha256_init(&ctx);
-    fwrite(h, 1, sizeof h, f);
-    lcow_sha256_update(&ctx, h, sizeof h);
-    static uint64_t buf[8192];
-    for (size_t done = 0; done < bytes;) {
-        size_t n = bytes - done < sizeof buf ? bytes - done : sizeof buf;
-        for (size_t i = 0; i < sizeof buf / sizeof buf[0]; i++)
-            buf[i] = trand(rng);
-        fwrite(buf, 1, n, f);
-        lcow_sha256_update(&ctx, buf, n);
-        done += n;
-    }
-    static const uint8_t zero[512 + 1024];
-    size_t pad = (512 - bytes % 512) % 512 + 1024;
-    fwrite(zero, 1, pad, f);
-    lcow_sha256_update(&ctx, zero, pad);
-    uint8_t d[LCOW_SHA256_SIZE];
-    lcow_sha256_final(&ctx, d);
-    lcow_sha256_digest_string(d, digest);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
     const char *exe = NULL, *dir = NULL;
@@ -846,7 +800,8 @@ int main(int argc, char **argv)
     tfresh_dir(blobdir);
     for (unsigned b = 0; b < NBLOBS; b++) {
         snprintf(g_blob_path[b], sizeof g_blob_path[b], "%s/layer%u.tar", blobdir, b);
-        if (make_blob(g_blob_path[b], (size_t)(1 + b % 8) << 20, &rng, g_blob_digest[b]) != 0) {
+        if (lb_write_random_tar(g_blob_path[b], (size_t)(1 + b % 8) << 20, &rng,
+                                g_blob_digest[b]) != 0) {
             fprintf(stderr, "cannot write %s\n", g_blob_path[b]);
             return 2;
         }

@@ -40,6 +40,7 @@
 #include "core/scratch.h"
 #include "core/snapshotter.h"
 #include "rpc/client.h"
+#include "support/layerblob.h"
 #include "torture_util.h"
 
 typedef struct target {
@@ -138,22 +139,7 @@ static int write_blob(const char *path, unsigned seed, char *digest)
 {
     static uint8_t tar[512 + 96 * 1024 + 1024];
     memset(tar, 0, sizeof tar);
-    snprintf((char *)tar, 100, "data");
-    snprintf((char *)tar + 100, 8, "%07o", 0644u);
-    snprintf((char *)tar + 108, 8, "%07o", 0u);
-    snprintf((char *)tar + 116, 8, "%07o", 0u);
-    snprintf((char *)tar + 124, 12, "%011o", 96u * 1024);
-    snprintf((char *)tar + 136, 12, "%011o", 1700000000u);
-    tar[156] = '0';
-    memcpy(tar + 257,
-           "ustar\0"
-           "00",
-           8);
-    memset(tar + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < 512; i++)
-        sum += tar[i];
-    snprintf((char *)tar + 148, 8, "%06o", sum);
+    lb_ustar_header(tar, "data", '0', 96u * 1024, NULL, 0644, 0);
     for (size_t i = 0; i < 96 * 1024; i++)
         tar[512 + i] = (uint8_t)(i * 31 + seed * 7 + (i >> 9));
     uint8_t d[LCOW_SHA256_SIZE];

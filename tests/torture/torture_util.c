@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/layerblob.h"
+
 #include "core/metastore.h"
 #include "core/scratch.h"
 #include "core/snapshotter.h"
@@ -41,12 +43,7 @@ void tsleep_ms(unsigned ms)
 
 uint64_t trand(uint64_t *state)
 {
-    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 0x2545f4914f6cdd1dull;
+    return lb_rand(state);
 }
 
 uint32_t trand_below(uint64_t *state, uint32_t n)

@@ -43,7 +43,7 @@ int tqemu_check(const char *path, char *msg, size_t msg_len);
 
 uint64_t tnow_ns(void);
 void tsleep_ms(unsigned ms);
-/* xorshift64* */
+/* xorshift64* (lb_rand of tests/support/layerblob.h) */
 uint64_t trand(uint64_t *state);
 /* uniform in [0, n) */
 uint32_t trand_below(uint64_t *state, uint32_t n);

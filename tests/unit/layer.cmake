@@ -57,12 +57,13 @@ foreach(t verity vhd blob)
     set_property(TEST test_${t} APPEND PROPERTY FIXTURES_REQUIRED ${lcow_layer_saved_fixture})
   endif()
 endforeach()
+target_link_libraries(test_blob PRIVATE lcow_test_layerblob)
 # Apply (core/layer/apply.h, lcow_snapshotter_apply): the whole blob ->
 # layer.vhd sequence, the golden cases, failures and cancellation, and the
 # store's side of it.
 lcow_unit_test(NAME test_apply
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_apply.c ${CMAKE_CURRENT_LIST_DIR}/testlib.c
-               LIBS lcow_core LABELS layer TIMEOUT 600)
+               LIBS lcow_core lcow_test_layerblob LABELS layer TIMEOUT 600)
 if(lcow_layer_saved_fixture)
   set_property(TEST test_apply APPEND PROPERTY FIXTURES_REQUIRED ${lcow_layer_saved_fixture})
 endif()
@@ -84,4 +85,4 @@ endif()
 # concurrent Applies, crash leftovers and the check.
 lcow_unit_test(NAME test_layer_store
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_layer_store.c ${CMAKE_CURRENT_LIST_DIR}/testlib.c
-               LIBS lcow_core LABELS layer TIMEOUT 600)
+               LIBS lcow_core lcow_test_layerblob LABELS layer TIMEOUT 600)

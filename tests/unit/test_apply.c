@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include "core/disk/sha256.h"
@@ -35,72 +34,23 @@
 #include "core/snapshotter.h"
 #include "core/snapshotter_internal.h" /* the Apply hook and counter */
 #include "layer/layer_test_util.h"
+#include "support/layerblob.h"
 #include "unit/testlib.h"
 
-/* ---- a tiny tar writer --------------------------------------------------- */
+/* ---- tars (tests/support/layerblob.h) ------------------------------------- */
 
-typedef struct tarb {
-    uint8_t *d;
-    size_t len, cap;
-} tarb;
-
-static void tar_put(tarb *t, const void *p, size_t n)
-{
-    if (t->len + n > t->cap) {
-        t->cap = (t->len + n) * 2 + 4096;
-        t->d = realloc(t->d, t->cap);
-        assert_non_null(t->d);
-    }
-    memcpy(t->d + t->len, p, n);
-    t->len += n;
-}
-
-static void tar_header(uint8_t h[512], const char *name, char type, uint64_t size,
-                       const char *link, unsigned mode)
-{
-    memset(h, 0, 512);
-    snprintf((char *)h, 100, "%s", name);
-    snprintf((char *)h + 100, 8, "%07o", mode);
-    snprintf((char *)h + 108, 8, "%07o", 1000u);
-    snprintf((char *)h + 116, 8, "%07o", 1000u);
-    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)size);
-    snprintf((char *)h + 136, 12, "%011o", 1700000000u);
-    h[156] = (uint8_t)type;
-    if (link)
-        snprintf((char *)h + 157, 100, "%s", link);
-    memcpy(h + 257, "ustar\0" "00", 8);
-    memset(h + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < 512; i++)
-        sum += h[i];
-    snprintf((char *)h + 148, 8, "%06o", sum);
-}
-
-static void tar_entry(tarb *t, const char *name, char type, const void *data, size_t size,
+/* An entry owned by 1000:1000, 0755 for a directory and 0644 otherwise. */
+static void tar_entry(lb_tar *t, const char *name, char type, const void *data, size_t size,
                       const char *link)
 {
-    uint8_t h[512];
-    tar_header(h, name, type, type == '0' ? size : 0, link, type == '5' ? 0755 : 0644);
-    tar_put(t, h, 512);
-    if (type == '0' && size) {
-        tar_put(t, data, size);
-        static const uint8_t zero[512];
-        if (size % 512)
-            tar_put(t, zero, 512 - size % 512);
-    }
-}
-
-static void tar_end(tarb *t)
-{
-    static const uint8_t zero[1024];
-    tar_put(t, zero, sizeof zero);
+    lb_entry(t, name, type, data, size, link, type == '5' ? 0755 : 0644, 1000);
 }
 
 /* A small layer: directories, files of several sizes, a symlink, a hard
  * link and a whiteout. */
 static uint8_t *sample_tar(size_t *len)
 {
-    tarb t = {0};
+    lb_tar t = {0};
     uint8_t *big = malloc(300000);
     assert_non_null(big);
     fill_random(big, 300000, 7);
@@ -111,7 +61,7 @@ static uint8_t *sample_tar(size_t *len)
     tar_entry(&t, "usr/lib/libx.so", '2', NULL, 0, "../bin/tool");
     tar_entry(&t, "var/.wh.cache", '0', NULL, 0, NULL);
     tar_entry(&t, "empty", '0', NULL, 0, NULL);
-    tar_end(&t);
+    lb_end(&t);
     free(big);
     *len = t.len;
     return t.d;
@@ -119,19 +69,9 @@ static uint8_t *sample_tar(size_t *len)
 
 static uint8_t *gzip_of(const uint8_t *data, size_t len, size_t *out_len)
 {
-    z_stream z = {0};
-    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
-    size_t cap = deflateBound(&z, (uLong)len) + 64;
-    uint8_t *out = malloc(cap);
-    assert_non_null(out);
-    z.next_in = (Bytef *)data;
-    z.avail_in = (uInt)len;
-    z.next_out = out;
-    z.avail_out = (uInt)cap;
-    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
-    *out_len = cap - z.avail_out;
-    deflateEnd(&z);
-    return out;
+    uint8_t *gz = lb_gzip(data, len, 6, out_len);
+    assert_non_null(gz);
+    return gz;
 }
 
 static uint8_t *zstd_of(const uint8_t *data, size_t len, size_t *out_len)
@@ -391,13 +331,13 @@ static void bad_input_leaves_nothing(void **state)
     gz[glen - 6] ^= 0x40; /* the CRC */
     char *bad_crc = blob_file(dir, "crc.tar.gz", gz, glen);
     char *good = blob_file(dir, "good.tar", tar, tlen);
-    tarb esc = {0};
+    lb_tar esc = {0};
     tar_entry(&esc, "a/../../etc/passwd", '0', "x", 1, NULL);
-    tar_end(&esc);
+    lb_end(&esc);
     char *escape = blob_file(dir, "escape.tar", esc.d, esc.len);
-    tarb lnk = {0};
+    lb_tar lnk = {0};
     tar_entry(&lnk, "dangling", '1', NULL, 0, "missing");
-    tar_end(&lnk);
+    lb_end(&lnk);
     char *dangling = blob_file(dir, "dangling.tar", lnk.d, lnk.len);
     char *missing = join(dir, "missing.tar");
 
@@ -774,7 +714,7 @@ static char *zero_tar(const char *dir, uint64_t size)
 {
     char *p = join(dir, "zeros.tar");
     uint8_t h[512];
-    tar_header(h, "zeros", '0', size, NULL, 0644);
+    lb_ustar_header(h, "zeros", '0', size, NULL, 0644, 1000);
     lcow_file *f;
     lcow_error err;
     assert_int_equal(lcow_file_open(p, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE,
@@ -915,7 +855,7 @@ static void open_and_cleanup_sweep_apply_temps(void **state)
  * depend on n, so every n has its own diffID. */
 static uint8_t *layer_tar(int n, size_t *len)
 {
-    tarb t = {0};
+    lb_tar t = {0};
     uint8_t data[64 * 1024];
     fill_random(data, sizeof data, 1000 + (uint64_t)n);
     char dir[32], file[48];
@@ -923,7 +863,7 @@ static uint8_t *layer_tar(int n, size_t *len)
     snprintf(file, sizeof file, "layer%d/data", n);
     tar_entry(&t, dir, '5', NULL, 0, NULL);
     tar_entry(&t, file, '0', data, sizeof data, NULL);
-    tar_end(&t);
+    lb_end(&t);
     *len = t.len;
     return t.d;
 }

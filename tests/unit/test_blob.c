@@ -12,13 +12,13 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <zlib.h>
 #include <zstd.h>
 
 #include "core/disk/sha256.h"
 #include "core/layer/blob.h"
 #include "disk/disk_test_util.h"
 #include "layer/layer_test_util.h"
+#include "support/layerblob.h"
 #include "unit/testlib.h"
 
 #define KiB 1024u
@@ -49,19 +49,9 @@ static uint8_t *make_content(size_t len, uint64_t seed)
 
 static uint8_t *gzip_of(const uint8_t *data, size_t len, size_t *out_len)
 {
-    z_stream z = {0};
-    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
-    size_t cap = deflateBound(&z, (uLong)len) + 64;
-    uint8_t *out = malloc(cap);
-    assert_non_null(out);
-    z.next_in = (Bytef *)data;
-    z.avail_in = (uInt)len;
-    z.next_out = out;
-    z.avail_out = (uInt)cap;
-    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
-    *out_len = cap - z.avail_out;
-    deflateEnd(&z);
-    return out;
+    uint8_t *gz = lb_gzip(data, len, 6, out_len);
+    assert_non_null(gz);
+    return gz;
 }
 
 /* window_log 0: zstd's default; otherwise streamed (no content size) with

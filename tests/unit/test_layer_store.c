@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <zlib.h>
 
 #include "core/disk/sha256.h"
 #include "core/layer/store.h"
@@ -21,85 +20,25 @@
 #include "core/os/thread.h"
 #include "core/snapshotter.h"
 #include "layer/layer_test_util.h"
+#include "support/layerblob.h"
 #include "unit/testlib.h"
 
 /* ---- layers -------------------------------------------------------------- */
 
-typedef struct tarb {
-    uint8_t *d;
-    size_t len, cap;
-} tarb;
-
-static void tar_put(tarb *t, const void *p, size_t n)
-{
-    if (t->len + n > t->cap) {
-        t->cap = (t->len + n) * 2 + 4096;
-        t->d = realloc(t->d, t->cap);
-        assert_non_null(t->d);
-    }
-    memcpy(t->d + t->len, p, n);
-    t->len += n;
-}
-
-static void tar_file(tarb *t, const char *name, const void *data, size_t size)
-{
-    uint8_t h[512];
-    memset(h, 0, 512);
-    snprintf((char *)h, 100, "%s", name);
-    snprintf((char *)h + 100, 8, "%07o", 0644u);
-    snprintf((char *)h + 108, 8, "%07o", 0u);
-    snprintf((char *)h + 116, 8, "%07o", 0u);
-    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)size);
-    snprintf((char *)h + 136, 12, "%011o", 1700000000u);
-    h[156] = '0';
-    memcpy(h + 257,
-           "ustar\0"
-           "00",
-           8);
-    memset(h + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < 512; i++)
-        sum += h[i];
-    snprintf((char *)h + 148, 8, "%06o", sum);
-    tar_put(t, h, 512);
-    tar_put(t, data, size);
-    static const uint8_t zero[512];
-    if (size % 512)
-        tar_put(t, zero, 512 - size % 512);
-}
-
 /* Layer number n: one file of `bytes` random bytes (seeded by n). */
 static uint8_t *layer_tar(unsigned n, size_t bytes, size_t *len)
 {
-    tarb t = {0};
+    lb_tar t = {0};
     uint8_t *data = malloc(bytes);
     assert_non_null(data);
     fill_random(data, bytes, 1000 + n);
     char name[32];
     snprintf(name, sizeof name, "layer%u/data", n);
-    tar_file(&t, name, data, bytes);
-    static const uint8_t end[1024];
-    tar_put(&t, end, sizeof end);
+    lb_entry(&t, name, '0', data, bytes, NULL, 0644, 0);
+    lb_end(&t);
     free(data);
     *len = t.len;
     return t.d;
-}
-
-static uint8_t *gzip_of(const uint8_t *data, size_t len, size_t *out_len)
-{
-    z_stream z = {0};
-    assert_int_equal(deflateInit2(&z, 1, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
-    size_t cap = deflateBound(&z, (uLong)len) + 64;
-    uint8_t *out = malloc(cap);
-    assert_non_null(out);
-    z.next_in = (Bytef *)data;
-    z.avail_in = (uInt)len;
-    z.next_out = out;
-    z.avail_out = (uInt)cap;
-    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
-    *out_len = cap - z.avail_out;
-    deflateEnd(&z);
-    return out;
 }
 
 static char *join(const char *a, const char *b)
@@ -128,7 +67,8 @@ static blob make_blob(const char *dir, unsigned n, size_t bytes)
     blob b;
     size_t tlen, glen;
     uint8_t *tar = layer_tar(n, bytes, &tlen);
-    uint8_t *gz = gzip_of(tar, tlen, &glen);
+    uint8_t *gz = lb_gzip(tar, tlen, 1, &glen);
+    assert_non_null(gz);
     uint8_t d[LCOW_SHA256_SIZE];
     lcow_sha256(tar, tlen, d);
     lcow_sha256_digest_string(d, b.diff_id);
