@@ -47,41 +47,8 @@ fail() {
   exit 1
 }
 
-mkdir -p "$DIR/root" "$DIR/croot" "$DIR/cstate" "$DIR/opt"
-cat >"$DIR/config.toml" <<TOML
-version = 2
-root = "$DIR/croot"
-state = "$DIR/cstate"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
-                    "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "$DIR/containerd.sock"
-[ttrpc]
-  address = "$DIR/containerd.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$DIR/opt"
-[proxy_plugins.lcowsnap]
-  type = "snapshot"
-  address = "$DIR/root/lcowsnap-grpc.sock"
-TOML
-
-"$LCOWSNAP" --root "$DIR/root" --log-level debug >"$DIR/lcowsnap.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q "in the foreground" "$DIR/lcowsnap.log" && break; sleep 0.1; done
-grep -q "gRPC endpoint $DIR/root/lcowsnap-grpc.sock secured" "$DIR/lcowsnap.log" ||
-  fail "lcowsnap did not open its gRPC endpoint"
-containerd --config "$DIR/config.toml" >"$DIR/containerd.log" 2>&1 &
-PIDS+=($!)
-CTR=(ctr -a "$DIR/containerd.sock")
-for _ in $(seq 1 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
-"${CTR[@]}" version >/dev/null 2>&1 || fail "containerd did not start"
-"${CTR[@]}" plugins ls | grep -E "io.containerd.snapshotter.v1 +lcowsnap .* ok" >/dev/null ||
-  fail "containerd did not load the lcowsnap proxy plugin: $("${CTR[@]}" plugins ls | grep lcowsnap)"
+. "$(dirname "$0")/lib.sh"
+start_lcowsnap_and_containerd
 echo "ok: containerd $(containerd --version | awk '{print $3}') loaded lcowsnap as a proxy snapshotter"
 
 SN=("${CTR[@]}" snapshots --snapshotter lcowsnap)

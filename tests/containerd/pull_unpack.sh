@@ -79,7 +79,7 @@ fail() {
 # The registry: 127.0.0.1 on a free port, storage in $DIR, request log on.
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 REG=127.0.0.1:$PORT
-mkdir -p "$DIR/registry" "$DIR/blobs" "$DIR/root" "$DIR/croot" "$DIR/cstate" "$DIR/opt"
+mkdir -p "$DIR/registry" "$DIR/blobs"
 cat >"$DIR/registry.yml" <<YML
 version: 0.1
 log:
@@ -113,41 +113,8 @@ for n in base middle top; do
 done
 echo "ok: pushed lcowsnap/held:v1 (base, middle, top) and lcowsnap/control:v1 (the same + unheld)"
 
-cat >"$DIR/config.toml" <<TOML
-version = 2
-root = "$DIR/croot"
-state = "$DIR/cstate"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
-                    "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "$DIR/containerd.sock"
-[ttrpc]
-  address = "$DIR/containerd.sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$DIR/opt"
-[proxy_plugins.lcowsnap]
-  type = "snapshot"
-  address = "$DIR/root/lcowsnap-grpc.sock"
-TOML
-
-"$LCOWSNAP" --root "$DIR/root" --log-level debug >"$DIR/lcowsnap.log" 2>&1 &
-LCOWSNAP_PID=$!
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q "in the foreground" "$DIR/lcowsnap.log" && break; sleep 0.1; done
-grep -q "gRPC endpoint $DIR/root/lcowsnap-grpc.sock secured" "$DIR/lcowsnap.log" ||
-  fail "lcowsnap did not open its gRPC endpoint"
-containerd --config "$DIR/config.toml" >"$DIR/containerd.log" 2>&1 &
-PIDS+=($!)
-CTR=(ctr -a "$DIR/containerd.sock")
-for _ in $(seq 1 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
-"${CTR[@]}" version >/dev/null 2>&1 || fail "containerd did not start"
-"${CTR[@]}" plugins ls | grep -E "io.containerd.snapshotter.v1 +lcowsnap .* ok" >/dev/null ||
-  fail "containerd did not load the lcowsnap proxy plugin"
+. "$HERE/lib.sh"
+start_lcowsnap_and_containerd
 echo "ok: containerd $(containerd --version | awk '{print $3}') with lcowsnap as its proxy snapshotter"
 
 ctl() { "$LCOWSNAPCTL" --address "$DIR/root/lcowsnap.sock" "$@"; }
