@@ -83,9 +83,10 @@ static void gz_put(gzFile gz, const void *p, size_t n)
  * stream) written gzip-compressed to path. */
 static void make_layer(const char *path, int n, unsigned mb)
 {
-    static const char *words[] = {"lcow ", "layer ", "ext4 ", "inode ", "block ", "extent ",
-                                  "containerd ", "snapshot ", "vhd ", "shim\n", "0x7f3a ",
-                                  "/usr/lib/", "libc.so.6 ", "ELF ", "=== ", "\t"};
+    static const char *words[] = {"lcow ",      "layer ",  "ext4 ",       "inode ",
+                                  "block ",     "extent ", "containerd ", "snapshot ",
+                                  "vhd ",       "shim\n",  "0x7f3a ",     "/usr/lib/",
+                                  "libc.so.6 ", "ELF ",    "=== ",        "\t"};
     gzFile gz = gzopen(path, "wb6");
     if (!gz)
         die("gzopen", path);
@@ -241,8 +242,8 @@ static round_result run_round(const char *dir, int round, bool parallel, char **
     for (int i = 0; i < n; i++) {
         jobs[i].s = s;
         jobs[i].blob = blobs[i];
-        snprintf(jobs[i].key, sizeof jobs[i].key, "default/%d/extract-%d sha256:bench%d", i + 1,
-                 i, i);
+        snprintf(jobs[i].key, sizeof jobs[i].key, "default/%d/extract-%d sha256:bench%d", i + 1, i,
+                 i);
         lcow_mounts m;
         if (lcow_snapshotter_prepare(s, jobs[i].key, "", NULL, &m, &err) != LCOW_OK)
             die("prepare", err.message);

@@ -12,8 +12,8 @@
  *     its own (its CPU and peak RSS from /usr/bin/time): blob reader -> tar
  *     reader -> ext4 writer [-> dm-verity from on_final] -> VHD footer ->
  *     fsync -> rename, beside `gzip -dc | tar2ext4-ref -overlay -vhd -max-gb 128`,
- *     tar2ext4-ref on the tar (LCOW_TAR2EXT4_REF, default
- *     ../shared/tools/tar2ext4-ref, if present; it does not fsync) and the
+ *     tar2ext4-ref on the tar (the program LCOW_TAR2EXT4_REF names, when it
+ *     is set and executable; it does not fsync) and the
  *     copy floor `cp` + `sync`
  *
  * Input: LCOW_BENCH_TAR (an uncompressed tar), else a 256 MiB tar of /usr
@@ -377,8 +377,8 @@ int main(int argc, char **argv)
     char out[4200], ref[4096];
     snprintf(out, sizeof out, "%s/bench-layer.vhd", tmp);
     const char *r = getenv("LCOW_TAR2EXT4_REF");
-    snprintf(ref, sizeof ref, "%s", r ? r : "../shared/tools/tar2ext4-ref");
-    bool have_ref = access(ref, X_OK) == 0;
+    snprintf(ref, sizeof ref, "%s", r ? r : "");
+    bool have_ref = ref[0] && access(ref, X_OK) == 0;
     printf("\nend to end: blob -> layer.vhd (ext4, [verity,] VHD footer, fsync)\n\n");
     printf("| %-46s | %9s | %9s | %11s | %6s | %10s |\n|---|---|---|---|---|---|\n", "what", "wall",
            "CPU", "throughput", "vs ref", "peak RSS");

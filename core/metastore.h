@@ -170,7 +170,7 @@ typedef struct lcow_meta_create {
     lcow_kind kind;
     const lcow_labels *labels;
     lcow_usage usage; /* COMMITTED */
-    uint64_t id; /* from lcow_metastore_next_id */
+    uint64_t id;      /* from lcow_metastore_next_id */
     lcow_meta_scratch scratch;
     uint64_t disk_id; /* SHARED: the disk to reference (members + 1) */
 } lcow_meta_create;

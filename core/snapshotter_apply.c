@@ -101,8 +101,7 @@ static void convert_end(convert_run *run)
         atomic_fetch_sub(&run->s->converting, 1);
 }
 
-void lcow_snapshotter_set_apply_hook(lcow_snapshotter *s, lcow_snapshotter_apply_hook fn,
-                                     void *ctx)
+void lcow_snapshotter_set_apply_hook(lcow_snapshotter *s, lcow_snapshotter_apply_hook fn, void *ctx)
 {
     s->apply_hook = fn;
     s->apply_hook_ctx = ctx;
@@ -172,8 +171,7 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
     if (rc != LCOW_OK)
         return lcow_error_wrap(err, "Apply %s", req->key);
     if (atomic_load(&s->cancel_work))
-        return lcow_error_set(err, LCOW_UNAVAILABLE, "Apply %s: the service is stopping",
-                              req->key);
+        return lcow_error_set(err, LCOW_UNAVAILABLE, "Apply %s: the service is stopping", req->key);
 
     /* 1. Reserve. */
     lcow_meta_record rec;
@@ -188,8 +186,8 @@ static lcow_code apply_impl(lcow_snapshotter *s, const lcow_apply_request *req,
                             "Apply needs an active snapshot: %s is %s", req->key,
                             lcow_kind_name(rec.kind));
     if (rc == LCOW_OK && lcow_snapshotter_find_applying(s, req->key))
-        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                            "a layer is already being applied to %s", req->key);
+        rc = lcow_error_set(err, LCOW_FAILED_PRECONDITION, "a layer is already being applied to %s",
+                            req->key);
     if (rc == LCOW_OK) {
         reserved = add_applying(s, req->key, rec.id);
         if (!reserved)

@@ -37,9 +37,9 @@ typedef struct lcow_snapshotter_pending {
 
 /* A directory whose deletion failed (a held file): retried with backoff. */
 typedef struct lcow_snapshotter_removal {
-    char *path;         /* snapshots/rm-<id> or, when renaming failed, snapshots/<id> */
-    unsigned attempts;  /* failed deletions so far */
-    uint64_t due_ms;    /* next attempt, lcow_os_monotonic_ms */
+    char *path;        /* snapshots/rm-<id> or, when renaming failed, snapshots/<id> */
+    unsigned attempts; /* failed deletions so far */
+    uint64_t due_ms;   /* next attempt, lcow_os_monotonic_ms */
 } lcow_snapshotter_removal;
 
 /* An Apply between its phases: the key's layer.vhd is being written. */
@@ -196,8 +196,7 @@ lcow_code lcow_snapshotter_sweep_apply_temps(lcow_snapshotter *s, bool at_open, 
  * LCOW_OK is returned: the directory is an orphan either way, so a restart
  * finds it again (sweep at open) and queues it anew. Only out of memory is
  * returned (the directory then stays for the next sweep). */
-lcow_code lcow_snapshotter_delete_or_queue(lcow_snapshotter *s, const char *path,
-                                           lcow_error *err);
+lcow_code lcow_snapshotter_delete_or_queue(lcow_snapshotter *s, const char *path, lcow_error *err);
 /* Whether path is in the removal queue (the invariant check allows it). */
 bool lcow_snapshotter_removal_queued(lcow_snapshotter *s, const char *path);
 /* Stops the reaper (close) and frees the queue (free). */

@@ -146,8 +146,8 @@ typedef struct chain_search {
     bool hit;
 } chain_search;
 
-static int try_stored(void *ctx, const lcow_layer_store_info *info,
-                      const char *const *blob_digests, size_t blob_count)
+static int try_stored(void *ctx, const lcow_layer_store_info *info, const char *const *blob_digests,
+                      size_t blob_count)
 {
     (void)blob_digests, (void)blob_count;
     chain_search *cs = ctx;
@@ -248,8 +248,7 @@ static char *find_committed(lcow_snapshotter *s, const char *ref, const char *pa
         return NULL;
     /* containerd's: labels.%q==%s,parent==%q (the parent has no quotes or
      * backslashes: it is a key). */
-    snprintf(filter, len, "labels.\"%s\"==%s,parent==\"%s\"", LABEL_REF, ref,
-             parent ? parent : "");
+    snprintf(filter, len, "labels.\"%s\"==%s,parent==\"%s\"", LABEL_REF, ref, parent ? parent : "");
     const char *filters[] = {filter};
     lcow_walk_options wo = {.filters = filters, .filter_count = 1};
     char *name = NULL;
@@ -278,8 +277,7 @@ static lcow_code link_layer(void *ctx, const char *dir, lcow_error *err)
 }
 
 lcow_code lcow_snapshotter_remote_prepare(lcow_snapshotter *s, const char *key, const char *parent,
-                                          const lcow_labels *labels, bool *handled,
-                                          lcow_error *err)
+                                          const lcow_labels *labels, bool *handled, lcow_error *err)
 {
     *handled = false;
     const char *ref = labels ? lcow_labels_get(labels, LABEL_REF) : NULL;

@@ -107,8 +107,8 @@ static bool enqueue_locked(lcow_snapshotter *s, const char *path, lcow_error *er
         if (strcmp(s->removals[i].path, path) == 0)
             return true;
     char *copy = lcow_strdup(path);
-    if (!copy || !lcow_grow(&s->removals, &s->removal_cap, s->removal_count + 1,
-                            sizeof *s->removals)) {
+    if (!copy ||
+        !lcow_grow(&s->removals, &s->removal_cap, s->removal_count + 1, sizeof *s->removals)) {
         free(copy);
         lcow_snapshotter_oom(err);
         return false;
@@ -124,8 +124,7 @@ static bool enqueue_locked(lcow_snapshotter *s, const char *path, lcow_error *er
     return true;
 }
 
-lcow_code lcow_snapshotter_delete_or_queue(lcow_snapshotter *s, const char *path,
-                                           lcow_error *err)
+lcow_code lcow_snapshotter_delete_or_queue(lcow_snapshotter *s, const char *path, lcow_error *err)
 {
     lcow_error e;
     if (lcow_os_remove_all(path, &e) == LCOW_OK)

@@ -271,8 +271,8 @@ static const method_row method_table[LCOW_METHOD_COUNT] = {
     [LCOW_METHOD_CLEANUP] = {do_cleanup, false},
     [LCOW_METHOD_VERSION] = {do_version, true},
     [LCOW_METHOD_CREATE_SCRATCH] = {do_create_scratch, false},
-    [LCOW_METHOD_APPLY] = {do_apply, false}, /* minutes of file work: the worker pool */
-    [LCOW_METHOD_STATUS] = {do_status, false}, /* walks the store */
+    [LCOW_METHOD_APPLY] = {do_apply, false},     /* minutes of file work: the worker pool */
+    [LCOW_METHOD_STATUS] = {do_status, false},   /* walks the store */
     [LCOW_METHOD_COMPACT] = {do_compact, false}, /* rewrites a disk: the worker pool */
     [LCOW_METHOD_LAYERS] = {do_layers, false},   /* reads the layer store's files */
     [LCOW_METHOD_PRUNE_LAYERS] = {do_prune_layers, false},
@@ -285,7 +285,8 @@ lcow_code lcow_dispatch_fill_counters(lcow_status *o, lcow_error *err)
         return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
     lcow_stats_read(v);
     uint64_t now = lcow_os_monotonic_ms();
-    o->uptime_seconds = v->start_ms && now > v->start_ms ? (int64_t)((now - v->start_ms) / 1000) : 0;
+    o->uptime_seconds =
+        v->start_ms && now > v->start_ms ? (int64_t)((now - v->start_ms) / 1000) : 0;
     o->connections_open = (int64_t)v->connections_open;
     o->connections_total = (int64_t)v->connections_total;
     o->bytes_converted = (int64_t)v->bytes_converted;

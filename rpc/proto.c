@@ -11,16 +11,16 @@
 #include "core/base/alloc.h"
 
 typedef enum field_type {
-    FT_STR,    /* char * */
-    FT_LABELS, /* lcow_labels */
-    FT_INFO,   /* lcow_info, presence flag at aux */
-    FT_STRV,   /* lcow_strv */
-    FT_U64,    /* uint64_t */
-    FT_U32,    /* uint32_t, must be > 0 when present */
-    FT_I64,    /* int64_t */
-    FT_MOUNTS, /* lcow_mounts */
-    FT_INFOS,  /* lcow_infos */
-    FT_BOOL,   /* bool; absent = false */
+    FT_STR,      /* char * */
+    FT_LABELS,   /* lcow_labels */
+    FT_INFO,     /* lcow_info, presence flag at aux */
+    FT_STRV,     /* lcow_strv */
+    FT_U64,      /* uint64_t */
+    FT_U32,      /* uint32_t, must be > 0 when present */
+    FT_I64,      /* int64_t */
+    FT_MOUNTS,   /* lcow_mounts */
+    FT_INFOS,    /* lcow_infos */
+    FT_BOOL,     /* bool; absent = false */
     FT_COUNTERS, /* lcow_counters: a map of string -> integer */
     FT_TIME,     /* lcow_time: a msgpack Timestamp */
     FT_LAYERS,   /* lcow_layer_entries: an array of layer_fields maps */
@@ -912,8 +912,7 @@ static bool pack_field(msgpack_packer *pk, const field_spec *f, const void *base
         if (msgpack_pack_map(pk, c->count) != 0)
             return false;
         for (size_t i = 0; i < c->count; i++)
-            if (!pack_str(pk, c->items[i].name) ||
-                msgpack_pack_int64(pk, c->items[i].value) != 0)
+            if (!pack_str(pk, c->items[i].name) || msgpack_pack_int64(pk, c->items[i].value) != 0)
                 return false;
         return true;
     }

@@ -34,7 +34,10 @@
  * and "remote-snapshot" (an extraction Prepare carrying
  * containerd.io/snapshot.ref of a layer already here answers AlreadyExists,
  * the layer committed under that ref; docs/grpc.md). */
-#define LCOW_CAPABILITIES {"rebase", "remote-snapshot"}
+#define LCOW_CAPABILITIES                                                                          \
+    {                                                                                              \
+        "rebase", "remote-snapshot"                                                                \
+    }
 /* Walk answers at most this many infos per call (less if the client's limit
  * is lower); a `next` cursor continues. */
 #define LCOW_WALK_PAGE_MAX 1000
@@ -186,9 +189,9 @@ typedef struct lcow_result {
     int64_t protocol;
     char *snapshotter;
     lcow_strv capabilities; /* Version: LCOW_CAPABILITIES (absent from older services) */
-    char *path; /* CreateScratch */
-    char *diff_id; /* Apply: "sha256:<hex>" of the uncompressed tar */
-    char *digest;  /* Apply: "sha256:<hex>" of the blob */
+    char *path;             /* CreateScratch */
+    char *diff_id;          /* Apply: "sha256:<hex>" of the uncompressed tar */
+    char *digest;           /* Apply: "sha256:<hex>" of the blob */
     int64_t layer_bytes;
     char *verity_root_hash; /* Apply with verity; NULL otherwise */
     lcow_status status;     /* Status */

@@ -51,10 +51,10 @@ typedef struct conn {
     lcow_session *session; /* holds the last reference to this struct */
     bool read_eof;
     bool told_stopping; /* lcow_session_stopping was called (by the stop or by us) */
-    bool broken;     /* stream cannot be resynchronised */
-    uint8_t *buf;    /* READ_CHUNK bytes (reader thread) */
-    size_t rest_off; /* buf[rest_off..+rest_len): received, not fed yet */
-    size_t rest_len; /* (the session was full) */
+    bool broken;        /* stream cannot be resynchronised */
+    uint8_t *buf;       /* READ_CHUNK bytes (reader thread) */
+    size_t rest_off;    /* buf[rest_off..+rest_len): received, not fed yet */
+    size_t rest_len;    /* (the session was full) */
     /* Reader thread: the idle and frame deadlines (server_common.h), the
      * SO_RCVTIMEO in force, and the output seen last (a change is activity). */
     lcow_conn_clock clock;

@@ -51,7 +51,7 @@ static lcow_code real_open_store(void *ctx, const lcow_svc_config *cfg, void **s
         .scratch_format_from_gb = cfg->scratch_format_from_gb,
         /* 0 is the store's default; a given 0 keeps nothing, which a
          * bound of one byte does (every layer is larger). */
-        .layer_cache_max_bytes = !cfg->layer_cache_max_given ? 0
+        .layer_cache_max_bytes = !cfg->layer_cache_max_given  ? 0
                                  : cfg->layer_cache_max_bytes ? cfg->layer_cache_max_bytes
                                                               : 1,
         .no_sync = false,

@@ -597,8 +597,8 @@ lcow_code lcow_config_validate(lcow_svc_config *cfg, int *exit_code, lcow_error 
     /* Nobody but the service and the administrators may write there
      * (issue 14, item 8). */
     if (lcow_os_check_private_dir(cfg->root, &inner) != LCOW_OK)
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "--root: state directory refused: %s", inner.message);
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION, "--root: state directory refused: %s",
+                              inner.message);
     *exit_code = LCOW_EXIT_OK;
     return LCOW_OK;
 }

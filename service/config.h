@@ -71,7 +71,7 @@ typedef struct lcow_svc_config {
      * layers; given = false: the store's default (20 GiB). */
     uint64_t layer_cache_max_bytes;
     bool layer_cache_max_given;
-    char *pipe_sddl;                 /* NULL: the server's default */
+    char *pipe_sddl; /* NULL: the server's default */
     size_t max_frame_bytes;
     unsigned max_connections;
     unsigned idle_timeout_ms;

@@ -304,7 +304,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
         for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
             printf("%-20s %" PRId64 "%s\n", rows[i].name, rows[i].value,
                    strcmp(rows[i].name, "layers") == 0 && rows[i].value < 0 ? " (no layer store)"
-                                                                              : "");
+                                                                            : "");
         printf("Requests (method/code):\n");
         print_counters(&st->requests, false);
         printf("Latency (us, bucket upper bound):\n");
@@ -800,8 +800,7 @@ static int cmd_prune(ctl *c, int argc, char **argv)
         all = true;
     else if (argc == 3 && strcmp(argv[1], "--older-than") == 0) {
         if (!parse_age(argv[2], &age))
-            return usage_error("\"%s\" is not a positive duration (3600, 90m, 12h, 30d)",
-                               argv[2]);
+            return usage_error("\"%s\" is not a positive duration (3600, 90m, 12h, 30d)", argv[2]);
     } else
         return usage_error("%s", "prune needs --all or --older-than D");
     int64_t layers = 0, bytes = 0;
@@ -969,8 +968,8 @@ static int cmd_apply(ctl *c, int argc, char **argv)
     apply_timeout(c);
     lcow_result r;
     lcow_error err;
-    if (lcow_client_apply(c->client, argv[i], a.blob, a.media_type, a.digest, a.verity, &r,
-                          &err) != LCOW_OK) {
+    if (lcow_client_apply(c->client, argv[i], a.blob, a.media_type, a.digest, a.verity, &r, &err) !=
+        LCOW_OK) {
         rc = service_error(&err);
     } else {
         print_apply(c, NULL, &r);
@@ -1032,8 +1031,8 @@ static int cmd_import(ctl *c, int argc, char **argv)
     prepared = code == LCOW_OK;
     if (code == LCOW_OK) {
         apply_timeout(c);
-        code = lcow_client_apply(c->client, key, a.blob, a.media_type, a.digest, a.verity, &r,
-                                 &err);
+        code =
+            lcow_client_apply(c->client, key, a.blob, a.media_type, a.digest, a.verity, &r, &err);
         applied = code == LCOW_OK;
     }
     if (code == LCOW_OK)
@@ -1047,8 +1046,10 @@ static int cmd_import(ctl *c, int argc, char **argv)
             fprintf(stderr, "lcowsnapctl: removing %s after the failure: %s: %s\n", key,
                     lcow_code_name(rm_err.code), rm_err.message);
         else if (prepared && err.code == LCOW_UNAVAILABLE)
-            fprintf(stderr, "lcowsnapctl: %s is left for `lcowsnapctl rm` (the service is "
-                            "unavailable)\n", key);
+            fprintf(stderr,
+                    "lcowsnapctl: %s is left for `lcowsnapctl rm` (the service is "
+                    "unavailable)\n",
+                    key);
     } else {
         print_apply(c, name, &r);
     }

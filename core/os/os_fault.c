@@ -178,9 +178,10 @@ bool lcow_os_fault_parse(const char *spec)
     static const struct {
         const char *name;
         lcow_os_fault fault;
-    } faults[] = {
-        {"enospc", LCOW_FAULT_ENOSPC}, {"eio", LCOW_FAULT_EIO}, {"eacces", LCOW_FAULT_EACCES},
-        {"ebusy", LCOW_FAULT_EBUSY}};
+    } faults[] = {{"enospc", LCOW_FAULT_ENOSPC},
+                  {"eio", LCOW_FAULT_EIO},
+                  {"eacces", LCOW_FAULT_EACCES},
+                  {"ebusy", LCOW_FAULT_EBUSY}};
     const char *p = spec;
     bool ok = true;
     while (*p && ok) {

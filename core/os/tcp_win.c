@@ -79,8 +79,8 @@ lcow_code lcow_tcp_listen(const lcow_tcp_address *addr, lcow_tcp_listener **out,
         return fail(err, "WSAStartup for", addr, wsa_error);
     struct sockaddr_storage ss;
     int len = sockaddr_of(addr, &ss);
-    SOCKET s = WSASocketW(ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-                          WSA_FLAG_NO_HANDLE_INHERIT);
+    SOCKET s =
+        WSASocketW(ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_NO_HANDLE_INHERIT);
     if (s == INVALID_SOCKET)
         return fail(err, "socket", addr, WSAGetLastError());
     BOOL one = TRUE;
@@ -188,8 +188,8 @@ lcow_code lcow_tcp_connect(const lcow_tcp_address *addr, lcow_tcp_conn **out, lc
         return fail(err, "WSAStartup for", addr, wsa_error);
     struct sockaddr_storage ss;
     int len = sockaddr_of(addr, &ss);
-    SOCKET s = WSASocketW(ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-                          WSA_FLAG_NO_HANDLE_INHERIT);
+    SOCKET s =
+        WSASocketW(ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_NO_HANDLE_INHERIT);
     if (s == INVALID_SOCKET)
         return fail(err, "socket", addr, WSAGetLastError());
     if (connect(s, (struct sockaddr *)&ss, len) != 0) {

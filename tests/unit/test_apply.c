@@ -310,8 +310,8 @@ static void expect_failure(const char *dir, const char *name, const char *blob,
     lcow_layer_apply_result r;
     lcow_code rc = lcow_layer_apply_blob(blob, out, o, &r, &err);
     if (rc != code)
-        fail_msg("%s: %s (%s), wanted %s", name, lcow_code_name(rc),
-                 rc ? err.message : "", lcow_code_name(code));
+        fail_msg("%s: %s (%s), wanted %s", name, lcow_code_name(rc), rc ? err.message : "",
+                 lcow_code_name(code));
     if (needle && !strstr(err.message, needle))
         fail_msg("%s: \"%s\" does not mention \"%s\"", name, err.message, needle);
     assert_int_equal(entries_in(out), 0);
@@ -328,7 +328,7 @@ static void bad_input_leaves_nothing(void **state)
     char *cut_gz = blob_file(dir, "cut.tar.gz", gz, glen / 2);
     char *cut_zs = blob_file(dir, "cut.tar.zst", zs, zlen - 9);
     char *cut_tar = blob_file(dir, "cut.tar", tar, tlen / 2); /* inside usr/bin/tool */
-    gz[glen - 6] ^= 0x40; /* the CRC */
+    gz[glen - 6] ^= 0x40;                                     /* the CRC */
     char *bad_crc = blob_file(dir, "crc.tar.gz", gz, glen);
     char *good = blob_file(dir, "good.tar", tar, tlen);
     lb_tar esc = {0};
@@ -357,7 +357,8 @@ static void bad_input_leaves_nothing(void **state)
     expect_failure(dir, "o-digest-syntax", good, &bad_digest, LCOW_INVALID_ARGUMENT, "digest");
     lcow_layer_apply_options bad_type = {.media_type = "application/x-bzip2"};
     expect_failure(dir, "o-type", good, &bad_type, LCOW_INVALID_ARGUMENT, "media type");
-    lcow_layer_apply_options as_gzip = {.media_type = "application/vnd.oci.image.layer.v1.tar+gzip"};
+    lcow_layer_apply_options as_gzip = {.media_type =
+                                            "application/vnd.oci.image.layer.v1.tar+gzip"};
     expect_failure(dir, "o-not-gzip", good, &as_gzip, LCOW_INVALID_ARGUMENT, NULL);
 
     /* An existing layer.vhd is never replaced. */
@@ -469,8 +470,8 @@ static void cancellation_leaves_nothing(void **state)
         lcow_error err;
         assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
         int calls = after;
-        lcow_layer_apply_options o = {.verity = after % 2, .cancelled = cancel_after,
-                                      .cancel_ctx = &calls};
+        lcow_layer_apply_options o = {
+            .verity = after % 2, .cancelled = cancel_after, .cancel_ctx = &calls};
         lcow_code rc = lcow_layer_apply_blob(blob, out, &o, NULL, &err);
         if (calls >= 0) {
             /* polled fewer times than `after`: it finished */
@@ -532,9 +533,13 @@ static void output_file_formats_and_replace(void **state)
 static void sweep_removes_only_temporary_names(void **state)
 {
     char *dir = test_fresh_dir("sweep");
-    const char *names[] = {".layer.vhd.tmp-apply-0123456789abcdef", ".layer.vhd.tmp-apply-x",
-                           "layer.vhd", ".layer.vhd.tmp-apply-", ".layer.vhd.tmp-1",
-                           "sandbox.vhdx", ".other.tmp-apply-1"};
+    const char *names[] = {".layer.vhd.tmp-apply-0123456789abcdef",
+                           ".layer.vhd.tmp-apply-x",
+                           "layer.vhd",
+                           ".layer.vhd.tmp-apply-",
+                           ".layer.vhd.tmp-1",
+                           "sandbox.vhdx",
+                           ".other.tmp-apply-1"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *p = blob_file(dir, names[i], "x", 1);
         free(p);
@@ -632,9 +637,9 @@ static void apply_commit_then_mount_a_container(void **state)
     assert_int_equal(lcow_snapshotter_usage(st.s, "ns/1/sha256:l1", &u, &err), LCOW_OK);
     assert_true(u.size >= (int64_t)r.layer_bytes - 4096);
     lcow_mounts m;
-    assert_int_equal(lcow_snapshotter_prepare(st.s, "ns/1/container", "ns/1/sha256:l1", NULL, &m,
-                                              &err),
-                     LCOW_OK);
+    assert_int_equal(
+        lcow_snapshotter_prepare(st.s, "ns/1/container", "ns/1/sha256:l1", NULL, &m, &err),
+        LCOW_OK);
     assert_non_null(strstr(m.items[0].options[1], "parentLayerPaths=[\""));
     /* the JSON escapes backslashes: compare the directory's last name */
     const char *id = strrchr(dir, LCOW_PATH_SEP) + 1;
@@ -717,9 +722,9 @@ static char *zero_tar(const char *dir, uint64_t size)
     lb_ustar_header(h, "zeros", '0', size, NULL, 0644, 1000);
     lcow_file *f;
     lcow_error err;
-    assert_int_equal(lcow_file_open(p, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE,
-                                    &f, &err),
-                     LCOW_OK);
+    assert_int_equal(
+        lcow_file_open(p, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE, &f, &err),
+        LCOW_OK);
     assert_int_equal(lcow_file_pwrite(f, h, sizeof h, 0, &err), LCOW_OK);
     assert_int_equal(lcow_file_truncate(f, 512 + (size + 511) / 512 * 512 + 1024, &err), LCOW_OK);
     lcow_file_close(f);
@@ -773,8 +778,7 @@ static void apply_in_flight_guards_and_stop(void **state)
         skip();
     }
     lcow_error err;
-    assert_int_equal(lcow_snapshotter_remove(st.s, "extract-big", &err),
-                     LCOW_FAILED_PRECONDITION);
+    assert_int_equal(lcow_snapshotter_remove(st.s, "extract-big", &err), LCOW_FAILED_PRECONDITION);
     assert_non_null(strstr(err.message, "being applied"));
     assert_int_equal(lcow_snapshotter_commit(st.s, "big", "extract-big", NULL, NULL, &err),
                      LCOW_FAILED_PRECONDITION);
@@ -947,8 +951,8 @@ static void applies_convert_concurrently(void **state)
     for (int i = 0; i < N; i++)
         lcow_thread_join(t[i], NULL);
     if (arrived != N)
-        fail_msg("only %u of %d conversions were running at once: Applies are serialised",
-                 arrived, N);
+        fail_msg("only %u of %d conversions were running at once: Applies are serialised", arrived,
+                 N);
     if (!meta_ok)
         fail_msg("metadata calls failed while the conversions ran: %s", err.message);
     for (int i = 0; i < N; i++) {
@@ -1088,8 +1092,8 @@ static void parallel_unpack_with_rebase(void **state)
     /* A container on the image: its parentLayerPaths are the layers, top
      * first. */
     lcow_mounts m;
-    assert_int_equal(
-        lcow_snapshotter_prepare(st.s, "default/30/ctr", names[N - 1], NULL, &m, &err), LCOW_OK);
+    assert_int_equal(lcow_snapshotter_prepare(st.s, "default/30/ctr", names[N - 1], NULL, &m, &err),
+                     LCOW_OK);
     const char *opt = m.items[0].options[1];
     const char *at = opt;
     for (int i = N - 1; i >= 0; i--) {
@@ -1177,9 +1181,8 @@ static int containerd_unpack(lcow_snapshotter *s, const char *ns, int *seq, int 
             const char *filters[] = {filter};
             lcow_walk_options wo = {.filters = filters, .filter_count = 1};
             names[i][0] = '\0';
-            assert_int_equal(lcow_snapshotter_walk(s, &wo, first_committed_name, names[i], NULL,
-                                                   &err),
-                             LCOW_OK);
+            assert_int_equal(
+                lcow_snapshotter_walk(s, &wo, first_committed_name, names[i], NULL, &err), LCOW_OK);
             if (!names[i][0])
                 fail_msg("AlreadyExists for %s but containerd's Walk finds no %s on \"%s\"", key,
                          chain[i], parent);

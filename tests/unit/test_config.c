@@ -340,9 +340,8 @@ static void world_writable_root_is_refused(void **state)
         lcow_svc_config cfg;
         lcow_error err;
         int exit_code = -1;
-        assert_int_equal(parse(&cfg, &err, "--root", root, "--address", "/run/elsewhere.sock",
-                               NULL),
-                         LCOW_OK);
+        assert_int_equal(
+            parse(&cfg, &err, "--root", root, "--address", "/run/elsewhere.sock", NULL), LCOW_OK);
         assert_int_equal(lcow_config_validate(&cfg, &exit_code, &err), LCOW_FAILED_PRECONDITION);
         assert_int_equal(exit_code, LCOW_EXIT_ROOT_UNWRITABLE);
         assert_non_null(strstr(err.message, root));

@@ -175,8 +175,13 @@ lcow_code lcow_snapshotter_status(lcow_snapshotter *s, lcow_store_status *out, l
     lcow_code code = fake_enter("status", NULL, NULL, NULL, err);
     if (code != LCOW_OK)
         return code;
-    *out = (lcow_store_status){.active = 3, .committed = 2, .view = 1, .bytes = 4096,
-                               .inodes = 7, .scratch_templates = 1, .layers = -1,
+    *out = (lcow_store_status){.active = 3,
+                               .committed = 2,
+                               .view = 1,
+                               .bytes = 4096,
+                               .inodes = 7,
+                               .scratch_templates = 1,
+                               .layers = -1,
                                .pending_removals = 5};
     return LCOW_OK;
 }

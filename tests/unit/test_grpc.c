@@ -403,7 +403,10 @@ static void write_small_tar(const char *path)
     snprintf(h + 124, 12, "%011o", 6u);
     snprintf(h + 136, 12, "%011o", 1700000000u);
     h[156] = '0';
-    memcpy(h + 257, "ustar\0" "00", 8);
+    memcpy(h + 257,
+           "ustar\0"
+           "00",
+           8);
     memset(h + 148, ' ', 8);
     unsigned sum = 0;
     for (int i = 0; i < 512; i++)
@@ -412,9 +415,9 @@ static void write_small_tar(const char *path)
     memcpy(tar + 512, "hello\n", 6);
     lcow_file *f;
     lcow_error err;
-    assert_int_equal(lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE,
-                                    &f, &err),
-                     LCOW_OK);
+    assert_int_equal(
+        lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE, &f, &err),
+        LCOW_OK);
     assert_int_equal(lcow_file_pwrite(f, tar, sizeof tar, 0, &err), LCOW_OK);
     lcow_file_close(f);
 }
@@ -433,8 +436,8 @@ static void remote_snapshot_prepare_over_grpc(void **state)
     write_small_tar(blob);
     lcow_mounts m;
     lcow_error err;
-    assert_int_equal(lcow_snapshotter_prepare(partition, "rs/1/extract-1 first", "", NULL, &m, &err),
-                     LCOW_OK);
+    assert_int_equal(
+        lcow_snapshotter_prepare(partition, "rs/1/extract-1 first", "", NULL, &m, &err), LCOW_OK);
     lcow_mounts_free(&m);
     lcow_apply_request req = {.key = "rs/1/extract-1 first", .path = blob};
     lcow_apply_result r;

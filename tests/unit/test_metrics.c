@@ -183,8 +183,8 @@ static void addresses_parse_strictly(void **state)
     assert_true(a.wildcard);
     assert_int_equal(lcow_tcp_parse_address("[::]:80", &a, &err), LCOW_OK);
     assert_true(a.wildcard);
-    const char *bad[] = {":9464", "9464", "example.com:80", "127.0.0.1:70000", "127.0.0.1:",
-                         "127.0.0.1:x", "[::1:80", "1.2.3:80"};
+    const char *bad[] = {":9464",      "9464",        "example.com:80", "127.0.0.1:70000",
+                         "127.0.0.1:", "127.0.0.1:x", "[::1:80",        "1.2.3:80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (lcow_tcp_parse_address(bad[i], &a, &err) != LCOW_INVALID_ARGUMENT)
             fail_msg("%s was accepted", bad[i]);

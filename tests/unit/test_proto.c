@@ -434,8 +434,8 @@ static void update_without_kind_is_accepted(void **state)
         lcow_error err;
         lcow_code code = decode(&p, &req, &has_msgid, &err);
         if (code != LCOW_OK)
-            fail_msg("case %u (kind %s): %s", (unsigned)i, cases[i].kind ? cases[i].kind : "absent/nil",
-                     err.message);
+            fail_msg("case %u (kind %s): %s", (unsigned)i,
+                     cases[i].kind ? cases[i].kind : "absent/nil", err.message);
         assert_int_equal(req.method, LCOW_METHOD_UPDATE);
         assert_true(req.params.has_info);
         assert_string_equal(req.params.info.name, "a");

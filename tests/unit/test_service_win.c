@@ -782,7 +782,8 @@ static void an_unquoted_image_path_with_a_space_is_warned_about(void **state)
             assert_non_null(wcsstr(warning->text, L"CWE-428"));
             assert_non_null(wcsstr(warning->text, L"--register-service"));
             if (!wcsstr(warning->text, cases[i].path))
-                fail_msg("case %u: the warning does not name the path: %ls", (unsigned)i, warning->text);
+                fail_msg("case %u: the warning does not name the path: %ls", (unsigned)i,
+                         warning->text);
         }
         assert_int_equal(fake.open_handles, 0);
     }

@@ -642,8 +642,8 @@ static void held_file_deletion_is_queued_and_resumed(void **state)
     char *dir = lcow_snapshotter_dir_of(f->s, id);
     char *disk = lcow_path_join(dir, "sandbox.vhdx");
     lcow_file *hold = NULL;
-    ok(lcow_file_open(disk, LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE |
-                                LCOW_OPEN_SHARE_NONE,
+    ok(lcow_file_open(disk,
+                      LCOW_OPEN_READ | LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_SHARE_NONE,
                       &hold, &err),
        &err);
     ok(lcow_file_pwrite(hold, "vhdx", 4, 0, &err), &err);
