@@ -1,5 +1,34 @@
 # tests/containerd/lib.sh: sourced by proxy_plugin.sh and pull_unpack.sh.
 #
+# private_dir PREFIX: DIR becomes a new short directory /tmp/PREFIX.XXXXXX
+# (Unix socket names and containerd's own paths must stay short), PIDS an
+# empty list of processes to stop; on exit they are stopped (TERM, then KILL
+# after 5 s), containerd's leftover mounts under DIR unmounted and DIR
+# removed. fail MESSAGE prints it and the tail of every log in DIR, exits 1.
+private_dir() {
+  DIR=$(mktemp -d "/tmp/$1.XXXXXX")
+  PIDS=()
+  trap _lcow_ctrd_cleanup EXIT
+}
+_lcow_ctrd_cleanup() {
+  local rc=$?
+  set +e
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  # containerd may leave mounts of its own snapshotters under its root.
+  grep -o " $DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" || true; done
+  rm -rf "$DIR"
+  exit "$rc"
+}
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$DIR"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
+  exit 1
+}
+#
 # start_lcowsnap_and_containerd: writes a private containerd config under
 # $DIR (its own root, state, sockets; CRI and the other snapshotters off;
 # lcowsnap's gRPC endpoint as the proxy snapshotter `lcowsnap`), starts

@@ -24,30 +24,9 @@ for tool in containerd ctr; do
   fi
 done
 
-# A short private directory: Unix socket names and containerd's own paths.
-DIR=$(mktemp -d /tmp/lcow-ctrd.XXXXXX)
-PIDS=()
-cleanup() {
-  local rc=$?
-  set +e
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  # containerd may leave mounts of its own snapshotters under its root.
-  grep -o " $DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" || true; done
-  rm -rf "$DIR"
-  exit "$rc"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$DIR"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
-  exit 1
-}
-
 . "$(dirname "$0")/lib.sh"
+private_dir lcow-ctrd
+
 start_lcowsnap_and_containerd
 echo "ok: containerd $(containerd --version | awk '{print $3}') loaded lcowsnap as a proxy snapshotter"
 

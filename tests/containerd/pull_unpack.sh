@@ -55,26 +55,8 @@ t0=$(date +%s.%N)
 echo "ok: pullunpack built in $(since "$t0") s"
 PULL=$WORK/pullunpack
 
-DIR=$(mktemp -d /tmp/lcow-pull.XXXXXX)
-PIDS=()
-cleanup() {
-  local rc=$?
-  set +e
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  grep -o " $DIR[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" || true; done
-  rm -rf "$DIR"
-  exit "$rc"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for f in "$DIR"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
-  exit 1
-}
+. "$(dirname "$0")/lib.sh"
+private_dir lcow-pull
 
 # The registry: 127.0.0.1 on a free port, storage in $DIR, request log on.
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -113,7 +95,6 @@ for n in base middle top; do
 done
 echo "ok: pushed lcowsnap/held:v1 (base, middle, top) and lcowsnap/control:v1 (the same + unheld)"
 
-. "$HERE/lib.sh"
 start_lcowsnap_and_containerd
 echo "ok: containerd $(containerd --version | awk '{print $3}') with lcowsnap as its proxy snapshotter"
 
