@@ -337,7 +337,9 @@ static DWORD find_process(const char *name)
  * (NtQuerySystemInformation, SystemExtendedHandleInformation), entries owned
  * by the process, split into Event handles and the rest by object type. Wine
  * fills it from wineserver; its GetProcessHandleCount returns success with 0
- * for every process, so that call is only the fallback (no split). */
+ * for every process, so that call is only the fallback (no split). Wine 8.0's
+ * wineserver crashes on this request when a process in the prefix is just
+ * starting (docs/reference/wine-mingw.md), so the Wine soaks run alone. */
 static const char *g_handle_source = "the system handle table";
 
 typedef struct {
