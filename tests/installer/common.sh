@@ -161,17 +161,122 @@ take_service_lock() {
   flock -w 900 9 || fail "could not get $WINEPREFIX/.lcowsnap-service.lock within 900 s"
 }
 
+# Windows Installer records which products use a component under
+#   HKLM\...\Installer\UserData\S-1-5-18\Components\<packed component GUID>
+# one value per client product (its packed product code). An uninstall removes a
+# component (files, its ServiceControl stop and delete) only when no other client is
+# left: Wine's msi_get_component_action answers "has N clients left" and StopServices,
+# DeleteServices and RemoveFiles then skip it, so msiexec /x succeeds and leaves the
+# service RUNNING (and the wait step times out after 30 s, as nothing stops it).
+# A client value whose product is not installed is an orphan: an msiexec that died
+# between ProcessComponents and RegisterProduct leaves one (killed, or its wineserver
+# crashed and the prefix's registry came back from a periodic save taken mid-install).
+# Then every later uninstall in that prefix keeps the service. These helpers find
+# them; remove_orphaned_component_clients deletes them (test prefixes only).
+INSTALLER_COMPONENTS_KEY='HKLM\Software\Microsoft\Windows\CurrentVersion\Installer\UserData\S-1-5-18\Components'
+INSTALLER_PRODUCTS_KEY='HKLM\Software\Microsoft\Windows\CurrentVersion\Installer\UserData\S-1-5-18\Products'
+
+# Windows Installer's packed form of a GUID: {12345678-ABCD-EF01-2345-6789ABCDEF01}
+# -> 87654321DCBA10FE32547698BADCFE10 (the first three groups reversed, then each
+# byte's two hex digits swapped).
+packed_guid() {
+  local g=${1//[\{\}-]/} out= i
+  g=${g^^}
+  for ((i = 7; i >= 0; i--)); do out+=${g:i:1}; done
+  for ((i = 11; i >= 8; i--)); do out+=${g:i:1}; done
+  for ((i = 15; i >= 12; i--)); do out+=${g:i:1}; done
+  for ((i = 16; i < 32; i += 2)); do out+=${g:i+1:1}${g:i:1}; done
+  printf '%s\n' "$out"
+}
+
+# The ComponentId GUIDs of the MSI's components (every version shares them).
+msi_component_ids() { # msi_component_ids MSI
+  msiinfo export "$1" Component | awk -F '\t' 'NR > 3 && $2 ~ /^\{/ { print $2 }'
+}
+
+# Client products (packed codes) registered for component GUID $1.
+component_clients() {
+  wine_run reg query "$INSTALLER_COMPONENTS_KEY\\$(packed_guid "$1")" |
+    awk 'length($1) == 32 && $1 ~ /^[0-9A-F]+$/ { print $1 }'
+}
+
+# Packed codes of the products installed per machine.
+installed_packed_products() {
+  wine_run reg query "$INSTALLER_PRODUCTS_KEY" | sed -n 's/.*\\Products\\\([0-9A-F]*\)$/\1/p'
+}
+
+# "COMPONENT-GUID:PACKED-CLIENT" for every client of the MSI's components whose
+# product is not installed.
+orphaned_component_clients() { # orphaned_component_clients MSI
+  local id client installed
+  installed=$(installed_packed_products)
+  for id in $(msi_component_ids "$1"); do
+    for client in $(component_clients "$id"); do
+      grep -qx "$client" <<<"$installed" || echo "$id:$client"
+    done
+  done
+}
+
+# Every client of the MSI's components, installed or not ("GUID:PACKED" lines).
+component_client_report() { # component_client_report MSI
+  local id client
+  for id in $(msi_component_ids "$1"); do
+    for client in $(component_clients "$id"); do echo "$id:$client"; done
+  done | tr '\n' ' '
+}
+
+remove_orphaned_component_clients() { # remove_orphaned_component_clients MSI
+  local orphan id client key
+  for orphan in $(orphaned_component_clients "$1"); do
+    id=${orphan%%:*} client=${orphan#*:}
+    key="$INSTALLER_COMPONENTS_KEY\\$(packed_guid "$id")"
+    log "removing an orphaned Windows Installer client $client of component $id (its product is not installed: an interrupted msiexec left it; with it every uninstall would keep the service)"
+    wine_run reg delete "$key" /v "$client" /f >/dev/null || fail "could not delete $key /v $client"
+    [ -n "$(component_clients "$id")" ] || wine_run reg delete "$key" /f >/dev/null
+  done
+  [ -z "$(orphaned_component_clients "$1")" ] || fail "orphaned component clients left: $(orphaned_component_clients "$1")"
+}
+
+# After msiexec /x: the service must be gone; if not, say whether Windows Installer
+# kept its component for another client (so never stopped or deleted it).
+expect_service_removed() { # expect_service_removed WHEN MSI
+  local state clients
+  state=$(service_state)
+  [ "$state" = ABSENT ] && return 0
+  clients=$(component_client_report "$2")
+  fail "service still registered $1 (state $state); Windows Installer clients of the MSI's components left: ${clients:-none, so the stop or the delete itself failed}"
+}
+
 # Refuse to run over somebody else's service; remove our own leftovers.
 require_no_service() {
   local code
+  # Orphans first: with one, the leftover product's msiexec /x below would keep the service.
+  remove_orphaned_component_clients "${LCOW_MSI:?}"
   for code in $(installed_product_codes); do
     log "removing a leftover lcowsnap MSI product $code from an earlier run"
     wine_run msiexec /x "$code" /qn >/dev/null
   done
-  if [ "$(service_state)" != ABSENT ]; then
-    wine_run reg query "HKLM\\SYSTEM\\CurrentControlSet\\Services\\$SERVICE" /v ImagePath
-    fail "a service named $SERVICE already exists in $WINEPREFIX (not installed by an MSI); refusing to touch it"
-  fi
+  [ "$(service_state)" != ABSENT ] || return 0
+  # No product is installed now. A service running the MSI's installed exe with the
+  # MSI's arguments (quoted or not yet quoted) is what an interrupted msiexec /i
+  # left (InstallServices ran, RegisterProduct did not): ours to remove. Anything
+  # else is somebody else's service.
+  local image_path
+  image_path=$(wine_run reg query "HKLM\\SYSTEM\\CurrentControlSet\\Services\\$SERVICE" /v ImagePath |
+    sed -n 's/.*ImagePath *REG_[A-Z_]* *//p')
+  case $image_path in
+  "\"$INSTALLED_SVC\" ${LCOW_SERVICE_ARGUMENTS:?}" | "$INSTALLED_SVC ${LCOW_SERVICE_ARGUMENTS:?}")
+    log "removing the $SERVICE service an interrupted msiexec /i left (no product installed; ImagePath $image_path)"
+    wine_run sc stop "$SERVICE" >/dev/null
+    wait_for_state STOPPED 60 || fail "the leftover $SERVICE service did not stop"
+    wine_run sc delete "$SERVICE" >/dev/null
+    wait_for_state ABSENT 30 || fail "the leftover $SERVICE service could not be deleted"
+    rm -rf "$INSTALL_DIR"
+    ;;
+  *)
+    fail "a service named $SERVICE already exists in $WINEPREFIX (ImagePath '$image_path', not the MSI's and no MSI product installed); refusing to touch it"
+    ;;
+  esac
 }
 
 # Trap cleanup: uninstall whatever this test installed, leave no service behind.

@@ -6,6 +6,11 @@
 #   -> msiexec /x.
 # The MSI installs with the default root, %ProgramData%\lcowsnap inside the prefix;
 # it is emptied before the first install so runs are repeatable.
+# First it plants what an interrupted msiexec leaves in a prefix, an orphaned
+# Windows Installer client of the service's component (a product code that is not
+# installed), and require_no_service must remove it: with it, Wine's msiexec /x keeps
+# the component as shared and never stops or deletes the service (the make
+# stress-test failure "service still registered after msiexec /x (state RUNNING)").
 TEST_NAME=installer_msi_lifecycle
 . "$(dirname "$0")/common.sh"
 skip_unless_built
@@ -19,7 +24,15 @@ layer_key="installer/1/extract-layer-$run_id"
 layer_name="installer/2/layer-$run_id"
 
 take_service_lock
+orphan_code=$(tr 'a-z' 'A-Z' </proc/sys/kernel/random/uuid)
+service_component=$(msiinfo export "$MSI" Component | awk -F '\t' '$1 == "ServiceExe" { print $2 }')
+[ -n "$service_component" ] || fail "no ServiceExe component in $MSI"
+wine_run reg add "$INSTALLER_COMPONENTS_KEY\\$(packed_guid "$service_component")" \
+  /v "$(packed_guid "$orphan_code")" /d "$INSTALLED_SVC" /f >/dev/null ||
+  fail "could not plant an orphaned client of component $service_component"
+log "planted an orphaned client {$orphan_code} of component $service_component"
 require_no_service
+[ -z "$(orphaned_component_clients "$MSI")" ] || fail "require_no_service left orphaned clients"
 trap cleanup_installs EXIT
 clean_state_dirs
 
@@ -66,8 +79,9 @@ find_state_dir
 
 log "uninstall"
 msi_uninstall uninstall1
-state=$(service_state)
-[ "$state" = ABSENT ] || fail "service still registered after msiexec /x (state $state)"
+expect_service_removed "after msiexec /x" "$MSI"
+[ -z "$(component_client_report "$MSI")" ] ||
+  fail "Windows Installer still lists clients of the MSI's components: $(component_client_report "$MSI")"
 [ ! -e "$INSTALL_DIR/lcowsnap.exe" ] && [ ! -e "$INSTALL_DIR/lcowsnapctl.exe" ] ||
   fail "binaries still in Program Files\\lcowsnap after msiexec /x"
 [ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost its LevelDB (meta/CURRENT) on uninstall"
@@ -83,7 +97,7 @@ grep -q committed <<<"$out" || fail "info after reinstall: $out"
 log "reinstall finds $layer_name"
 
 msi_uninstall uninstall2
-[ "$(service_state)" = ABSENT ] || fail "service still registered after the second msiexec /x"
+expect_service_removed "after the second msiexec /x" "$MSI"
 [ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost on the second uninstall"
 clean_state_dirs # verified kept; leave the shared prefix as we found it
 log "PASS"

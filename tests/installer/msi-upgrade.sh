@@ -86,7 +86,7 @@ grep -q committed <<<"$out" || fail "info after upgrade: $out"
 
 wine_run msiexec /x "$(winpath "$NEXT_MSI")" /qn /l*v "$(winpath "$LOGDIR")\\uninstall-n1.log" >/dev/null ||
   fail "msiexec /x $(basename "$NEXT_MSI") failed"
-[ "$(service_state)" = ABSENT ] || fail "service still registered after uninstalling $NEXT_VERSION"
+expect_service_removed "after uninstalling $NEXT_VERSION" "$NEXT_MSI"
 [ -z "$(installed_product_codes)" ] || fail "a product is still registered: $(installed_product_codes)"
 [ -f "$STATE_DIR/meta/CURRENT" ] || fail "state directory lost on uninstall"
 clean_state_dirs # verified kept; leave the shared prefix as we found it
