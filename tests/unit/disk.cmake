@@ -11,7 +11,7 @@ lcow_unit_test(NAME test_crc32c SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_crc32c.c 
 lcow_unit_test(NAME test_vhdx SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhdx.c LIBS lcow_disk)
 lcow_unit_test(NAME test_ext4 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_ext4.c LIBS lcow_disk)
 lcow_unit_test(NAME test_scratchdisk SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_scratchdisk.c
-               LIBS lcow_disk)
+               ${CMAKE_CURRENT_LIST_DIR}/testlib.c LIBS lcow_disk)
 if(WIN32)
   # Every win64 test runs under Wine here; the real virtdisk must be refused.
   set(LCOW_TEST_ENV "LCOW_UNDER_WINE=1")

@@ -86,54 +86,20 @@ static uint8_t *zstd_of(const uint8_t *data, size_t len, size_t *out_len)
 
 /* ---- file helpers -------------------------------------------------------- */
 
-static char *join(const char *a, const char *b)
+static bool is_apply_temp(const char *name)
 {
-    char *p = lcow_path_join(a, b);
-    assert_non_null(p);
-    return p;
+    return lcow_layer_apply_is_temp(name, NULL);
 }
 
-static bool exists(const char *path)
-{
-    lcow_stat st;
-    lcow_error err;
-    assert_int_equal(lcow_os_stat(path, &st, &err), LCOW_OK);
-    return st.exists;
-}
-
-static int count_entry(void *ctx, const char *name, bool is_dir)
-{
-    (*(int *)ctx)++;
-    return 0;
-}
-
-/* Entries in dir (nothing of a failed apply may remain). */
-static int entries_in(const char *dir)
-{
-    int n = 0;
-    lcow_error err;
-    assert_int_equal(lcow_os_list_dir(dir, count_entry, &n, &err), LCOW_OK);
-    return n;
-}
-
-static int count_temp(void *ctx, const char *name, bool is_dir)
-{
-    if (lcow_layer_apply_is_temp(name, NULL))
-        (*(int *)ctx)++;
-    return 0;
-}
-
+/* Temporary names of an apply in dir. */
 static int temps_in(const char *dir)
 {
-    int n = 0;
-    lcow_error err;
-    assert_int_equal(lcow_os_list_dir(dir, count_temp, &n, &err), LCOW_OK);
-    return n;
+    return test_entries_matching(dir, is_apply_temp);
 }
 
 static char *blob_file(const char *dir, const char *name, const void *data, size_t len)
 {
-    char *p = join(dir, name);
+    char *p = test_join(dir, name);
     write_all(p, data, len);
     return p;
 }
@@ -187,7 +153,7 @@ static void formats_give_one_image(void **state)
         char *blob = blob_file(dir, blobs[i].name, blobs[i].data, blobs[i].len);
         char sub[32];
         snprintf(sub, sizeof sub, "out%zu", i);
-        char *out = join(dir, sub);
+        char *out = test_join(dir, sub);
         lcow_error err;
         assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
         char want_digest[LCOW_SHA256_DIGEST_STRING_SIZE];
@@ -207,9 +173,9 @@ static void formats_give_one_image(void **state)
         assert_int_equal(r.entries, 7);
         assert_false(r.has_root_hash);
         assert_int_equal(r.layer_bytes, r.image_bytes + LCOW_VHD_FOOTER_SIZE);
-        char *vhd = join(out, "layer.vhd");
+        char *vhd = test_join(out, "layer.vhd");
         check_footer(vhd, r.layer_bytes);
-        assert_int_equal(entries_in(out), 1); /* layer.vhd alone */
+        assert_int_equal(test_entries_in(out), 1); /* layer.vhd alone */
         size_t len;
         uint8_t *img = read_all(vhd, &len);
         if (!first) {
@@ -250,14 +216,14 @@ static void golden_cases_equal_tar2ext4(void **state)
         for (int verity = 0; verity < 2; verity++) {
             char sub[64];
             snprintf(sub, sizeof sub, "%s-%d", golden_cases[c], verity);
-            char *out = join(dir, sub);
+            char *out = test_join(dir, sub);
             lcow_error err;
             assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
             lcow_layer_apply_options o = {.verity = verity};
             lcow_layer_apply_result r;
             if (lcow_layer_apply_blob(tar, out, &o, &r, &err) != LCOW_OK)
                 fail_msg("%s: %s", golden_cases[c], err.message);
-            char *vhd = join(out, "layer.vhd");
+            char *vhd = test_join(out, "layer.vhd");
             size_t len;
             uint8_t *img = read_all(vhd, &len);
             check_footer(vhd, len);
@@ -304,7 +270,7 @@ static void golden_cases_equal_tar2ext4(void **state)
 static void expect_failure(const char *dir, const char *name, const char *blob,
                            const lcow_layer_apply_options *o, lcow_code code, const char *needle)
 {
-    char *out = join(dir, name);
+    char *out = test_join(dir, name);
     lcow_error err;
     assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
     lcow_layer_apply_result r;
@@ -314,7 +280,7 @@ static void expect_failure(const char *dir, const char *name, const char *blob,
                  lcow_code_name(code));
     if (needle && !strstr(err.message, needle))
         fail_msg("%s: \"%s\" does not mention \"%s\"", name, err.message, needle);
-    assert_int_equal(entries_in(out), 0);
+    assert_int_equal(test_entries_in(out), 0);
     assert_int_equal(r.layer_bytes, 0);
     free(out);
 }
@@ -339,7 +305,7 @@ static void bad_input_leaves_nothing(void **state)
     tar_entry(&lnk, "dangling", '1', NULL, 0, "missing");
     lb_end(&lnk);
     char *dangling = blob_file(dir, "dangling.tar", lnk.d, lnk.len);
-    char *missing = join(dir, "missing.tar");
+    char *missing = test_join(dir, "missing.tar");
 
     lcow_layer_apply_options none = {0};
     expect_failure(dir, "o-cut-gz", cut_gz, &none, LCOW_INVALID_ARGUMENT, "gzip");
@@ -362,17 +328,17 @@ static void bad_input_leaves_nothing(void **state)
     expect_failure(dir, "o-not-gzip", good, &as_gzip, LCOW_INVALID_ARGUMENT, NULL);
 
     /* An existing layer.vhd is never replaced. */
-    char *out = join(dir, "o-exists");
+    char *out = test_join(dir, "o-exists");
     lcow_error err;
     assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
-    char *vhd = join(out, "layer.vhd");
+    char *vhd = test_join(out, "layer.vhd");
     write_all(vhd, "old", 3);
     assert_int_equal(lcow_layer_apply_blob(good, out, NULL, NULL, &err), LCOW_ALREADY_EXISTS);
     size_t len;
     uint8_t *kept = read_all(vhd, &len);
     assert_int_equal(len, 3);
     free(kept);
-    assert_int_equal(entries_in(out), 1);
+    assert_int_equal(test_entries_in(out), 1);
 
     free(vhd);
     free(out);
@@ -414,7 +380,7 @@ static void faults_leave_nothing(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char sub[32];
         snprintf(sub, sizeof sub, "o%zu", i);
-        char *out = join(dir, sub);
+        char *out = test_join(dir, sub);
         lcow_error err;
         assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
         lcow_os_fault_arm(cases[i].op, cases[i].nth, cases[i].fault, false);
@@ -423,28 +389,28 @@ static void faults_leave_nothing(void **state)
         if (rc == LCOW_OK)
             fail_msg("fault %s:%u did not fail the apply", lcow_os_op_name(cases[i].op),
                      cases[i].nth);
-        assert_int_equal(entries_in(out), 0);
+        assert_int_equal(test_entries_in(out), 0);
         free(out);
     }
     /* No hard links: the rename fallback publishes. */
-    char *out = join(dir, "nolink");
+    char *out = test_join(dir, "nolink");
     lcow_error err;
     assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
     lcow_os_fault_arm(LCOW_OS_OP_LINK, 1, LCOW_FAULT_EACCES, true);
     lcow_code rc = lcow_layer_apply_blob(blob, out, NULL, NULL, &err);
     lcow_os_fault_clear();
     assert_int_equal(rc, LCOW_OK);
-    assert_int_equal(entries_in(out), 1);
+    assert_int_equal(test_entries_in(out), 1);
     free(out);
     /* ... and when that fails too, nothing is left. */
-    out = join(dir, "norename");
+    out = test_join(dir, "norename");
     assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
     lcow_os_fault_arm(LCOW_OS_OP_LINK, 1, LCOW_FAULT_EACCES, true);
     lcow_os_fault_arm(LCOW_OS_OP_RENAME, 1, LCOW_FAULT_EACCES, true);
     rc = lcow_layer_apply_blob(blob, out, NULL, NULL, &err);
     lcow_os_fault_clear();
     assert_int_not_equal(rc, LCOW_OK);
-    assert_int_equal(entries_in(out), 0);
+    assert_int_equal(test_entries_in(out), 0);
     free(out);
     free(blob);
     free(tar);
@@ -466,7 +432,7 @@ static void cancellation_leaves_nothing(void **state)
     for (int after = 0; after < 6; after++) {
         char sub[32];
         snprintf(sub, sizeof sub, "o%d", after);
-        char *out = join(dir, sub);
+        char *out = test_join(dir, sub);
         lcow_error err;
         assert_int_equal(lcow_os_mkdir(out, &err), LCOW_OK);
         int calls = after;
@@ -479,7 +445,7 @@ static void cancellation_leaves_nothing(void **state)
         } else {
             assert_int_equal(rc, LCOW_UNAVAILABLE);
             assert_string_equal(err.message, "cancelled");
-            assert_int_equal(entries_in(out), 0);
+            assert_int_equal(test_entries_in(out), 0);
         }
         free(out);
     }
@@ -494,7 +460,7 @@ static void output_file_formats_and_replace(void **state)
     size_t tlen;
     uint8_t *tar = sample_tar(&tlen);
     char *blob = blob_file(dir, "t.tar", tar, tlen);
-    char *out = join(dir, "img.ext4");
+    char *out = test_join(dir, "img.ext4");
     write_all(out, "previous", 8);
     lcow_layer_apply_format raw = {.max_disk_size = 128ull << 30}; /* no -overlay, no -vhd */
     lcow_layer_apply_options replace = {.replace = true};
@@ -513,7 +479,7 @@ static void output_file_formats_and_replace(void **state)
     lcow_layer_apply_options keep = {0};
     assert_int_equal(lcow_layer_apply_file(blob, out, &raw, &keep, &r, &err), LCOW_ALREADY_EXISTS);
     /* the differ's format with verity, into a new name */
-    char *v = join(dir, "v.vhd");
+    char *v = test_join(dir, "v.vhd");
     lcow_layer_apply_format fmt = LCOW_LAYER_APPLY_DIFFER_FORMAT;
     fmt.verity = true;
     assert_int_equal(lcow_layer_apply_file(blob, v, &fmt, &keep, &r, &err), LCOW_OK);
@@ -551,8 +517,8 @@ static void sweep_removes_only_temporary_names(void **state)
     lcow_error err;
     assert_int_equal(lcow_layer_apply_sweep(dir, NULL, &removed, &err), LCOW_OK);
     assert_int_equal(removed, 2);
-    assert_int_equal(entries_in(dir), 5);
-    char *missing = join(dir, "nope");
+    assert_int_equal(test_entries_in(dir), 5);
+    char *missing = test_join(dir, "nope");
     assert_int_equal(lcow_layer_apply_sweep(missing, NULL, &removed, &err), LCOW_OK);
     free(missing);
     free(dir);
@@ -624,7 +590,7 @@ static void apply_commit_then_mount_a_container(void **state)
     assert_int_equal(r.size, glen);
     assert_true(r.has_verity_root_hash);
     assert_int_equal(strlen(r.verity_root_hash), 64);
-    char *vhd = join(dir, "layer.vhd");
+    char *vhd = test_join(dir, "layer.vhd");
     check_footer(vhd, r.layer_bytes);
     /* a second Apply: the layer is there already */
     assert_int_equal(lcow_snapshotter_apply(st.s, &req, &r, &err), LCOW_FAILED_PRECONDITION);
@@ -648,7 +614,7 @@ static void apply_commit_then_mount_a_container(void **state)
     if (!strstr(m.items[0].options[1], needle))
         fail_msg("%s does not list %s", m.items[0].options[1], dir);
     lcow_mounts_free(&m);
-    assert_true(exists(vhd));
+    assert_true(test_exists(vhd));
     assert_int_equal(lcow_snapshotter_check(st.s, &err), LCOW_OK);
 
     free(vhd);
@@ -687,11 +653,11 @@ static void apply_error_codes(void **state)
     req.path = cut;
     assert_int_equal(lcow_snapshotter_apply(st.s, &req, &r, &err), LCOW_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "extract-a"));
-    assert_int_equal(entries_in(dir), 0); /* the snapshot is unchanged */
-    char *missing = join(st.root, "missing.tar");
+    assert_int_equal(test_entries_in(dir), 0); /* the snapshot is unchanged */
+    char *missing = test_join(st.root, "missing.tar");
     req.path = missing;
     assert_int_equal(lcow_snapshotter_apply(st.s, &req, &r, &err), LCOW_NOT_FOUND);
-    assert_int_equal(entries_in(dir), 0);
+    assert_int_equal(test_entries_in(dir), 0);
     /* committed and view keys are not active */
     req.path = blob;
     assert_int_equal(lcow_snapshotter_commit(st.s, "layer-a", "extract-a", NULL, NULL, &err),
@@ -704,7 +670,7 @@ static void apply_error_codes(void **state)
     lcow_mounts_free(&m);
     req.key = "v";
     assert_int_equal(lcow_snapshotter_apply(st.s, &req, &r, &err), LCOW_FAILED_PRECONDITION);
-    assert_int_equal(entries_in(dir), 0);
+    assert_int_equal(test_entries_in(dir), 0);
     free(missing);
     free(dir);
     free(cut);
@@ -717,7 +683,7 @@ static void apply_error_codes(void **state)
  * (the file is extended): a blob that takes a while to convert. */
 static char *zero_tar(const char *dir, uint64_t size)
 {
-    char *p = join(dir, "zeros.tar");
+    char *p = test_join(dir, "zeros.tar");
     uint8_t h[512];
     lb_ustar_header(h, "zeros", '0', size, NULL, 0644, 1000);
     lcow_file *f;
@@ -754,7 +720,7 @@ static bool start_slow_apply(bg_apply *b, lcow_thread *t, const char *dir)
     for (int i = 0; i < 20000; i++) {
         if (temps_in(dir) > 0)
             return true;
-        if (exists(dir) && entries_in(dir) > 0 && temps_in(dir) == 0)
+        if (test_exists(dir) && test_entries_in(dir) > 0 && temps_in(dir) == 0)
             return false; /* layer.vhd already */
         test_sleep_ms(1);
     }
@@ -793,7 +759,7 @@ static void apply_in_flight_guards_and_stop(void **state)
     if (b.rc != LCOW_OK) {
         assert_int_equal(b.rc, LCOW_UNAVAILABLE);
         assert_non_null(strstr(b.err.message, "cancelled"));
-        assert_int_equal(entries_in(dir), 0);
+        assert_int_equal(test_entries_in(dir), 0);
     }
     assert_int_equal(temps_in(dir), 0);
     /* new Applies are refused; everything else goes on */
@@ -816,7 +782,7 @@ static void close_cancels_apply(void **state)
     lcow_thread_join(t, NULL);
     if (running && b.rc != LCOW_OK) {
         assert_int_equal(b.rc, LCOW_UNAVAILABLE);
-        assert_int_equal(entries_in(dir), 0);
+        assert_int_equal(test_entries_in(dir), 0);
     }
     assert_int_equal(temps_in(dir), 0);
     free(dir);
@@ -835,16 +801,16 @@ static void open_and_cleanup_sweep_apply_temps(void **state)
     /* a crash: the store goes away without an Apply finishing; open sweeps */
     lcow_snapshotter_free(st.s);
     store_open(&st);
-    assert_false(exists(t1));
-    assert_false(exists(t2));
-    assert_true(exists(keep));
+    assert_false(test_exists(t1));
+    assert_false(test_exists(t2));
+    assert_true(test_exists(keep));
     /* Cleanup, too */
     free(t1);
     t1 = blob_file(active, ".layer.vhd.tmp-apply-0000000000000001", "x", 1);
     lcow_error err;
     assert_int_equal(lcow_snapshotter_cleanup(st.s, &err), LCOW_OK);
-    assert_false(exists(t1));
-    assert_true(exists(keep));
+    assert_false(test_exists(t1));
+    assert_true(test_exists(keep));
     free(t1);
     free(t2);
     free(keep);
@@ -958,7 +924,7 @@ static void applies_convert_concurrently(void **state)
     for (int i = 0; i < N; i++) {
         if (bg[i].rc != LCOW_OK)
             fail_msg("apply %s: %s", keys[i], bg[i].err.message);
-        char *vhd = join(dirs[i], "layer.vhd");
+        char *vhd = test_join(dirs[i], "layer.vhd");
         check_footer(vhd, bg[i].r.layer_bytes);
         free(vhd);
         for (int j = 0; j < i; j++)
@@ -1286,8 +1252,8 @@ static void remote_snapshot_prepare_of_a_known_layer(void **state)
         snprintf(needle, sizeof needle, "snapshots%s%" PRIu64 "\"",
                  LCOW_PATH_SEP == '\\' ? "\\\\" : "/", rec.id);
         char *dir = lcow_snapshotter_dir_of(st.s, rec.id);
-        char *vhd = join(dir, "layer.vhd");
-        assert_true(exists(vhd));
+        char *vhd = test_join(dir, "layer.vhd");
+        assert_true(test_exists(vhd));
         free(vhd);
         free(dir);
         lcow_meta_record_free(&rec);

@@ -1164,17 +1164,6 @@ static void the_goodbye_outlives_the_stop(void **state)
     lcow_server_destroy(server);
 }
 
-/* Whether path exists; *is_dir says if it is a directory. */
-static bool path_exists(const char *path, bool *is_dir)
-{
-    lcow_stat st;
-    lcow_error err;
-    if (lcow_os_stat(path, &st, &err) != LCOW_OK || !st.exists)
-        return false;
-    *is_dir = st.is_dir;
-    return true;
-}
-
 /* Each endpoint sees, walks and cleans only its own partition: containerd's
  * garbage collector (gRPC) cannot remove a shim's snapshot (MessagePack),
  * nor a shim's Cleanup containerd's; the same key may live in both. */
@@ -1230,9 +1219,7 @@ static void partitions_keep_the_endpoints_apart(void **state)
     o = call(g, "Cleanup", &cr.base, NULL);
     expect_ok(&o, "Cleanup");
     call_free(&o);
-    bool is_dir = false;
-    assert_true(path_exists(grpc_dir, &is_dir));
-    assert_true(is_dir);
+    assert_true(test_stat(grpc_dir).is_dir);
     free(grpc_dir);
     o = keyed(g, "Remove", "pa/containerd", NULL);
     expect_ok(&o, "Remove");
@@ -1279,15 +1266,15 @@ static void partitions_share_the_scratch_templates(void **state)
         fail_msg("prepare: %s", err.message);
     assert_string_not_equal(m1.items[0].source, m2.items[0].source);
     char path[2048];
-    bool is_dir = true;
     snprintf(path, sizeof path, "%s" SEP "scratch.vhdx", root);
-    assert_true(path_exists(path, &is_dir) && !is_dir);
+    lcow_stat st = test_stat(path);
+    assert_true(st.exists && !st.is_dir);
     snprintf(path, sizeof path, "%s" SEP "sandbox.vhdx", m1.items[0].source);
-    assert_true(path_exists(path, &is_dir));
+    assert_true(test_exists(path));
     snprintf(path, sizeof path, "%s" SEP "sandbox.vhdx", m2.items[0].source);
-    assert_true(path_exists(path, &is_dir));
+    assert_true(test_exists(path));
     snprintf(path, sizeof path, "%s" SEP "partitions" SEP "containerd" SEP "scratch.vhdx", root);
-    assert_false(path_exists(path, &is_dir)); /* no template of its own */
+    assert_false(test_exists(path)); /* no template of its own */
     lcow_mounts_free(&m1);
     lcow_mounts_free(&m2);
     assert_int_equal(lcow_snapshotter_cleanup(part, &err), LCOW_OK);

@@ -41,20 +41,6 @@ static uint8_t *layer_tar(unsigned n, size_t bytes, size_t *len)
     return t.d;
 }
 
-static char *join(const char *a, const char *b)
-{
-    char *p = lcow_path_join(a, b);
-    assert_non_null(p);
-    return p;
-}
-
-static bool exists(const char *path)
-{
-    lcow_stat st;
-    assert_int_equal(lcow_os_stat(path, &st, NULL), LCOW_OK);
-    return st.exists;
-}
-
 /* A gzip blob file of layer n, its digest and diffID. */
 typedef struct blob {
     char *path;
@@ -76,7 +62,7 @@ static blob make_blob(const char *dir, unsigned n, size_t bytes)
     lcow_sha256_digest_string(d, b.digest);
     char name[32];
     snprintf(name, sizeof name, "layer%u.tar.gz", n);
-    b.path = join(dir, name);
+    b.path = test_join(dir, name);
     write_all(b.path, gz, glen);
     free(tar);
     free(gz);
@@ -104,7 +90,7 @@ static void store_open(store *st)
 static store store_new(const char *name, uint64_t max_bytes)
 {
     char *top = test_fresh_dir(name);
-    store st = {join(top, "root"), join(top, "blobs"), NULL, max_bytes};
+    store st = {test_join(top, "root"), test_join(top, "blobs"), NULL, max_bytes};
     lcow_error err;
     assert_int_equal(lcow_os_mkdir(st.blobs, &err), LCOW_OK);
     free(top);
@@ -189,7 +175,7 @@ static void remove_image(store *st, const char *ns, size_t n)
 
 static lcow_file_id file_id(const char *dir)
 {
-    char *vhd = join(dir, "layer.vhd");
+    char *vhd = test_join(dir, "layer.vhd");
     lcow_file_id id;
     lcow_error err;
     if (lcow_os_file_id(vhd, &id, &err) != LCOW_OK)
@@ -298,8 +284,8 @@ static void two_images_share_four_layers(void **state)
     /* removing one image keeps the other's layers */
     remove_image(&st, "a", 5);
     for (int i = 0; i < 5; i++) {
-        char *vhd = join(db[i], "layer.vhd");
-        assert_true(exists(vhd));
+        char *vhd = test_join(db[i], "layer.vhd");
+        assert_true(test_exists(vhd));
         free(vhd);
         assert_int_equal(file_id(db[i]).links, 2);
     }
@@ -449,20 +435,6 @@ static void without_digest_reads_but_stores_once(void **state)
     store_free(&st);
 }
 
-static int count_entries(void *ctx, const char *name, bool is_dir)
-{
-    (*(int *)ctx)++;
-    return 0;
-}
-
-static int entries_in(const char *dir)
-{
-    int n = 0;
-    lcow_error err;
-    assert_int_equal(lcow_os_list_dir(dir, count_entries, &n, &err), LCOW_OK);
-    return n;
-}
-
 static void bad_digest_stores_nothing(void **state)
 {
     store st = store_new("layer-store-bad", 0);
@@ -476,13 +448,13 @@ static void bad_digest_stores_nothing(void **state)
     lcow_apply_request req = {.key = "extract", .path = b.path, .digest = other.digest};
     lcow_code rc = lcow_snapshotter_apply(st.s, &req, NULL, &err);
     assert_int_not_equal(rc, LCOW_OK);
-    assert_int_equal(entries_in(dir), 0);
-    char *layers = join(st.root, "layers");
-    char *tmp = join(layers, "tmp");
-    char *blobs = join(layers, "blobs");
-    assert_int_equal(entries_in(tmp), 0);
-    assert_int_equal(entries_in(blobs), 0);
-    assert_int_equal(entries_in(layers), 2); /* tmp and blobs only */
+    assert_int_equal(test_entries_in(dir), 0);
+    char *layers = test_join(st.root, "layers");
+    char *tmp = test_join(layers, "tmp");
+    char *blobs = test_join(layers, "blobs");
+    assert_int_equal(test_entries_in(tmp), 0);
+    assert_int_equal(test_entries_in(blobs), 0);
+    assert_int_equal(test_entries_in(layers), 2); /* tmp and blobs only */
     assert_int_equal(stats(&st).stored, 0);
     check(&st);
     free(layers);
@@ -621,33 +593,33 @@ static void open_sweeps_what_a_crash_leaves(void **state)
     import(&st, "a", img, 1, false, d);
     lcow_snapshotter_free(st.s);
     st.s = NULL;
-    char *layers = join(st.root, "layers");
-    char *tmp = join(layers, "tmp");
-    char *blobs = join(layers, "blobs");
+    char *layers = test_join(st.root, "layers");
+    char *tmp = test_join(layers, "tmp");
+    char *blobs = test_join(layers, "blobs");
     /* a conversion's temp, an incomplete layer (no info), a blob entry
      * naming no stored layer, a blob entry's temp */
-    char *t1 = join(tmp, "0123456789abcdef.vhd");
+    char *t1 = test_join(tmp, "0123456789abcdef.vhd");
     write_text(t1, "x");
-    char *t2 = join(tmp, ".0123456789abcdef.vhd.tmp-apply-0000000000000001");
+    char *t2 = test_join(tmp, ".0123456789abcdef.vhd.tmp-apply-0000000000000001");
     write_text(t2, "x");
-    char *inc =
-        join(layers, "sha256-1111111111111111111111111111111111111111111111111111111111111111");
+    char *inc = test_join(
+        layers, "sha256-1111111111111111111111111111111111111111111111111111111111111111");
     lcow_error err;
     assert_int_equal(lcow_os_mkdir(inc, &err), LCOW_OK);
-    char *inc_vhd = join(inc, "layer.vhd");
+    char *inc_vhd = test_join(inc, "layer.vhd");
     write_text(inc_vhd, "half");
     char *dangling =
-        join(blobs, "sha256-2222222222222222222222222222222222222222222222222222222222222222");
+        test_join(blobs, "sha256-2222222222222222222222222222222222222222222222222222222222222222");
     write_text(dangling,
                "sha256:3333333333333333333333333333333333333333333333333333333333333333\n");
-    char *btemp = join(blobs, ".sha256-44.tmp-01020304");
+    char *btemp = test_join(blobs, ".sha256-44.tmp-01020304");
     write_text(btemp, "x");
     store_open(&st);
-    assert_false(exists(t1));
-    assert_false(exists(t2));
-    assert_false(exists(inc));
-    assert_false(exists(dangling));
-    assert_false(exists(btemp));
+    assert_false(test_exists(t1));
+    assert_false(test_exists(t2));
+    assert_false(test_exists(inc));
+    assert_false(test_exists(dangling));
+    assert_false(test_exists(btemp));
     assert_int_equal(list(&st).layers, 1);
     check(&st);
 
@@ -663,7 +635,7 @@ static void open_sweeps_what_a_crash_leaves(void **state)
     assert_int_equal(lcow_snapshotter_check(st.s, &err), LCOW_INTERNAL);
     assert_non_null(strstr(err.message, "incomplete"));
     assert_int_equal(lcow_snapshotter_cleanup(st.s, &err), LCOW_OK);
-    assert_false(exists(inc));
+    assert_false(test_exists(inc));
     check(&st);
 
     free(d[0]);
@@ -713,7 +685,7 @@ static void find_and_link_for_a_remote_snapshot(void **state)
     assert_true(x.volume == y.volume && x.index == y.index);
     assert_int_equal(lcow_layer_store_link(ls, b.diff_id, false, top, NULL, &err),
                      LCOW_ALREADY_EXISTS);
-    char *other = join(top, "sub");
+    char *other = test_join(top, "sub");
     assert_int_equal(lcow_os_mkdir(other, &err), LCOW_OK);
     assert_int_equal(lcow_layer_store_link(ls, b.diff_id, true, other, NULL, &err), LCOW_NOT_FOUND);
     free(other);

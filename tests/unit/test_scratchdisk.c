@@ -20,6 +20,7 @@
 #include "core/disk/scratchdisk.h"
 #include "core/disk/vhdx.h"
 #include "disk/disk_test_util.h"
+#include "unit/testlib.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -38,21 +39,6 @@ static void capture(void *ctx, lcow_log_level level, const char *line)
     }
 }
 
-static bool exists(const char *path)
-{
-    lcow_stat st;
-    lcow_error err;
-    return lcow_os_stat(path, &st, &err) == LCOW_OK && st.exists;
-}
-
-static uint64_t file_size(const char *path)
-{
-    lcow_stat st;
-    lcow_error err;
-    assert_int_equal(lcow_os_stat(path, &st, &err), LCOW_OK);
-    return st.size;
-}
-
 static void bad_options_are_refused_before_touching_the_path(void **state)
 {
     char *path = test_path("bad.vhdx");
@@ -68,7 +54,7 @@ static void bad_options_are_refused_before_touching_the_path(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(lcow_scratch_disk_create(path, &cases[i], &err), LCOW_INVALID_ARGUMENT);
-        assert_false(exists(path));
+        assert_false(test_exists(path));
     }
     free(path);
 }
@@ -108,11 +94,11 @@ static void native_20g_is_17_mib_and_valid(void **state)
     lcow_scratch_disk_options o = {.geometry.size_bytes = 20 * GiB, .backend = LCOW_SCRATCH_NATIVE};
     assert_int_equal(lcow_scratch_disk_create(path, &o, &err), LCOW_OK);
     /* 4 MiB of headers, metadata and BAT + 13 payload blocks. */
-    assert_int_equal(file_size(path), 17 * MiB);
+    assert_int_equal(test_file_size(path), 17 * MiB);
     verify_scratch(path, 20 * GiB, 1u << 20);
     /* The path must not exist; the existing file is left alone. */
     assert_int_equal(lcow_scratch_disk_create(path, &o, &err), LCOW_ALREADY_EXISTS);
-    assert_int_equal(file_size(path), 17 * MiB);
+    assert_int_equal(test_file_size(path), 17 * MiB);
     test_remove(path);
     free(path);
 }
@@ -132,7 +118,7 @@ static void codes_survive_a_null_error_record_and_4k_sectors_work(void **state)
     if (lcow_os_fault_arm(LCOW_OS_OP_WRITE, 3, LCOW_FAULT_ENOSPC, false)) {
         assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_RESOURCE_EXHAUSTED);
         lcow_os_fault_clear();
-        assert_false(exists(path));
+        assert_false(test_exists(path));
     }
     o.geometry.size_bytes = 1;
     assert_int_equal(lcow_scratch_disk_create(path, &o, NULL), LCOW_INVALID_ARGUMENT);
@@ -161,7 +147,7 @@ static void auto_falls_back_with_one_log_line(void **state)
     o.backend = LCOW_SCRATCH_VIRTDISK;
     assert_int_equal(lcow_scratch_disk_create(a, &o, &err), LCOW_NOT_IMPLEMENTED);
     assert_non_null(strstr(err.message, "virtdisk"));
-    assert_false(exists(a));
+    assert_false(test_exists(a));
     test_remove(b);
     free(a);
     free(b);
@@ -190,7 +176,7 @@ static void write_failure_leaves_nothing(void **state)
             lcow_os_fault_clear();
             assert_int_equal(rc, LCOW_RESOURCE_EXHAUSTED);
             assert_non_null(strstr(err.message, "fail.vhdx"));
-            assert_false(exists(path));
+            assert_false(test_exists(path));
         }
     }
     free(path);

@@ -177,14 +177,6 @@ static char *sandbox_of(lcow_snapshotter *s, uint64_t id)
     return disk;
 }
 
-static lcow_stat stat_path(const char *path)
-{
-    lcow_stat st;
-    lcow_error err;
-    ok(lcow_os_stat(path, &st, &err), &err);
-    return st;
-}
-
 /* The disk a member's sandbox.vhdx resolves to is readable and is a
  * scratch disk: qemu-img check with the real builder, the stand-in's
  * signature otherwise. */
@@ -223,9 +215,9 @@ static void scratch_for_containers_not_extract_layers(void **state)
     char *d1 = sandbox_of(f->s, id_of(f->s, "default/1/extract-123-Ab_d sha256:abc"));
     char *d2 = sandbox_of(f->s, id_of(f->s, "default/2/my-extractor"));
     char *d3 = sandbox_of(f->s, id_of(f->s, "plain-key"));
-    assert_false(stat_path(d1).exists);
-    assert_true(stat_path(d2).exists);
-    assert_true(stat_path(d3).exists);
+    assert_false(test_stat(d1).exists);
+    assert_true(test_stat(d2).exists);
+    assert_true(test_stat(d3).exists);
     assert_disk_valid(d2);
     /* views get nothing */
     view(f->s, "default/3/view", "");
@@ -258,17 +250,17 @@ static void byte_size_labels_size_the_scratch(void **state)
     lcow_mounts_free(&m);
     char *t2 = lcow_path_join(f->root, "scratch_2.vhdx");
     char *t1 = lcow_path_join(f->root, "scratch_1.vhdx");
-    assert_true(stat_path(t2).exists);
-    assert_false(stat_path(t1).exists);
+    assert_true(test_stat(t2).exists);
+    assert_false(test_stat(t1).exists);
     char *disk = sandbox_of(f->s, id_of(f->s, "default/1/c1"));
-    assert_int_equal(stat_path(disk).size, stat_path(t2).size);
+    assert_int_equal(test_stat(disk).size, test_stat(t2).size);
     assert_disk_valid(disk);
     free(disk);
 
     lcow_labels_set(&l, "containerd.io/snapshot/max-size", "1024");
     ok(lcow_snapshotter_prepare(f->s, "default/2/c2", "", &l, &m, &err), &err);
     lcow_mounts_free(&m);
-    assert_true(stat_path(t1).exists);
+    assert_true(test_stat(t1).exists);
 
     lcow_labels_set(&l, "containerd.io/snapshot/max-size", "1 GiB");
     assert_int_equal(lcow_snapshotter_prepare(f->s, "default/3/bad", "", &l, &m, &err),
@@ -282,7 +274,7 @@ static void byte_size_labels_size_the_scratch(void **state)
     ok(lcow_snapshotter_prepare(f->s, "default/4/c4", "", &l, &m, &err), &err);
     lcow_mounts_free(&m);
     char *t4 = lcow_path_join(f->root, "scratch_4.vhdx");
-    assert_false(stat_path(t4).exists); /* size-gb=1 decided */
+    assert_false(test_stat(t4).exists); /* size-gb=1 decided */
     lcow_labels_free(&l);
     check(f->s);
     free(t1);
@@ -305,7 +297,7 @@ static void shared_owner_is_exact_client_key_in_namespace(void **state)
     char *rm_ = NULL, *ro_ = NULL;
     ok(lcow_os_realpath(member, &rm_, &err), &err);
     ok(lcow_os_realpath(owner, &ro_, &err), &err);
-    lcow_stat mst = stat_path(member);
+    lcow_stat mst = test_stat(member);
     assert_true(mst.is_link || strcmp(rm_, member) == 0); /* symlink, or hard link */
 #ifndef _WIN32
     assert_string_equal(rm_, ro_);
@@ -464,12 +456,9 @@ static void scratch_creation_blocks_no_one(void **state)
     check(f->s);
 }
 
-static int count_temp(void *ctx, const char *name, bool is_dir)
+static bool is_temp(const char *name)
 {
-    (void)is_dir;
-    if (strstr(name, ".tmp"))
-        (*(int *)ctx)++;
-    return 0;
+    return strstr(name, ".tmp") != NULL;
 }
 
 static void create_scratch_validates_path(void **state)
@@ -500,10 +489,8 @@ static void create_scratch_validates_path(void **state)
     char *second = lcow_path_join(out, "second.vhdx");
     assert_int_not_equal(lcow_snapshotter_create_scratch(f->s, second, 1, 0, &err), LCOW_OK);
     lcow_os_fault_clear();
-    assert_false(stat_path(second).exists);
-    int temps = 0;
-    ok(lcow_os_list_dir(out, count_temp, &temps, &err), &err);
-    assert_int_equal(temps, 0);
+    assert_false(test_stat(second).exists);
+    assert_int_equal(test_entries_matching(out, is_temp), 0);
     lcow_os_remove_all(out, &err);
     free(out);
     free(second);
@@ -535,8 +522,8 @@ static void create_scratch_never_in_root(void **state)
         assert_non_null(strstr(err.message, targets[i]));
         assert_non_null(strstr(err.message, "root"));
     }
-    assert_false(stat_path(at_next).exists);
-    assert_false(stat_path(template7).exists);
+    assert_false(test_stat(at_next).exists);
+    assert_false(test_stat(template7).exists);
     /* a rootfs.location in the root, or the root itself */
     const char *locations[] = {f->root, snapshots};
     for (size_t i = 0; i < 2; i++) {
@@ -559,7 +546,7 @@ static void create_scratch_never_in_root(void **state)
     ok(lcow_snapshotter_open(&c, &f->s, &err), &err);
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, template7, 1, 0, &err),
                      LCOW_INVALID_ARGUMENT);
-    assert_false(stat_path(template7).exists);
+    assert_false(test_stat(template7).exists);
     /* and the next Prepare of a new key is unharmed */
     ok(prep_scratch(f->s, "c2", NULL, &err), &err);
     free(snapshots);
@@ -590,10 +577,10 @@ static void foreign_entry_at_next_id_is_skipped(void **state)
     ok(lcow_metastore_get(f->s->ms, NULL, "k", &rec, &err), &err);
     assert_int_equal(rec.id, id + 2);
     lcow_meta_record_free(&rec);
-    lcow_stat st = stat_path(foreign);
+    lcow_stat st = test_stat(foreign);
     assert_true(st.exists);
     assert_false(st.is_dir);
-    assert_true(stat_path(foreign2).is_dir);
+    assert_true(test_stat(foreign2).is_dir);
     ok(lcow_snapshotter_remove(f->s, "k", &err), &err);
     ok(lcow_os_remove(foreign, &err), &err);
     ok(lcow_os_remove_all(foreign2, &err), &err);
@@ -621,10 +608,8 @@ static void create_scratch_uses_configured_backend(void **state)
     assert_int_equal(lcow_snapshotter_create_scratch(f->s, target, 1, 0, &err),
                      LCOW_NOT_IMPLEMENTED);
     assert_non_null(strstr(err.message, "virtdisk"));
-    assert_false(stat_path(target).exists);
-    int temps = 0;
-    ok(lcow_os_list_dir(out, count_temp, &temps, &err), &err);
-    assert_int_equal(temps, 0);
+    assert_false(test_stat(target).exists);
+    assert_int_equal(test_entries_matching(out, is_temp), 0);
     lcow_os_remove_all(out, &err);
     free(out);
     assert_int_equal(prep_scratch(f->s, "c1", NULL, &err), LCOW_NOT_IMPLEMENTED);
@@ -656,7 +641,7 @@ static void prepare_completes_with_a_fifo_at_the_template(void **state)
         ok(lcow_snapshotter_prepare(f->s, i ? "c2" : "c1", "", &l, &m, &err), &err);
         lcow_mounts_free(&m);
         lcow_labels_free(&l);
-        lcow_stat st = stat_path(template_path);
+        lcow_stat st = test_stat(template_path);
         assert_true(st.exists && !st.is_dir && !st.is_link);
         assert_disk_valid(template_path);
         free(template_path);
@@ -714,7 +699,7 @@ static void compact_gives_back_free_blocks_once_per_disk(void **state)
     ok(lcow_snapshotter_compact(f->s, "default/2/member", &sum, &err), &err);
     assert_int_equal(sum.disks, 1);
     assert_int_equal(sum.bytes_before - sum.bytes_after, 2 * MiB);
-    assert_int_equal((int64_t)stat_path(owner).size, sum.bytes_after);
+    assert_int_equal((int64_t)test_stat(owner).size, sum.bytes_after);
     assert_disk_valid(owner);
     ok(lcow_snapshotter_compact(f->s, "default/1/owner", &sum, &err), &err);
     assert_int_equal(sum.bytes_before, sum.bytes_after);
@@ -730,7 +715,7 @@ static void compact_gives_back_free_blocks_once_per_disk(void **state)
 
     /* A disk someone holds is in use: refused, and skipped by --all. */
     add_junk_block(owner, 88);
-    uint64_t held_size = stat_path(owner).size;
+    uint64_t held_size = test_stat(owner).size;
     lcow_file *held;
     ok(lcow_file_open(owner, LCOW_OPEN_READ | LCOW_OPEN_SHARE_NONE, &held, &err), &err);
     assert_int_equal(lcow_snapshotter_compact(f->s, "default/1/owner", &sum, &err),
@@ -740,7 +725,7 @@ static void compact_gives_back_free_blocks_once_per_disk(void **state)
     assert_int_equal(sum.disks, 1);
     assert_int_equal(sum.in_use, 1);
     lcow_file_close(held);
-    assert_int_equal(stat_path(owner).size, held_size);
+    assert_int_equal(test_stat(owner).size, held_size);
     ok(lcow_snapshotter_compact(f->s, "default/1/owner", &sum, &err), &err);
     assert_int_equal(sum.bytes_before - sum.bytes_after, MiB);
 
