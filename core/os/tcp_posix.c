@@ -52,21 +52,43 @@ static lcow_code fail(lcow_error *err, const char *what, const lcow_tcp_address 
                           (unsigned)a->port, strerror(e));
 }
 
-lcow_code lcow_tcp_listen(const lcow_tcp_address *addr, lcow_tcp_listener **out, lcow_error *err)
+typedef enum socket_role { ROLE_LISTEN, ROLE_CONNECT } socket_role;
+
+/* A TCP socket of addr's family, closed on exec, listening on addr
+ * (SO_REUSEADDR, a backlog of 16) or connected to it. */
+static lcow_code open_socket(const lcow_tcp_address *addr, socket_role role, int *out,
+                             lcow_error *err)
 {
-    *out = NULL;
+    *out = -1;
     struct sockaddr_storage ss;
     socklen_t len = sockaddr_of(addr, &ss);
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return fail(err, "socket", addr, errno);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 16) != 0) {
+    bool ok;
+    if (role == ROLE_LISTEN) {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        ok = bind(fd, (struct sockaddr *)&ss, len) == 0 && listen(fd, 16) == 0;
+    } else {
+        ok = connect(fd, (struct sockaddr *)&ss, len) == 0;
+    }
+    if (!ok) {
         int e = errno;
         close(fd);
-        return fail(err, "listen on", addr, e);
+        return fail(err, role == ROLE_LISTEN ? "listen on" : "connect to", addr, e);
     }
+    *out = fd;
+    return LCOW_OK;
+}
+
+lcow_code lcow_tcp_listen(const lcow_tcp_address *addr, lcow_tcp_listener **out, lcow_error *err)
+{
+    *out = NULL;
+    int fd;
+    lcow_code rc = open_socket(addr, ROLE_LISTEN, &fd, err);
+    if (rc != LCOW_OK)
+        return rc;
     lcow_tcp_listener *l = calloc(1, sizeof *l);
     if (!l) {
         close(fd);
@@ -174,16 +196,10 @@ void lcow_tcp_close(lcow_tcp_conn *c)
 lcow_code lcow_tcp_connect(const lcow_tcp_address *addr, lcow_tcp_conn **out, lcow_error *err)
 {
     *out = NULL;
-    struct sockaddr_storage ss;
-    socklen_t len = sockaddr_of(addr, &ss);
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return fail(err, "socket", addr, errno);
-    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
-        int e = errno;
-        close(fd);
-        return fail(err, "connect to", addr, e);
-    }
+    int fd;
+    lcow_code rc = open_socket(addr, ROLE_CONNECT, &fd, err);
+    if (rc != LCOW_OK)
+        return rc;
     *out = conn_of(fd);
     return *out ? LCOW_OK : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
 }

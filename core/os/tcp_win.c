@@ -72,9 +72,14 @@ static lcow_code fail(lcow_error *err, const char *what, const lcow_tcp_address 
                           a->ipv6 ? "]" : "", (unsigned)a->port, text, e);
 }
 
-lcow_code lcow_tcp_listen(const lcow_tcp_address *addr, lcow_tcp_listener **out, lcow_error *err)
+typedef enum socket_role { ROLE_LISTEN, ROLE_CONNECT } socket_role;
+
+/* A TCP socket of addr's family, not inherited by child processes, listening
+ * on addr (the address ours alone, a backlog of 16) or connected to it. */
+static lcow_code open_socket(const lcow_tcp_address *addr, socket_role role, SOCKET *out,
+                             lcow_error *err)
 {
-    *out = NULL;
+    *out = INVALID_SOCKET;
     if (!wsa_ready())
         return fail(err, "WSAStartup for", addr, wsa_error);
     struct sockaddr_storage ss;
@@ -83,13 +88,30 @@ lcow_code lcow_tcp_listen(const lcow_tcp_address *addr, lcow_tcp_listener **out,
         WSASocketW(ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_NO_HANDLE_INHERIT);
     if (s == INVALID_SOCKET)
         return fail(err, "socket", addr, WSAGetLastError());
-    BOOL one = TRUE;
-    setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof one);
-    if (bind(s, (struct sockaddr *)&ss, len) != 0 || listen(s, 16) != 0) {
+    bool ok;
+    if (role == ROLE_LISTEN) {
+        BOOL one = TRUE;
+        setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof one);
+        ok = bind(s, (struct sockaddr *)&ss, len) == 0 && listen(s, 16) == 0;
+    } else {
+        ok = connect(s, (struct sockaddr *)&ss, len) == 0;
+    }
+    if (!ok) {
         int e = WSAGetLastError();
         closesocket(s);
-        return fail(err, "listen on", addr, e);
+        return fail(err, role == ROLE_LISTEN ? "listen on" : "connect to", addr, e);
     }
+    *out = s;
+    return LCOW_OK;
+}
+
+lcow_code lcow_tcp_listen(const lcow_tcp_address *addr, lcow_tcp_listener **out, lcow_error *err)
+{
+    *out = NULL;
+    SOCKET s;
+    lcow_code rc = open_socket(addr, ROLE_LISTEN, &s, err);
+    if (rc != LCOW_OK)
+        return rc;
     lcow_tcp_listener *l = calloc(1, sizeof *l);
     if (!l) {
         closesocket(s);
@@ -184,19 +206,10 @@ void lcow_tcp_close(lcow_tcp_conn *c)
 lcow_code lcow_tcp_connect(const lcow_tcp_address *addr, lcow_tcp_conn **out, lcow_error *err)
 {
     *out = NULL;
-    if (!wsa_ready())
-        return fail(err, "WSAStartup for", addr, wsa_error);
-    struct sockaddr_storage ss;
-    int len = sockaddr_of(addr, &ss);
-    SOCKET s =
-        WSASocketW(ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_NO_HANDLE_INHERIT);
-    if (s == INVALID_SOCKET)
-        return fail(err, "socket", addr, WSAGetLastError());
-    if (connect(s, (struct sockaddr *)&ss, len) != 0) {
-        int e = WSAGetLastError();
-        closesocket(s);
-        return fail(err, "connect to", addr, e);
-    }
+    SOCKET s;
+    lcow_code rc = open_socket(addr, ROLE_CONNECT, &s, err);
+    if (rc != LCOW_OK)
+        return rc;
     *out = conn_of(s);
     return *out ? LCOW_OK : lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "out of memory");
 }

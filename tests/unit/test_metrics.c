@@ -190,12 +190,49 @@ static void addresses_parse_strictly(void **state)
             fail_msg("%s was accepted", bad[i]);
 }
 
+/* core/os/tcp's two ways to fail, each naming its step and the address: a
+ * port someone listens on is AlreadyExists ("listen on"), a port nobody
+ * listens on Unavailable ("connect to"); a connection to a listener is
+ * accepted. */
+static void listen_and_connect_fail_clearly(void **state)
+{
+    (void)state;
+    lcow_tcp_address a;
+    lcow_error err;
+    assert_int_equal(lcow_tcp_parse_address("127.0.0.1:0", &a, &err), LCOW_OK);
+    lcow_tcp_listener *l = NULL, *again = NULL;
+    if (lcow_tcp_listen(&a, &l, &err) != LCOW_OK)
+        fail_msg("listen: %s", err.message);
+    a.port = lcow_tcp_listener_port(l);
+    assert_true(a.port != 0);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%u", (unsigned)a.port);
+    assert_int_equal(lcow_tcp_listen(&a, &again, &err), LCOW_ALREADY_EXISTS);
+    assert_null(again);
+    assert_non_null(strstr(err.message, "listen on"));
+    assert_non_null(strstr(err.message, where));
+    lcow_tcp_conn *c = NULL, *in = NULL;
+    if (lcow_tcp_connect(&a, &c, &err) != LCOW_OK)
+        fail_msg("connect: %s", err.message);
+    assert_int_equal(lcow_tcp_accept(l, 5000, &in, &err), LCOW_OK);
+    assert_non_null(in);
+    lcow_tcp_close(in);
+    lcow_tcp_close(c);
+    lcow_tcp_listener_close(l);
+    c = NULL;
+    assert_int_equal(lcow_tcp_connect(&a, &c, &err), LCOW_UNAVAILABLE);
+    assert_null(c);
+    assert_non_null(strstr(err.message, "connect to"));
+    assert_non_null(strstr(err.message, where));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(serves_the_counters_of_the_calls_made, setup, teardown),
         cmocka_unit_test_setup_teardown(anything_else_is_refused, setup, teardown),
         cmocka_unit_test(addresses_parse_strictly),
+        cmocka_unit_test(listen_and_connect_fail_clearly),
     };
     return cmocka_run_group_tests_name("rpc/metrics", tests, NULL, NULL);
 }
