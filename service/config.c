@@ -677,10 +677,10 @@ static const char usage_text[] =
     "\n"
     "In the foreground logs go to stderr (and --log-file); as a service to the\n"
     "Application Event Log (source = service name) and --log-file.\n"
-    "Exit codes (also the service-specific exit code in `sc query`): 2 bad\n"
-    "command line, 3 state directory not writable, 4 store failed to open,\n"
-    "5 address in use, 6 endpoint failed, 7 log file, 8 SCM error, 9 not\n"
-    "administrator, 10 internal.\n";
+    "Exit codes (also the service-specific exit code in `sc query`):\n"
+    "2 bad command line, 3 state directory cannot be created or written, or\n"
+    "others can write it, 4 store failed to open, 5 address in use, 6 endpoint\n"
+    "failed, 7 log file, 8 SCM error, 9 not administrator, 10 internal.\n";
 #else
 static const char usage_text[] =
     "Usage: lcowsnap [FLAGS]\n"
@@ -722,9 +722,9 @@ static const char usage_text[] =
     "  --help                   print this text\n"
     "\n"
     "Logs go to stderr and, with --log-file, to FILE.\n"
-    "Exit codes: 2 bad command line, 3 state directory not writable, 4 store\n"
-    "failed to open, 5 address in use, 6 endpoint failed, 7 log file,\n"
-    "10 internal.\n";
+    "Exit codes: 2 bad command line, 3 state directory cannot be created or\n"
+    "written, or others can write it, 4 store failed to open, 5 address in use,\n"
+    "6 endpoint failed, 7 log file, 10 internal.\n";
 #endif
 
 const char *lcow_config_usage(void)

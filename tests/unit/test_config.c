@@ -232,6 +232,9 @@ static void help_tells_the_platform_truth(void **state)
     const char *usage = lcow_config_usage();
     assert_non_null(strstr(usage, "--root DIR"));
     assert_non_null(strstr(usage, "--scratch-dir-allow"));
+    /* exit code 3 is also a state directory others can write (issue 14) */
+    assert_non_null(strstr(usage, "3 state directory cannot be created or"));
+    assert_non_null(strstr(usage, "others can write it"));
 #ifdef _WIN32
     assert_non_null(strstr(usage, "--register-service"));
     assert_non_null(strstr(usage, "ProgramData"));
