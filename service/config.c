@@ -86,23 +86,25 @@ bool lcow_parse_duration_ms(const char *text, unsigned *out_ms)
 
 bool lcow_parse_size(const char *text, size_t *out)
 {
+    /* Binary multiples: K and KiB are both 1024 bytes, and so on. */
+    static const struct {
+        const char *unit;
+        unsigned shift;
+    } units[] = {{"", 0},   {"K", 10},   {"KiB", 10}, {"M", 20},  {"MiB", 20},
+                 {"G", 30}, {"GiB", 30}, {"T", 40},   {"TiB", 40}};
     uint64_t v;
     const char *unit;
     if (!parse_u64(text, &v, &unit))
         return false;
-    uint64_t mult;
-    if (*unit == '\0')
-        mult = 1;
-    else if (strcmp(unit, "K") == 0 || strcmp(unit, "KiB") == 0)
-        mult = 1024;
-    else if (strcmp(unit, "M") == 0 || strcmp(unit, "MiB") == 0)
-        mult = 1024 * 1024;
-    else
-        return false;
-    if (v > SIZE_MAX / mult)
-        return false;
-    *out = (size_t)(v * mult);
-    return true;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(unit, units[i].unit) != 0)
+            continue;
+        if (v > (uint64_t)SIZE_MAX >> units[i].shift)
+            return false;
+        *out = (size_t)(v << units[i].shift);
+        return true;
+    }
+    return false;
 }
 
 /* ---- flag table ---- */
@@ -266,22 +268,8 @@ static lcow_code apply_value(lcow_svc_config *cfg, const flag_def *f, const char
         break;
     }
     case F_LAYER_CACHE_MAX_BYTES: {
-        /* lcow_parse_size's units, and G/GiB, T/TiB. */
-        size_t len = strlen(value), bytes = 0;
-        unsigned shift = len && (value[len - 1] == 'G' || value[len - 1] == 'T')
-                             ? (value[len - 1] == 'G' ? 30 : 40)
-                             : 0;
-        char num[32];
-        bool parsed = false;
-        if (shift && len - 1 < sizeof num) {
-            memcpy(num, value, len - 1);
-            num[len - 1] = '\0';
-            parsed = num[0] && lcow_parse_size(num, &bytes) && bytes <= (SIZE_MAX >> shift);
-            bytes <<= shift;
-        } else if (!shift) {
-            parsed = lcow_parse_size(value, &bytes);
-        }
-        if (!parsed)
+        size_t bytes;
+        if (!lcow_parse_size(value, &bytes))
             return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                                   "--layer-cache-max-bytes: '%s' is not a size (e.g. 20G, 512M; "
                                   "0 keeps no unreferenced layer)",
@@ -657,7 +645,7 @@ static const char usage_text[] =
     "                           (default 20G; 0 keeps none)\n"
     "  --pipe-sddl SDDL         pipe DACL (default D:P(A;;GA;;;SY)(A;;GA;;;BA):\n"
     "                           SYSTEM and Administrators only)\n"
-    "  --max-frame-bytes N      largest request accepted (default 4M)\n"
+    "  --max-frame-bytes N      largest request accepted (default 4M; 1K to 1G)\n"
     "  --max-connections N      concurrent clients (default 256)\n"
     "  --idle-timeout D         close idle connections after D (default 5m)\n"
     "  --frame-timeout D        close a connection whose request has not arrived\n"
@@ -675,6 +663,8 @@ static const char usage_text[] =
     "  --version                print the version\n"
     "  --help                   print this text\n"
     "\n"
+    "Sizes (--layer-cache-max-bytes, --max-frame-bytes): bytes, or with K, M,\n"
+    "G or T, or KiB, MiB, GiB or TiB, the same: powers of 1024 (20G = 20GiB).\n"
     "In the foreground logs go to stderr (and --log-file); as a service to the\n"
     "Application Event Log (source = service name) and --log-file.\n"
     "Exit codes (also the service-specific exit code in `sc query`):\n"
@@ -713,7 +703,7 @@ static const char usage_text[] =
     "                           (default: always copy)\n"
     "  --layer-cache-max-bytes N  unreferenced layers the layer store keeps\n"
     "                           (default 20G; 0 keeps none)\n"
-    "  --max-frame-bytes N      largest request accepted (default 4M)\n"
+    "  --max-frame-bytes N      largest request accepted (default 4M; 1K to 1G)\n"
     "  --max-connections N      concurrent clients (default 256)\n"
     "  --idle-timeout D         close idle connections after D (default 5m)\n"
     "  --frame-timeout D        close a connection whose request has not arrived\n"
@@ -721,6 +711,8 @@ static const char usage_text[] =
     "  --version                print the version\n"
     "  --help                   print this text\n"
     "\n"
+    "Sizes (--layer-cache-max-bytes, --max-frame-bytes): bytes, or with K, M,\n"
+    "G or T, or KiB, MiB, GiB or TiB, the same: powers of 1024 (20G = 20GiB).\n"
     "Logs go to stderr and, with --log-file, to FILE.\n"
     "Exit codes: 2 bad command line, 3 state directory cannot be created or\n"
     "written, or others can write it, 4 store failed to open, 5 address in use,\n"

@@ -110,7 +110,9 @@ const char *lcow_config_usage(void);
 
 /* "5m", "300s", "1500ms", "300" (seconds) -> milliseconds; false if bad. */
 bool lcow_parse_duration_ms(const char *text, unsigned *out_ms);
-/* "4194304", "4096K", "4M" -> bytes; false if bad. */
+/* "4194304", "4096K", "4M", "20GiB" -> bytes: a decimal number, alone or
+ * with K, M, G or T (or KiB, MiB, GiB, TiB, the same), powers of 1024;
+ * false if bad or larger than SIZE_MAX. */
 bool lcow_parse_size(const char *text, size_t *out);
 
 #endif

@@ -235,6 +235,7 @@ static void help_tells_the_platform_truth(void **state)
     /* exit code 3 is also a state directory others can write (issue 14) */
     assert_non_null(strstr(usage, "3 state directory cannot be created or"));
     assert_non_null(strstr(usage, "others can write it"));
+    assert_non_null(strstr(usage, "KiB, MiB, GiB or TiB"));
 #ifdef _WIN32
     assert_non_null(strstr(usage, "--register-service"));
     assert_non_null(strstr(usage, "ProgramData"));
@@ -256,11 +257,72 @@ static void durations_and_sizes(void **state)
     assert_false(lcow_parse_duration_ms("-1", &ms));
     assert_false(lcow_parse_duration_ms("5 m", &ms));
     assert_false(lcow_parse_duration_ms("99999999999", &ms));
-    size_t size;
-    assert_true(lcow_parse_size("4M", &size));
-    assert_int_equal(size, 4u << 20);
-    assert_false(lcow_parse_size("4G", &size));
-    assert_false(lcow_parse_size("", &size));
+}
+
+/* lcow_parse_size: bytes, or K/M/G/T and their KiB/MiB/GiB/TiB spellings,
+ * all powers of 1024; anything else and what does not fit in size_t is
+ * refused. --layer-cache-max-bytes and --max-frame-bytes use it. */
+static void sizes_take_binary_suffixes(void **state)
+{
+    static const struct {
+        const char *text;
+        uint64_t bytes;
+    } good[] = {
+        {"0", 0},
+        {"4194304", 4194304},
+        {"4096K", 4096ull << 10},
+        {"4096KiB", 4096ull << 10},
+        {"4M", 4ull << 20},
+        {"4MiB", 4ull << 20},
+        {"20G", 20ull << 30},
+        {"20GiB", 20ull << 30},
+        {"3T", 3ull << 40},
+        {"3TiB", 3ull << 40},
+        {"0GiB", 0},
+        {"16777215T", 16777215ull << 40},
+        {"18446744073709551615", UINT64_MAX},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        size_t size = 1;
+        if (!lcow_parse_size(good[i].text, &size))
+            fail_msg("'%s' refused", good[i].text);
+        if ((uint64_t)size != good[i].bytes)
+            fail_msg("'%s' is %llu bytes, expected %llu", good[i].text, (unsigned long long)size,
+                     (unsigned long long)good[i].bytes);
+    }
+    static const char *const bad[] = {
+        "", "G", "GiB", "-1", "+4M", " 4M", "4 M", "4m", "4k", "4g", "4Gi", "4GB", "4iB", "4B",
+        "4MG", "4GiBs", "4P", "4PiB", "1.5G", "0x10", "4G ",
+        /* larger than SIZE_MAX (2^64 - 1 here) */
+        "18446744073709551616", "16777216T", "16777216TiB", "17179869184G", "17592186044416M",
+        "18014398509481984K", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t size = 7;
+        if (lcow_parse_size(bad[i], &size))
+            fail_msg("'%s' accepted as %llu bytes", bad[i], (unsigned long long)size);
+        assert_int_equal(size, 7); /* untouched */
+    }
+    /* through the flags */
+    lcow_svc_config cfg;
+    lcow_error err;
+    assert_int_equal(parse(&cfg, &err, "--layer-cache-max-bytes", "20GiB", NULL), LCOW_OK);
+    assert_true(cfg.layer_cache_max_bytes == (size_t)20 << 30);
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--layer-cache-max-bytes", "2TiB", NULL), LCOW_OK);
+    assert_true(cfg.layer_cache_max_bytes == (size_t)2 << 40);
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--layer-cache-max-bytes", "5MG", NULL),
+                     LCOW_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "--layer-cache-max-bytes"));
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--max-frame-bytes", "64KiB", NULL), LCOW_OK);
+    assert_true(cfg.max_frame_bytes == 64 << 10);
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--max-frame-bytes", "1GiB", NULL), LCOW_OK);
+    assert_true(cfg.max_frame_bytes == 1 << 30);
+    lcow_config_free(&cfg);
+    assert_int_equal(parse(&cfg, &err, "--max-frame-bytes", "2G", NULL), LCOW_INVALID_ARGUMENT);
+    lcow_config_free(&cfg);
 }
 
 /* ---- validation ---- */
@@ -840,6 +902,7 @@ int main(void)
         cmocka_unit_test(windows_flags_per_platform),
         cmocka_unit_test(help_tells_the_platform_truth),
         cmocka_unit_test(durations_and_sizes),
+        cmocka_unit_test(sizes_take_binary_suffixes),
         cmocka_unit_test(relative_root_is_rejected),
         cmocka_unit_test(root_is_created_and_address_defaults),
         cmocka_unit_test(root_under_a_file_is_unwritable),
