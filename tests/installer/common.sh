@@ -158,7 +158,13 @@ require_persistent_wineserver() {
 take_service_lock() {
   require_persistent_wineserver
   exec 9>"$WINEPREFIX/.lcowsnap-service.lock"
+  flock -n 9 && return 0
+  # Another build tree's test holds it (the prefix is shared): say so, and for how
+  # long, so a slow run shows the wait apart from the test's own time.
+  local started=$SECONDS
+  log "waiting for $WINEPREFIX/.lcowsnap-service.lock (another run's installer test holds it)"
   flock -w 900 9 || fail "could not get $WINEPREFIX/.lcowsnap-service.lock within 900 s"
+  log "got the service lock after $((SECONDS - started)) s"
 }
 
 # Windows Installer records which products use a component under
