@@ -28,9 +28,11 @@ typedef struct gtc_stream {
 struct gtc {
     lcow_transport *t;
     nghttp2_session *h2;
-    bool dead;
+    bool dead;         /* nothing more to read */
+    bool write_closed; /* a write failed: the server closed; what it sent before is still read */
     bool goaway;
     uint32_t goaway_code;
+    size_t read_chunk; /* bytes per read, 0: up to 64 KiB */
     gtc_stream streams[MAX_STREAMS];
 };
 
@@ -133,8 +135,15 @@ static ssize_t read_body(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, s
     return (ssize_t)n;
 }
 
+/* Sends what nghttp2 has queued. The first failed write (the server has
+ * closed its end) is reported; after it nothing more is sent, but reading
+ * goes on: a server that answers a broken frame with a GOAWAY and closes may
+ * close while the client still acknowledges its SETTINGS, and the GOAWAY
+ * must still be read (a real HTTP/2 client reads to the end too). */
 static lcow_code flush(gtc *c, lcow_error *err)
 {
+    if (c->write_closed)
+        return LCOW_OK;
     for (;;) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(c->h2, &data);
@@ -144,7 +153,7 @@ static lcow_code flush(gtc *c, lcow_error *err)
             return LCOW_OK;
         lcow_code code = lcow_transport_write(c->t, data, (size_t)n, IO_TIMEOUT_MS, err);
         if (code != LCOW_OK) {
-            c->dead = true;
+            c->write_closed = true;
             return code;
         }
     }
@@ -288,7 +297,8 @@ lcow_code gtc_pump(gtc *c, unsigned timeout_ms, lcow_error *err)
         return lcow_error_set(err, LCOW_UNAVAILABLE, "connection is over");
     uint8_t buf[65536];
     size_t got = 0;
-    lcow_code code = lcow_transport_read(c->t, buf, sizeof buf, &got, timeout_ms, err);
+    size_t cap = c->read_chunk && c->read_chunk < sizeof buf ? c->read_chunk : sizeof buf;
+    lcow_code code = lcow_transport_read(c->t, buf, cap, &got, timeout_ms, err);
     if (code != LCOW_OK) {
         c->dead = true;
         return code;
@@ -298,7 +308,9 @@ lcow_code gtc_pump(gtc *c, unsigned timeout_ms, lcow_error *err)
         c->dead = true;
         return lcow_error_set(err, LCOW_UNAVAILABLE, "mem_recv: %s", nghttp2_strerror((int)rv));
     }
-    return flush(c, err);
+    code = flush(c, err);
+    /* The server closed: read on, its last frames may still be in transit. */
+    return c->write_closed ? LCOW_OK : code;
 }
 
 gtc_reply *gtc_peek(gtc *c, int32_t id)
@@ -313,6 +325,8 @@ lcow_code gtc_wait(gtc *c, int32_t id, unsigned timeout_ms, gtc_reply **reply, l
     if (!st)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "no stream %d", (int)id);
     lcow_code code = flush(c, err);
+    if (c->write_closed)
+        code = LCOW_OK; /* read what the server sent before it closed */
     while (code == LCOW_OK && !st->reply.closed)
         code = gtc_pump(c, timeout_ms ? timeout_ms : IO_TIMEOUT_MS, err);
     *reply = &st->reply;
@@ -387,6 +401,11 @@ lcow_code gtc_send_raw(gtc *c, const void *data, size_t len, lcow_error *err)
     if (code == LCOW_OK)
         code = lcow_transport_write(c->t, data, len, IO_TIMEOUT_MS, err);
     return code;
+}
+
+void gtc_set_read_chunk(gtc *c, size_t bytes)
+{
+    c->read_chunk = bytes;
 }
 
 bool gtc_goaway(const gtc *c, uint32_t *error_code)

@@ -75,6 +75,9 @@ lcow_code gtc_send_raw(gtc *c, const void *data, size_t len, lcow_error *err);
 /* Reads once (up to timeout_ms) and handles what came. LCOW_UNAVAILABLE:
  * the connection is over. */
 lcow_code gtc_pump(gtc *c, unsigned timeout_ms, lcow_error *err);
+/* Reads at most BYTES per read from then on (0: up to 64 KiB), so frames
+ * arrive one piece at a time. */
+void gtc_set_read_chunk(gtc *c, size_t bytes);
 /* A GOAWAY came; its error code. */
 bool gtc_goaway(const gtc *c, uint32_t *error_code);
 
