@@ -745,6 +745,20 @@ static void malformed_messages_are_refused(void **state)
     gtc_close(c);
 }
 
+/* Reads until the server has closed the connection (at most 200 reads, so
+ * one frame at a time fits); a GOAWAY with error code `want` came first. */
+static void read_to_the_end_expecting_goaway(gtc *c, uint32_t want)
+{
+    lcow_error err;
+    lcow_code code = LCOW_OK;
+    for (int i = 0; i < 200 && code == LCOW_OK; i++)
+        code = gtc_pump(c, 5000, &err);
+    assert_int_equal(code, LCOW_UNAVAILABLE);
+    uint32_t goaway = 0;
+    assert_true(gtc_goaway(c, &goaway));
+    assert_int_equal(goaway, want);
+}
+
 static void broken_http2_closes_only_that_connection(void **state)
 {
     lcow_error err;
@@ -757,13 +771,7 @@ static void broken_http2_closes_only_that_connection(void **state)
     c = connect_grpc();
     uint8_t oversized[9] = {0x01, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01};
     assert_int_equal(gtc_send_raw(c, oversized, sizeof oversized, &err), LCOW_OK);
-    lcow_code code = LCOW_OK;
-    for (int i = 0; i < 50 && code == LCOW_OK; i++)
-        code = gtc_pump(c, 5000, &err);
-    assert_int_equal(code, LCOW_UNAVAILABLE);
-    uint32_t goaway = 0;
-    assert_true(gtc_goaway(c, &goaway));
-    assert_int_equal(goaway, 6); /* FRAME_SIZE_ERROR */
+    read_to_the_end_expecting_goaway(c, 6); /* FRAME_SIZE_ERROR */
     gtc_close(c);
     /* Not HTTP/2 at all (a MessagePack request): closed. */
     lcow_transport *t = NULL;
@@ -773,7 +781,7 @@ static void broken_http2_closes_only_that_connection(void **state)
                      LCOW_OK);
     uint8_t buf[4096];
     size_t got;
-    code = LCOW_OK;
+    lcow_code code = LCOW_OK;
     for (int i = 0; i < 10 && code == LCOW_OK; i++)
         code = lcow_transport_read(t, buf, sizeof buf, &got, 5000, &err);
     assert_int_equal(code, LCOW_UNAVAILABLE);
@@ -810,13 +818,7 @@ static void goaway_is_read_after_the_server_closed(void **state)
             break;
         test_sleep_ms(10);
     }
-    lcow_code code = LCOW_OK;
-    for (int i = 0; i < 200 && code == LCOW_OK; i++)
-        code = gtc_pump(c, 5000, &err);
-    assert_int_equal(code, LCOW_UNAVAILABLE);
-    uint32_t goaway = 0;
-    assert_true(gtc_goaway(c, &goaway));
-    assert_int_equal(goaway, 6); /* FRAME_SIZE_ERROR */
+    read_to_the_end_expecting_goaway(c, 6); /* FRAME_SIZE_ERROR */
     gtc_close(c);
 }
 
