@@ -521,11 +521,15 @@ static lcow_code check_template_ext4(lcow_vhdx_reader *r, uint64_t size_bytes, l
  * a VHDX the reader cannot fully interpret (a log to replay, unknown
  * required items: the template would be copied into every new container
  * unchecked). The caller moves a bad template aside and rebuilds it. An I/O
- * error reading a good one keeps its own code (EIO, ENOSPC...). */
-static lcow_code check_template(const char *path, uint32_t size_gb, bool *bad, lcow_error *err)
+ * error reading a good one keeps its own code (EIO, ENOSPC...). A good one
+ * is handed back open in *checked: the file that was checked is the one
+ * copied, whatever the name leads to afterwards (issue 14, item 5). */
+static lcow_code check_template(const char *path, uint32_t size_gb, bool *bad, lcow_file **checked,
+                                lcow_error *err)
 {
     lcow_file *f;
     *bad = false;
+    *checked = NULL;
     /* Never waited on (a FIFO), never followed (a symbolic link): a regular
      * file or nothing (issue 14, item 3). */
     lcow_code rc = lcow_file_open(path, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &f, err);
@@ -547,9 +551,11 @@ static lcow_code check_template(const char *path, uint32_t size_gb, bool *bad, l
     if (rc == LCOW_OK)
         rc = check_template_ext4(r, want, &e);
     lcow_vhdx_reader_free(r);
-    lcow_file_close(f);
-    if (rc == LCOW_OK)
+    if (rc == LCOW_OK) {
+        *checked = f;
         return LCOW_OK;
+    }
+    lcow_file_close(f);
     /* The reader reports a malformed file as InvalidArgument and one it
      * cannot fully interpret as NotImplemented; anything else is the I/O
      * underneath and keeps its own code. */
@@ -835,9 +841,11 @@ static lcow_code build_template(lcow_scratch *sc, const char *dir, const char *n
     return LCOW_OK;
 }
 
-/* Returns the path of the template for size_gb in dir, building it first
- * when missing. One build per file at a time; other sizes never wait. */
-static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_gb, char **out,
+/* Returns the template for size_gb in dir, building it first when missing,
+ * as the open file that was checked (check_template; a template just built
+ * is checked too, as it is opened again by name). One build per file at a
+ * time; other sizes never wait. */
+static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_gb, lcow_file **out,
                               lcow_error *err)
 {
     *out = NULL;
@@ -860,7 +868,7 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
     }
     lcow_code rc = LCOW_OK;
     template_build *mine = NULL;
-    bool checked = false;
+    lcow_file *checked = NULL;
     /* Pass 0 checks an existing template; after a bad one was moved aside,
      * pass 1 builds it, or checks what another caller built meanwhile. */
     for (int pass = 0; pass < 3 && rc == LCOW_OK && !mine && !checked; pass++) {
@@ -891,9 +899,9 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
             break;
         bool bad = false;
         lcow_error e;
-        rc = check_template(final_path, size_gb, &bad, &e);
+        rc = check_template(final_path, size_gb, &bad, &checked, &e);
         if (rc == LCOW_OK) {
-            checked = true;
+            /* checked */
         } else if (bad) {
             /* A FIFO, socket, device, directory or link where the template
              * belongs, or a file that is not a valid template of this size:
@@ -929,17 +937,32 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
     if (rc == LCOW_OK && mine) {
         rc = build_template(sc, dir, name, size_gb, mine, err);
         build_unregister(sc, mine);
+        bool bad = false;
+        lcow_error e;
+        if (rc == LCOW_OK &&
+            (rc = check_template(final_path, size_gb, &bad, &checked, &e)) != LCOW_OK)
+            rc = lcow_error_set(err, bad ? LCOW_UNAVAILABLE : rc,
+                                "scratch template %s was built but %s; try again", final_path,
+                                e.message);
     }
+    free(final_path);
     if (rc != LCOW_OK) {
-        free(final_path);
+        lcow_file_close(checked);
         return rc;
     }
-    *out = final_path;
+    *out = checked;
     return LCOW_OK;
 }
 
 /* ------------------------------------------------------------ create / link */
 
+/* sandbox.vhdx is made inside the snapshot directory opened as a handle,
+ * not followed if it is a link (issue 14, item 5): the file is created
+ * exclusively through it, filled from the template file that was checked
+ * (lcow_file_copy_sparse from the open handle) or formatted in place, and
+ * removed through it on failure. The directories above it are the store's
+ * own (<root>/snapshots, under a root lcow_os_check_private_dir accepted at
+ * open: nobody else can swap them). */
 lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *plan,
                                   const char *snapshot_dir, lcow_error *err)
 {
@@ -947,27 +970,45 @@ lcow_code lcow_scratch_create_own(lcow_scratch *sc, const lcow_scratch_plan *pla
     if (plan->mode != LCOW_META_SCRATCH_OWN)
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "scratch create: not an own scratch");
     const char *dir = plan->location ? plan->location : sc->root;
-    char *dst = lcow_path_join(snapshot_dir, LCOW_SANDBOX_NAME);
-    if (!dst)
-        return oom(err, "scratch create");
+    lcow_dir *d = NULL;
+    lcow_code rc = lcow_dir_open(snapshot_dir, &d, err);
+    if (rc != LCOW_OK)
+        return lcow_error_wrap(err, "create %s in %s", LCOW_SANDBOX_NAME, snapshot_dir);
     /* The template is kept up to date either way: users rely on the files. */
-    char *template_path = NULL;
-    lcow_code rc = get_template(sc, dir, plan->size_gb, &template_path, err);
-    if (rc == LCOW_OK) {
-        if (strategy_for(sc, plan->size_gb) == FILL_COPY) {
-            rc = lcow_os_copy_sparse(template_path, dst, err);
-        } else {
-            lcow_scratch_disk_options opts = {
-                .geometry.size_bytes = (uint64_t)plan->size_gb << 30,
-                .backend = sc->backend,
-            };
-            rc = lcow_scratch_disk_create(dst, &opts, err);
-        }
-        if (rc != LCOW_OK)
-            lcow_error_wrap(err, "create %s", dst);
+    lcow_file *tpl = NULL;
+    rc = get_template(sc, dir, plan->size_gb, &tpl, err);
+    if (rc != LCOW_OK) {
+        lcow_dir_close(d);
+        return rc;
     }
-    free(template_path);
-    free(dst);
+    if (strategy_for(sc, plan->size_gb) == FILL_COPY) {
+        lcow_file *out = NULL;
+        rc =
+            lcow_dir_file_open(d, LCOW_SANDBOX_NAME,
+                               LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &out, err);
+        if (rc == LCOW_OK) {
+            rc = lcow_file_copy_sparse(tpl, out, err);
+            lcow_file_close(out);
+            if (rc != LCOW_OK) {
+                /* a failed copy leaves nothing behind */
+                lcow_error e;
+                lcow_code gone = lcow_dir_remove(d, LCOW_SANDBOX_NAME, &e);
+                if (gone != LCOW_OK && gone != LCOW_NOT_FOUND)
+                    LCOW_LOGW("partial %s left in %s: %s", LCOW_SANDBOX_NAME, snapshot_dir,
+                              e.message);
+            }
+        }
+    } else {
+        lcow_scratch_disk_options opts = {
+            .geometry.size_bytes = (uint64_t)plan->size_gb << 30,
+            .backend = sc->backend,
+        };
+        rc = lcow_scratch_disk_create_in(d, LCOW_SANDBOX_NAME, &opts, err);
+    }
+    if (rc != LCOW_OK)
+        lcow_error_wrap(err, "create %s in %s", LCOW_SANDBOX_NAME, snapshot_dir);
+    lcow_file_close(tpl);
+    lcow_dir_close(d);
     return rc;
 }
 
@@ -1089,21 +1130,23 @@ lcow_code lcow_scratch_link_shared(lcow_scratch *sc, const char *owner_disk,
                             "shared scratch disk %s is %s, not a regular file: lcowsnap does not "
                             "share what it did not create",
                             owner_disk, lcow_os_stat_kind(&st));
-    char *link = rc == LCOW_OK ? lcow_path_join(snapshot_dir, LCOW_SANDBOX_NAME) : NULL;
-    if (rc == LCOW_OK && !link)
-        rc = oom(err, "scratch link");
+    /* The link is made inside the snapshot directory opened as a handle,
+     * as create_own makes its disk (issue 14, item 5). */
+    lcow_dir *d = NULL;
+    if (rc == LCOW_OK && (rc = lcow_dir_open(snapshot_dir, &d, err)) != LCOW_OK)
+        lcow_error_wrap(err, "scratch link");
     if (rc == LCOW_OK) {
         lcow_error sym_err;
-        rc = lcow_os_symlink(target, link, &sym_err);
+        rc = lcow_dir_symlink(d, target, LCOW_SANDBOX_NAME, &sym_err);
         if (rc == LCOW_NOT_IMPLEMENTED) {
             LCOW_LOGW("symbolic links unavailable (%s); sharing %s through a hard link",
                       sym_err.message, target);
-            rc = lcow_os_hardlink(target, link, err);
+            rc = lcow_dir_hardlink_from(d, target, LCOW_SANDBOX_NAME, err);
         } else if (rc != LCOW_OK && err) {
             *err = sym_err;
         }
     }
-    free(link);
+    lcow_dir_close(d);
     free(target);
     return rc;
 }

@@ -165,6 +165,13 @@ lcow_code lcow_dir_file_open(lcow_dir *d, const char *name, int flags, lcow_file
                              lcow_error *err);
 /* Hard link from -> to, both in d; an existing `to` is ALREADY_EXISTS. */
 lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_error *err);
+/* A symbolic link name in d pointing at target (absolute), as
+ * lcow_os_symlink (NOT_IMPLEMENTED where links are unavailable). */
+lcow_code lcow_dir_symlink(lcow_dir *d, const char *target, const char *name, lcow_error *err);
+/* A hard link name in d to the file at the path existing (a link there is
+ * linked itself, never followed); an existing name is ALREADY_EXISTS. */
+lcow_code lcow_dir_hardlink_from(lcow_dir *d, const char *existing, const char *name,
+                                 lcow_error *err);
 /* Renames from -> to inside d, replacing a file at to. */
 lcow_code lcow_dir_rename(lcow_dir *d, const char *from, const char *to, lcow_error *err);
 /* Removes the file name in d (a link itself, never its target). */
@@ -199,8 +206,20 @@ lcow_code lcow_os_usage(const char *path, int64_t *bytes, int64_t *inodes, lcow_
 
 /* Copies src to a new file dst (created exclusively), keeping holes: only
  * allocated ranges are copied (SEEK_DATA/SEEK_HOLE or copy_file_range on
- * Linux; allocated-range query on Windows). The copy is fsynced. */
+ * Linux; allocated-range query on Windows). The copy is fsynced. src is
+ * opened as lcow_file_open(LCOW_OPEN_REGULAR) does (never a link, a FIFO or
+ * a device); a failed copy leaves no dst. */
 lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err);
+/* The same between two open files: the bytes of the file src is open on
+ * (whatever its name leads to now) into dst, a new empty file open for
+ * writing, which is sized to src, gets src's allocated ranges only (POSIX:
+ * SEEK_DATA/SEEK_HOLE, then copy_file_range or read/write; Windows:
+ * FSCTL_QUERY_ALLOCATED_RANGES; the destination is not marked sparse there,
+ * as Windows refuses to attach a sparse VHDX) and is fsynced. So a file
+ * checked through its open handle is the one copied, even if its name was
+ * swapped after the check (issue 14, item 5). On failure dst may hold part
+ * of the data: the caller removes it. */
+lcow_code lcow_file_copy_sparse(lcow_file *src, lcow_file *dst, lcow_error *err);
 
 /* ---- time ---- */
 
@@ -284,5 +303,13 @@ unsigned lcow_os_fault_calls(lcow_os_op op);
  * arms the allocation seam of core/base/alloc.h instead. */
 bool lcow_os_fault_parse(const char *spec);
 const char *lcow_os_op_name(lcow_os_op op);
+/* Tests: calls fn(ctx, what) at every call of op that passes the seam, before
+ * the operation touches anything (so a test can swap a file between a check
+ * and a use: the hook of LCOW_OS_OP_COPY runs when a copy starts); fn NULL
+ * removes it (lcow_os_fault_clear removes all). One hook per op, set while
+ * no other thread uses that op.
+ * Returns false (and does nothing) without LCOW_FAULT_INJECTION. */
+typedef void (*lcow_os_hook_fn)(void *ctx, const char *what);
+bool lcow_os_fault_set_hook(lcow_os_op op, lcow_os_hook_fn fn, void *ctx);
 
 #endif

@@ -37,6 +37,20 @@ typedef struct fault_slot {
 
 static fault_slot slots[LCOW_OS_OP_COUNT + 1];
 
+/* Test hooks per op (lcow_os_fault_set_hook). */
+static _Atomic(lcow_os_hook_fn) hooks[LCOW_OS_OP_COUNT];
+static void *_Atomic hook_ctx[LCOW_OS_OP_COUNT];
+
+bool lcow_os_fault_set_hook(lcow_os_op op, lcow_os_hook_fn fn, void *ctx)
+{
+    if ((unsigned)op >= LCOW_OS_OP_COUNT)
+        return false;
+    atomic_store(&hooks[op], NULL);
+    atomic_store(&hook_ctx[op], ctx);
+    atomic_store(&hooks[op], fn);
+    return true;
+}
+
 /* 0 = LCOW_FAULT not read yet, 1 = reading, 2 = done. */
 static atomic_int env_state;
 
@@ -85,6 +99,8 @@ void lcow_os_fault_clear(void)
         atomic_store(&slots[i].persistent, false);
         atomic_store(&slots[i].fault, LCOW_FAULT_NONE);
     }
+    for (int i = 0; i < LCOW_OS_OP_COUNT; i++)
+        atomic_store(&hooks[i], NULL);
 }
 
 unsigned lcow_os_fault_calls(lcow_os_op op)
@@ -115,6 +131,9 @@ static lcow_os_fault slot_hit(fault_slot *s)
 lcow_code lcow_os_fault_check(lcow_os_op op, const char *what, lcow_error *err)
 {
     load_env_once();
+    lcow_os_hook_fn hook = atomic_load(&hooks[op]);
+    if (hook)
+        hook(atomic_load(&hook_ctx[op]), what);
     lcow_os_fault f = slot_hit(&slots[op]);
     lcow_os_fault any = slot_hit(&slots[LCOW_OS_OP_ANY]);
     if (f == LCOW_FAULT_NONE)
@@ -148,6 +167,12 @@ bool lcow_os_fault_arm(lcow_os_op op, unsigned nth, lcow_os_fault fault, bool pe
 }
 
 void lcow_os_fault_clear(void) {}
+
+bool lcow_os_fault_set_hook(lcow_os_op op, lcow_os_hook_fn fn, void *ctx)
+{
+    (void)op, (void)fn, (void)ctx;
+    return false;
+}
 
 unsigned lcow_os_fault_calls(lcow_os_op op)
 {

@@ -716,56 +716,64 @@ static int copy_data_segments(int in, int out, off_t size)
     return e;
 }
 
+/* lcow_file_copy_sparse after the seam. */
+static lcow_code copy_open_files(lcow_file *src, lcow_file *dst, lcow_error *err)
+{
+    struct stat s;
+    if (fstat(src->fd, &s) != 0)
+        return os_fail(err, errno, "copy: stat source", src->path);
+    if (!S_ISREG(s.st_mode))
+        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
+                              "copy: source %s is not a regular file", src->path);
+    const char *step = "truncate";
+    int e = ftruncate(dst->fd, s.st_size) != 0 ? errno : 0;
+    if (!e) {
+        step = "copy data to";
+        e = copy_data_segments(src->fd, dst->fd, s.st_size);
+    }
+    if (!e) {
+        step = "fsync";
+        e = fsync(dst->fd) != 0 ? errno : 0;
+    }
+    if (e)
+        return lcow_error_set(err, code_of_errno(e), "copy %s -> %s: %s %s: %s", src->path,
+                              dst->path, step, dst->path, strerror(e));
+    return LCOW_OK;
+}
+
+lcow_code lcow_file_copy_sparse(lcow_file *src, lcow_file *dst, lcow_error *err)
+{
+    /* The seam (and the tests' hook) before anything is read: the source
+     * is already open, so whatever its name leads to from here on is not
+     * what gets copied. */
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst->path, err);
+    return rc ? rc : copy_open_files(src, dst, err);
+}
+
 lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
 {
+    /* The seam first, as for every operation: nothing is opened or
+     * created when it fails. */
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst, err);
     if (rc)
         return rc;
     /* The source is never waited on (a FIFO) nor followed (a final link). */
-    int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-    if (in < 0 && (errno == ELOOP || errno == ENXIO))
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "copy: source %s is not a regular file (%s)", src, strerror(errno));
-    if (in < 0)
-        return os_fail(err, errno, "copy: open source", src);
-    struct stat s;
-    if (fstat(in, &s) != 0) {
-        rc = os_fail(err, errno, "copy: stat source", src);
-        close(in);
-        return rc;
+    lcow_file *in = NULL, *out = NULL;
+    lcow_error e;
+    rc = lcow_file_open(src, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &in, &e);
+    if (rc != LCOW_OK)
+        return lcow_error_set(err, rc, "copy: source %s", e.message);
+    rc = lcow_file_open(dst, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &out, &e);
+    if (rc != LCOW_OK) {
+        lcow_file_close(in);
+        return lcow_error_set(err, rc, "copy: create %s", e.message);
     }
-    if (!S_ISREG(s.st_mode)) {
-        close(in);
-        return lcow_error_set(err, LCOW_FAILED_PRECONDITION,
-                              "copy: source %s is not a regular file", src);
-    }
-    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (out < 0) {
-        rc = os_fail(err, errno, "copy: create", dst);
-        close(in);
-        return rc;
-    }
-    const char *step = "truncate";
-    int e = ftruncate(out, s.st_size) != 0 ? errno : 0;
-    if (!e) {
-        step = "copy data to";
-        e = copy_data_segments(in, out, s.st_size);
-    }
-    if (!e) {
-        step = "fsync";
-        e = fsync(out) != 0 ? errno : 0;
-    }
-    close(in);
-    if (close(out) != 0 && !e) {
-        step = "close";
-        e = errno;
-    }
-    if (e) {
+    rc = copy_open_files(in, out, err);
+    lcow_file_close(in);
+    lcow_file_close(out);
+    if (rc != LCOW_OK)
         unlink(dst); /* a failed copy leaves nothing behind */
-        return lcow_error_set(err, code_of_errno(e), "copy %s -> %s: %s %s: %s", src, dst, step,
-                              dst, strerror(e));
-    }
-    return LCOW_OK;
+    return rc;
 }
 
 lcow_time lcow_os_time_now(void)
@@ -915,6 +923,41 @@ lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_erro
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LINK, path ? path : to, err);
     if (rc == LCOW_OK && linkat(d->fd, from, d->fd, to, 0) != 0)
         rc = os_fail(err, errno, "link", path ? path : to);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_symlink(lcow_dir *d, const char *target, const char *name, lcow_error *err)
+{
+    if (!one_component(name))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "symlink %s: not a single file name",
+                              name);
+    char *path = dir_child(d, name);
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LINK, path ? path : name, err);
+    if (rc == LCOW_OK && symlinkat(target, d->fd, name) != 0) {
+        int e = errno;
+        /* File systems without symlinks (vfat, some FUSE) say EPERM. */
+        lcow_code code = e == EPERM || e == ENOSYS ? LCOW_NOT_IMPLEMENTED : code_of_errno(e);
+        rc = lcow_error_set(err, code, "symlink %s -> %s: %s", path ? path : name, target,
+                            strerror(e));
+    }
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_hardlink_from(lcow_dir *d, const char *existing, const char *name,
+                                 lcow_error *err)
+{
+    if (!one_component(name))
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "hard link %s: not a single file name",
+                              name);
+    char *path = dir_child(d, name);
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_LINK, path ? path : name, err);
+    if (rc == LCOW_OK && linkat(AT_FDCWD, existing, d->fd, name, 0) != 0) {
+        int e = errno;
+        rc = lcow_error_set(err, code_of_errno(e), "hard link %s -> %s: %s", path ? path : name,
+                            existing, strerror(e));
+    }
     free(path);
     return rc;
 }

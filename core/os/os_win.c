@@ -1167,76 +1167,86 @@ static DWORD copy_ranges(HANDLE in, HANDLE out, const FILE_ALLOCATED_RANGE_BUFFE
     return e;
 }
 
-lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
+/* lcow_file_copy_sparse after the seam. */
+static lcow_code copy_open_files(lcow_file *src, lcow_file *dst, lcow_error *err)
 {
-    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst, err);
-    if (rc)
-        return rc;
-    wchar_t *ws = to_wide_path(src), *wd = to_wide_path(dst);
-    if (!ws || !wd) {
-        free(ws);
-        free(wd);
-        return bad_path(err, "copy", dst);
-    }
-    HANDLE in = CreateFileW(ws, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_DELETE, NULL,
-                            OPEN_EXISTING, FILE_FLAG_SEQUENTIAL_SCAN, NULL);
-    if (in == INVALID_HANDLE_VALUE) {
-        rc = win_fail(err, GetLastError(), "copy: open source", src);
-        free(ws);
-        free(wd);
-        return rc;
-    }
     /* A normal (not sparse) destination: Windows refuses to attach sparse
      * VHDX files, so only the reads skip the holes. */
-    HANDLE out = CreateFileW(wd, GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_DELETE, NULL,
-                             CREATE_NEW, FILE_ATTRIBUTE_NORMAL, NULL);
-    if (out == INVALID_HANDLE_VALUE) {
-        rc = win_fail(err, GetLastError(), "copy: create", dst);
-        CloseHandle(in);
-        free(ws);
-        free(wd);
-        return rc;
-    }
     const char *step = "size";
     DWORD e = 0;
     LARGE_INTEGER size;
     FILE_ALLOCATED_RANGE_BUFFER *ranges = NULL;
     size_t count = 0;
-    if (!GetFileSizeEx(in, &size))
+    if (!GetFileSizeEx(src->h, &size))
         e = GetLastError();
     if (!e) {
         step = "extend";
-        if (!set_length(out, (uint64_t)size.QuadPart))
+        if (!set_length(dst->h, (uint64_t)size.QuadPart))
             e = GetLastError();
     }
     if (!e) {
         step = "query allocated ranges of";
-        e = allocated_ranges(in, (uint64_t)size.QuadPart, &ranges, &count);
+        e = allocated_ranges(src->h, (uint64_t)size.QuadPart, &ranges, &count);
     }
     if (!e) {
         step = "copy data to";
-        e = copy_ranges(in, out, ranges, count, (uint64_t)size.QuadPart);
+        e = copy_ranges(src->h, dst->h, ranges, count, (uint64_t)size.QuadPart);
     }
     if (!e) {
         step = "flush";
-        if (!FlushFileBuffers(out))
+        if (!FlushFileBuffers(dst->h))
             e = GetLastError();
     }
     free(ranges);
-    CloseHandle(in);
-    CloseHandle(out);
     if (e) {
-        DeleteFileW(wd); /* a failed copy leaves nothing behind */
-        free(ws);
-        free(wd);
         char msg[300];
         win32_message(e, msg, sizeof msg);
-        return lcow_error_set(err, code_of_win32(e), "copy %s -> %s: %s %s: %s", src, dst, step,
-                              dst, msg);
+        return lcow_error_set(err, code_of_win32(e), "copy %s -> %s: %s %s: %s", src->path,
+                              dst->path, step, dst->path, msg);
     }
-    free(ws);
-    free(wd);
     return LCOW_OK;
+}
+
+lcow_code lcow_file_copy_sparse(lcow_file *src, lcow_file *dst, lcow_error *err)
+{
+    /* The seam (and the tests' hook) before anything is read: the source
+     * is already open, so whatever its name leads to from here on is not
+     * what gets copied. */
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst->path, err);
+    return rc ? rc : copy_open_files(src, dst, err);
+}
+
+lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
+{
+    /* The seam first, as for every operation: nothing is opened or
+     * created when it fails. */
+    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst, err);
+    if (rc)
+        return rc;
+    /* The source is never a reparse point, a device or a pipe. */
+    lcow_file *in = NULL, *out = NULL;
+    lcow_error e;
+    rc = lcow_file_open(src, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &in, &e);
+    if (rc != LCOW_OK)
+        return lcow_error_set(err, rc, "copy: source %s", e.message);
+    rc = lcow_file_open(dst, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &out, &e);
+    if (rc != LCOW_OK) {
+        lcow_file_close(in);
+        return lcow_error_set(err, rc, "copy: create %s", e.message);
+    }
+    rc = copy_open_files(in, out, err);
+    lcow_file_close(in);
+    lcow_file_close(out);
+    if (rc != LCOW_OK) {
+        /* A failed copy leaves nothing behind (not through the seam: a
+         * persistent fault must not keep the partial copy). */
+        wchar_t *wd = to_wide_path(dst);
+        if (!wd || (!DeleteFileW(wd) && GetLastError() != ERROR_FILE_NOT_FOUND))
+            LCOW_LOGW("copy %s: the partial copy could not be removed (error %lu)", dst,
+                      wd ? (unsigned long)GetLastError() : 0ul);
+        free(wd);
+    }
+    return rc;
 }
 
 lcow_time lcow_os_time_now(void)
@@ -1398,6 +1408,27 @@ lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_erro
                                            "link %s -> %s: not single file names", from, to);
     free(a);
     free(b);
+    return rc;
+}
+
+lcow_code lcow_dir_symlink(lcow_dir *d, const char *target, const char *name, lcow_error *err)
+{
+    char *path = dir_child(d, name);
+    lcow_code rc = path ? lcow_os_symlink(target, path, err)
+                        : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                         "symlink %s: not a single file name", name);
+    free(path);
+    return rc;
+}
+
+lcow_code lcow_dir_hardlink_from(lcow_dir *d, const char *existing, const char *name,
+                                 lcow_error *err)
+{
+    char *path = dir_child(d, name);
+    lcow_code rc = path ? lcow_os_hardlink(existing, path, err)
+                        : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                         "hard link %s: not a single file name", name);
+    free(path);
     return rc;
 }
 

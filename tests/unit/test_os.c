@@ -478,6 +478,61 @@ static void copy_sparse_keeps_content_and_holes(void **state)
     free(dir);
 }
 
+/* lcow_file_copy_sparse copies the file its source handle is open on, not
+ * whatever the name leads to by then (issue 14, item 5): the source is
+ * opened (as a checker opens it), its name is then given to another file
+ * (renamed aside and an impostor renamed in, which works on an open file on
+ * Windows too), and the copy holds the first file's bytes and holes. */
+static void file_copy_sparse_copies_the_open_file(void **state)
+{
+    char *dir = test_fresh_dir("copy-open");
+    lcow_error err;
+    uint64_t size;
+    char *src = make_sparse_source(dir, &size);
+    char *keep = lcow_path_join(dir, "keep.img"); /* the same bytes, to compare */
+    assert_int_equal(lcow_os_copy_sparse(src, keep, &err), LCOW_OK);
+    lcow_file *in = NULL, *out = NULL;
+    assert_int_equal(lcow_file_open(src, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &in, &err), LCOW_OK);
+
+    char *aside = lcow_path_join(dir, "aside.img"), *impostor = lcow_path_join(dir, "imp.img");
+    write_file(impostor, "impostor: not the checked file");
+    assert_int_equal(lcow_os_rename(src, aside, &err), LCOW_OK);
+    assert_int_equal(lcow_os_rename(impostor, src, &err), LCOW_OK);
+
+    char *dst = lcow_path_join(dir, "dst.img");
+    assert_int_equal(
+        lcow_file_open(dst, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &out, &err),
+        LCOW_OK);
+    assert_int_equal(lcow_file_copy_sparse(in, out, &err), LCOW_OK);
+    lcow_file_close(out);
+    lcow_file_close(in);
+    assert_same_content(keep, dst);
+#ifndef _WIN32
+    /* holes kept: only the three 4 KiB data blocks are allocated */
+    char *only = test_fresh_dir("copy-open-usage");
+    char *moved = lcow_path_join(only, "dst.img");
+    assert_int_equal(lcow_os_rename(dst, moved, &err), LCOW_OK);
+    int64_t bytes, inodes;
+    assert_int_equal(lcow_os_usage(only, &bytes, &inodes, &err), LCOW_OK);
+    assert_true(bytes < 1 << 20);
+    free(moved);
+    free(only);
+#endif
+    /* The path form reads the name: now the impostor. */
+    char *dst2 = lcow_path_join(dir, "dst2.img");
+    assert_int_equal(lcow_os_copy_sparse(src, dst2, &err), LCOW_OK);
+    lcow_stat st;
+    assert_int_equal(lcow_os_stat(dst2, &st, &err), LCOW_OK);
+    assert_int_equal(st.size, strlen("impostor: not the checked file"));
+    free(dst2);
+    free(dst);
+    free(impostor);
+    free(aside);
+    free(keep);
+    free(src);
+    free(dir);
+}
+
 /* Paths beyond MAX_PATH (the \\?\ prefix on Windows) and non-ASCII names. */
 static void long_and_unicode_paths_work(void **state)
 {
@@ -962,6 +1017,36 @@ static void dir_handle_works_where_the_directory_is(void **state)
     free(where);
     assert_int_equal(lcow_dir_remove(d, "h", &err), LCOW_OK);
     assert_int_equal(lcow_dir_remove(d, "h", &err), LCOW_NOT_FOUND);
+    /* links to a file elsewhere, made in d wherever d is now */
+    char *src = lcow_path_join(base, "src");
+    write_file(src, "shared");
+    assert_int_equal(lcow_dir_hardlink_from(d, src, "hl", &err), LCOW_OK);
+    assert_int_equal(lcow_dir_hardlink_from(d, src, "hl", &err), LCOW_ALREADY_EXISTS);
+    assert_int_equal(lcow_dir_hardlink_from(d, src, "..", &err), LCOW_INVALID_ARGUMENT);
+    assert_int_equal(lcow_dir_symlink(d, src, "..", &err), LCOW_INVALID_ARGUMENT);
+    char *hl = lcow_path_join(moved_rc == LCOW_OK ? moved : a, "hl");
+    lcow_file_id ida, idb;
+    assert_int_equal(lcow_os_file_id(hl, &ida, &err), LCOW_OK);
+    assert_int_equal(lcow_os_file_id(src, &idb, &err), LCOW_OK);
+    assert_true(ida.volume == idb.volume && ida.index == idb.index && ida.links == 2);
+    char *sl = lcow_path_join(moved_rc == LCOW_OK ? moved : a, "sl");
+    lcow_code sl_rc = lcow_dir_symlink(d, src, "sl", &err);
+#ifdef _WIN32
+    /* Wine has no symbolic links: NOT_IMPLEMENTED, as lcow_os_symlink */
+    assert_true(sl_rc == LCOW_OK || sl_rc == LCOW_NOT_IMPLEMENTED);
+#else
+    assert_int_equal(sl_rc, LCOW_OK);
+#endif
+    if (sl_rc == LCOW_OK) {
+        assert_int_equal(lcow_os_stat(sl, &st, &err), LCOW_OK);
+        assert_true(st.exists && st.is_link);
+        assert_int_equal(lcow_dir_symlink(d, src, "sl", &err), LCOW_ALREADY_EXISTS);
+        assert_int_equal(lcow_dir_remove(d, "sl", &err), LCOW_OK);
+    }
+    assert_int_equal(lcow_dir_remove(d, "hl", &err), LCOW_OK);
+    free(sl);
+    free(hl);
+    free(src);
 #ifndef _WIN32
     /* a link at a name is not followed */
     char *outside = lcow_path_join(base, "outside");
@@ -1005,6 +1090,7 @@ int main(void)
         cmocka_unit_test(links_and_realpath),
         cmocka_unit_test(usage_counts_blocks_and_hard_links_once),
         cmocka_unit_test(copy_sparse_keeps_content_and_holes),
+        cmocka_unit_test(file_copy_sparse_copies_the_open_file),
         cmocka_unit_test(long_and_unicode_paths_work),
         cmocka_unit_test(fault_fires_on_nth_call_once),
         cmocka_unit_test(every_operation_can_fail),
