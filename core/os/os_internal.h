@@ -10,4 +10,12 @@
  * Returns LCOW_OK otherwise (always, without LCOW_FAULT_INJECTION). */
 lcow_code lcow_os_fault_check(lcow_os_op op, const char *what, lcow_error *err);
 
+/* The platform's half of lcow_file_copy_sparse (os_common.c): copies src
+ * into dst from their starts, keeping src's holes, and syncs dst. */
+lcow_code lcow_os_copy_open_files(lcow_file *src, lcow_file *dst, lcow_error *err);
+
+/* Removes a partial file after a failed operation, without the seam (a
+ * persistent fault must not keep it); logs a warning if it stays. */
+void lcow_os_remove_partial(const char *path);
+
 #endif

@@ -717,7 +717,7 @@ static int copy_data_segments(int in, int out, off_t size)
 }
 
 /* lcow_file_copy_sparse after the seam. */
-static lcow_code copy_open_files(lcow_file *src, lcow_file *dst, lcow_error *err)
+lcow_code lcow_os_copy_open_files(lcow_file *src, lcow_file *dst, lcow_error *err)
 {
     struct stat s;
     if (fstat(src->fd, &s) != 0)
@@ -747,33 +747,13 @@ lcow_code lcow_file_copy_sparse(lcow_file *src, lcow_file *dst, lcow_error *err)
      * is already open, so whatever its name leads to from here on is not
      * what gets copied. */
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst->path, err);
-    return rc ? rc : copy_open_files(src, dst, err);
+    return rc ? rc : lcow_os_copy_open_files(src, dst, err);
 }
 
-lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
+void lcow_os_remove_partial(const char *path)
 {
-    /* The seam first, as for every operation: nothing is opened or
-     * created when it fails. */
-    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst, err);
-    if (rc)
-        return rc;
-    /* The source is never waited on (a FIFO) nor followed (a final link). */
-    lcow_file *in = NULL, *out = NULL;
-    lcow_error e;
-    rc = lcow_file_open(src, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &in, &e);
-    if (rc != LCOW_OK)
-        return lcow_error_set(err, rc, "copy: source %s", e.message);
-    rc = lcow_file_open(dst, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &out, &e);
-    if (rc != LCOW_OK) {
-        lcow_file_close(in);
-        return lcow_error_set(err, rc, "copy: create %s", e.message);
-    }
-    rc = copy_open_files(in, out, err);
-    lcow_file_close(in);
-    lcow_file_close(out);
-    if (rc != LCOW_OK)
-        unlink(dst); /* a failed copy leaves nothing behind */
-    return rc;
+    if (unlink(path) != 0 && errno != ENOENT)
+        LCOW_LOGW("%s: a partial file could not be removed: %s", path, strerror(errno));
 }
 
 lcow_time lcow_os_time_now(void)

@@ -1168,7 +1168,7 @@ static DWORD copy_ranges(HANDLE in, HANDLE out, const FILE_ALLOCATED_RANGE_BUFFE
 }
 
 /* lcow_file_copy_sparse after the seam. */
-static lcow_code copy_open_files(lcow_file *src, lcow_file *dst, lcow_error *err)
+lcow_code lcow_os_copy_open_files(lcow_file *src, lcow_file *dst, lcow_error *err)
 {
     /* A normal (not sparse) destination: Windows refuses to attach sparse
      * VHDX files, so only the reads skip the holes. */
@@ -1213,40 +1213,16 @@ lcow_code lcow_file_copy_sparse(lcow_file *src, lcow_file *dst, lcow_error *err)
      * is already open, so whatever its name leads to from here on is not
      * what gets copied. */
     lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst->path, err);
-    return rc ? rc : copy_open_files(src, dst, err);
+    return rc ? rc : lcow_os_copy_open_files(src, dst, err);
 }
 
-lcow_code lcow_os_copy_sparse(const char *src, const char *dst, lcow_error *err)
+void lcow_os_remove_partial(const char *path)
 {
-    /* The seam first, as for every operation: nothing is opened or
-     * created when it fails. */
-    lcow_code rc = lcow_os_fault_check(LCOW_OS_OP_COPY, dst, err);
-    if (rc)
-        return rc;
-    /* The source is never a reparse point, a device or a pipe. */
-    lcow_file *in = NULL, *out = NULL;
-    lcow_error e;
-    rc = lcow_file_open(src, LCOW_OPEN_READ | LCOW_OPEN_REGULAR, &in, &e);
-    if (rc != LCOW_OK)
-        return lcow_error_set(err, rc, "copy: source %s", e.message);
-    rc = lcow_file_open(dst, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_EXCLUSIVE, &out, &e);
-    if (rc != LCOW_OK) {
-        lcow_file_close(in);
-        return lcow_error_set(err, rc, "copy: create %s", e.message);
-    }
-    rc = copy_open_files(in, out, err);
-    lcow_file_close(in);
-    lcow_file_close(out);
-    if (rc != LCOW_OK) {
-        /* A failed copy leaves nothing behind (not through the seam: a
-         * persistent fault must not keep the partial copy). */
-        wchar_t *wd = to_wide_path(dst);
-        if (!wd || (!DeleteFileW(wd) && GetLastError() != ERROR_FILE_NOT_FOUND))
-            LCOW_LOGW("copy %s: the partial copy could not be removed (error %lu)", dst,
-                      wd ? (unsigned long)GetLastError() : 0ul);
-        free(wd);
-    }
-    return rc;
+    wchar_t *wd = to_wide_path(path);
+    if (!wd || (!DeleteFileW(wd) && GetLastError() != ERROR_FILE_NOT_FOUND))
+        LCOW_LOGW("%s: a partial file could not be removed (error %lu)", path,
+                  wd ? (unsigned long)GetLastError() : 0ul);
+    free(wd);
 }
 
 lcow_time lcow_os_time_now(void)
