@@ -93,8 +93,11 @@ torture: deps-native
 	@rc=0; ctest --preset native -L torture --no-tests=error || rc=$$?; \
 	cat build/native/reliability-summary.txt 2>/dev/null || true; exit $$rc
 
+# The win64 tests keep their files in /tmp/lcow-test-<first 10 hex digits of
+# the MD5 of the build directory> (tests/CMakeLists.txt: short Windows paths).
 clean:
 	rm -rf build/native build/native-asan build/win64 build/fuzz build/release
+	rm -rf /tmp/lcow-test-$$(printf '%s' '$(CURDIR)/build/win64' | md5sum | cut -c1-10)
 
 # Only when asked: the Windows libraries take ~2 min and the prefix ~15 s to
 # rebuild, and others may be using the prefix (its wineserver is ended first).

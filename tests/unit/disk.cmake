@@ -29,7 +29,7 @@ if(LCOW_DISK_QEMU_IMG AND LCOW_DISK_E2FSCK AND LCOW_DISK_DUMPE2FS)
     set_tests_properties(${exporter} PROPERTIES FIXTURES_SETUP disk_export_${exporter})
     add_test(NAME ${exporter}_exported_images
              COMMAND sh ${PROJECT_SOURCE_DIR}/tests/disk/check-images.sh
-                     ${CMAKE_BINARY_DIR}/test-tmp/${exporter}/export ${LCOW_DISK_QEMU_IMG}
+                     ${LCOW_TEST_TMP_ROOT}/${exporter}/export ${LCOW_DISK_QEMU_IMG}
                      ${LCOW_DISK_E2FSCK} ${LCOW_DISK_DUMPE2FS})
     set_tests_properties(${exporter}_exported_images PROPERTIES
                          FIXTURES_REQUIRED disk_export_${exporter} LABELS "unit;disk" TIMEOUT 300)
@@ -45,7 +45,7 @@ lcow_unit_test(NAME test_compact SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_compact.
 find_program(LCOW_DISK_DEBUGFS debugfs PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
 find_program(LCOW_DISK_MKFS_EXT4 mkfs.ext4 PATHS /usr/sbin /sbin NO_CMAKE_FIND_ROOT_PATH)
 if(LCOW_DISK_QEMU_IMG AND LCOW_DISK_E2FSCK AND LCOW_DISK_DEBUGFS AND LCOW_DISK_MKFS_EXT4)
-  set(fixture ${CMAKE_BINARY_DIR}/test-tmp/compact-fixture)
+  set(fixture ${LCOW_TEST_TMP_ROOT}/compact-fixture)
   if(WIN32)
     string(REPLACE "/" "\\" fixture_native "Z:${fixture}")
   else()

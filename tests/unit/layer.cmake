@@ -15,7 +15,7 @@ endif()
 
 set(LCOW_SHARED_DIR "${PROJECT_SOURCE_DIR}/../shared" CACHE PATH
     "Reference tools and data (tar2ext4-ref, make_layers.py, golden.json)")
-set(layer_golden ${CMAKE_BINARY_DIR}/test-tmp/layer-golden)
+set(layer_golden ${LCOW_TEST_TMP_ROOT}/layer-golden)
 add_test(NAME layer_golden_fixture
          COMMAND sh ${PROJECT_SOURCE_DIR}/tests/layer/make-golden.sh ${LCOW_SHARED_DIR} ${layer_golden})
 set_tests_properties(layer_golden_fixture PROPERTIES FIXTURES_SETUP layer_golden
@@ -75,7 +75,7 @@ if(LCOW_VERITYSETUP)
   set_tests_properties(test_verity PROPERTIES FIXTURES_SETUP layer_verity_export)
   add_test(NAME test_verity_exported
            COMMAND sh ${PROJECT_SOURCE_DIR}/tests/layer/check-verity.sh
-                   ${CMAKE_BINARY_DIR}/test-tmp/test_verity/export ${LCOW_VERITYSETUP})
+                   ${LCOW_TEST_TMP_ROOT}/test_verity/export ${LCOW_VERITYSETUP})
   set_tests_properties(test_verity_exported PROPERTIES FIXTURES_REQUIRED layer_verity_export
                                                        LABELS "unit;layer" TIMEOUT 300)
 endif()

@@ -18,6 +18,6 @@ if(NOT WIN32)
     torture_scratch_swap_race
     PROPERTIES LABELS "torture;scratch" TIMEOUT 300 SKIP_RETURN_CODE 77
                ENVIRONMENT
-               "LCOW_TEST_TMP=${CMAKE_BINARY_DIR}/test-tmp/torture_scratch_swap_race;LCOW_SWAP_RACE_SECONDS=20;LCOW_TEST_ONLY=swapped_directory_redirects_nothing")
-  file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/test-tmp/torture_scratch_swap_race)
+               "LCOW_TEST_TMP=${LCOW_TEST_TMP_ROOT}/torture_scratch_swap_race;LCOW_SWAP_RACE_SECONDS=20;LCOW_TEST_ONLY=swapped_directory_redirects_nothing")
+  file(MAKE_DIRECTORY ${LCOW_TEST_TMP_ROOT}/torture_scratch_swap_race)
 endif()
