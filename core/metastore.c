@@ -655,7 +655,15 @@ lcow_code lcow_metastore_open(const char *path, const lcow_metastore_options *op
     char *e = NULL;
     ms->db = leveldb_open(ms->options, path, &e);
     if (e) {
-        lcow_error_set(err, LCOW_UNAVAILABLE, "cannot open metadata store %s: %s", path, e);
+        /* LevelDB's Windows env opens its files by ANSI name (CreateFileA),
+         * which stops at MAX_PATH whatever the system's long-path setting. */
+        const char *hint = "";
+#ifdef _WIN32
+        if (strstr(e, "too long"))
+            hint = " (LevelDB opens its files by name through the ANSI Windows API, which stops "
+                   "at 259 characters: choose a shorter --root)";
+#endif
+        lcow_error_set(err, LCOW_UNAVAILABLE, "cannot open metadata store %s: %s%s", path, e, hint);
         leveldb_free(e);
         lcow_metastore_close(ms);
         return LCOW_UNAVAILABLE;
