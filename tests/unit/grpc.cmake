@@ -5,4 +5,4 @@
 lcow_unit_test(NAME test_grpc
                SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_grpc.c ${CMAKE_CURRENT_LIST_DIR}/grpc_test_client.c
                        ${CMAKE_CURRENT_LIST_DIR}/testlib.c
-               LIBS lcow_grpc lcow_client lcow_core lcow_os TIMEOUT 600)
+               LIBS lcow_grpc lcow_client lcow_core lcow_os lcow_test_layerblob TIMEOUT 600)

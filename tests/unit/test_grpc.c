@@ -35,6 +35,7 @@
 #include "rpc/server.h"
 #include "services/snapshots/v1/snapshots.pb-c.h"
 #include "unit/grpc_test_client.h"
+#include "support/layerblob.h"
 #include "unit/testlib.h"
 
 #define MAX_MESSAGE (64 * 1024)
@@ -394,33 +395,17 @@ static void every_method_works(void **state)
 /* A one-file tar layer at path. */
 static void write_small_tar(const char *path)
 {
-    uint8_t tar[512 * 2 + 1024];
-    memset(tar, 0, sizeof tar);
-    char *h = (char *)tar;
-    snprintf(h, 100, "%s", "hello");
-    snprintf(h + 100, 8, "%07o", 0644u);
-    snprintf(h + 108, 8, "%07o", 0u);
-    snprintf(h + 116, 8, "%07o", 0u);
-    snprintf(h + 124, 12, "%011o", 6u);
-    snprintf(h + 136, 12, "%011o", 1700000000u);
-    h[156] = '0';
-    memcpy(h + 257,
-           "ustar\0"
-           "00",
-           8);
-    memset(h + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < 512; i++)
-        sum += tar[i];
-    snprintf(h + 148, 8, "%06o", sum);
-    memcpy(tar + 512, "hello\n", 6);
+    lb_tar tar = {0};
+    lb_entry(&tar, "hello", '0', "hello\n", 6, NULL, 0644, 0);
+    lb_end(&tar);
     lcow_file *f;
     lcow_error err;
     assert_int_equal(
         lcow_file_open(path, LCOW_OPEN_WRITE | LCOW_OPEN_CREATE | LCOW_OPEN_TRUNCATE, &f, &err),
         LCOW_OK);
-    assert_int_equal(lcow_file_pwrite(f, tar, sizeof tar, 0, &err), LCOW_OK);
+    assert_int_equal(lcow_file_pwrite(f, tar.d, tar.len, 0, &err), LCOW_OK);
     lcow_file_close(f);
+    free(tar.d);
 }
 
 /* Over the gRPC endpoint, with the labels containerd 1.6 and 1.7 send (the
