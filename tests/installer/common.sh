@@ -211,24 +211,26 @@ installed_packed_products() {
   wine_run reg query "$INSTALLER_PRODUCTS_KEY" | sed -n 's/.*\\Products\\\([0-9A-F]*\)$/\1/p'
 }
 
-# "COMPONENT-GUID:PACKED-CLIENT" for every client of the MSI's components whose
-# product is not installed.
-orphaned_component_clients() { # orphaned_component_clients MSI
-  local id client installed
-  installed=$(installed_packed_products)
-  for id in $(msi_component_ids "$1"); do
-    for client in $(component_clients "$id"); do
-      grep -qx "$client" <<<"$installed" || echo "$id:$client"
-    done
-  done
-}
-
-# Every client of the MSI's components, installed or not ("GUID:PACKED" lines).
-component_client_report() { # component_client_report MSI
+# "COMPONENT-GUID:PACKED-CLIENT", one line per client of the MSI's components.
+component_client_pairs() { # component_client_pairs MSI
   local id client
   for id in $(msi_component_ids "$1"); do
     for client in $(component_clients "$id"); do echo "$id:$client"; done
-  done | tr '\n' ' '
+  done
+}
+
+# The pairs whose product is not installed.
+orphaned_component_clients() { # orphaned_component_clients MSI
+  local pair installed
+  installed=$(installed_packed_products)
+  for pair in $(component_client_pairs "$1"); do
+    grep -qx "${pair#*:}" <<<"$installed" || echo "$pair"
+  done
+}
+
+# Every client of the MSI's components, installed or not, on one line.
+component_client_report() { # component_client_report MSI
+  component_client_pairs "$1" | tr '\n' ' '
 }
 
 remove_orphaned_component_clients() { # remove_orphaned_component_clients MSI
