@@ -14,11 +14,11 @@ TEST_NAME=$(basename "$0" .sh)
 # prefix, and a leftover from an interrupted run must not collide.
 SVC="lcowsnap-${TEST_NAME#service_}-$$"
 PIPE="\\\\.\\pipe\\$SVC"
-# Work files and the service's --root in a short private directory, not under
-# the build tree: LevelDB under Windows opens its files by name and stops at
-# MAX_PATH (260), which <checkout>\build\win64\test-tmp\wine-service\<test>\
-# <root>\partitions\containerd\meta\MANIFEST-000001 passes in a checkout of
-# ~150 characters ("File name is too long"; issue 14 item 11).
+# Work files and the service's --root in a short private directory of its own:
+# LevelDB under Windows opens its files by name and stops at MAX_PATH (260), so
+# the root must stay short whatever the checkout's depth ("File name is too
+# long"; issue 14 item 11; the other win64 tests use LCOW_TEST_TMP_ROOT, a short
+# /tmp directory, for the same reason: tests/CMakeLists.txt).
 WORK=$(mktemp -d /tmp/lcow.XXXXXX)
 BACKGROUND_PIDS=()
 
