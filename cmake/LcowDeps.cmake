@@ -1,6 +1,6 @@
 # Finds the third-party libraries and exposes them as imported targets:
 #   lcow::leveldb, lcow::msgpack, lcow::cmocka, lcow::pcre2,
-#   lcow::zlib, lcow::zstd, lcow::archive (libarchive), lcow::nettle,
+#   lcow::zlib, lcow::isal (ISA-L: gzip decoding), lcow::zstd, lcow::archive (libarchive), lcow::nettle,
 #   lcow::nghttp2, lcow::protobufc (the protobuf-c runtime),
 # and the protobuf-c code generator as LCOW_PROTOC_C (a host program).
 #
@@ -38,6 +38,7 @@ if(WIN32)
   lcow_import(cmocka cmocka.h NAMES cmocka-static cmocka LIBS Threads::Threads)
   lcow_import(pcre2 pcre2.h NAMES pcre2-8 DEFINES PCRE2_STATIC PCRE2_CODE_UNIT_WIDTH=8)
   lcow_import(zlib zlib.h NAMES z)
+  lcow_import(isal isa-l/igzip_lib.h NAMES isal)
   lcow_import(zstd zstd.h NAMES zstd)
   # Without LIBARCHIVE_STATIC / NGHTTP2_STATICLIB their headers declare every
   # function __declspec(dllimport), and the static link fails. libarchive's
@@ -53,6 +54,7 @@ else()
   lcow_import(cmocka cmocka.h NAMES cmocka)
   lcow_import(pcre2 pcre2.h NAMES pcre2-8 DEFINES PCRE2_CODE_UNIT_WIDTH=8)
   lcow_import(zlib zlib.h NAMES z)
+  lcow_import(isal isa-l/igzip_lib.h NAMES isal)
   lcow_import(zstd zstd.h NAMES zstd)
   lcow_import(archive archive.h NAMES archive)
   lcow_import(nettle nettle/sha2.h NAMES nettle)

@@ -4,8 +4,8 @@
 # Idempotent, and quiet when everything is already there.
 #  --native: apt-get installs the Debian packages the native build, the tests
 #            and later tooling need (only the missing ones).
-#  --win64:  cross-builds LevelDB, msgpack-c, cmocka, PCRE2, zlib, zstd,
-#            libarchive, nettle, nghttp2 and protobuf-c for Windows x64 from
+#  --win64:  cross-builds LevelDB, msgpack-c, cmocka, PCRE2, zlib, ISA-L,
+#            zstd, libarchive, nettle, nghttp2 and protobuf-c for Windows x64 from
 #            Debian's own source packages (`apt-get source`, adding a deb-src
 #            entry when the machine has none) with the mingw-w64 *posix*
 #            compilers, into build/deps/win64 (static libs + headers).
@@ -83,7 +83,8 @@ apt_quiet() {
 # ---------------------------------------------------------------- apt packages
 # Build: compilers, cmake, ninja, mingw (posix thread model), clang for fuzzing.
 # Deps: native -dev packages, protoc-c (protobuf-c-compiler, run at build time
-# in both builds), dpkg-dev for `apt-get source`, m4 for nettle's assembly.
+# in both builds), dpkg-dev for `apt-get source`, m4 for nettle's assembly,
+# yasm for ISA-L's (its mingw build assembles with yasm, not nasm).
 # Tests/tools: wine, qemu-img and e2fsprogs (external checkers of the VHDX and
 # ext4 writers), python3-msgpack (independent client), zstd and gzip (layer
 # blobs), veritysetup (cryptsetup-bin), stress-ng, msitools + wixl (MSI),
@@ -98,9 +99,9 @@ packages=(
   mingw-w64 gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64
   wine wine64
   libleveldb-dev libmsgpack-dev libcmocka-dev libpcre2-dev
-  zlib1g-dev libzstd-dev libarchive-dev nettle-dev libnghttp2-dev
+  zlib1g-dev libisal-dev libzstd-dev libarchive-dev nettle-dev libnghttp2-dev
   libprotobuf-c-dev protobuf-c-compiler
-  dpkg-dev m4
+  dpkg-dev m4 yasm
   qemu-utils e2fsprogs python3 python3-msgpack
   zstd gzip cryptsetup-bin stress-ng
   msitools wixl zip
@@ -245,6 +246,27 @@ zlib_step() {
     make install
 }
 
+# ISA-L (Debian's libisal) ships no configure, only configure.ac, and autotools
+# are not installed; its own Makefile.unx builds for mingw (arch=mingw: yasm,
+# win64 objects) in the source tree, so the tree is copied here first. Only
+# the gzip code (igzip) and the CRCs it needs: bin/isa-l.a, -O2, no -g (the
+# Makefile drops -g for the library). yasm 1.3 knows no AVX-512, so those
+# kernels are stubs; the SSE/AVX2 ones are in. have_threads=n skips a pthread
+# probe that only its programs (not built) use. Installed as Debian lays it
+# out: lib/libisal.a, include/isa-l/*.h, include/isa-l.h.
+isal_step() {
+  local src=$1 h
+  cp -a "$src/." . &&
+    make -f Makefile.unx -j "$jobs" arch=mingw units="igzip crc" have_threads=n \
+      CC=x86_64-w64-mingw32-gcc-posix AR=x86_64-w64-mingw32-ar lib isa-l.h &&
+    mkdir -p "$prefix/lib" "$prefix/include/isa-l" &&
+    install -m 644 bin/isa-l.a "$prefix/lib/libisal.a" &&
+    for h in igzip_lib.h crc.h crc64.h types.h; do
+      install -m 644 "include/$h" "$prefix/include/isa-l/$h" || return 1
+    done &&
+    install -m 644 isa-l.h "$prefix/include/isa-l.h"
+}
+
 # build_lib NAME SRC-PACKAGE[/SUBDIR] CMAKE-ARGS...: configure, build and
 # install one CMake library with the mingw toolchain; Release, static, no
 # tests/examples. SUBDIR: where the CMakeLists.txt is, when not at the top.
@@ -263,7 +285,7 @@ build_autotools_lib() {
   run_build "$name" "$pkg" autotools_step "$@"
 }
 
-win64_libs=(leveldb msgpack-c cmocka pcre2 libarchive zlib zstd nettle nghttp2 protobuf-c)
+win64_libs=(leveldb msgpack-c cmocka pcre2 libarchive zlib isal zstd nettle nghttp2 protobuf-c)
 
 build_win64() {
   local missing=0 l
@@ -274,6 +296,7 @@ build_win64() {
   command -v x86_64-w64-mingw32-g++-posix >/dev/null ||
     die "x86_64-w64-mingw32-g++-posix missing (run with --native first)"
   command -v m4 >/dev/null || die "m4 missing (nettle's assembly needs it; run with --native first)"
+  command -v yasm >/dev/null || die "yasm missing (ISA-L's assembly needs it; run with --native first)"
   add_deb_src
   mkdir -p "$prefix"
   # Two lanes. libarchive, the longest build by far (about 170 CPU seconds,
@@ -310,6 +333,7 @@ build_win64() {
       -DPCRE2_BUILD_PCRE2_32=OFF -DPCRE2_BUILD_PCRE2GREP=OFF -DPCRE2_BUILD_TESTS=OFF \
       -DPCRE2_SUPPORT_JIT=OFF -DPCRE2_SHOW_REPORT=OFF
     run_build zlib zlib zlib_step
+    run_build isal libisal isal_step
     # No legacy (pre-v0.8, 2016) frame formats: a third less to compile.
     # Multithreaded compression stays on (zstd uses Win32 threads itself).
     build_lib zstd libzstd/build/cmake \
