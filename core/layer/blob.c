@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -49,12 +49,15 @@ struct lcow_blob {
     lcow_sha256_ctx diffid_ctx; /* decoded bytes (not used for tar: same bytes) */
     uint64_t tar_bytes;
     /* Which thread hashes the decoded bytes for the diffID: the consumer as
-     * it releases them (gzip: inflate is the slow side, ~330 MB/s, so the
-     * hash goes to the converter's thread), or the decoder as it makes them
-     * (zstd: libzstd is several times faster than the converter). */
+     * it releases them, or the decoder as it makes them. */
     bool diffid_on_consumer;
-    z_stream zs;
-    bool zs_ready;
+    /* gzip: ISA-L's inflate (igzip). The member header is read with
+     * isal_read_gzip_header into gz_hdr, which must live across calls (a
+     * header can straddle two input windows); isal_inflate then decodes the
+     * deflate data and checks the CRC-32/ISIZE trailer. */
+    struct inflate_state *gz;
+    struct isal_gzip_header gz_hdr;
+    bool gz_in_header;
     ZSTD_DCtx *zd;
     size_t zstd_hint; /* last ZSTD_decompressStream return: 0 = frame complete */
     unsigned units;   /* gzip members / zstd frames completed */
@@ -234,58 +237,152 @@ static lcow_code decode_tar(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, b
     return LCOW_OK;
 }
 
-static lcow_code gzip_error(lcow_blob *b, int zrc, lcow_error *err)
+/* Reads len bytes of the blob at offset off (already taken from the source). */
+static lcow_code source_read_at(lcow_blob *b, uint64_t off, uint8_t *buf, size_t len,
+                                lcow_error *err)
 {
-    uint64_t at = input_offset(b);
-    const char *msg = b->zs.msg ? b->zs.msg : zError(zrc);
-    if (zrc == Z_MEM_ERROR)
-        return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "gzip: out of memory");
-    if (strcmp(msg, "incorrect data check") == 0)
+    if (b->mem) {
+        memcpy(buf, b->mem + off, len);
+        return LCOW_OK;
+    }
+    size_t got = 0;
+    lcow_code rc = lcow_file_pread(b->file, buf, len, off, &got, err);
+    if (rc == LCOW_OK && got < len)
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT, "blob changed while being read");
+    return rc;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* An error isal_read_gzip_header or isal_inflate returned, as a message. */
+static lcow_code gzip_error(lcow_blob *b, int irc, lcow_error *err)
+{
+    unsigned member = b->units + 1;
+    unsigned long long at = (unsigned long long)input_offset(b);
+    switch (irc) {
+    case ISAL_INCORRECT_CHECKSUM:
+        if (b->gz_in_header)
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "gzip: bad header CRC-16 of member %u (near blob byte %llu)",
+                                  member, at);
+        /* The trailer's 8 bytes end where isal_inflate stopped: say which
+         * half is wrong. */
+        if (at >= 8) {
+            uint8_t t[8];
+            lcow_error rerr;
+            if (source_read_at(b, at - 8, t, sizeof t, &rerr) == LCOW_OK && le32(t) == b->gz->crc)
+                return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                      "gzip: bad length (ISIZE) in the trailer of member %u "
+                                      "(ending at blob byte %llu)",
+                                      member, at);
+        }
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                               "gzip: bad CRC-32 in the trailer of member %u (ending at blob "
                               "byte %llu)",
-                              b->units + 1, (unsigned long long)at);
-    if (strcmp(msg, "incorrect length check") == 0)
+                              member, at);
+    case ISAL_INVALID_WRAPPER:
         return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                              "gzip: bad length (ISIZE) in the trailer of member %u (ending at "
-                              "blob byte %llu)",
-                              b->units + 1, (unsigned long long)at);
-    return lcow_error_set(err, LCOW_INVALID_ARGUMENT, "gzip: %s (member %u, near blob byte %llu)",
-                          msg, b->units + 1, (unsigned long long)at);
+                              "gzip: member %u does not start with a gzip header (blob byte %llu)",
+                              member, at);
+    case ISAL_UNSUPPORTED_METHOD:
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "gzip: member %u uses a compression method other than deflate",
+                              member);
+    case ISAL_INVALID_BLOCK:
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "gzip: invalid deflate block (member %u, near blob byte %llu)",
+                              member, at);
+    case ISAL_INVALID_SYMBOL:
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "gzip: invalid deflate code (member %u, near blob byte %llu)", member,
+                              at);
+    case ISAL_INVALID_LOOKBACK:
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "gzip: invalid distance too far back (member %u, near blob byte "
+                              "%llu)",
+                              member, at);
+    default:
+        return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                              "gzip: undecodable data, ISA-L error %d (member %u, near blob byte "
+                              "%llu)",
+                              irc, member, at);
+    }
+}
+
+static lcow_code gzip_truncated(lcow_blob *b, lcow_error *err)
+{
+    return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                          "gzip: truncated stream: the blob ends inside member %u (after %llu "
+                          "bytes)",
+                          b->units + 1, (unsigned long long)b->src_size);
+}
+
+/* Starts a member: the header comes next. */
+static void gzip_member_start(lcow_blob *b)
+{
+    isal_inflate_reset(b->gz);
+    b->gz->crc_flag = ISAL_GZIP;
+    isal_gzip_header_init(&b->gz_hdr);
+    b->gz_hdr.flags = 0;
+    b->gz_in_header = true;
 }
 
 static lcow_code decode_gzip(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, bool *done,
                              lcow_error *err)
 {
+    struct inflate_state *gz = b->gz;
     *n = 0;
     *done = false;
     lcow_code rc = input_ensure(b, 1, err);
     if (rc)
         return rc;
+    size_t before = b->in_len;
+    if (b->gz_in_header) {
+        if (input_eof(b))
+            return gzip_truncated(b, err);
+        gz->next_in = (uint8_t *)b->in;
+        gz->avail_in = (uint32_t)(b->in_len > UINT32_MAX ? UINT32_MAX : b->in_len);
+        int irc = isal_read_gzip_header(gz, &b->gz_hdr);
+        size_t used = (size_t)(gz->next_in - b->in);
+        b->in += used, b->in_len -= used;
+        if (irc == ISAL_END_INPUT)
+            return input_eof(b) ? gzip_truncated(b, err) : LCOW_OK;
+        if (irc != ISAL_DECOMP_OK)
+            return gzip_error(b, irc, err);
+        if (b->gz_hdr.flags & 0xe0) /* RFC 1952: reserved, must be zero */
+            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                                  "gzip: reserved header flags 0x%02x set in member %u",
+                                  b->gz_hdr.flags & 0xe0, b->units + 1);
+        b->gz_in_header = false;
+        if (b->in_len == 0)
+            return LCOW_OK; /* the deflate data starts in the next window */
+    }
     /* Called with no input left too: inflate may still hold output. */
-    b->zs.next_in = (Bytef *)b->in;
-    b->zs.avail_in = (uInt)(b->in_len > UINT32_MAX ? UINT32_MAX : b->in_len);
-    b->zs.next_out = out;
-    b->zs.avail_out = (uInt)cap;
-    int zrc = inflate(&b->zs, Z_NO_FLUSH);
-    size_t used = b->in_len ? (size_t)(b->zs.next_in - (Bytef *)b->in) : 0;
+    gz->next_in = (uint8_t *)b->in;
+    gz->avail_in = (uint32_t)(b->in_len > UINT32_MAX ? UINT32_MAX : b->in_len);
+    gz->next_out = out;
+    gz->avail_out = (uint32_t)(cap > UINT32_MAX ? UINT32_MAX : cap);
+    int irc = isal_inflate(gz);
+    size_t used = b->in_len ? (size_t)(gz->next_in - b->in) : 0;
     if (used) /* (b->in may be NULL before any input) */
         b->in += used, b->in_len -= used;
-    *n = cap - b->zs.avail_out;
-    if (zrc == Z_BUF_ERROR || (zrc == Z_OK && *n == 0 && used == 0)) {
-        if (input_eof(b))
-            return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                  "gzip: truncated stream: the blob ends inside member %u (after "
-                                  "%llu bytes)",
-                                  b->units + 1, (unsigned long long)b->src_size);
-        return lcow_error_set(err, LCOW_INTERNAL, "gzip: inflate made no progress");
-    }
-    if (zrc != Z_OK && zrc != Z_STREAM_END)
-        return gzip_error(b, zrc, err);
-    if (zrc != Z_STREAM_END)
+    *n = (size_t)(gz->next_out - out);
+    if (irc != ISAL_DECOMP_OK)
+        return gzip_error(b, irc, err);
+    if (gz->block_state != ISAL_BLOCK_FINISH) {
+        if (*n == 0 && b->in_len == before) {
+            if (input_eof(b))
+                return gzip_truncated(b, err);
+            return lcow_error_set(err, LCOW_INTERNAL, "gzip: inflate made no progress");
+        }
         return LCOW_OK;
+    }
 
-    /* End of a member: another member, the end, or trailing garbage. */
+    /* End of a member (trailer checked): another member, the end, or
+     * trailing garbage. */
     b->units++;
     rc = input_ensure(b, 2, err);
     if (rc)
@@ -296,7 +393,7 @@ static lcow_code decode_gzip(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, 
     }
     if (b->in[0] == 0x1f && (b->in_len < 2 || b->in[1] == 0x8b)) {
         /* another member (a lone 0x1f at the end is one cut short) */
-        inflateReset(&b->zs);
+        gzip_member_start(b);
         return LCOW_OK;
     }
     return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
@@ -568,9 +665,11 @@ static lcow_code blob_setup(lcow_blob *b, const lcow_blob_options *opts, lcow_er
     }
     b->diffid_on_consumer = b->format == LCOW_BLOB_GZIP;
     if (b->format == LCOW_BLOB_GZIP) {
-        if (inflateInit2(&b->zs, 16 + MAX_WBITS) != Z_OK) /* gzip wrapper only */
-            return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "gzip: cannot initialise zlib");
-        b->zs_ready = true;
+        b->gz = malloc(sizeof *b->gz);
+        if (!b->gz)
+            return lcow_error_set(err, LCOW_RESOURCE_EXHAUSTED, "gzip: out of memory");
+        isal_inflate_init(b->gz);
+        gzip_member_start(b);
     } else if (b->format == LCOW_BLOB_ZSTD) {
         b->zd = ZSTD_createDCtx();
         if (!b->zd)
@@ -745,8 +844,7 @@ void lcow_blob_close(lcow_blob *b)
         lcow_cond_destroy(&b->cv_data);
         lcow_mutex_destroy(&b->mu);
     }
-    if (b->zs_ready)
-        inflateEnd(&b->zs);
+    free(b->gz);
     ZSTD_freeDCtx(b->zd);
     lcow_file_close(b->file);
     free(b->inbuf);
