@@ -1,18 +1,17 @@
 /* Streaming reader of an OCI / Docker layer blob: uncompressed tar, gzip
- * (zlib) or zstd (libzstd), handing the uncompressed tar stream to the tar
- * driver while computing the blob's digest (SHA-256 of the blob bytes) and
- * its diffID (SHA-256 of the uncompressed stream).
+ * (ISA-L's igzip) or zstd (libzstd), handing the uncompressed tar stream to
+ * the tar driver while computing the blob's digest (SHA-256 of the blob
+ * bytes) and its diffID (SHA-256 of the uncompressed stream).
  *
  * Threading: by default a decoder thread reads the file, hashes it,
  * decompresses and fills a bounded ring buffer, while the caller's thread
  * consumes it, so that decompression and conversion run on two cores at
- * once. The diffID hash goes to the side with time to spare: the consumer's
- * (as bytes are released) for gzip, whose inflate is the slow side; the
- * decoder's for zstd, which decodes several times faster than a conversion
- * consumes. Memory is
- * bounded: the ring (4 MiB by default), a 256 KiB input buffer and the
- * decoder's state (zlib: 32 KiB window; zstd: the frame's window, at most
- * 128 MiB, zstd's own default limit; larger windows are refused).
+ * once. The consumer hashes the decoded bytes for the diffID as it releases
+ * them (a tar's digest is its diffID). Memory is bounded: the ring (4 MiB by
+ * default), a 256 KiB input buffer and the decoder's state (gzip: ISA-L's
+ * inflate state, 85 KiB with its 32 KiB window; zstd: the frame's
+ * window, at most 128 MiB, zstd's own default limit; larger windows are
+ * refused).
  *
  * Errors are INVALID_ARGUMENT naming what is wrong and where (byte offset in
  * the blob): an unknown media type, a truncated gzip or zstd stream, a bad
