@@ -1075,6 +1075,59 @@ static void stop_finishes_in_flight_requests(void **state)
     lcow_server_destroy(server);
 }
 
+/* Appends [0, id, "Usage", [{"key": key}]] to buf (id < 256, key < 32
+ * bytes); returns the new length. */
+static size_t put_usage_request(uint8_t *buf, size_t at, unsigned id, const char *key)
+{
+    static const uint8_t usage[] = {0xa5, 'U', 's', 'a', 'g', 'e', 0x91, 0x81, 0xa3, 'k', 'e', 'y'};
+    buf[at++] = 0x94;
+    buf[at++] = 0x00;
+    if (id >= 128)
+        buf[at++] = 0xcc;
+    buf[at++] = (uint8_t)id;
+    memcpy(buf + at, usage, sizeof usage);
+    at += sizeof usage;
+    size_t n = strlen(key);
+    buf[at++] = (uint8_t)(0xa0 | n);
+    memcpy(buf + at, key, n);
+    return at + n;
+}
+
+/* A stop answers the requests the service took on, and only waits for
+ * those. A connection that pipelines more than its session queues (128)
+ * keeps the rest unread in its buffer; those requests were never taken on
+ * and must not hold the stop until the drain deadline. Under Wine they did
+ * (the unfed bytes counted as work), and a read completing just after the
+ * stop did the same: the service's stop-drain test, under load, waited its
+ * whole 20 s with "0 requests in flight". */
+static void stop_is_not_held_by_requests_never_taken_on(void **state)
+{
+    lcow_server *server = start(NULL);
+    lcow_client *c = connect_ok();
+    enum { QUICK = 200 };
+    uint8_t buf[(QUICK + 1) * 40];
+    size_t n = put_usage_request(buf, 0, 1, "sleep:1500");
+    for (unsigned i = 0; i < QUICK; i++)
+        n = put_usage_request(buf, n, 2 + i, "sleep:0");
+    lcow_error err;
+    assert_int_equal(lcow_client_send_raw(c, buf, n, &err), LCOW_OK);
+    /* The slow one runs; the next 127 wait in the session's queue behind it
+     * (a connection's requests run one at a time); the rest stay unread. */
+    for (int i = 0; i < 300 && lcow_server_inflight(server) < LCOW_SERVER_CONN_MAX_PENDING; i++)
+        test_sleep_ms(10);
+    assert_int_equal(lcow_server_inflight(server), LCOW_SERVER_CONN_MAX_PENDING);
+    unsigned long long t0 = now_ms();
+    lcow_server_stop(server, 10000);
+    unsigned long long took = now_ms() - t0;
+    print_message("stop with 73 requests never taken on: %llu ms (the slow one had 1.5 s)\n", took);
+    if (took >= 6000)
+        fail_msg("the stop took %llu ms: it waited for requests never taken on until the "
+                 "10 s drain deadline",
+                 took);
+    lcow_client_close(c);
+    lcow_server_destroy(server);
+}
+
 static void call_timeout_makes_the_connection_unusable(void **state)
 {
     lcow_server *server = start(NULL);
@@ -1243,6 +1296,8 @@ int main(void)
             a_request_arriving_in_pieces_within_the_deadline_is_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(a_client_that_never_reads_loses_its_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_finishes_in_flight_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_is_not_held_by_requests_never_taken_on, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(call_timeout_makes_the_connection_unusable, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_second_server_cannot_take_the_address, setup, teardown),

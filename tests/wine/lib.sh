@@ -38,9 +38,14 @@ winpath() { printf 'Z:%s' "$(realpath -m "$1" | tr / '\\')"; }
 EXE_W=$(winpath "$LCOWSNAP_EXE")
 
 # sc_field NAME FIELD: the number of STATE / WIN32_EXIT_CODE /
-# SERVICE_EXIT_CODE in `sc query NAME` (empty if the service does not exist).
+# SERVICE_EXIT_CODE in `sc query NAME` (empty if the service does not exist,
+# or if `sc query` failed). It never fails itself: under `set -e` and
+# pipefail a failing `sc query` in `state=$(sc_field ...)` ended a test
+# silently, with no FAIL line (wine_service_stop_drain under stress-ng, while
+# the service was going from STOP_PENDING to STOPPED); callers wait and say
+# what they waited for.
 sc_field() {
-  wine sc query "$1" 2>/dev/null | tr -d '\r' | awk -v f="$2" '$1 == f { print $3 }'
+  { wine sc query "$1" 2>/dev/null || true; } | tr -d '\r' | awk -v f="$2" '$1 == f { print $3 }'
 }
 
 # wait_state NAME STATE-NUMBER SECONDS
