@@ -2,11 +2,11 @@
  *
  * One producer (the decoder: read, hash the blob, decompress) and one
  * consumer (the tar driver, which also hashes the decoded bytes for the
- * diffID as it releases them) share a byte ring. The producer only ever writes into
- * free space and the consumer only reads filled space, so the copies and the
- * decoding run without the lock; the lock covers the two counters (head,
- * tail), the state and the wake-ups. In synchronous mode the consumer runs
- * the producer's step itself whenever the ring is empty.
+ * diffID as it releases them) share a byte ring. The producer only ever
+ * writes into free space and the consumer only reads filled space, so the
+ * copies and the decoding run without the lock; the lock covers the two
+ * counters (head, tail), the state and the wake-ups. In synchronous mode the
+ * consumer runs the producer's step itself whenever the ring is empty.
  *
  * Counters are byte positions since the start of the stream (uint64_t, never
  * wrapping); the ring offset is the position modulo the ring size. */
@@ -19,6 +19,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "core/disk/byteorder.h"
 #include "core/os/os.h"
 #include "core/os/thread.h"
 
@@ -214,35 +215,7 @@ static uint64_t input_offset(const lcow_blob *b) /* blob offset of the next unco
 
 /* ---- decoders: fill out[0..cap) with up to cap bytes; *done at the end ---- */
 
-static lcow_code decode_tar(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, bool *done,
-                            lcow_error *err)
-{
-    /* Straight from the source into the ring; the digest is the diffID. */
-    uint64_t left = b->src_size - b->src_pos;
-    size_t take = left < cap ? (size_t)left : cap;
-    *n = 0;
-    if (take) {
-        if (b->mem) {
-            memcpy(out, b->mem + b->src_pos, take);
-        } else {
-            size_t got = 0;
-            lcow_code rc = lcow_file_pread(b->file, out, take, b->src_pos, &got, err);
-            if (rc)
-                return rc;
-            if (got < take)
-                return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                      "blob changed while being read: file ends at %llu",
-                                      (unsigned long long)(b->src_pos + got));
-        }
-        lcow_sha256_update(&b->digest_ctx, out, take);
-        b->src_pos += take;
-        *n = take;
-    }
-    *done = b->src_pos == b->src_size;
-    return LCOW_OK;
-}
-
-/* Reads len bytes of the blob at offset off (already taken from the source). */
+/* Reads len bytes of the blob at offset off, which lie inside it. */
 static lcow_code source_read_at(lcow_blob *b, uint64_t off, uint8_t *buf, size_t len,
                                 lcow_error *err)
 {
@@ -252,14 +225,30 @@ static lcow_code source_read_at(lcow_blob *b, uint64_t off, uint8_t *buf, size_t
     }
     size_t got = 0;
     lcow_code rc = lcow_file_pread(b->file, buf, len, off, &got, err);
-    if (rc == LCOW_OK && got < len)
-        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT, "blob changed while being read");
+    if (rc == LCOW_OK && got < len) /* the file shrank under us */
+        rc = lcow_error_set(err, LCOW_INVALID_ARGUMENT,
+                            "blob changed while being read: file ends at %llu",
+                            (unsigned long long)(off + got));
     return rc;
 }
 
-static uint32_t le32(const uint8_t *p)
+static lcow_code decode_tar(lcow_blob *b, uint8_t *out, size_t cap, size_t *n, bool *done,
+                            lcow_error *err)
 {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    /* Straight from the source into the ring; the digest is the diffID. */
+    uint64_t left = b->src_size - b->src_pos;
+    size_t take = left < cap ? (size_t)left : cap;
+    *n = 0;
+    if (take) {
+        lcow_code rc = source_read_at(b, b->src_pos, out, take, err);
+        if (rc)
+            return rc;
+        lcow_sha256_update(&b->digest_ctx, out, take);
+        b->src_pos += take;
+        *n = take;
+    }
+    *done = b->src_pos == b->src_size;
+    return LCOW_OK;
 }
 
 /* An error isal_read_gzip_header or isal_inflate returned, as a message. */
@@ -278,7 +267,8 @@ static lcow_code gzip_error(lcow_blob *b, int irc, lcow_error *err)
         if (at >= 8) {
             uint8_t t[8];
             lcow_error rerr;
-            if (source_read_at(b, at - 8, t, sizeof t, &rerr) == LCOW_OK && le32(t) == b->gz->crc)
+            if (source_read_at(b, at - 8, t, sizeof t, &rerr) == LCOW_OK &&
+                lcow_le_get32(t) == b->gz->crc)
                 return lcow_error_set(err, LCOW_INVALID_ARGUMENT,
                                       "gzip: bad length (ISIZE) in the trailer of member %u "
                                       "(ending at blob byte %llu)",
@@ -331,7 +321,7 @@ static void gzip_member_start(lcow_blob *b)
     isal_inflate_reset(b->gz);
     b->gz->crc_flag = ISAL_GZIP;
     isal_gzip_header_init(&b->gz_hdr);
-    b->gz_hdr.flags = 0;
+    b->gz_hdr.flags = 0; /* which isal_gzip_header_init leaves as it was */
     b->gz_in_header = true;
 }
 

@@ -1376,47 +1376,52 @@ lcow_code lcow_dir_file_open(lcow_dir *d, const char *name, int flags, lcow_file
     return rc;
 }
 
-lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_error *err)
+typedef lcow_code (*path_pair_op)(const char *a, const char *b, lcow_error *err);
+
+/* op(<dir>\from, <dir>\to): both names of entries in the directory. */
+static lcow_code children_op(lcow_dir *d, const char *from, const char *to, path_pair_op op,
+                             const char *what, lcow_error *err)
 {
     char *a = dir_child(d, from), *b = dir_child(d, to);
-    lcow_code rc = a && b ? lcow_os_hardlink(a, b, err)
+    lcow_code rc = a && b ? op(a, b, err)
                           : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                           "link %s -> %s: not single file names", from, to);
+                                           "%s %s -> %s: not single file names", what, from, to);
     free(a);
     free(b);
     return rc;
 }
 
-lcow_code lcow_dir_symlink(lcow_dir *d, const char *target, const char *name, lcow_error *err)
+/* op(source, <dir>\name): a new entry made from a path or link text. */
+static lcow_code child_from_op(lcow_dir *d, const char *source, const char *name, path_pair_op op,
+                               const char *what, lcow_error *err)
 {
     char *path = dir_child(d, name);
-    lcow_code rc = path ? lcow_os_symlink(target, path, err)
+    lcow_code rc = path ? op(source, path, err)
                         : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                         "symlink %s: not a single file name", name);
+                                         "%s %s: not a single file name", what, name);
     free(path);
     return rc;
+}
+
+lcow_code lcow_dir_link(lcow_dir *d, const char *from, const char *to, lcow_error *err)
+{
+    return children_op(d, from, to, lcow_os_hardlink, "link", err);
+}
+
+lcow_code lcow_dir_symlink(lcow_dir *d, const char *target, const char *name, lcow_error *err)
+{
+    return child_from_op(d, target, name, lcow_os_symlink, "symlink", err);
 }
 
 lcow_code lcow_dir_hardlink_from(lcow_dir *d, const char *existing, const char *name,
                                  lcow_error *err)
 {
-    char *path = dir_child(d, name);
-    lcow_code rc = path ? lcow_os_hardlink(existing, path, err)
-                        : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                         "hard link %s: not a single file name", name);
-    free(path);
-    return rc;
+    return child_from_op(d, existing, name, lcow_os_hardlink, "hard link", err);
 }
 
 lcow_code lcow_dir_rename(lcow_dir *d, const char *from, const char *to, lcow_error *err)
 {
-    char *a = dir_child(d, from), *b = dir_child(d, to);
-    lcow_code rc = a && b ? lcow_os_rename(a, b, err)
-                          : lcow_error_set(err, LCOW_INVALID_ARGUMENT,
-                                           "rename %s -> %s: not single file names", from, to);
-    free(a);
-    free(b);
-    return rc;
+    return children_op(d, from, to, lcow_os_rename, "rename", err);
 }
 
 lcow_code lcow_dir_remove(lcow_dir *d, const char *name, lcow_error *err)
