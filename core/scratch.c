@@ -900,9 +900,9 @@ static lcow_code get_template(lcow_scratch *sc, const char *dir, uint32_t size_g
         bool bad = false;
         lcow_error e;
         rc = check_template(final_path, size_gb, &bad, &checked, &e);
-        if (rc == LCOW_OK) {
-            /* checked */
-        } else if (bad) {
+        if (rc == LCOW_OK) /* checked: the loop ends */
+            break;
+        if (bad) {
             /* A FIFO, socket, device, directory or link where the template
              * belongs, or a file that is not a valid template of this size:
              * moved aside (never waited on, never followed, never copied)

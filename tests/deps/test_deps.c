@@ -1,9 +1,9 @@
 /* The third-party libraries really work in this build: LevelDB on disk,
  * msgpack-c (including the timestamp extension the protocol uses), PCRE2,
  * zlib (gzip), ISA-L (igzip inflate), zstd, libarchive (tar reading), nettle
- * (SHA-256), nghttp2 and the protobuf-c runtime. The point is the win64 build: the same exe runs
- * under Wine, linked against the libraries scripts/install-deps.sh
- * cross-built with mingw. */
+ * (SHA-256), nghttp2 and the protobuf-c runtime. The point is the win64
+ * build: the same exe runs under Wine, linked against the libraries
+ * scripts/install-deps.sh cross-built with mingw. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
